@@ -1,0 +1,34 @@
+//! tcpipe: a single-threaded TCP forwarder on one mio event loop.
+//!
+//! A [`Forwarder`] accepts clients and joins each one to a connection to the
+//! target, in both directions, through a fixed ring per direction. Reading a
+//! source pauses when its ring reaches the high-water mark and resumes at
+//! the low-water mark; no byte is ever dropped. A FIN is passed on as a
+//! half-close once the bytes before it are delivered; a reset is passed on
+//! as a reset. The rules live in [`pipe`](crate::pipe)'s module docs.
+//!
+//! ```no_run
+//! let config = tcpipe::Config::new(
+//!     "127.0.0.1:7000".parse().unwrap(),
+//!     "127.0.0.1:6379".parse().unwrap(),
+//! );
+//! let forwarder = tcpipe::Forwarder::bind(config).expect("bind");
+//! let handle = forwarder.handle(); // shutdown and metrics from other threads
+//! forwarder.run().expect("event loop");
+//! # drop(handle);
+//! ```
+
+#![deny(unsafe_code)]
+
+pub mod cli;
+mod config;
+mod metrics;
+mod net;
+mod pipe;
+mod reactor;
+mod ring;
+mod timers;
+
+pub use config::{format_size, parse_duration, parse_size, Config, ConfigError};
+pub use metrics::{Gauge, Metrics};
+pub use reactor::{Forwarder, Handle, StartError};

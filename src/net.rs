@@ -1,0 +1,90 @@
+//! Socket setup: the listener, the upstream socket, and the TCP options
+//! both sides of a pipe get.
+
+use std::io;
+use std::net::SocketAddr;
+use std::time::Duration;
+
+use mio::net::{TcpListener, TcpStream};
+use socket2::{Domain, Protocol, SockRef, Socket, TcpKeepalive, Type};
+
+/// Connections the kernel may queue while the forwarder is not accepting
+/// (at `--max-connections`, or out of file descriptors).
+const LISTEN_BACKLOG: i32 = 1024;
+
+pub(crate) fn bind_listener(addr: SocketAddr) -> io::Result<TcpListener> {
+    let socket = Socket::new(
+        Domain::for_address(addr),
+        Type::STREAM.nonblocking().cloexec(),
+        Some(Protocol::TCP),
+    )?;
+    socket.set_reuse_address(true)?;
+    socket.bind(&addr.into())?;
+    socket.listen(LISTEN_BACKLOG)?;
+    Ok(TcpListener::from_std(socket.into()))
+}
+
+/// Keepalive probes start after `idle`; then one every quarter of `idle`
+/// (at least 1 s), and after 4 unanswered probes the kernel resets the
+/// connection. A dead peer is thus found about `2 × idle` after it went
+/// silent.
+pub(crate) fn keepalive(idle: Duration) -> TcpKeepalive {
+    let interval = (idle / 4).max(Duration::from_secs(1));
+    TcpKeepalive::new()
+        .with_time(idle)
+        .with_interval(interval)
+        .with_retries(4)
+}
+
+/// TCP_NODELAY (a forwarder must not add Nagle delay) and keepalive.
+pub(crate) fn tune(socket: SockRef<'_>, keepalive: Option<&TcpKeepalive>) -> io::Result<()> {
+    socket.set_nodelay(true)?;
+    if let Some(params) = keepalive {
+        socket.set_tcp_keepalive(params)?;
+    }
+    Ok(())
+}
+
+/// A fresh, tuned, unconnected socket for `target`. The reactor holds one
+/// in reserve before it accepts, so that an accepted client never finds the
+/// descriptor table full when its own upstream socket is needed.
+pub(crate) fn upstream_socket(
+    target: SocketAddr,
+    keepalive: Option<&TcpKeepalive>,
+) -> io::Result<Socket> {
+    let socket = Socket::new(
+        Domain::for_address(target),
+        Type::STREAM.nonblocking().cloexec(),
+        Some(Protocol::TCP),
+    )?;
+    tune(SockRef::from(&socket), keepalive)?;
+    Ok(socket)
+}
+
+/// Starts a non-blocking connect; it completes when the stream turns writable.
+pub(crate) fn start_connect(socket: Socket, target: SocketAddr) -> io::Result<TcpStream> {
+    match socket.connect(&target.into()) {
+        Ok(()) => {}
+        Err(e) if e.raw_os_error() == Some(libc::EINPROGRESS) => {}
+        Err(e) => return Err(e),
+    }
+    Ok(TcpStream::from_std(socket.into()))
+}
+
+/// Accept errors about one connection only: go on with the next.
+pub(crate) fn is_transient_accept_error(e: &io::Error) -> bool {
+    matches!(
+        e.kind(),
+        io::ErrorKind::ConnectionAborted
+            | io::ErrorKind::Interrupted
+            | io::ErrorKind::ConnectionReset
+    ) || matches!(e.raw_os_error(), Some(libc::EPROTO | libc::EPERM))
+}
+
+/// Makes the coming close send RST and discard anything unsent: how an
+/// abort is passed on, so the peer sees a reset and not a clean end.
+pub(crate) fn abort_on_close(socket: SockRef<'_>) {
+    if let Err(e) = socket.set_linger(Some(Duration::ZERO)) {
+        log::debug!("cannot set SO_LINGER 0 before an abort: {e}");
+    }
+}

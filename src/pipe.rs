@@ -1,0 +1,563 @@
+//! One client connection joined to one target connection.
+//!
+//! A pipe is two [`Direction`]s (client → target and target → client), each
+//! a three-state machine in the manner of tokio's `copy_bidirectional`, over
+//! two [`Endpoint`]s that keep apart what the OS said is ready from what we
+//! have registered interest in (as sozu's pipe does).
+//!
+//! # Close rules
+//!
+//! Every way a pipe ends is decided here, and only here:
+//!
+//! | what happens                              | what tcpipe does                                              |
+//! |-------------------------------------------|---------------------------------------------------------------|
+//! | one side sends FIN (read returns 0)       | stop reading it; flush what is buffered toward the other side, then `shutdown(Write)` there. The opposite direction keeps flowing. |
+//! | both directions have sent and flushed FIN | free the pipe: close both sockets (each has nothing unread, so the kernel sends nothing more) |
+//! | a read or write fails (RST, EPIPE, ...)   | abort: RST both sides (`SO_LINGER` 0, then close), so each peer sees a reset, not a clean end |
+//! | an error is reported on an idle side      | the same abort, found through `SO_ERROR`                       |
+//! | a write returns 0                         | treated as an error, never retried                             |
+//! | the target cannot be reached              | abort the client with an RST, as a direct connection would have been refused |
+//! | idle, half-close or drain timeout         | abort both sides: a timeout is not a clean end of stream       |
+//!
+//! A hang-up or read-closed hint never ends a direction by itself: the
+//! direction reads until `read` returns 0 or `WouldBlock`, so the peer's last
+//! bytes are never lost.
+
+use std::io::{self, ErrorKind};
+use std::net::Shutdown;
+use std::time::{Duration, Instant};
+
+use log::debug;
+use mio::event::Event;
+use mio::net::TcpStream;
+use mio::{Interest, Registry, Token};
+use socket2::SockRef;
+
+use crate::metrics::{Gauge, Metrics};
+use crate::net;
+use crate::ring::{Ring, RingPool};
+
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub(crate) enum Side {
+    Client = 0,
+    Target = 1,
+}
+
+impl Side {
+    pub(crate) fn name(self) -> &'static str {
+        match self {
+            Side::Client => "client",
+            Side::Target => "target",
+        }
+    }
+}
+
+/// One socket of the pair.
+struct Endpoint {
+    stream: TcpStream,
+    /// The OS said readable and no read has said `WouldBlock` since.
+    readable: bool,
+    /// The OS said writable and no write has said `WouldBlock` since.
+    writable: bool,
+    /// The OS reported the peer's FIN. A short read then does not mean the
+    /// socket is drained: the EOF is still to be read, and no new edge will
+    /// announce it.
+    read_closed: bool,
+    /// The OS reported an error; `SO_ERROR` tells which.
+    error: bool,
+    /// What is registered with poll now; `None` means not registered.
+    registered: Option<Interest>,
+}
+
+impl Endpoint {
+    fn new(stream: TcpStream) -> Endpoint {
+        Endpoint {
+            stream,
+            readable: false,
+            writable: false,
+            read_closed: false,
+            error: false,
+            registered: None,
+        }
+    }
+
+    fn note(&mut self, event: &Event) {
+        self.readable |= event.is_readable() || event.is_read_closed();
+        self.writable |= event.is_writable() || event.is_write_closed();
+        self.read_closed |= event.is_read_closed();
+        if event.is_error() {
+            // The syscalls (or SO_ERROR) will say what went wrong.
+            self.error = true;
+            self.readable = true;
+            self.writable = true;
+        }
+    }
+
+    fn set_interest(
+        &mut self,
+        registry: &Registry,
+        token: Token,
+        want: Option<Interest>,
+    ) -> io::Result<()> {
+        if self.registered == want {
+            return Ok(());
+        }
+        match (self.registered, want) {
+            (None, Some(interest)) => registry.register(&mut self.stream, token, interest)?,
+            (Some(_), Some(interest)) => registry.reregister(&mut self.stream, token, interest)?,
+            (Some(_), None) => registry.deregister(&mut self.stream)?,
+            (None, None) => {}
+        }
+        self.registered = want;
+        Ok(())
+    }
+
+    fn abort(&self) {
+        net::abort_on_close(SockRef::from(&self.stream));
+    }
+}
+
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+enum Flow {
+    /// Reading the source and forwarding.
+    Open,
+    /// The source sent FIN: forward what is left, then shut the destination's
+    /// write side.
+    Flushing,
+    /// The destination has been sent FIN. Nothing more moves this way.
+    Done,
+}
+
+/// One direction of a pipe: its ring and its flow-control state.
+struct Direction {
+    /// Lent by the pool while bytes are in flight; `None` when idle.
+    ring: Option<Ring>,
+    flow: Flow,
+    /// The ring reached high-water and has not yet drained to low-water.
+    paused: bool,
+    /// Bytes delivered to the destination.
+    forwarded: u64,
+}
+
+enum PumpError {
+    Read(io::Error),
+    Write(io::Error),
+}
+
+/// What a pipe needs from the reactor while it moves bytes.
+pub(crate) struct Context<'a> {
+    pub(crate) pool: &'a mut RingPool,
+    pub(crate) metrics: &'a Metrics,
+    pub(crate) low_water: usize,
+    pub(crate) now: Instant,
+}
+
+impl Direction {
+    fn new() -> Direction {
+        Direction {
+            ring: None,
+            flow: Flow::Open,
+            paused: false,
+            forwarded: 0,
+        }
+    }
+
+    fn has_pending_bytes(&self) -> bool {
+        self.ring.as_ref().is_some_and(|ring| !ring.is_empty())
+    }
+
+    fn wants_to_read(&self, source: &Endpoint) -> bool {
+        self.flow == Flow::Open && source.readable && !self.paused
+    }
+
+    fn can_write(&self, destination: &Endpoint, connected: bool) -> bool {
+        connected && destination.writable && self.has_pending_bytes()
+    }
+
+    /// Moves bytes from `source` to `destination` until both would block,
+    /// the ring is full, or `budget` (bytes read this turn) is spent.
+    /// Returns whether anything moved or changed state.
+    fn pump(
+        &mut self,
+        source: &mut Endpoint,
+        destination: &mut Endpoint,
+        connected: bool,
+        forwarded_total: &Gauge,
+        ctx: &mut Context<'_>,
+        budget: &mut usize,
+    ) -> Result<bool, PumpError> {
+        let mut moved = false;
+        loop {
+            let mut progressed = false;
+            if self.wants_to_read(source) && *budget > 0 {
+                let ring = self.ring.get_or_insert_with(|| {
+                    ctx.metrics.rings_in_use.add(1);
+                    ctx.pool.take()
+                });
+                let room = ring.free();
+                match ring.read_from(&source.stream) {
+                    Ok(0) => {
+                        self.flow = Flow::Flushing;
+                        progressed = true;
+                    }
+                    Ok(n) => {
+                        progressed = true;
+                        *budget = budget.saturating_sub(n);
+                        ctx.metrics.buffered_bytes.add(n as u64);
+                        ctx.metrics.note_direction_fill(ring.len());
+                        // A short read emptied the socket: the next byte comes
+                        // with a new edge, so skip the read that would only say
+                        // WouldBlock. Not so once FIN was reported.
+                        if n < room && !source.read_closed {
+                            source.readable = false;
+                        }
+                        if ring.is_full() {
+                            self.paused = true;
+                        }
+                    }
+                    Err(e) if e.kind() == ErrorKind::WouldBlock => source.readable = false,
+                    Err(e) if e.kind() == ErrorKind::Interrupted => continue,
+                    Err(e) => return Err(PumpError::Read(e)),
+                }
+            }
+            if self.can_write(destination, connected) {
+                let Some(ring) = self.ring.as_mut() else {
+                    break;
+                };
+                let pending = ring.len();
+                match ring.write_to(&destination.stream) {
+                    Ok(0) => return Err(PumpError::Write(ErrorKind::WriteZero.into())),
+                    Ok(n) => {
+                        progressed = true;
+                        self.forwarded += n as u64;
+                        forwarded_total.add(n as u64);
+                        ctx.metrics.buffered_bytes.sub(n as u64);
+                        // A short write filled the socket buffer; its draining
+                        // brings a new edge.
+                        if n < pending {
+                            destination.writable = false;
+                        }
+                        if self.paused && ring.len() <= ctx.low_water {
+                            self.paused = false;
+                        }
+                    }
+                    Err(e) if e.kind() == ErrorKind::WouldBlock => destination.writable = false,
+                    Err(e) if e.kind() == ErrorKind::Interrupted => continue,
+                    Err(e) => return Err(PumpError::Write(e)),
+                }
+            }
+            if !progressed {
+                break;
+            }
+            moved = true;
+        }
+        if self.ring.as_ref().is_some_and(Ring::is_empty) {
+            if let Some(ring) = self.ring.take() {
+                ctx.metrics.rings_in_use.sub(1);
+                ctx.pool.give_back(ring);
+            }
+        }
+        if self.flow == Flow::Flushing && self.ring.is_none() && connected {
+            destination
+                .stream
+                .shutdown(Shutdown::Write)
+                .map_err(PumpError::Write)?;
+            self.flow = Flow::Done;
+            moved = true;
+        }
+        Ok(moved)
+    }
+
+    fn release(&mut self, ctx: &mut Context<'_>) {
+        if let Some(mut ring) = self.ring.take() {
+            ctx.metrics.buffered_bytes.sub(ring.len() as u64);
+            ctx.metrics.rings_in_use.sub(1);
+            ring.clear();
+            ctx.pool.give_back(ring);
+        }
+    }
+}
+
+/// Why a pipe must be aborted.
+#[derive(Debug)]
+pub(crate) enum Failure {
+    /// The target could not be reached.
+    Connect(io::Error),
+    /// A read, write or shutdown on one side failed.
+    Io(Side, io::Error),
+    /// Registering interest with poll failed.
+    Poll(io::Error),
+}
+
+/// What the reactor must do with a pipe after driving it.
+#[derive(Debug)]
+pub(crate) enum Outcome {
+    /// Waiting for the OS.
+    Waiting,
+    /// The per-turn budget ran out with bytes still ready to move: serve
+    /// this pipe again before blocking in poll.
+    Unfinished,
+    /// Both directions ended with FIN and every byte was delivered.
+    Finished,
+    Failed(Failure),
+}
+
+/// Which timeout, if any, has run out for a pipe.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub(crate) enum Expiry {
+    Connect,
+    Idle,
+    HalfClose,
+}
+
+/// The timeouts that apply to every pipe.
+#[derive(Debug, Clone, Copy)]
+pub(crate) struct Timeouts {
+    pub(crate) connect: Option<Duration>,
+    pub(crate) idle: Option<Duration>,
+    pub(crate) half_close: Option<Duration>,
+}
+
+pub(crate) struct Pipe {
+    /// Unique for the life of the process: the id in logs, and the generation
+    /// that tells a stale timer or ready-list entry from this pipe.
+    pub(crate) id: u64,
+    client: Endpoint,
+    target: Endpoint,
+    connected: bool,
+    toward_target: Direction,
+    toward_client: Direction,
+    opened_at: Instant,
+    last_activity: Instant,
+    /// The earliest timer this pipe has in the reactor's heap.
+    pub(crate) timer_due: Option<Instant>,
+    /// On the reactor's ready list.
+    pub(crate) queued: bool,
+    /// Marked for freeing at the end of the event batch; set once.
+    pub(crate) closing: Option<Closing>,
+}
+
+/// How a pipe is closed when it is freed.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub(crate) enum Closing {
+    Clean,
+    Abort,
+}
+
+impl Pipe {
+    pub(crate) fn new(id: u64, client: TcpStream, target: TcpStream, now: Instant) -> Pipe {
+        Pipe {
+            id,
+            client: Endpoint::new(client),
+            target: Endpoint::new(target),
+            connected: false,
+            toward_target: Direction::new(),
+            toward_client: Direction::new(),
+            opened_at: now,
+            last_activity: now,
+            timer_due: None,
+            queued: false,
+            closing: None,
+        }
+    }
+
+    pub(crate) fn note_event(&mut self, side: Side, event: &Event) {
+        match side {
+            Side::Client => self.client.note(event),
+            Side::Target => self.target.note(event),
+        }
+    }
+
+    /// Moves every byte that can move now, within `budget` bytes read.
+    pub(crate) fn drive(&mut self, ctx: &mut Context<'_>, budget: usize) -> Outcome {
+        if !self.connected {
+            match self.finish_connect() {
+                Ok(true) => debug!("pipe {}: connected to target", self.id),
+                Ok(false) => {}
+                Err(e) => return Outcome::Failed(Failure::Connect(e)),
+            }
+        }
+        if let Err(failure) = self.check_errors() {
+            return Outcome::Failed(failure);
+        }
+
+        let mut budget = budget;
+        let moved_toward_target = self.toward_target.pump(
+            &mut self.client,
+            &mut self.target,
+            self.connected,
+            &ctx.metrics.bytes_toward_target_total,
+            ctx,
+            &mut budget,
+        );
+        let moved_toward_target = match moved_toward_target {
+            Ok(moved) => moved,
+            Err(PumpError::Read(e)) => return Outcome::Failed(Failure::Io(Side::Client, e)),
+            Err(PumpError::Write(e)) => return Outcome::Failed(Failure::Io(Side::Target, e)),
+        };
+        let moved_toward_client = if self.connected {
+            let moved = self.toward_client.pump(
+                &mut self.target,
+                &mut self.client,
+                true,
+                &ctx.metrics.bytes_toward_client_total,
+                ctx,
+                &mut budget,
+            );
+            match moved {
+                Ok(moved) => moved,
+                Err(PumpError::Read(e)) => return Outcome::Failed(Failure::Io(Side::Target, e)),
+                Err(PumpError::Write(e)) => return Outcome::Failed(Failure::Io(Side::Client, e)),
+            }
+        } else {
+            false
+        };
+        if moved_toward_target || moved_toward_client {
+            self.last_activity = ctx.now;
+        }
+
+        if self.toward_target.flow == Flow::Done && self.toward_client.flow == Flow::Done {
+            Outcome::Finished
+        } else if self.toward_target.wants_to_read(&self.client)
+            || (self.connected && self.toward_client.wants_to_read(&self.target))
+            || self.toward_target.can_write(&self.target, self.connected)
+            || self.toward_client.can_write(&self.client, true)
+        {
+            Outcome::Unfinished
+        } else {
+            Outcome::Waiting
+        }
+    }
+
+    /// A non-blocking connect is done when the socket turns writable (or
+    /// reports an error): `SO_ERROR` says whether it failed, `getpeername`
+    /// whether it is really established.
+    fn finish_connect(&mut self) -> io::Result<bool> {
+        if !self.target.writable && !self.target.error {
+            return Ok(false);
+        }
+        if let Some(e) = self.target.stream.take_error()? {
+            return Err(e);
+        }
+        match self.target.stream.peer_addr() {
+            Ok(_) => {
+                self.connected = true;
+                self.target.error = false;
+                Ok(true)
+            }
+            Err(e) if e.kind() == ErrorKind::NotConnected => {
+                // A spurious wakeup: still in progress.
+                self.target.writable = false;
+                Ok(false)
+            }
+            Err(e) => Err(e),
+        }
+    }
+
+    /// An error reported on a side we are not reading (its direction ended,
+    /// or is paused) would otherwise go unnoticed until the next write.
+    fn check_errors(&mut self) -> Result<(), Failure> {
+        for (side, endpoint) in [
+            (Side::Client, &mut self.client),
+            (Side::Target, &mut self.target),
+        ] {
+            if endpoint.error {
+                endpoint.error = false;
+                match endpoint.stream.take_error() {
+                    Ok(None) => {}
+                    Ok(Some(e)) | Err(e) => return Err(Failure::Io(side, e)),
+                }
+            }
+        }
+        Ok(())
+    }
+
+    /// Brings both registrations in line with what the pipe wants now. No
+    /// syscall is made for a side whose interest did not change.
+    pub(crate) fn update_interest(
+        &mut self,
+        registry: &Registry,
+        tokens: [Token; 2],
+    ) -> io::Result<()> {
+        let client_wants = interest(
+            !self.toward_target.paused,
+            self.toward_client.has_pending_bytes(),
+        );
+        // READABLE stays registered after a side's EOF so that a later reset
+        // on it is heard at once; only backpressure takes it away.
+        let target_wants = interest(
+            !self.toward_client.paused,
+            !self.connected || self.toward_target.has_pending_bytes(),
+        );
+        self.client
+            .set_interest(registry, tokens[0], client_wants)?;
+        self.target.set_interest(registry, tokens[1], target_wants)
+    }
+
+    /// The next instant at which a timeout could run out, if any applies.
+    pub(crate) fn next_deadline(&self, timeouts: &Timeouts) -> Option<Instant> {
+        if !self.connected {
+            return timeouts.connect.map(|t| self.opened_at + t);
+        }
+        let idle = timeouts.idle.map(|t| self.last_activity + t);
+        let half_close = if self.is_half_closed() {
+            timeouts.half_close.map(|t| self.last_activity + t)
+        } else {
+            None
+        };
+        match (idle, half_close) {
+            (Some(a), Some(b)) => Some(a.min(b)),
+            (a, b) => a.or(b),
+        }
+    }
+
+    pub(crate) fn expired(&self, timeouts: &Timeouts, now: Instant) -> Option<Expiry> {
+        let ran_out =
+            |start: Instant, limit: Option<Duration>| limit.is_some_and(|t| now >= start + t);
+        if !self.connected {
+            return ran_out(self.opened_at, timeouts.connect).then_some(Expiry::Connect);
+        }
+        if self.is_half_closed() && ran_out(self.last_activity, timeouts.half_close) {
+            return Some(Expiry::HalfClose);
+        }
+        ran_out(self.last_activity, timeouts.idle).then_some(Expiry::Idle)
+    }
+
+    fn is_half_closed(&self) -> bool {
+        self.toward_target.flow != Flow::Open || self.toward_client.flow != Flow::Open
+    }
+
+    pub(crate) fn bytes_toward_target(&self) -> u64 {
+        self.toward_target.forwarded
+    }
+
+    pub(crate) fn bytes_toward_client(&self) -> u64 {
+        self.toward_client.forwarded
+    }
+
+    pub(crate) fn age(&self, now: Instant) -> Duration {
+        now.saturating_duration_since(self.opened_at)
+    }
+
+    /// Returns the rings to the pool and closes both sockets; with
+    /// [`Closing::Abort`] each side gets an RST.
+    pub(crate) fn close(mut self, how: Closing, ctx: &mut Context<'_>) {
+        self.toward_target.release(ctx);
+        self.toward_client.release(ctx);
+        if how == Closing::Abort {
+            self.client.abort();
+            self.target.abort();
+        }
+        // Dropping the streams closes the sockets, which also removes them
+        // from the poll set.
+    }
+}
+
+fn interest(read: bool, write: bool) -> Option<Interest> {
+    match (read, write) {
+        (true, true) => Some(Interest::READABLE | Interest::WRITABLE),
+        (true, false) => Some(Interest::READABLE),
+        (false, true) => Some(Interest::WRITABLE),
+        (false, false) => None,
+    }
+}
