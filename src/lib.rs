@@ -22,6 +22,7 @@
 
 pub mod cli;
 mod config;
+mod forwarder;
 mod metrics;
 mod net;
 mod pipe;
@@ -30,5 +31,5 @@ mod ring;
 mod timers;
 
 pub use config::{format_size, parse_duration, parse_size, Config, ConfigError};
+pub use forwarder::{Forwarder, Handle, StartError};
 pub use metrics::{Gauge, Metrics};
-pub use reactor::{Forwarder, Handle, StartError};

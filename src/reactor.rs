@@ -8,7 +8,6 @@
 //! can never reach a new pipe that reused its slab slot.
 
 use std::collections::VecDeque;
-use std::fmt;
 use std::io::{self, ErrorKind};
 use std::net::SocketAddr;
 use std::sync::atomic::{AtomicUsize, Ordering};
@@ -24,7 +23,7 @@ use signal_hook_mio::v1_0::Signals;
 use slab::Slab;
 use socket2::{SockRef, Socket, TcpKeepalive};
 
-use crate::config::{format_size, Config, ConfigError};
+use crate::config::Config;
 use crate::metrics::Metrics;
 use crate::net;
 use crate::pipe::{Closing, Context, Expiry, Failure, Outcome, Pipe, Side, Timeouts};
@@ -73,168 +72,14 @@ enum AcceptTrigger {
     PipeFreed,
 }
 
-/// Why a forwarder could not start.
-#[derive(Debug)]
-pub enum StartError {
-    Config(ConfigError),
-    Bind(SocketAddr, io::Error),
-    Io(io::Error),
+/// How other threads reach the loop: a waker and a count of shutdown
+/// requests.
+pub(crate) struct Control {
+    pub(crate) waker: Waker,
+    pub(crate) shutdown_requests: AtomicUsize,
 }
 
-impl StartError {
-    /// 2 for a usage error, 1 for anything the environment refused.
-    pub fn exit_code(&self) -> u8 {
-        match self {
-            StartError::Config(_) => 2,
-            StartError::Bind(..) | StartError::Io(_) => 1,
-        }
-    }
-}
-
-impl fmt::Display for StartError {
-    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        match self {
-            StartError::Config(e) => e.fmt(f),
-            StartError::Bind(addr, e) => write!(f, "cannot listen on {addr}: {e}"),
-            StartError::Io(e) => write!(f, "cannot start the event loop: {e}"),
-        }
-    }
-}
-
-impl std::error::Error for StartError {}
-
-struct Control {
-    waker: Waker,
-    shutdown_requests: AtomicUsize,
-}
-
-/// Talks to a running forwarder from any thread.
-#[derive(Clone)]
-pub struct Handle {
-    control: Arc<Control>,
-    metrics: Arc<Metrics>,
-}
-
-impl Handle {
-    /// Same as SIGTERM: stop accepting and let live pipes finish within the
-    /// drain timeout. A second call aborts the rest at once.
-    pub fn shutdown(&self) {
-        self.control
-            .shutdown_requests
-            .fetch_add(1, Ordering::SeqCst);
-        if let Err(e) = self.control.waker.wake() {
-            error!("cannot wake the event loop for shutdown: {e}");
-        }
-    }
-
-    pub fn metrics(&self) -> &Metrics {
-        &self.metrics
-    }
-}
-
-/// A bound forwarder, ready to [`run`](Forwarder::run).
-pub struct Forwarder {
-    reactor: Reactor,
-    local_addr: SocketAddr,
-}
-
-impl Forwarder {
-    /// Validates `config` and binds the listener.
-    pub fn bind(config: Config) -> Result<Forwarder, StartError> {
-        config.validate().map_err(StartError::Config)?;
-        let poll = Poll::new().map_err(StartError::Io)?;
-        let mut listener =
-            net::bind_listener(config.listen).map_err(|e| StartError::Bind(config.listen, e))?;
-        let local_addr = listener.local_addr().map_err(StartError::Io)?;
-        poll.registry()
-            .register(&mut listener, LISTENER, Interest::READABLE)
-            .map_err(StartError::Io)?;
-        let waker = Waker::new(poll.registry(), CONTROL).map_err(StartError::Io)?;
-        let now = Instant::now();
-        let reactor = Reactor {
-            timeouts: Timeouts {
-                connect: config.connect_timeout,
-                idle: config.idle_timeout,
-                half_close: config.half_close_timeout,
-            },
-            keepalive: config.keepalive.map(net::keepalive),
-            pool: RingPool::new(config.buffer_size, SPARE_RINGS),
-            config,
-            poll,
-            listener: Some(listener),
-            listener_registered: true,
-            spare_socket: None,
-            accept_more_pending: false,
-            accept_backoff: None,
-            accept_retry_armed: false,
-            failed_accepts: 0,
-            pipes: Slab::new(),
-            timers: Timers::new(),
-            ready: VecDeque::new(),
-            closing: Vec::new(),
-            next_pipe_id: 1,
-            metrics: Arc::new(Metrics::default()),
-            control: Arc::new(Control {
-                waker,
-                shutdown_requests: AtomicUsize::new(0),
-            }),
-            signals: None,
-            drain_deadline: None,
-            now,
-            exit: false,
-        };
-        Ok(Forwarder {
-            reactor,
-            local_addr,
-        })
-    }
-
-    /// The address really bound (useful with port 0).
-    pub fn local_addr(&self) -> SocketAddr {
-        self.local_addr
-    }
-
-    pub fn handle(&self) -> Handle {
-        Handle {
-            control: Arc::clone(&self.reactor.control),
-            metrics: Arc::clone(&self.reactor.metrics),
-        }
-    }
-
-    pub fn metrics(&self) -> Arc<Metrics> {
-        Arc::clone(&self.reactor.metrics)
-    }
-
-    /// Makes SIGTERM and SIGINT request a graceful shutdown (a second one
-    /// aborts at once). A library user that owns signals leaves this out and
-    /// calls [`Handle::shutdown`] instead.
-    pub fn handle_signals(&mut self) -> io::Result<()> {
-        let mut signals = Signals::new([SIGTERM, SIGINT])?;
-        self.reactor
-            .poll
-            .registry()
-            .register(&mut signals, SIGNALS, Interest::READABLE)?;
-        self.reactor.signals = Some(signals);
-        Ok(())
-    }
-
-    /// Forwards until shut down. Returns `Ok` after a shutdown request once
-    /// every pipe has finished or been aborted.
-    pub fn run(self) -> io::Result<()> {
-        let reactor = self.reactor;
-        info!(
-            "listening on {}, forwarding to {} (buffer {}, low-water {}, max {} connections)",
-            self.local_addr,
-            reactor.config.target,
-            format_size(reactor.config.buffer_size),
-            format_size(reactor.config.low_water),
-            reactor.config.max_connections,
-        );
-        reactor.run()
-    }
-}
-
-struct Reactor {
+pub(crate) struct Reactor {
     config: Config,
     timeouts: Timeouts,
     keepalive: Option<TcpKeepalive>,
@@ -270,7 +115,71 @@ struct Reactor {
 }
 
 impl Reactor {
-    fn run(mut self) -> io::Result<()> {
+    /// A reactor over a bound listener; `bind` in forwarder.rs does the
+    /// fallible setup.
+    pub(crate) fn new(config: Config, listener: TcpListener) -> io::Result<Reactor> {
+        let mut listener = listener;
+        let poll = Poll::new()?;
+        poll.registry()
+            .register(&mut listener, LISTENER, Interest::READABLE)?;
+        let waker = Waker::new(poll.registry(), CONTROL)?;
+        Ok(Reactor {
+            timeouts: Timeouts {
+                connect: config.connect_timeout,
+                idle: config.idle_timeout,
+                half_close: config.half_close_timeout,
+            },
+            keepalive: config.keepalive.map(net::keepalive),
+            pool: RingPool::new(config.buffer_size, SPARE_RINGS),
+            config,
+            poll,
+            listener: Some(listener),
+            listener_registered: true,
+            spare_socket: None,
+            accept_more_pending: false,
+            accept_backoff: None,
+            accept_retry_armed: false,
+            failed_accepts: 0,
+            pipes: Slab::new(),
+            timers: Timers::new(),
+            ready: VecDeque::new(),
+            closing: Vec::new(),
+            next_pipe_id: 1,
+            metrics: Arc::new(Metrics::default()),
+            control: Arc::new(Control {
+                waker,
+                shutdown_requests: AtomicUsize::new(0),
+            }),
+            signals: None,
+            drain_deadline: None,
+            now: Instant::now(),
+            exit: false,
+        })
+    }
+
+    pub(crate) fn metrics(&self) -> &Arc<Metrics> {
+        &self.metrics
+    }
+
+    pub(crate) fn control(&self) -> &Arc<Control> {
+        &self.control
+    }
+
+    pub(crate) fn config(&self) -> &Config {
+        &self.config
+    }
+
+    /// SIGTERM and SIGINT become shutdown requests.
+    pub(crate) fn watch_signals(&mut self) -> io::Result<()> {
+        let mut signals = Signals::new([SIGTERM, SIGINT])?;
+        self.poll
+            .registry()
+            .register(&mut signals, SIGNALS, Interest::READABLE)?;
+        self.signals = Some(signals);
+        Ok(())
+    }
+
+    pub(crate) fn run(mut self) -> io::Result<()> {
         let mut events = Events::with_capacity(1024);
         while !self.exit {
             let timeout = if self.ready.is_empty() && !self.accept_more_pending {
@@ -434,9 +343,6 @@ impl Reactor {
         let id = self.next_pipe_id;
         self.next_pipe_id += 1;
         self.metrics.accepted_total.add(1);
-        if let Err(e) = net::tune(SockRef::from(&client), self.keepalive.as_ref()) {
-            debug!("pipe {id}: cannot set client socket options: {e}");
-        }
         let target = self.config.target;
         let upstream = match net::start_connect(socket, target) {
             Ok(stream) => stream,
