@@ -1,0 +1,332 @@
+// NOTE for parallel contributors: read /work/main/READ_FIRST.md and /tmp/context.md first (do not edit src/, no git commits).
+//! Shared helpers for the integration tests: the built `tcpipe` binary as a
+//! child process, simple targets, deterministic data, and waiting on
+//! conditions with a deadline.
+#![allow(dead_code)] // each test file uses a different subset
+
+use std::io::{BufRead, BufReader, ErrorKind, Read, Write};
+use std::net::{Shutdown, SocketAddr, TcpListener, TcpStream};
+use std::process::{Child, Command, ExitStatus, Output, Stdio};
+use std::sync::{Arc, Mutex};
+use std::thread;
+use std::time::{Duration, Instant};
+
+/// The longest any single wait in a test may take before it fails.
+pub const DEADLINE: Duration = Duration::from_secs(30);
+
+pub fn binary() -> &'static str {
+    env!("CARGO_BIN_EXE_tcpipe")
+}
+
+/// Polls `condition` every 5 ms until it holds or `timeout` passes.
+pub fn wait_until(timeout: Duration, mut condition: impl FnMut() -> bool) -> bool {
+    let deadline = Instant::now() + timeout;
+    loop {
+        if condition() {
+            return true;
+        }
+        if Instant::now() >= deadline {
+            return false;
+        }
+        thread::sleep(Duration::from_millis(5));
+    }
+}
+
+/// A running `tcpipe` binary listening on an ephemeral port.
+pub struct Tcpipe {
+    child: Child,
+    pub addr: SocketAddr,
+    logs: Arc<Mutex<Vec<String>>>,
+}
+
+impl Tcpipe {
+    /// `tcpipe -l 127.0.0.1:0 -t TARGET EXTRA...`
+    pub fn start(target: SocketAddr, extra: &[&str]) -> Tcpipe {
+        Tcpipe::spawn(Command::new(binary()), target, extra)
+    }
+
+    /// The same under `prlimit --nofile=LIMIT`, for descriptor exhaustion.
+    pub fn start_with_fd_limit(limit: u32, target: SocketAddr, extra: &[&str]) -> Tcpipe {
+        let mut command = Command::new("prlimit");
+        command
+            .arg(format!("--nofile={limit}:{limit}"))
+            .arg("--")
+            .arg(binary());
+        Tcpipe::spawn(command, target, extra)
+    }
+
+    fn spawn(mut command: Command, target: SocketAddr, extra: &[&str]) -> Tcpipe {
+        command
+            .args(["-l", "127.0.0.1:0", "-t", &target.to_string()])
+            .args(extra)
+            .env(
+                "RUST_LOG",
+                std::env::var("TCPIPE_TEST_LOG").unwrap_or_else(|_| "info".into()),
+            )
+            .stdin(Stdio::null())
+            .stdout(Stdio::null())
+            .stderr(Stdio::piped());
+        let mut child = command.spawn().expect("spawn tcpipe");
+        let stderr = child.stderr.take().expect("piped stderr");
+        let logs = Arc::new(Mutex::new(Vec::new()));
+        let sink = Arc::clone(&logs);
+        // Keep draining stderr for the child's whole life, so logging never blocks it.
+        thread::spawn(move || {
+            for line in BufReader::new(stderr).lines() {
+                let Ok(line) = line else { break };
+                if std::env::var_os("TCPIPE_TEST_ECHO_LOGS").is_some() {
+                    eprintln!("[tcpipe] {line}");
+                }
+                sink.lock().unwrap().push(line);
+            }
+        });
+        let mut addr = None;
+        let found = wait_until(DEADLINE, || {
+            addr = logs.lock().unwrap().iter().find_map(|line| {
+                let rest = line.split("listening on ").nth(1)?;
+                rest.split(',').next()?.parse().ok()
+            });
+            addr.is_some()
+        });
+        let mut tcpipe = Tcpipe {
+            child,
+            addr: "0.0.0.0:0".parse().unwrap(),
+            logs,
+        };
+        assert!(found, "tcpipe did not start; logs: {:?}", tcpipe.logs());
+        tcpipe.addr = addr.unwrap();
+        tcpipe
+    }
+
+    pub fn pid(&self) -> u32 {
+        self.child.id()
+    }
+
+    pub fn connect(&self) -> TcpStream {
+        connect(self.addr)
+    }
+
+    pub fn logs(&self) -> Vec<String> {
+        self.logs.lock().unwrap().clone()
+    }
+
+    pub fn wait_for_log(&self, needle: &str, timeout: Duration) -> bool {
+        wait_until(timeout, || self.logs().iter().any(|l| l.contains(needle)))
+    }
+
+    /// Open file descriptors of the process.
+    pub fn fd_count(&self) -> usize {
+        std::fs::read_dir(format!("/proc/{}/fd", self.pid()))
+            .expect("read /proc/PID/fd")
+            .count()
+    }
+
+    /// Resident set size in KiB.
+    pub fn rss_kib(&self) -> u64 {
+        let status =
+            std::fs::read_to_string(format!("/proc/{}/status", self.pid())).expect("status");
+        status
+            .lines()
+            .find_map(|l| l.strip_prefix("VmRSS:"))
+            .and_then(|v| v.trim().trim_end_matches("kB").trim().parse().ok())
+            .expect("VmRSS")
+    }
+
+    /// User plus system CPU time used so far.
+    pub fn cpu_time(&self) -> Duration {
+        let stat = std::fs::read_to_string(format!("/proc/{}/stat", self.pid())).expect("stat");
+        // Fields after the parenthesised command name; utime and stime are 14 and 15.
+        let after_name = &stat[stat.rfind(')').expect("comm") + 2..];
+        let fields: Vec<&str> = after_name.split_whitespace().collect();
+        let ticks: u64 = fields[11].parse::<u64>().unwrap() + fields[12].parse::<u64>().unwrap();
+        Duration::from_secs_f64(ticks as f64 / clock_ticks_per_second() as f64)
+    }
+
+    /// Sends a signal by name (`TERM`, `INT`, ...).
+    pub fn signal(&self, name: &str) {
+        let status = Command::new("kill")
+            .args(["-s", name, &self.pid().to_string()])
+            .status()
+            .expect("run kill");
+        assert!(status.success(), "kill -s {name} failed");
+    }
+
+    /// Waits for the process to exit on its own.
+    pub fn wait_exit(&mut self, timeout: Duration) -> Option<ExitStatus> {
+        let mut status = None;
+        wait_until(timeout, || {
+            status = self.child.try_wait().expect("try_wait");
+            status.is_some()
+        });
+        status
+    }
+}
+
+impl Drop for Tcpipe {
+    fn drop(&mut self) {
+        let _ = self.child.kill();
+        let _ = self.child.wait();
+    }
+}
+
+fn clock_ticks_per_second() -> u64 {
+    Command::new("getconf")
+        .arg("CLK_TCK")
+        .output()
+        .ok()
+        .and_then(|o| String::from_utf8(o.stdout).ok())
+        .and_then(|s| s.trim().parse().ok())
+        .unwrap_or(100)
+}
+
+/// Runs the binary to completion (for flags that make it exit at once).
+pub fn run_tcpipe(args: &[&str]) -> Output {
+    Command::new(binary())
+        .args(args)
+        .stdin(Stdio::null())
+        .output()
+        .expect("run tcpipe")
+}
+
+/// A blocking client socket whose reads and writes give up after `DEADLINE`,
+/// so a broken forwarder fails a test instead of hanging it.
+pub fn connect(addr: SocketAddr) -> TcpStream {
+    let stream = TcpStream::connect(addr).expect("connect");
+    stream.set_read_timeout(Some(DEADLINE)).unwrap();
+    stream.set_write_timeout(Some(DEADLINE)).unwrap();
+    stream.set_nodelay(true).unwrap();
+    stream
+}
+
+/// A loopback listener on an ephemeral port.
+pub fn listener() -> (TcpListener, SocketAddr) {
+    let listener = TcpListener::bind("127.0.0.1:0").expect("bind");
+    let addr = listener.local_addr().unwrap();
+    (listener, addr)
+}
+
+/// An address on which nothing listens: connects to it are refused.
+pub fn refused_addr() -> SocketAddr {
+    let (listener, addr) = listener();
+    drop(listener);
+    addr
+}
+
+/// An echo target: a thread per connection that echoes until EOF, then
+/// half-closes. Lives until the test process ends.
+pub fn echo_server() -> SocketAddr {
+    let (listener, addr) = listener();
+    thread::spawn(move || {
+        for stream in listener.incoming() {
+            let Ok(mut stream) = stream else { continue };
+            thread::spawn(move || {
+                let mut buf = vec![0u8; 64 * 1024];
+                loop {
+                    match stream.read(&mut buf) {
+                        Ok(0) => {
+                            let _ = stream.shutdown(Shutdown::Write);
+                            return;
+                        }
+                        Ok(n) => {
+                            if stream.write_all(&buf[..n]).is_err() {
+                                return;
+                            }
+                        }
+                        Err(e) if e.kind() == ErrorKind::Interrupted => {}
+                        Err(_) => return,
+                    }
+                }
+            });
+        }
+    });
+    addr
+}
+
+/// Reads until EOF, returning the bytes read; panics on a reset or timeout.
+pub fn read_to_end(stream: &mut TcpStream) -> Vec<u8> {
+    let mut out = Vec::new();
+    stream.read_to_end(&mut out).expect("read to EOF");
+    out
+}
+
+/// Reads until EOF or error and returns how it ended.
+pub fn read_until_closed(stream: &mut TcpStream) -> (usize, std::io::Result<()>) {
+    let mut total = 0;
+    let mut buf = [0u8; 16 * 1024];
+    loop {
+        match stream.read(&mut buf) {
+            Ok(0) => return (total, Ok(())),
+            Ok(n) => total += n,
+            Err(e) if e.kind() == ErrorKind::Interrupted => {}
+            Err(e) => return (total, Err(e)),
+        }
+    }
+}
+
+/// Sets SO_LINGER to 0 and drops the socket, so the peer gets an RST.
+pub fn reset(stream: TcpStream) {
+    socket2::SockRef::from(&stream)
+        .set_linger(Some(Duration::ZERO))
+        .expect("SO_LINGER");
+    drop(stream);
+}
+
+/// xorshift64*: reproducible test data without a dependency.
+#[derive(Clone)]
+pub struct Rng(u64);
+
+impl Rng {
+    pub fn new(seed: u64) -> Rng {
+        Rng(seed.wrapping_mul(0x9E37_79B9_7F4A_7C15) | 1)
+    }
+
+    pub fn next_u64(&mut self) -> u64 {
+        self.0 ^= self.0 >> 12;
+        self.0 ^= self.0 << 25;
+        self.0 ^= self.0 >> 27;
+        self.0.wrapping_mul(0x2545_F491_4F6C_DD1D)
+    }
+
+    /// A number in `low..high`.
+    pub fn range(&mut self, low: usize, high: usize) -> usize {
+        low + (self.next_u64() % (high - low) as u64) as usize
+    }
+
+    pub fn fill(&mut self, buf: &mut [u8]) {
+        for chunk in buf.chunks_mut(8) {
+            let bytes = self.next_u64().to_le_bytes();
+            chunk.copy_from_slice(&bytes[..chunk.len()]);
+        }
+    }
+
+    pub fn bytes(&mut self, n: usize) -> Vec<u8> {
+        let mut buf = vec![0; n];
+        self.fill(&mut buf);
+        buf
+    }
+}
+
+/// FNV-1a, 64 bit: a streaming hash to compare what was sent with what came.
+#[derive(Clone, Copy, PartialEq, Eq, Debug)]
+pub struct Fnv(u64);
+
+impl Default for Fnv {
+    fn default() -> Self {
+        Fnv(0xcbf2_9ce4_8422_2325)
+    }
+}
+
+impl Fnv {
+    pub fn update(&mut self, bytes: &[u8]) {
+        for &b in bytes {
+            self.0 ^= b as u64;
+            self.0 = self.0.wrapping_mul(0x0000_0100_0000_01B3);
+        }
+    }
+
+    pub fn of(bytes: &[u8]) -> Fnv {
+        let mut h = Fnv::default();
+        h.update(bytes);
+        h
+    }
+}
