@@ -68,6 +68,8 @@ enum Timer {
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 enum AcceptTrigger {
     ListenerEvent,
+    /// The last turn stopped at the per-turn cap.
+    Continue,
     Retry,
     PipeFreed,
 }
@@ -95,6 +97,8 @@ pub(crate) struct Reactor {
     accept_more_pending: bool,
     /// Since when accepting fails for lack of descriptors or memory.
     accept_backoff: Option<Instant>,
+    /// Since when the connection limit has kept clients waiting.
+    at_limit_since: Option<Instant>,
     accept_retry_armed: bool,
     failed_accepts: u64,
     pipes: Slab<Pipe>,
@@ -138,6 +142,7 @@ impl Reactor {
             spare_socket: None,
             accept_more_pending: false,
             accept_backoff: None,
+            at_limit_since: None,
             accept_retry_armed: false,
             failed_accepts: 0,
             pipes: Slab::new(),
@@ -202,7 +207,7 @@ impl Reactor {
                 }
             }
             if self.accept_more_pending {
-                self.accept_connections(AcceptTrigger::ListenerEvent);
+                self.accept_connections(AcceptTrigger::Continue);
             }
             self.serve_ready_list();
             self.fire_timers();
@@ -245,14 +250,11 @@ impl Reactor {
                 return;
             };
             match listener.accept() {
-                Ok((client, peer)) => {
-                    self.end_accept_backoff();
-                    self.open_pipe(client, peer, socket);
-                }
+                Ok((client, peer)) => self.open_pipe(client, peer, socket),
                 Err(e) => {
                     self.spare_socket = Some(socket);
                     if e.kind() == ErrorKind::WouldBlock {
-                        self.end_accept_backoff();
+                        self.backlog_drained();
                         return;
                     }
                     if net::is_transient_accept_error(&e) {
@@ -277,10 +279,13 @@ impl Reactor {
             }
         }
         self.listener_registered = false;
-        info!(
-            "connection limit of {} reached; new clients wait in the backlog",
-            self.config.max_connections
-        );
+        if self.at_limit_since.is_none() {
+            self.at_limit_since = Some(self.now);
+            info!(
+                "connection limit of {} reached; new clients wait in the backlog",
+                self.config.max_connections
+            );
+        }
     }
 
     /// Returns false if the listener cannot be registered again.
@@ -328,7 +333,10 @@ impl Reactor {
         }
     }
 
-    fn end_accept_backoff(&mut self) {
+    /// Every waiting client has been taken: a shortage or a stretch at the
+    /// connection limit is over only now, not when one client got through,
+    /// so each is logged once however many clients it held back.
+    fn backlog_drained(&mut self) {
         if let Some(since) = self.accept_backoff.take() {
             info!(
                 "accepting again after {:.1?} ({} attempts failed)",
@@ -336,6 +344,12 @@ impl Reactor {
                 self.failed_accepts
             );
             self.failed_accepts = 0;
+        }
+        if let Some(since) = self.at_limit_since.take() {
+            info!(
+                "below the connection limit again after {:.1?}",
+                self.now.saturating_duration_since(since)
+            );
         }
     }
 

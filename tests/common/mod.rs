@@ -1,8 +1,9 @@
-// NOTE for parallel contributors: read /work/main/READ_FIRST.md and /tmp/context.md first (do not edit src/, no git commits).
 //! Shared helpers for the integration tests: the built `tcpipe` binary as a
 //! child process, simple targets, deterministic data, and waiting on
 //! conditions with a deadline.
 #![allow(dead_code)] // each test file uses a different subset
+
+pub mod faults;
 
 use std::io::{BufRead, BufReader, ErrorKind, Read, Write};
 use std::net::{Shutdown, SocketAddr, TcpListener, TcpStream};

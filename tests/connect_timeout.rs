@@ -1,0 +1,161 @@
+//! A target that never completes the handshake: the client is reset once
+//! `--connect-timeout` runs out, the timeout is logged, and the forwarder
+//! goes on serving. An established pipe is not bound by that timeout.
+
+mod common;
+use common::faults::*;
+use common::*;
+
+use std::io::{ErrorKind, Write};
+use std::net::{SocketAddr, TcpListener, TcpStream};
+use std::thread;
+use std::time::{Duration, Instant};
+
+use socket2::{Domain, Socket, Type};
+
+const CONNECT_TIMEOUT: Duration = Duration::from_millis(300);
+/// Time the forwarder may take beyond the timeout to reset the client.
+const MARGIN: Duration = Duration::from_millis(700);
+
+/// A loopback listener that accepts nothing and whose accept queue is full,
+/// so Linux drops further SYNs and connects to it hang.
+struct BlackHole {
+    socket: Socket,
+    addr: SocketAddr,
+    /// Connections that filled the queue; kept open so they stay queued.
+    fillers: Vec<TcpStream>,
+}
+
+impl BlackHole {
+    fn new() -> BlackHole {
+        let socket = Socket::new(Domain::IPV4, Type::STREAM, None).expect("socket");
+        socket
+            .bind(&"127.0.0.1:0".parse::<SocketAddr>().unwrap().into())
+            .expect("bind");
+        socket.listen(0).expect("listen");
+        let addr = socket.local_addr().unwrap().as_socket().unwrap();
+        let mut fillers = Vec::new();
+        // Connect until one hangs: that proves the queue is full.
+        let full =
+            (0..16).any(
+                |_| match TcpStream::connect_timeout(&addr, Duration::from_millis(200)) {
+                    Ok(stream) => {
+                        fillers.push(stream);
+                        false
+                    }
+                    Err(e) => {
+                        assert_eq!(e.kind(), ErrorKind::TimedOut, "filling the backlog: {e}");
+                        true
+                    }
+                },
+            );
+        assert!(full, "the accept queue of a listen(0) socket never filled");
+        BlackHole {
+            socket,
+            addr,
+            fillers,
+        }
+    }
+
+    /// Empties the accept queue, so that new connects complete again, and
+    /// hands over the listener.
+    fn open_up(self) -> TcpListener {
+        let listener: TcpListener = self.socket.into();
+        for _ in &self.fillers {
+            listener.accept().expect("accept a queued filler");
+        }
+        listener
+    }
+}
+
+fn start_forwarder(target: SocketAddr) -> Tcpipe {
+    Tcpipe::start(target, &["--connect-timeout", "300ms"])
+}
+
+#[test]
+fn a_client_whose_target_never_answers_is_reset_after_the_connect_timeout() {
+    let black_hole = BlackHole::new();
+    let tcpipe = start_forwarder(black_hole.addr);
+
+    // Several at once: each pipe has its own deadline.
+    let started = Instant::now();
+    let resets: Vec<_> = (0..3)
+        .map(|_| {
+            let mut client = tcpipe.connect();
+            // Bytes sent before the target answers must not keep the pipe alive.
+            client.write_all(b"anyone there?").unwrap();
+            thread::spawn(move || {
+                assert_reset(&mut client, "client");
+                started.elapsed()
+            })
+        })
+        .collect();
+    for reset in resets {
+        let elapsed = reset.join().expect("the client was not reset");
+        assert!(
+            elapsed >= CONNECT_TIMEOUT,
+            "the client was reset after {elapsed:?}, before the {CONNECT_TIMEOUT:?} timeout"
+        );
+        assert!(
+            elapsed <= CONNECT_TIMEOUT + MARGIN,
+            "the client was reset only after {elapsed:?} (timeout {CONNECT_TIMEOUT:?})"
+        );
+    }
+    let logged_timeouts = || {
+        tcpipe
+            .logs()
+            .iter()
+            .filter(|line| line.contains("connect timed out"))
+            .count()
+    };
+    // The log arrives through a pipe, possibly after the reset.
+    wait_until(DEADLINE, || logged_timeouts() >= 3);
+    assert_eq!(
+        logged_timeouts(),
+        3,
+        "expected one 'connect timed out' line per pipe; logs: {:#?}",
+        tcpipe.logs()
+    );
+}
+
+#[test]
+fn the_forwarder_keeps_serving_after_a_connect_timeout() {
+    let black_hole = BlackHole::new();
+    let target = black_hole.addr;
+    let tcpipe = start_forwarder(target);
+
+    assert_reset(&mut tcpipe.connect(), "client");
+    assert!(
+        tcpipe.wait_for_log("connect timed out", DEADLINE),
+        "no connect timeout was logged; logs: {:#?}",
+        tcpipe.logs()
+    );
+
+    // The same target now answers: the same forwarder must serve it.
+    let target = black_hole.open_up();
+    let (mut client, mut upstream) = open_pipe(&tcpipe, &target);
+    assert_delivered(&mut client, &mut upstream, b"still there?");
+    assert_delivered(&mut upstream, &mut client, b"yes");
+}
+
+#[test]
+fn an_established_pipe_outlives_the_connect_timeout() {
+    let tcpipe = start_forwarder(echo_server());
+    let mut client = tcpipe.connect();
+    assert_round_trip(&mut client, b"first");
+    // The deadline applies to connecting only.
+    assert_nothing_arrives(
+        &mut client,
+        CONNECT_TIMEOUT * 4,
+        "a connected pipe silent for longer than the connect timeout",
+    );
+    assert_round_trip(&mut client, b"second");
+    assert!(
+        !tcpipe
+            .logs()
+            .iter()
+            .any(|line| line.contains("connect timed out")),
+        "a connected pipe hit the connect timeout; logs: {:#?}",
+        tcpipe.logs()
+    );
+}
