@@ -165,12 +165,7 @@ fn a_second_signal_aborts_the_drain_at_once() {
     tcpipe.signal("TERM");
     assert_reset(&mut client, "client");
     assert_reset(&mut target, "target");
-    let exited = tcpipe.wait_exit(EXIT_LATENCY).is_some();
-    assert!(
-        exited,
-        "still running {EXIT_LATENCY:?} after a second signal; logs: {:#?}",
-        tcpipe.logs()
-    );
+    assert_exits_successfully(&mut tcpipe, EXIT_LATENCY);
     assert!(
         second.elapsed() <= EXIT_LATENCY,
         "the second signal took {:?} to take effect",
