@@ -1,0 +1,337 @@
+//! Side-by-side forwarding benchmark: a direct connection, tcpipe, and
+//! HAProxy, nginx stream and socat where installed, on the same workloads
+//! in one run.
+//!
+//! ```text
+//! cargo bench --bench forward                      # full: 5 reps x 3 s per cell
+//! cargo bench --bench forward -- --quick           # 2 reps x 1 s, under 2 minutes
+//! cargo bench --bench forward -- --only bulk,ping-pong --peers tcpipe,haproxy
+//! ```
+//!
+//! Other flags: `--reps N`, `--duration SECONDS`, `--idle-pipes N`. Plain
+//! `cargo bench -- --quick` also hands the flags to the lib's and bin's
+//! libtest harnesses, which reject them unless `[lib]` and `[[bin]]` say
+//! `bench = false`; `--bench forward` avoids that.
+//! Workloads: bulk-1, bulk-4 (or `bulk` for both), ping-pong, rr-concurrent,
+//! connect-rate, idle-memory. Contenders: direct, tcpipe, haproxy, nginx,
+//! socat. The table goes to stdout, progress to stderr, and JSON, SVG and
+//! markdown to `$CARGO_TARGET_DIR/bench/` (else `target/bench/`).
+//!
+//! Each cell starts a fresh target server (in this process) and a fresh
+//! forwarder process, and repetitions cycle through the contenders
+//! (A B C A B C ...) so that drift on a shared machine hits all alike.
+
+#![deny(unsafe_code)]
+
+mod measure;
+mod peers;
+mod report;
+mod targets;
+mod workloads;
+
+use std::collections::HashMap;
+use std::path::Path;
+use std::process::ExitCode;
+use std::time::{Duration, Instant};
+
+use measure::{raise_fd_limit, Machine};
+use peers::{Kind, Limits, Peer, Workdir};
+use report::{PeerInfo, Run};
+use workloads::{Sample, Settings, Workload, METRICS};
+
+/// Descriptors wanted: 5,000 idle pipes hold 10,000 in this process alone
+/// and as many in the forwarder; where the hard limit is lower and cannot
+/// be raised, forwarders get what there is and idle-memory says if it is
+/// short.
+const NOFILE_WANTED: u64 = 65_536;
+
+struct Options {
+    quick: bool,
+    reps: usize,
+    settings: Settings,
+    workloads: Vec<Workload>,
+    kinds: Vec<Kind>,
+}
+
+fn usage() -> String {
+    let workloads: Vec<&str> = Workload::ALL.iter().map(|w| w.name()).collect();
+    let kinds: Vec<&str> = Kind::ALL.iter().map(|k| k.name()).collect();
+    format!(
+        "usage: cargo bench --bench forward -- [--quick] [--only WORKLOADS] [--peers PEERS] \
+         [--reps N] [--duration SECONDS] [--idle-pipes N]\n  workloads: {} (bulk = both bulk rows)\n  \
+         peers: {}",
+        workloads.join(", "),
+        kinds.join(", ")
+    )
+}
+
+fn parse_options(args: &[String]) -> Result<Options, String> {
+    let mut quick = false;
+    let mut only: Option<String> = None;
+    let mut peers: Option<String> = None;
+    let mut reps = None;
+    let mut duration = None;
+    let mut idle_pipes = None;
+    let mut i = 0;
+    while i < args.len() {
+        let (flag, inline) = match args[i].split_once('=') {
+            Some((flag, value)) => (flag, Some(value.to_string())),
+            None => (args[i].as_str(), None),
+        };
+        let takes_value = matches!(
+            flag,
+            "--only" | "--peers" | "--reps" | "--duration" | "--idle-pipes"
+        );
+        let value = if takes_value {
+            match inline {
+                Some(v) => Some(v),
+                None => {
+                    i += 1;
+                    Some(
+                        args.get(i)
+                            .cloned()
+                            .ok_or_else(|| format!("{flag} needs a value"))?,
+                    )
+                }
+            }
+        } else {
+            None
+        };
+        let number = |v: &Option<String>| -> Result<f64, String> {
+            v.as_deref()
+                .unwrap_or_default()
+                .parse::<f64>()
+                .ok()
+                .filter(|n| *n > 0.0)
+                .ok_or_else(|| format!("{flag} needs a positive number"))
+        };
+        match flag {
+            "--quick" => quick = true,
+            "--only" => only = value,
+            "--peers" => peers = value,
+            "--reps" => reps = Some(number(&value)? as usize),
+            "--duration" => duration = Some(Duration::from_secs_f64(number(&value)?)),
+            "--idle-pipes" => idle_pipes = Some(number(&value)? as usize),
+            // cargo passes --bench; other harness flags mean nothing here.
+            _ => {}
+        }
+        i += 1;
+    }
+    let words = |list: &Option<String>| -> Vec<String> {
+        list.as_deref()
+            .unwrap_or_default()
+            .split(',')
+            .map(|w| w.trim().to_ascii_lowercase())
+            .filter(|w| !w.is_empty())
+            .collect()
+    };
+    let workloads = match only {
+        None => Workload::ALL.to_vec(),
+        Some(_) => {
+            let wanted = words(&only);
+            if let Some(bad) = wanted
+                .iter()
+                .find(|w| !Workload::ALL.iter().any(|wl| wl.selected_by(w)))
+            {
+                return Err(format!("unknown workload '{bad}'\n{}", usage()));
+            }
+            Workload::ALL
+                .into_iter()
+                .filter(|wl| wanted.iter().any(|w| wl.selected_by(w)))
+                .collect()
+        }
+    };
+    let kinds = match peers {
+        None => Kind::ALL.to_vec(),
+        Some(_) => {
+            let wanted = words(&peers);
+            if let Some(bad) = wanted
+                .iter()
+                .find(|w| !Kind::ALL.iter().any(|k| k.name() == w.as_str()))
+            {
+                return Err(format!("unknown peer '{bad}'\n{}", usage()));
+            }
+            Kind::ALL
+                .into_iter()
+                .filter(|k| wanted.iter().any(|w| w == k.name()))
+                .collect()
+        }
+    };
+    let (default_reps, default_duration, warmup) = if quick {
+        (2, Duration::from_secs(1), Duration::from_millis(100))
+    } else {
+        (5, Duration::from_secs(3), Duration::from_millis(300))
+    };
+    Ok(Options {
+        quick,
+        reps: reps.unwrap_or(default_reps).max(1),
+        settings: Settings {
+            duration: duration.unwrap_or(default_duration),
+            warmup,
+            idle_pipes: idle_pipes.unwrap_or(5000),
+        },
+        workloads,
+        kinds,
+    })
+}
+
+/// One line of progress on stderr for a cell.
+fn progress(result: &Result<Sample, String>) -> String {
+    match result {
+        Err(e) => format!("ERR {e}"),
+        Ok(sample) => sample
+            .iter()
+            .map(|(key, value)| {
+                let unit = METRICS
+                    .iter()
+                    .find(|m| m.key == *key)
+                    .map_or("", |m| m.unit);
+                format!("{} {unit}", report::number(*value))
+            })
+            .collect::<Vec<_>>()
+            .join(", "),
+    }
+}
+
+fn main() -> ExitCode {
+    let args: Vec<String> = std::env::args().skip(1).collect();
+    if args.iter().any(|a| a == "--help" || a == "-h") {
+        println!("{}", usage());
+        return ExitCode::SUCCESS;
+    }
+    let options = match parse_options(&args) {
+        Ok(options) => options,
+        Err(message) => {
+            eprintln!("{message}");
+            return ExitCode::from(2);
+        }
+    };
+    let began = Instant::now();
+    // Before any thread or child: they all inherit the limit.
+    let limits = Limits::from_nofile(raise_fd_limit(NOFILE_WANTED));
+    let tcpipe = Path::new(env!("CARGO_BIN_EXE_tcpipe"));
+    let (peers, skipped) = peers::discover(&options.kinds, tcpipe, limits);
+    for note in &skipped {
+        eprintln!("note: skipping {note}");
+    }
+    let workdir = match Workdir::create() {
+        Ok(dir) => dir,
+        Err(e) => {
+            eprintln!("{e}");
+            return ExitCode::FAILURE;
+        }
+    };
+    let machine = Machine::probe().describe();
+    eprintln!("machine: {machine}");
+
+    let cells: usize = options
+        .workloads
+        .iter()
+        .map(|w| {
+            peers
+                .iter()
+                .filter(|p| !(w.needs_forwarder() && p.kind == Kind::Direct))
+                .count()
+        })
+        .sum::<usize>()
+        * options.reps;
+    let mut done = 0;
+    let mut outcomes: HashMap<(Workload, Kind), Vec<Result<Sample, String>>> = HashMap::new();
+    for &workload in &options.workloads {
+        for rep in 0..options.reps {
+            for peer in &peers {
+                if workload.needs_forwarder() && peer.kind == Kind::Direct {
+                    continue;
+                }
+                done += 1;
+                let cell_began = Instant::now();
+                let result = run_cell(workload, peer, &options.settings, &workdir.0);
+                eprintln!(
+                    "[{done:>3}/{cells}] {:<13} rep {}/{} {:<8} {} ({:.1} s)",
+                    workload.name(),
+                    rep + 1,
+                    options.reps,
+                    peer.name(),
+                    progress(&result),
+                    cell_began.elapsed().as_secs_f64()
+                );
+                outcomes
+                    .entry((workload, peer.kind))
+                    .or_default()
+                    .push(result);
+            }
+        }
+    }
+
+    let s = &options.settings;
+    let method = vec![
+        format!(
+            "run: {}, {} repetitions per cell (median reported), {:.1} s measured per timed cell \
+             after {:.1} s warm-up, contenders interleaved per repetition; took {:.0} s",
+            if options.quick { "--quick" } else { "full" },
+            options.reps,
+            s.duration.as_secs_f64(),
+            s.warmup.as_secs_f64(),
+            began.elapsed().as_secs_f64()
+        ),
+        format!(
+            "loads (clients and targets in the bench process, Rust, loopback): bulk = {} KiB writes \
+             for the duration, bytes counted at the target; ping-pong = {} B echo, one connection; \
+             rr-concurrent = {} connections x {} pipelined {} B requests (one epoll thread each side); \
+             connect rate = {} in flight, connect + {} B each way + target closes first; \
+             idle memory = {} pipes, one {} B exchange each, then idle",
+            256,
+            targets::MESSAGE,
+            workloads::RR_CONNECTIONS,
+            workloads::RR_DEPTH,
+            targets::MESSAGE,
+            workloads::CONNECT_CONCURRENCY,
+            targets::MESSAGE,
+            s.idle_pipes,
+            targets::MESSAGE,
+        ),
+        format!(
+            "descriptor limit {} (inherited by the forwarders), so each allows {} pipes",
+            limits.nofile, limits.pipes
+        ),
+    ];
+    let run = Run {
+        machine,
+        method,
+        peers: peers
+            .iter()
+            .map(|p| PeerInfo {
+                kind: p.kind,
+                version: p.version.clone(),
+                setup: p.setup.clone(),
+            })
+            .collect(),
+        skipped,
+        workloads: options.workloads.clone(),
+        outcomes,
+    };
+    let table = report::markdown(&run);
+    println!("{table}");
+    match report::write_files(&run, &table) {
+        Ok(paths) => {
+            for path in paths {
+                eprintln!("wrote {}", path.display());
+            }
+            ExitCode::SUCCESS
+        }
+        Err(e) => {
+            eprintln!("{e}");
+            ExitCode::FAILURE
+        }
+    }
+}
+
+fn run_cell(
+    workload: Workload,
+    peer: &Peer,
+    settings: &Settings,
+    workdir: &Path,
+) -> Result<Sample, String> {
+    let mut start = |target| peer.start(target, workdir);
+    workload.run(settings, &mut start)
+}
