@@ -70,11 +70,15 @@ struct Endpoint {
 }
 
 impl Endpoint {
-    fn new(stream: TcpStream) -> Endpoint {
+    /// `writable` starts as given: an established socket has an empty send
+    /// buffer, so its first write need not wait for an event that would only
+    /// come after registering WRITABLE. A connecting socket is not writable
+    /// until the OS says the connect is done.
+    fn new(stream: TcpStream, writable: bool) -> Endpoint {
         Endpoint {
             stream,
             readable: false,
-            writable: false,
+            writable,
             read_closed: false,
             error: false,
             registered: None,
@@ -91,6 +95,11 @@ impl Endpoint {
             self.readable = true;
             self.writable = true;
         }
+    }
+
+    fn has_writable_interest(&self) -> bool {
+        self.registered
+            .is_some_and(|interest| interest.is_writable())
     }
 
     fn set_interest(
@@ -348,8 +357,8 @@ impl Pipe {
     pub(crate) fn new(id: u64, client: TcpStream, target: TcpStream, now: Instant) -> Pipe {
         Pipe {
             id,
-            client: Endpoint::new(client),
-            target: Endpoint::new(target),
+            client: Endpoint::new(client, true),
+            target: Endpoint::new(target, false),
             connected: false,
             toward_target: Direction::new(),
             toward_client: Direction::new(),
@@ -474,6 +483,13 @@ impl Pipe {
 
     /// Brings both registrations in line with what the pipe wants now. No
     /// syscall is made for a side whose interest did not change.
+    ///
+    /// READABLE goes only while the direction reading that side is paused at
+    /// high-water; it stays after the side's FIN, so that a later reset on it
+    /// is heard at once. WRITABLE is added when bytes wait for a side (or
+    /// while connecting) and then kept: an edge-triggered EPOLLOUT only fires
+    /// once a write has found the send buffer full, so keeping it costs no
+    /// wakeups, while dropping it would cost an `epoll_ctl` each time.
     pub(crate) fn update_interest(
         &mut self,
         registry: &Registry,
@@ -481,13 +497,13 @@ impl Pipe {
     ) -> io::Result<()> {
         let client_wants = interest(
             !self.toward_target.paused,
-            self.toward_client.has_pending_bytes(),
+            self.toward_client.has_pending_bytes() || self.client.has_writable_interest(),
         );
-        // READABLE stays registered after a side's EOF so that a later reset
-        // on it is heard at once; only backpressure takes it away.
         let target_wants = interest(
             !self.toward_client.paused,
-            !self.connected || self.toward_target.has_pending_bytes(),
+            !self.connected
+                || self.toward_target.has_pending_bytes()
+                || self.target.has_writable_interest(),
         );
         self.client
             .set_interest(registry, tokens[0], client_wants)?;

@@ -310,7 +310,7 @@ fn main() -> ExitCode {
         workloads: options.workloads.clone(),
         outcomes,
     };
-    let table = report::markdown(&run);
+    let table = report::markdown::render(&run);
     println!("{table}");
     match report::write_files(&run, &table) {
         Ok(paths) => {

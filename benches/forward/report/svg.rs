@@ -1,0 +1,169 @@
+//! The SVG bar chart, written as forward.svg.
+
+use std::fmt::Write as _;
+
+use super::{number, ratio, Cell, Row, Run};
+use crate::peers::Kind;
+
+fn color(kind: Kind) -> &'static str {
+    match kind {
+        Kind::Direct => "#9e9e9e",
+        Kind::Tcpipe => "#d9480f",
+        Kind::Haproxy => "#1971c2",
+        Kind::Nginx => "#2f9e44",
+        Kind::Socat => "#7048e8",
+    }
+}
+
+fn xml(s: &str) -> String {
+    s.replace('&', "&amp;")
+        .replace('<', "&lt;")
+        .replace('>', "&gt;")
+}
+
+/// The bar chart: one panel per workload, one chart per metric in it.
+pub fn render(run: &Run) -> String {
+    const CHART_W: f64 = 380.0;
+    const CHARTS_PER_PANEL: usize = 3;
+    const PANEL_TITLE_H: f64 = 22.0;
+    const HEADER_H: f64 = 40.0;
+    let layout = ChartLayout {
+        width: CHART_W,
+        label_w: 70.0,
+        value_w: 80.0,
+        bar_h: 16.0,
+        gap: 6.0,
+        title_h: 34.0,
+    };
+    let rows = run.rows();
+    let chart_h = layout.title_h + run.peers.len() as f64 * (layout.bar_h + layout.gap) + 8.0;
+    let panel_h = PANEL_TITLE_H + chart_h + 10.0;
+    let width = CHARTS_PER_PANEL as f64 * CHART_W + 10.0;
+    let height = HEADER_H + run.workloads.len() as f64 * panel_h;
+    let mut out = String::new();
+    let _ = writeln!(
+        out,
+        "<svg xmlns=\"http://www.w3.org/2000/svg\" width=\"{width}\" height=\"{height}\" \
+         viewBox=\"0 0 {width} {height}\" font-family=\"sans-serif\" font-size=\"11\">"
+    );
+    let _ = writeln!(
+        out,
+        "<rect width=\"100%\" height=\"100%\" fill=\"white\"/>\n\
+         <text x=\"10\" y=\"18\" font-size=\"14\" font-weight=\"bold\">tcpipe vs direct and peer forwarders (medians)</text>\n\
+         <text x=\"10\" y=\"33\" fill=\"#555\">{}</text>",
+        xml(&run.machine)
+    );
+    for (p, workload) in run.workloads.iter().enumerate() {
+        let y0 = HEADER_H + p as f64 * panel_h;
+        let _ = writeln!(
+            out,
+            "<g transform=\"translate(0,{y0})\">\n\
+             <rect x=\"4\" y=\"0\" width=\"{}\" height=\"{}\" fill=\"#fafafa\" stroke=\"#ccc\"/>\n\
+             <text x=\"12\" y=\"16\" font-size=\"13\" font-weight=\"bold\">{}</text>",
+            width - 8.0,
+            panel_h - 6.0,
+            workload.name()
+        );
+        let charts = rows.iter().filter(|r| r.metric.workload == *workload);
+        for (c, row) in charts.take(CHARTS_PER_PANEL).enumerate() {
+            let x = 4.0 + c as f64 * CHART_W;
+            let _ = writeln!(out, "<g transform=\"translate({x},{PANEL_TITLE_H})\">");
+            chart(&mut out, row, &layout);
+            out.push_str("</g>\n");
+        }
+        out.push_str("</g>\n");
+    }
+    out.push_str("</svg>\n");
+    out
+}
+
+#[derive(Clone, Copy)]
+struct ChartLayout {
+    width: f64,
+    label_w: f64,
+    value_w: f64,
+    bar_h: f64,
+    gap: f64,
+    title_h: f64,
+}
+
+/// Horizontal bars of one metric, scaled to its largest value.
+fn chart(out: &mut String, row: &Row<'_>, layout: &ChartLayout) {
+    let ChartLayout {
+        width,
+        label_w,
+        value_w,
+        bar_h,
+        gap,
+        title_h,
+    } = *layout;
+    let m = row.metric;
+    let better = if m.higher_is_better {
+        "higher is better"
+    } else {
+        "lower is better"
+    };
+    let versus = match (row.ratio_to_best(), row.best_peer, row.goal_met()) {
+        (Some(r), Some((kind, _)), goal) => format!(
+            "; tcpipe {} of {}{}",
+            ratio(Some(r)),
+            kind.name(),
+            match goal {
+                Some(true) => " ✓",
+                Some(false) => " ✗",
+                None => "",
+            }
+        ),
+        _ => String::new(),
+    };
+    let _ = writeln!(
+        out,
+        "<text x=\"8\" y=\"14\" font-weight=\"bold\">{} ({})</text>\n\
+         <text x=\"8\" y=\"27\" fill=\"#777\">{better}{}</text>",
+        xml(m.label),
+        xml(m.unit),
+        xml(&versus),
+    );
+    let max = row
+        .cells
+        .iter()
+        .filter_map(|(_, c)| c.value())
+        .fold(0.0f64, f64::max);
+    let bar_space = width - label_w - value_w - 16.0;
+    for (j, (kind, cell)) in row.cells.iter().enumerate() {
+        let y = title_h + j as f64 * (bar_h + gap);
+        let _ = writeln!(
+            out,
+            "<text x=\"{label_w}\" y=\"{}\" text-anchor=\"end\">{}</text>",
+            y + bar_h - 4.0,
+            kind.name()
+        );
+        let (bar, label, fill) = match cell {
+            Cell::Value { median, .. } => {
+                let w = if max > 0.0 {
+                    (median / max * bar_space).max(1.0)
+                } else {
+                    1.0
+                };
+                (w, number(*median), "#222")
+            }
+            Cell::Failed { .. } => (0.0, "ERR".to_string(), "#c92a2a"),
+            Cell::Absent => (0.0, "—".to_string(), "#999"),
+        };
+        if bar > 0.0 {
+            let _ = writeln!(
+                out,
+                "<rect x=\"{}\" y=\"{y}\" width=\"{bar:.1}\" height=\"{bar_h}\" fill=\"{}\"/>",
+                label_w + 6.0,
+                color(*kind)
+            );
+        }
+        let _ = writeln!(
+            out,
+            "<text x=\"{:.1}\" y=\"{}\" fill=\"{fill}\">{}</text>",
+            label_w + 10.0 + bar,
+            y + bar_h - 4.0,
+            xml(&label)
+        );
+    }
+}

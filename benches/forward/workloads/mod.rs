@@ -1,0 +1,255 @@
+//! The load generators and what each workload reports. Every figure is
+//! computed from what was counted: bytes the target received, replies the
+//! client checked, connections that completed, CPU and PSS the kernel
+//! reported; anything short or broken is an error, never a number.
+
+mod bulk;
+mod connect_rate;
+mod idle_memory;
+mod ping_pong;
+mod rr_concurrent;
+mod window;
+
+use std::net::{SocketAddr, TcpStream};
+use std::time::Duration;
+
+use crate::measure::Meter;
+use crate::peers::Running;
+use crate::targets::MESSAGE;
+
+pub use connect_rate::CONNECT_CONCURRENCY;
+pub use rr_concurrent::{RR_CONNECTIONS, RR_DEPTH};
+
+/// Durations and sizes of one run.
+#[derive(Clone, Debug)]
+pub struct Settings {
+    /// Measured time of each timed cell.
+    pub duration: Duration,
+    /// Load before the measured window (rr, connect rate, ping-pong).
+    pub warmup: Duration,
+    pub idle_pipes: usize,
+}
+
+/// Longest wait for a reply or a delivery that is due.
+const PATIENCE: Duration = Duration::from_secs(10);
+
+/// Metric key and value, as measured in one cell.
+pub type Sample = Vec<(&'static str, f64)>;
+/// Starts the contender in front of a target and returns it running.
+pub type Start<'a> = &'a mut dyn FnMut(SocketAddr) -> Result<Running, String>;
+
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Hash)]
+pub enum Workload {
+    Bulk1,
+    Bulk4,
+    PingPong,
+    RrConcurrent,
+    ConnectRate,
+    IdleMemory,
+}
+
+impl Workload {
+    pub const ALL: [Workload; 6] = [
+        Workload::Bulk1,
+        Workload::Bulk4,
+        Workload::PingPong,
+        Workload::RrConcurrent,
+        Workload::ConnectRate,
+        Workload::IdleMemory,
+    ];
+
+    pub fn name(self) -> &'static str {
+        match self {
+            Workload::Bulk1 => "bulk-1",
+            Workload::Bulk4 => "bulk-4",
+            Workload::PingPong => "ping-pong",
+            Workload::RrConcurrent => "rr-concurrent",
+            Workload::ConnectRate => "connect-rate",
+            Workload::IdleMemory => "idle-memory",
+        }
+    }
+
+    /// Whether `word` from `--only` names this workload ("bulk" names both).
+    pub fn selected_by(self, word: &str) -> bool {
+        let aliases: &[&str] = match self {
+            Workload::Bulk1 => &["bulk", "bulk1"],
+            Workload::Bulk4 => &["bulk", "bulk4"],
+            Workload::PingPong => &["pingpong", "ping"],
+            Workload::RrConcurrent => &["rr"],
+            Workload::ConnectRate => &["connect"],
+            Workload::IdleMemory => &["idle", "memory"],
+        };
+        word == self.name() || aliases.contains(&word)
+    }
+
+    /// Without a forwarder there is nothing to measure.
+    pub fn needs_forwarder(self) -> bool {
+        self == Workload::IdleMemory
+    }
+
+    pub fn run(self, settings: &Settings, start: Start<'_>) -> Result<Sample, String> {
+        match self {
+            Workload::Bulk1 => bulk::run(1, settings, start),
+            Workload::Bulk4 => bulk::run(bulk::BULK_STREAMS, settings, start),
+            Workload::PingPong => ping_pong::run(settings, start),
+            Workload::RrConcurrent => rr_concurrent::run(settings, start),
+            Workload::ConnectRate => connect_rate::run(settings, start),
+            Workload::IdleMemory => idle_memory::run(settings, start),
+        }
+    }
+}
+
+/// One row of the report.
+pub struct Metric {
+    pub key: &'static str,
+    pub workload: Workload,
+    pub label: &'static str,
+    pub unit: &'static str,
+    pub higher_is_better: bool,
+    /// Part of issue 5's goal: beat the best peer on rates, use no more
+    /// CPU or memory than it.
+    pub goal: bool,
+}
+
+const fn metric(
+    key: &'static str,
+    workload: Workload,
+    label: &'static str,
+    unit: &'static str,
+    higher_is_better: bool,
+    goal: bool,
+) -> Metric {
+    Metric {
+        key,
+        workload,
+        label,
+        unit,
+        higher_is_better,
+        goal,
+    }
+}
+
+pub const METRICS: [Metric; 11] = [
+    metric(
+        "bulk1_gbps",
+        Workload::Bulk1,
+        "bulk, 1 stream",
+        "GB/s",
+        true,
+        true,
+    ),
+    metric(
+        "bulk1_cpu_s_per_gb",
+        Workload::Bulk1,
+        "bulk, 1 stream: CPU",
+        "CPU-s/GB",
+        false,
+        true,
+    ),
+    metric(
+        "bulk4_gbps",
+        Workload::Bulk4,
+        "bulk, 4 streams",
+        "GB/s",
+        true,
+        true,
+    ),
+    metric(
+        "bulk4_cpu_s_per_gb",
+        Workload::Bulk4,
+        "bulk, 4 streams: CPU",
+        "CPU-s/GB",
+        false,
+        true,
+    ),
+    metric(
+        "pingpong_p50_us",
+        Workload::PingPong,
+        "ping-pong p50",
+        "µs",
+        false,
+        false,
+    ),
+    metric(
+        "pingpong_p99_us",
+        Workload::PingPong,
+        "ping-pong p99",
+        "µs",
+        false,
+        false,
+    ),
+    metric(
+        "pingpong_p999_us",
+        Workload::PingPong,
+        "ping-pong p99.9",
+        "µs",
+        false,
+        false,
+    ),
+    metric(
+        "rr_req_per_s",
+        Workload::RrConcurrent,
+        "rr-concurrent",
+        "req/s",
+        true,
+        true,
+    ),
+    metric(
+        "rr_cpu_s_per_mreq",
+        Workload::RrConcurrent,
+        "rr-concurrent: CPU",
+        "CPU-s/M req",
+        false,
+        true,
+    ),
+    metric(
+        "connect_per_s",
+        Workload::ConnectRate,
+        "connect rate",
+        "conn/s",
+        true,
+        true,
+    ),
+    metric(
+        "idle_kib_per_pipe",
+        Workload::IdleMemory,
+        "idle memory",
+        "KiB/pipe",
+        false,
+        true,
+    ),
+];
+
+/// A small request: sequence number, connection number, then a pattern that
+/// moves with both, so that a reply for the wrong request never matches.
+fn message(conn: u64, seq: u64) -> [u8; MESSAGE] {
+    let mut m = [0u8; MESSAGE];
+    m[..8].copy_from_slice(&seq.to_le_bytes());
+    m[8..16].copy_from_slice(&conn.to_le_bytes());
+    for (i, byte) in m[16..].iter_mut().enumerate() {
+        *byte = (seq as u8)
+            .wrapping_mul(31)
+            .wrapping_add(conn as u8)
+            .wrapping_add(i as u8);
+    }
+    m
+}
+
+fn cpu_now(meter: &Meter) -> Result<Option<f64>, String> {
+    meter.cpu_seconds().transpose()
+}
+
+fn cpu_used(before: Option<f64>, after: Option<f64>) -> Option<f64> {
+    Some(after? - before?)
+}
+
+fn connect(addr: SocketAddr) -> Result<TcpStream, String> {
+    let stream =
+        TcpStream::connect_timeout(&addr, PATIENCE).map_err(|e| format!("connect: {e}"))?;
+    stream
+        .set_nodelay(true)
+        .and_then(|_| stream.set_read_timeout(Some(PATIENCE)))
+        .and_then(|_| stream.set_write_timeout(Some(PATIENCE)))
+        .map_err(|e| format!("socket options: {e}"))?;
+    Ok(stream)
+}

@@ -1,0 +1,72 @@
+//! Ping-pong: one connection, one small message echoed at a time, so that
+//! each round trip shows the latency the forwarder adds.
+
+use std::io::{Read, Write};
+use std::net::TcpStream;
+use std::time::{Duration, Instant};
+
+use super::{connect, message, Sample, Settings, Start};
+use crate::targets::{ThreadServer, MESSAGE};
+
+fn echo_messages(mut stream: TcpStream) {
+    let mut buf = [0u8; MESSAGE];
+    while stream.read_exact(&mut buf).is_ok() {
+        if stream.write_all(&buf).is_err() {
+            break;
+        }
+    }
+}
+
+/// Fewest round trips from which a p99.9 means something.
+const MIN_ROUND_TRIPS: usize = 2000;
+
+pub(super) fn run(settings: &Settings, start: Start<'_>) -> Result<Sample, String> {
+    let server = ThreadServer::start(echo_messages).map_err(|e| format!("target: {e}"))?;
+    let mut forwarder = start(server.addr())?;
+    let mut stream = connect(forwarder.addr)?;
+    let mut reply = [0u8; MESSAGE];
+    let mut seq = 0u64;
+    let mut round_trip = |stream: &mut TcpStream| -> Result<Duration, String> {
+        let request = message(0, seq);
+        let sent_at = Instant::now();
+        stream
+            .write_all(&request)
+            .map_err(|e| format!("write: {e}"))?;
+        stream
+            .read_exact(&mut reply)
+            .map_err(|e| format!("read of reply {seq}: {e}"))?;
+        let took = sent_at.elapsed();
+        if reply != request {
+            return Err(format!("reply {seq} does not echo its request"));
+        }
+        seq += 1;
+        Ok(took)
+    };
+    let warm_until = Instant::now() + settings.warmup;
+    while Instant::now() < warm_until {
+        round_trip(&mut stream)?;
+    }
+    let mut nanos = Vec::with_capacity(1 << 20);
+    let end = Instant::now() + settings.duration;
+    while Instant::now() < end {
+        nanos.push(round_trip(&mut stream)?.as_nanos() as u64);
+    }
+    forwarder.ensure_alive()?;
+    if nanos.len() < MIN_ROUND_TRIPS {
+        return Err(format!(
+            "only {} round trips in {:?}: too few for a p99.9",
+            nanos.len(),
+            settings.duration
+        ));
+    }
+    nanos.sort_unstable();
+    let percentile = |p: f64| {
+        let rank = ((p * nanos.len() as f64).ceil() as usize).clamp(1, nanos.len());
+        nanos[rank - 1] as f64 / 1000.0
+    };
+    Ok(vec![
+        ("pingpong_p50_us", percentile(0.50)),
+        ("pingpong_p99_us", percentile(0.99)),
+        ("pingpong_p999_us", percentile(0.999)),
+    ])
+}
