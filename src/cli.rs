@@ -5,9 +5,9 @@ use std::net::{SocketAddr, ToSocketAddrs};
 use std::time::Duration;
 
 use clap::error::ErrorKind;
-use clap::Parser;
+use clap::{Parser, ValueEnum};
 
-use crate::config::{self, parse_duration, parse_size, Config};
+use crate::config::{self, parse_duration, parse_size, Balance, Config, Target};
 
 /// A duration flag where `0` means off.
 #[derive(Clone, Copy, Debug)]
@@ -33,6 +33,30 @@ fn address(text: &str) -> Result<SocketAddr, String> {
     }
 }
 
+fn target(text: &str) -> Result<Target, String> {
+    address(text).map(|addr| Target {
+        name: text.to_string(),
+        addr,
+    })
+}
+
+#[derive(Clone, Copy, Debug, ValueEnum)]
+enum BalanceArg {
+    RoundRobin,
+    LeastConn,
+    SourceHash,
+}
+
+impl From<BalanceArg> for Balance {
+    fn from(arg: BalanceArg) -> Balance {
+        match arg {
+            BalanceArg::RoundRobin => Balance::RoundRobin,
+            BalanceArg::LeastConn => Balance::LeastConn,
+            BalanceArg::SourceHash => Balance::SourceHash,
+        }
+    }
+}
+
 #[derive(Parser, Debug)]
 #[command(
     name = "tcpipe",
@@ -44,9 +68,46 @@ struct Args {
     #[arg(short, long, value_name = "ADDR", value_parser = address)]
     listen: SocketAddr,
 
-    /// Address to forward each client to, e.g. 127.0.0.1:6379.
-    #[arg(short, long, value_name = "ADDR", value_parser = address)]
-    target: SocketAddr,
+    /// Address to forward clients to, e.g. 127.0.0.1:6379; repeat for
+    /// several targets. Host names are resolved at startup.
+    #[arg(short, long = "target", value_name = "ADDR", value_parser = target, required = true)]
+    targets: Vec<Target>,
+
+    /// How a client's target is chosen.
+    #[arg(long, value_name = "MODE", value_enum, default_value = "round-robin")]
+    balance: BalanceArg,
+
+    /// Further targets to try when a connect fails [default: number of
+    /// targets - 1].
+    #[arg(long, value_name = "N")]
+    retries: Option<usize>,
+
+    /// Consecutive connect failures that mark a target down.
+    #[arg(long, value_name = "N", default_value_t = config::DEFAULT_FAIL_THRESHOLD)]
+    fail_threshold: u32,
+
+    /// How long a down target waits before one trial connection; doubles
+    /// after each failed trial, up to 60s (0 = never mark targets down).
+    #[arg(long, value_name = "DURATION", default_value = "5s", value_parser = timeout)]
+    cooldown: Timeout,
+
+    /// Probe each target with a TCP connect this often (0 = off).
+    #[arg(long, value_name = "DURATION", default_value = "0", value_parser = timeout)]
+    health_interval: Timeout,
+
+    /// Connected idle upstream connections kept ready per target; each
+    /// serves exactly one client.
+    #[arg(long, value_name = "N", default_value_t = 0)]
+    pool: usize,
+
+    /// Replace a pooled connection after it has been idle this long.
+    #[arg(long, value_name = "DURATION", default_value = "30s", value_parser = timeout)]
+    pool_max_idle: Timeout,
+
+    /// Re-resolve target host names this often, off the event loop (0 =
+    /// never).
+    #[arg(long, value_name = "DURATION", default_value = "30s", value_parser = timeout)]
+    resolve_interval: Timeout,
 
     /// Ring size per direction: the high-water mark at which reading the
     /// source pauses (16k, 1m, ...).
@@ -120,7 +181,16 @@ where
             message: format!("tcpipe: {}", one_line(&e.render().to_string())),
         },
     })?;
-    let mut config = Config::new(args.listen, args.target);
+    let mut config = Config::new(args.listen, args.targets[0].addr);
+    config.targets = args.targets;
+    config.balance = args.balance.into();
+    config.retries = args.retries;
+    config.fail_threshold = args.fail_threshold;
+    config.cooldown = args.cooldown.0;
+    config.health_interval = args.health_interval.0;
+    config.pool = args.pool;
+    config.pool_max_idle = args.pool_max_idle.0.unwrap_or(Duration::ZERO);
+    config.resolve_interval = args.resolve_interval.0;
     config.buffer_size = args.buffer_size;
     config.low_water = args.low_water.unwrap_or(args.buffer_size / 2);
     config.connect_timeout = args.connect_timeout.0;

@@ -12,7 +12,25 @@ use std::time::Duration;
 #[derive(Clone, Debug)]
 pub struct Config {
     pub listen: SocketAddr,
-    pub target: SocketAddr,
+    /// Where clients are forwarded; at least one, at most 64.
+    pub targets: Vec<Target>,
+    pub balance: Balance,
+    /// Further targets tried when a connect fails; `None` means one fewer
+    /// than the number of targets.
+    pub retries: Option<usize>,
+    /// Consecutive connect failures that mark a target down.
+    pub fail_threshold: u32,
+    /// How long a down target first waits for its trial (doubling up to
+    /// 60 s); `None` never marks a target down.
+    pub cooldown: Option<Duration>,
+    /// Probe every target with a connect this often.
+    pub health_interval: Option<Duration>,
+    /// Connected idle upstream connections kept ready per target.
+    pub pool: usize,
+    /// A pooled connection idle this long is replaced.
+    pub pool_max_idle: Duration,
+    /// Re-resolve target host names this often.
+    pub resolve_interval: Option<Duration>,
     /// Capacity of each direction's ring: the high-water mark.
     pub buffer_size: usize,
     /// Reading resumes once the bytes waiting drain to this many.
@@ -28,21 +46,75 @@ pub struct Config {
     pub drain_timeout: Duration,
 }
 
+/// One target: the name it was given as (`host:port`), and the address
+/// that name resolves to now.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct Target {
+    pub name: String,
+    pub addr: SocketAddr,
+}
+
+impl From<SocketAddr> for Target {
+    fn from(addr: SocketAddr) -> Target {
+        Target {
+            name: addr.to_string(),
+            addr,
+        }
+    }
+}
+
+/// How a new client's target is chosen.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum Balance {
+    /// Each target in turn.
+    RoundRobin,
+    /// The target with the fewest live pipes.
+    LeastConn,
+    /// The same target for the same client IP (rendezvous hashing).
+    SourceHash,
+}
+
+impl fmt::Display for Balance {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str(match self {
+            Balance::RoundRobin => "round-robin",
+            Balance::LeastConn => "least-conn",
+            Balance::SourceHash => "source-hash",
+        })
+    }
+}
+
 pub const DEFAULT_BUFFER_SIZE: usize = 64 * 1024;
 pub const DEFAULT_CONNECT_TIMEOUT: Duration = Duration::from_secs(5);
 pub const DEFAULT_HALF_CLOSE_TIMEOUT: Duration = Duration::from_secs(60);
 pub const DEFAULT_KEEPALIVE: Duration = Duration::from_secs(60);
 pub const DEFAULT_MAX_CONNECTIONS: usize = 10_000;
 pub const DEFAULT_DRAIN_TIMEOUT: Duration = Duration::from_secs(30);
+pub const DEFAULT_FAIL_THRESHOLD: u32 = 3;
+pub const DEFAULT_COOLDOWN: Duration = Duration::from_secs(5);
+pub const DEFAULT_POOL_MAX_IDLE: Duration = Duration::from_secs(30);
+pub const DEFAULT_RESOLVE_INTERVAL: Duration = Duration::from_secs(30);
+
+/// Targets are tracked per pipe in a 64-bit set of those already tried.
+pub const MAX_TARGETS: usize = 64;
 
 /// Largest ring accepted; beyond this a single pipe could pin a gigabyte.
 pub const MAX_BUFFER_SIZE: usize = 1 << 30;
 
 impl Config {
+    /// One listener forwarding to one target; add targets to `targets`.
     pub fn new(listen: SocketAddr, target: SocketAddr) -> Config {
         Config {
             listen,
-            target,
+            targets: vec![Target::from(target)],
+            balance: Balance::RoundRobin,
+            retries: None,
+            fail_threshold: DEFAULT_FAIL_THRESHOLD,
+            cooldown: Some(DEFAULT_COOLDOWN),
+            health_interval: None,
+            pool: 0,
+            pool_max_idle: DEFAULT_POOL_MAX_IDLE,
+            resolve_interval: Some(DEFAULT_RESOLVE_INTERVAL),
             buffer_size: DEFAULT_BUFFER_SIZE,
             low_water: DEFAULT_BUFFER_SIZE / 2,
             connect_timeout: Some(DEFAULT_CONNECT_TIMEOUT),
@@ -54,7 +126,33 @@ impl Config {
         }
     }
 
+    /// Further targets tried after a failed connect.
+    pub fn effective_retries(&self) -> usize {
+        self.retries.unwrap_or(self.targets.len().saturating_sub(1))
+    }
+
     pub fn validate(&self) -> Result<(), ConfigError> {
+        if self.targets.is_empty() || self.targets.len() > MAX_TARGETS {
+            return Err(ConfigError::new(
+                "--target",
+                self.targets.len().to_string(),
+                format!("give between 1 and {MAX_TARGETS} targets"),
+            ));
+        }
+        if self.fail_threshold == 0 {
+            return Err(ConfigError::new(
+                "--fail-threshold",
+                "0",
+                "must be at least 1",
+            ));
+        }
+        if self.pool > 0 && self.pool_max_idle.is_zero() {
+            return Err(ConfigError::new(
+                "--pool-max-idle",
+                "0",
+                "must be positive when --pool is set",
+            ));
+        }
         if self.buffer_size == 0 || self.buffer_size > MAX_BUFFER_SIZE {
             return Err(ConfigError::new(
                 "--buffer-size",

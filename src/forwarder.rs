@@ -116,10 +116,12 @@ impl Forwarder {
     /// every pipe has finished or been aborted.
     pub fn run(self) -> io::Result<()> {
         let config = self.reactor.config();
+        let targets: Vec<&str> = config.targets.iter().map(|t| t.name.as_str()).collect();
         info!(
-            "listening on {}, forwarding to {} (buffer {}, low-water {}, max {} connections)",
+            "listening on {}, forwarding to {} ({}; buffer {}, low-water {}, max {} connections)",
             self.local_addr,
-            config.target,
+            targets.join(", "),
+            config.balance,
             format_size(config.buffer_size),
             format_size(config.low_water),
             config.max_connections,

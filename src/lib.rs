@@ -27,9 +27,14 @@ mod metrics;
 mod net;
 mod pipe;
 mod reactor;
+mod resolver;
 mod ring;
+mod standby;
 mod timers;
+mod upstream;
 
-pub use config::{format_size, parse_duration, parse_size, Config, ConfigError};
+pub use config::{
+    format_size, parse_duration, parse_size, Balance, Config, ConfigError, Target, MAX_TARGETS,
+};
 pub use forwarder::{Forwarder, Handle, StartError};
 pub use metrics::{Gauge, Metrics};

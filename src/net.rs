@@ -78,6 +78,21 @@ pub(crate) fn start_connect(socket: Socket, target: SocketAddr) -> io::Result<Tc
     Ok(TcpStream::from_std(socket.into()))
 }
 
+/// Whether a non-blocking connect is done, once its socket turned writable
+/// or reported an error. `getpeername` succeeding proves it is established;
+/// otherwise `SO_ERROR` says why it failed, and no error at all means the
+/// wakeup was spurious and the connect is still under way.
+pub(crate) fn connect_outcome(stream: &TcpStream) -> io::Result<bool> {
+    match stream.peer_addr() {
+        Ok(_) => Ok(true),
+        Err(e) if e.kind() == io::ErrorKind::NotConnected => match stream.take_error()? {
+            Some(error) => Err(error),
+            None => Ok(false),
+        },
+        Err(e) => Err(e),
+    }
+}
+
 /// Accept errors about one connection only: go on with the next.
 pub(crate) fn is_transient_accept_error(e: &io::Error) -> bool {
     matches!(

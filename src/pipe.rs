@@ -24,7 +24,7 @@
 //! bytes are never lost.
 
 use std::io::{self, ErrorKind};
-use std::net::Shutdown;
+use std::net::{Shutdown, SocketAddr};
 use std::time::{Duration, Instant};
 
 use log::debug;
@@ -36,6 +36,7 @@ use socket2::SockRef;
 use crate::metrics::Metrics;
 use crate::net;
 use crate::ring::{Ring, RingPool};
+use crate::upstream::Tried;
 
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
 pub(crate) enum Side {
@@ -346,12 +347,21 @@ pub(crate) struct Pipe {
     /// Unique for the life of the process: the id in logs, and the generation
     /// that tells a stale timer or ready-list entry from this pipe.
     pub(crate) id: u64,
+    /// The client's address, for balancing by source and for logs.
+    pub(crate) peer: SocketAddr,
     client: Endpoint,
     target: Endpoint,
     connected: bool,
+    /// Index of the target in the upstream set.
+    pub(crate) target_index: usize,
+    /// Targets whose connect failed for this pipe.
+    pub(crate) tried: Tried,
+    /// Connects started for this pipe, the current one included.
+    pub(crate) attempts: usize,
     toward_target: Direction,
     toward_client: Direction,
     opened_at: Instant,
+    connect_started: Instant,
     last_activity: Instant,
     /// The earliest timer this pipe has in the reactor's heap.
     pub(crate) timer_due: Option<Instant>,
@@ -369,20 +379,55 @@ pub(crate) enum Closing {
 }
 
 impl Pipe {
-    pub(crate) fn new(id: u64, client: TcpStream, target: TcpStream, now: Instant) -> Pipe {
+    /// A pipe from an accepted client to target `target_index`: a stream
+    /// still connecting, or (from the warm pool) one `connected` already.
+    pub(crate) fn new(
+        id: u64,
+        (client, peer): (TcpStream, SocketAddr),
+        (target, target_index): (TcpStream, usize),
+        connected: bool,
+        now: Instant,
+    ) -> Pipe {
         Pipe {
             id,
+            peer,
             client: Endpoint::new(client, true),
-            target: Endpoint::new(target, false),
-            connected: false,
+            target: Endpoint::new(target, connected),
+            connected,
+            target_index,
+            tried: Tried::default(),
+            attempts: 0,
             toward_target: Direction::new(),
             toward_client: Direction::new(),
             opened_at: now,
+            connect_started: now,
             last_activity: now,
             timer_due: None,
             queued: false,
             closing: None,
         }
+    }
+
+    /// After a failed connect, moves to another target (the reactor keeps
+    /// `tried` and `attempts`). What the client has sent so far is still in
+    /// the ring, none of it delivered, so the new target gets every byte
+    /// exactly once.
+    pub(crate) fn retarget(
+        &mut self,
+        target: TcpStream,
+        target_index: usize,
+        connected: bool,
+        now: Instant,
+    ) {
+        debug_assert!(!self.connected);
+        self.target = Endpoint::new(target, connected);
+        self.connected = connected;
+        self.target_index = target_index;
+        self.connect_started = now;
+    }
+
+    pub(crate) fn is_connected(&self) -> bool {
+        self.connected
     }
 
     pub(crate) fn note_event(&mut self, side: Side, event: &Event) {
@@ -464,32 +509,16 @@ impl Pipe {
         Ok(moved_toward_target || moved_toward_client)
     }
 
-    /// A non-blocking connect is done when the socket turns writable (or
-    /// reports an error). `getpeername` succeeding proves it is established;
-    /// otherwise `SO_ERROR` says why it failed, and no error at all means the
-    /// wakeup was spurious and the connect is still in progress.
     fn finish_connect(&mut self) -> io::Result<bool> {
         if !self.target.writable && !self.target.error {
             return Ok(false);
         }
-        match self.target.stream.peer_addr() {
-            Ok(_) => {
-                self.connected = true;
-                self.target.error = false;
-                Ok(true)
-            }
-            Err(e) if e.kind() == ErrorKind::NotConnected => {
-                match self.target.stream.take_error()? {
-                    Some(e) => Err(e),
-                    None => {
-                        self.target.writable = false;
-                        self.target.error = false;
-                        Ok(false)
-                    }
-                }
-            }
-            Err(e) => Err(e),
+        self.target.error = false;
+        self.connected = net::connect_outcome(&self.target.stream)?;
+        if !self.connected {
+            self.target.writable = false;
         }
+        Ok(self.connected)
     }
 
     /// An error reported on a side we are not reading (its direction ended,
@@ -542,7 +571,7 @@ impl Pipe {
     /// The next instant at which a timeout could run out, if any applies.
     pub(crate) fn next_deadline(&self, timeouts: &Timeouts) -> Option<Instant> {
         if !self.connected {
-            return timeouts.connect.map(|t| self.opened_at + t);
+            return timeouts.connect.map(|t| self.connect_started + t);
         }
         let idle = timeouts.idle.map(|t| self.last_activity + t);
         let half_close = if self.is_half_closed() {
@@ -560,7 +589,7 @@ impl Pipe {
         let ran_out =
             |start: Instant, limit: Option<Duration>| limit.is_some_and(|t| now >= start + t);
         if !self.connected {
-            return ran_out(self.opened_at, timeouts.connect).then_some(Expiry::Connect);
+            return ran_out(self.connect_started, timeouts.connect).then_some(Expiry::Connect);
         }
         if self.is_half_closed() && ran_out(self.last_activity, timeouts.half_close) {
             return Some(Expiry::HalfClose);

@@ -7,32 +7,41 @@
 //! the end of the turn so that an event still in the batch for a closed pipe
 //! can never reach a new pipe that reused its slab slot.
 
+mod accept;
+mod connector;
+
 use std::collections::VecDeque;
 use std::io::{self, ErrorKind};
-use std::net::SocketAddr;
 use std::sync::atomic::{AtomicUsize, Ordering};
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
 use log::{debug, error, info, warn};
 use mio::event::Event;
-use mio::net::{TcpListener, TcpStream};
+use mio::net::TcpListener;
 use mio::{Events, Interest, Poll, Token, Waker};
 use signal_hook::consts::{SIGINT, SIGTERM};
 use signal_hook_mio::v1_0::Signals;
 use slab::Slab;
-use socket2::{SockRef, Socket, TcpKeepalive};
+use socket2::TcpKeepalive;
 
 use crate::config::Config;
 use crate::metrics::Metrics;
 use crate::net;
 use crate::pipe::{Closing, Context, Expiry, Failure, Outcome, Pipe, Side, Timeouts};
+use crate::resolver::Resolver;
 use crate::ring::RingPool;
+use crate::standby::Standbys;
 use crate::timers::Timers;
+use crate::upstream::{HealthPolicy, Upstreams};
+use connector::SpareSocket;
 
 const LISTENER: Token = Token(usize::MAX);
 const CONTROL: Token = Token(usize::MAX - 1);
 const SIGNALS: Token = Token(usize::MAX - 2);
+/// Standby connections (warm pool, probes) are tokens from here up; pipes
+/// stay below.
+const STANDBY_BASE: usize = usize::MAX / 2;
 
 /// A pipe's two sockets are tokens `2 × key` (client) and `2 × key + 1`
 /// (target), so one slab entry serves both.
@@ -61,6 +70,9 @@ const SPARE_RINGS: usize = 64;
 #[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord)]
 enum Timer {
     Pipe { key: usize, id: u64 },
+    Standby { key: usize, id: u64 },
+    PoolRefill { target: usize },
+    HealthProbe,
     AcceptRetry,
     DrainDeadline,
 }
@@ -77,7 +89,7 @@ enum AcceptTrigger {
 /// How other threads reach the loop: a waker and a count of shutdown
 /// requests.
 pub(crate) struct Control {
-    pub(crate) waker: Waker,
+    pub(crate) waker: Arc<Waker>,
     pub(crate) shutdown_requests: AtomicUsize,
 }
 
@@ -90,9 +102,12 @@ pub(crate) struct Reactor {
     listener: Option<TcpListener>,
     /// False while paused at the connection limit.
     listener_registered: bool,
+    upstreams: Upstreams,
+    standbys: Standbys,
+    resolver: Option<Resolver>,
     /// An upstream socket opened before `accept`, so that a client is only
     /// accepted when its target socket is already in hand.
-    spare_socket: Option<Socket>,
+    spare_socket: Option<SpareSocket>,
     /// The accept cap was hit with connections possibly still queued.
     accept_more_pending: bool,
     /// Since when accepting fails for lack of descriptors or memory.
@@ -126,8 +141,22 @@ impl Reactor {
         let poll = Poll::new()?;
         poll.registry()
             .register(&mut listener, LISTENER, Interest::READABLE)?;
-        let waker = Waker::new(poll.registry(), CONTROL)?;
+        let waker = Arc::new(Waker::new(poll.registry(), CONTROL)?);
+        let resolver = config
+            .resolve_interval
+            .and_then(|interval| Resolver::spawn(&config.targets, interval, Arc::clone(&waker)));
+        let upstreams = Upstreams::new(
+            &config.targets,
+            config.balance,
+            HealthPolicy {
+                fail_threshold: config.fail_threshold,
+                cooldown: config.cooldown,
+            },
+        );
         Ok(Reactor {
+            standbys: Standbys::new(config.targets.len()),
+            upstreams,
+            resolver,
             timeouts: Timeouts {
                 connect: config.connect_timeout,
                 idle: config.idle_timeout,
@@ -186,6 +215,8 @@ impl Reactor {
 
     pub(crate) fn run(mut self) -> io::Result<()> {
         let mut events = Events::with_capacity(1024);
+        self.fill_pools();
+        self.probe_targets();
         while !self.exit {
             let timeout = if self.ready.is_empty() && !self.accept_more_pending {
                 self.timers.time_to_next(Instant::now())
@@ -203,6 +234,7 @@ impl Reactor {
                     LISTENER => self.accept_connections(AcceptTrigger::ListenerEvent),
                     CONTROL => self.on_control(),
                     SIGNALS => self.on_signals(),
+                    token if token.0 >= STANDBY_BASE => self.on_standby_event(token, event),
                     token => self.on_pipe_event(token, event),
                 }
             }
@@ -218,160 +250,6 @@ impl Reactor {
             }
         }
         Ok(())
-    }
-
-    // ----- accepting -------------------------------------------------------
-
-    fn accept_connections(&mut self, trigger: AcceptTrigger) {
-        if self.accept_backoff.is_some() && trigger == AcceptTrigger::ListenerEvent {
-            // Only the retry timer or a freed pipe may try again, or we spin.
-            return;
-        }
-        self.accept_more_pending = false;
-        for _ in 0..ACCEPTS_PER_TURN {
-            if self.listener.is_none() {
-                return;
-            }
-            if self.pipes.len() >= self.config.max_connections {
-                self.pause_listener();
-                return;
-            }
-            if !self.resume_listener() {
-                return;
-            }
-            let socket = match self.spare_socket.take() {
-                Some(socket) => socket,
-                None => match net::upstream_socket(self.config.target, self.keepalive.as_ref()) {
-                    Ok(socket) => socket,
-                    Err(e) => return self.back_off_accepting(e),
-                },
-            };
-            let Some(listener) = self.listener.as_ref() else {
-                return;
-            };
-            match listener.accept() {
-                Ok((client, peer)) => self.open_pipe(client, peer, socket),
-                Err(e) => {
-                    self.spare_socket = Some(socket);
-                    if e.kind() == ErrorKind::WouldBlock {
-                        self.backlog_drained();
-                        return;
-                    }
-                    if net::is_transient_accept_error(&e) {
-                        debug!("accept: {e}; going on");
-                        continue;
-                    }
-                    return self.back_off_accepting(e);
-                }
-            }
-        }
-        self.accept_more_pending = true;
-    }
-
-    fn pause_listener(&mut self) {
-        if !self.listener_registered {
-            return;
-        }
-        if let Some(listener) = self.listener.as_mut() {
-            if let Err(e) = self.poll.registry().deregister(listener) {
-                error!("cannot pause the listener: {e}");
-                return;
-            }
-        }
-        self.listener_registered = false;
-        if self.at_limit_since.is_none() {
-            self.at_limit_since = Some(self.now);
-            info!(
-                "connection limit of {} reached; new clients wait in the backlog",
-                self.config.max_connections
-            );
-        }
-    }
-
-    /// Returns false if the listener cannot be registered again.
-    fn resume_listener(&mut self) -> bool {
-        if self.listener_registered {
-            return true;
-        }
-        let Some(listener) = self.listener.as_mut() else {
-            return false;
-        };
-        match self
-            .poll
-            .registry()
-            .register(listener, LISTENER, Interest::READABLE)
-        {
-            Ok(()) => {
-                self.listener_registered = true;
-                debug!("below the connection limit; accepting again");
-                true
-            }
-            Err(e) => {
-                self.back_off_accepting(e);
-                false
-            }
-        }
-    }
-
-    /// Out of descriptors or memory (EMFILE, ENFILE, ENOBUFS, ENOMEM), or any
-    /// other error that is not about one connection: never exit, never spin.
-    /// Retry on a short timer and whenever a pipe closes; say so once per burst.
-    fn back_off_accepting(&mut self, e: io::Error) {
-        self.failed_accepts += 1;
-        if self.accept_backoff.is_none() {
-            self.accept_backoff = Some(self.now);
-            warn!(
-                "cannot accept: {e}; retrying every {} ms and whenever a pipe closes ({} live pipes)",
-                ACCEPT_RETRY.as_millis(),
-                self.pipes.len()
-            );
-        }
-        if !self.accept_retry_armed {
-            self.accept_retry_armed = true;
-            self.timers
-                .push(self.now + ACCEPT_RETRY, Timer::AcceptRetry);
-        }
-    }
-
-    /// Every waiting client has been taken: a shortage or a stretch at the
-    /// connection limit is over only now, not when one client got through,
-    /// so each is logged once however many clients it held back.
-    fn backlog_drained(&mut self) {
-        if let Some(since) = self.accept_backoff.take() {
-            info!(
-                "accepting again after {:.1?} ({} attempts failed)",
-                self.now.saturating_duration_since(since),
-                self.failed_accepts
-            );
-            self.failed_accepts = 0;
-        }
-        if let Some(since) = self.at_limit_since.take() {
-            info!(
-                "below the connection limit again after {:.1?}",
-                self.now.saturating_duration_since(since)
-            );
-        }
-    }
-
-    fn open_pipe(&mut self, client: TcpStream, peer: SocketAddr, socket: Socket) {
-        let id = self.next_pipe_id;
-        self.next_pipe_id += 1;
-        self.metrics.accepted_total.add(1);
-        let target = self.config.target;
-        let upstream = match net::start_connect(socket, target) {
-            Ok(stream) => stream,
-            Err(e) => {
-                warn!("pipe {id}: cannot connect to {target}: {e}; resetting client {peer}");
-                self.metrics.connect_failures_total.add(1);
-                self.metrics.aborted_total.add(1);
-                net::abort_on_close(SockRef::from(&client));
-                return;
-            }
-        };
-        debug!("pipe {id}: accepted {peer}, connecting to {target}");
-        let key = self.pipes.insert(Pipe::new(id, client, upstream, self.now));
-        self.metrics.live_pipes.add(1);
-        self.after_drive(key, Outcome::Waiting);
     }
 
     // ----- pipes -------------------------------------------------------------
@@ -395,7 +273,11 @@ impl Reactor {
             low_water: self.config.low_water,
             now: self.now,
         };
+        let was_connected = pipe.is_connected();
         let outcome = pipe.drive(&mut ctx, BYTES_PER_TURN);
+        if !was_connected && pipe.is_connected() {
+            self.upstreams.connect_succeeded(pipe.target_index);
+        }
         self.after_drive(key, outcome);
     }
 
@@ -471,11 +353,14 @@ impl Reactor {
         let Some(pipe) = self.pipes.get(key) else {
             return;
         };
-        let id = pipe.id;
+        let (id, peer) = (pipe.id, pipe.peer);
         match &failure {
             Failure::Connect(e) => {
-                warn!("pipe {id}: cannot connect to {}: {e}", self.config.target);
-                self.metrics.connect_failures_total.add(1);
+                if self.fail_over(key, e) {
+                    return;
+                }
+                let attempts = self.pipes.get(key).map_or(0, |pipe| pipe.attempts);
+                warn!("pipe {id}: no target could be reached in {attempts} attempts; resetting client {peer}");
             }
             Failure::Io(side, e) => debug!("pipe {id}: {} side: {e}", side.name()),
             Failure::Poll(e) => error!("pipe {id}: cannot register with poll: {e}"),
@@ -523,6 +408,7 @@ impl Reactor {
         for key in self.closing.drain(..) {
             if let Some(pipe) = self.pipes.try_remove(key) {
                 let how = pipe.closing.unwrap_or(Closing::Abort);
+                self.upstreams.pipe_released(pipe.target_index);
                 pipe.close(how, &mut ctx);
                 ctx.metrics.live_pipes.sub(1);
             }
@@ -540,6 +426,9 @@ impl Reactor {
         while let Some((due, timer)) = self.timers.pop_due(self.now) {
             match timer {
                 Timer::Pipe { key, id } => self.on_pipe_timer(key, id, due),
+                Timer::Standby { key, id } => self.on_standby_timer(key, id),
+                Timer::PoolRefill { target } => self.refill_pool(target),
+                Timer::HealthProbe => self.probe_targets(),
                 Timer::AcceptRetry => {
                     self.accept_retry_armed = false;
                     if self.accept_backoff.is_some() {
@@ -559,6 +448,7 @@ impl Reactor {
     }
 
     fn on_control(&mut self) {
+        self.apply_resolved();
         let requests = self.control.shutdown_requests.swap(0, Ordering::SeqCst);
         for _ in 0..requests {
             self.request_shutdown();
@@ -589,6 +479,7 @@ impl Reactor {
         // waiting in a backlog nobody will serve.
         self.listener = None;
         self.spare_socket = None;
+        self.standbys.clear();
         self.accept_more_pending = false;
         let deadline = self.now + self.config.drain_timeout;
         self.drain_deadline = Some(deadline);
