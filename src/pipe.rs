@@ -293,12 +293,12 @@ impl Direction {
         Ok(moved)
     }
 
-    fn release(&mut self, ctx: &mut Context<'_>) {
+    fn release(&mut self, pool: &mut RingPool, metrics: &Metrics) {
         if let Some(mut ring) = self.ring.take() {
-            ctx.metrics.buffered_bytes.sub(ring.len() as u64);
-            ctx.metrics.rings_in_use.sub(1);
+            metrics.buffered_bytes.sub(ring.len() as u64);
+            metrics.rings_in_use.sub(1);
             ring.clear();
-            ctx.pool.give_back(ring);
+            pool.give_back(ring);
         }
     }
 }
@@ -615,9 +615,9 @@ impl Pipe {
 
     /// Returns the rings to the pool and closes both sockets; with
     /// [`Closing::Abort`] each side gets an RST.
-    pub(crate) fn close(mut self, how: Closing, ctx: &mut Context<'_>) {
-        self.toward_target.release(ctx);
-        self.toward_client.release(ctx);
+    pub(crate) fn close(mut self, how: Closing, pool: &mut RingPool, metrics: &Metrics) {
+        self.toward_target.release(pool, metrics);
+        self.toward_client.release(pool, metrics);
         if how == Closing::Abort {
             self.client.abort();
             self.target.abort();

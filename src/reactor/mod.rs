@@ -399,18 +399,12 @@ impl Reactor {
         if self.closing.is_empty() {
             return;
         }
-        let mut ctx = Context {
-            pool: &mut self.pool,
-            metrics: &self.metrics,
-            low_water: self.config.low_water,
-            now: self.now,
-        };
         for key in self.closing.drain(..) {
             if let Some(pipe) = self.pipes.try_remove(key) {
                 let how = pipe.closing.unwrap_or(Closing::Abort);
                 self.upstreams.pipe_released(pipe.target_index);
-                pipe.close(how, &mut ctx);
-                ctx.metrics.live_pipes.sub(1);
+                pipe.close(how, &mut self.pool, &self.metrics);
+                self.metrics.live_pipes.sub(1);
             }
         }
         // Descriptors and a slot were freed: a client waiting in the backlog
