@@ -23,20 +23,26 @@
 //! direction reads until `read` returns 0 or `WouldBlock`, so the peer's last
 //! bytes are never lost.
 
-use std::io::{self, ErrorKind};
-use std::net::{Shutdown, SocketAddr};
+mod direction;
+mod endpoint;
+
+use std::io;
+use std::net::SocketAddr;
 use std::time::{Duration, Instant};
 
 use log::debug;
 use mio::event::Event;
 use mio::net::TcpStream;
 use mio::{Interest, Registry, Token};
-use socket2::SockRef;
 
 use crate::metrics::Metrics;
 use crate::net;
-use crate::ring::{Ring, RingPool};
+use crate::ring::RingPool;
 use crate::upstream::Tried;
+use direction::{Direction, Flow};
+use endpoint::Endpoint;
+
+pub(crate) use direction::Context;
 
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
 pub(crate) enum Side {
@@ -49,256 +55,6 @@ impl Side {
         match self {
             Side::Client => "client",
             Side::Target => "target",
-        }
-    }
-}
-
-/// One socket of the pair.
-struct Endpoint {
-    stream: TcpStream,
-    /// The OS said readable and no read has said `WouldBlock` since.
-    readable: bool,
-    /// The OS said writable and no write has said `WouldBlock` since.
-    writable: bool,
-    /// The OS reported the peer's FIN. A short read then does not mean the
-    /// socket is drained: the EOF is still to be read, and no new edge will
-    /// announce it.
-    read_closed: bool,
-    /// The OS reported an error; `SO_ERROR` tells which.
-    error: bool,
-    /// What is registered with poll now; `None` means not registered.
-    registered: Option<Interest>,
-}
-
-impl Endpoint {
-    /// `writable` starts as given: an established socket has an empty send
-    /// buffer, so its first write need not wait for an event that would only
-    /// come after registering WRITABLE. A connecting socket is not writable
-    /// until the OS says the connect is done.
-    fn new(stream: TcpStream, writable: bool) -> Endpoint {
-        Endpoint {
-            stream,
-            readable: false,
-            writable,
-            read_closed: false,
-            error: false,
-            registered: None,
-        }
-    }
-
-    fn note(&mut self, event: &Event) {
-        self.readable |= event.is_readable() || event.is_read_closed();
-        self.writable |= event.is_writable() || event.is_write_closed();
-        self.read_closed |= event.is_read_closed();
-        if event.is_error() {
-            // The syscalls (or SO_ERROR) will say what went wrong.
-            self.error = true;
-            self.readable = true;
-            self.writable = true;
-        }
-    }
-
-    fn has_writable_interest(&self) -> bool {
-        self.registered
-            .is_some_and(|interest| interest.is_writable())
-    }
-
-    fn set_interest(
-        &mut self,
-        registry: &Registry,
-        token: Token,
-        want: Option<Interest>,
-    ) -> io::Result<()> {
-        if self.registered == want {
-            return Ok(());
-        }
-        match (self.registered, want) {
-            (None, Some(interest)) => registry.register(&mut self.stream, token, interest)?,
-            (Some(_), Some(interest)) => registry.reregister(&mut self.stream, token, interest)?,
-            (Some(_), None) => registry.deregister(&mut self.stream)?,
-            (None, None) => {}
-        }
-        self.registered = want;
-        Ok(())
-    }
-
-    fn abort(&self) {
-        net::abort_on_close(SockRef::from(&self.stream));
-    }
-}
-
-#[derive(Clone, Copy, Debug, PartialEq, Eq)]
-enum Flow {
-    /// Reading the source and forwarding.
-    Open,
-    /// The source sent FIN: forward what is left, then shut the destination's
-    /// write side.
-    Flushing,
-    /// The destination has been sent FIN. Nothing more moves this way.
-    Done,
-}
-
-/// One direction of a pipe: its ring and its flow-control state.
-struct Direction {
-    /// Lent by the pool while bytes are in flight; `None` when idle.
-    ring: Option<Ring>,
-    flow: Flow,
-    /// The ring reached high-water and has not yet drained to low-water.
-    paused: bool,
-    /// Bytes delivered to the destination.
-    forwarded: u64,
-}
-
-enum PumpError {
-    Read(io::Error),
-    Write(io::Error),
-}
-
-impl PumpError {
-    /// A read failed on the source side, a write on the destination side.
-    fn blame(self, source: Side, destination: Side) -> Failure {
-        match self {
-            PumpError::Read(e) => Failure::Io(source, e),
-            PumpError::Write(e) => Failure::Io(destination, e),
-        }
-    }
-}
-
-/// What a pipe needs from the reactor while it moves bytes.
-pub(crate) struct Context<'a> {
-    pub(crate) pool: &'a mut RingPool,
-    pub(crate) metrics: &'a Metrics,
-    pub(crate) low_water: usize,
-    pub(crate) now: Instant,
-}
-
-impl Direction {
-    fn new() -> Direction {
-        Direction {
-            ring: None,
-            flow: Flow::Open,
-            paused: false,
-            forwarded: 0,
-        }
-    }
-
-    fn has_pending_bytes(&self) -> bool {
-        self.ring.as_ref().is_some_and(|ring| !ring.is_empty())
-    }
-
-    fn wants_to_read(&self, source: &Endpoint) -> bool {
-        self.flow == Flow::Open && source.readable && !self.paused
-    }
-
-    fn can_write(&self, destination: &Endpoint, connected: bool) -> bool {
-        connected && destination.writable && self.has_pending_bytes()
-    }
-
-    /// Moves bytes from `source` to `destination` until both would block,
-    /// the ring is full, or `budget` (bytes read this turn) is spent.
-    /// Returns whether anything moved or changed state.
-    ///
-    /// `fin_by_close`: the other direction is done, so once this one is
-    /// flushed the pipe is freed, and closing the destination sends the same
-    /// FIN a `shutdown` would (nothing is left unread on either socket).
-    fn pump(
-        &mut self,
-        source: &mut Endpoint,
-        destination: &mut Endpoint,
-        connected: bool,
-        fin_by_close: bool,
-        ctx: &mut Context<'_>,
-        budget: &mut usize,
-    ) -> Result<bool, PumpError> {
-        let mut moved = false;
-        loop {
-            let mut progressed = false;
-            if self.wants_to_read(source) && *budget > 0 {
-                let ring = self.ring.get_or_insert_with(|| {
-                    ctx.metrics.rings_in_use.add(1);
-                    ctx.pool.take()
-                });
-                let room = ring.free();
-                match ring.read_from(&source.stream) {
-                    Ok(0) => {
-                        self.flow = Flow::Flushing;
-                        progressed = true;
-                    }
-                    Ok(n) => {
-                        progressed = true;
-                        *budget = budget.saturating_sub(n);
-                        ctx.metrics.buffered_bytes.add(n as u64);
-                        ctx.metrics.note_direction_fill(ring.len());
-                        // A short read emptied the socket: the next byte comes
-                        // with a new edge, so skip the read that would only say
-                        // WouldBlock. Not so once FIN was reported.
-                        if n < room && !source.read_closed {
-                            source.readable = false;
-                        }
-                        if ring.is_full() {
-                            self.paused = true;
-                        }
-                    }
-                    Err(e) if e.kind() == ErrorKind::WouldBlock => source.readable = false,
-                    Err(e) if e.kind() == ErrorKind::Interrupted => continue,
-                    Err(e) => return Err(PumpError::Read(e)),
-                }
-            }
-            if self.can_write(destination, connected) {
-                let Some(ring) = self.ring.as_mut() else {
-                    break;
-                };
-                let pending = ring.len();
-                match ring.write_to(&destination.stream) {
-                    Ok(0) => return Err(PumpError::Write(ErrorKind::WriteZero.into())),
-                    Ok(n) => {
-                        progressed = true;
-                        self.forwarded += n as u64;
-                        ctx.metrics.buffered_bytes.sub(n as u64);
-                        // A short write filled the socket buffer; its draining
-                        // brings a new edge.
-                        if n < pending {
-                            destination.writable = false;
-                        }
-                        if self.paused && ring.len() <= ctx.low_water {
-                            self.paused = false;
-                        }
-                    }
-                    Err(e) if e.kind() == ErrorKind::WouldBlock => destination.writable = false,
-                    Err(e) if e.kind() == ErrorKind::Interrupted => continue,
-                    Err(e) => return Err(PumpError::Write(e)),
-                }
-            }
-            if !progressed {
-                break;
-            }
-            moved = true;
-        }
-        if self.ring.as_ref().is_some_and(Ring::is_empty) {
-            if let Some(ring) = self.ring.take() {
-                ctx.metrics.rings_in_use.sub(1);
-                ctx.pool.give_back(ring);
-            }
-        }
-        if self.flow == Flow::Flushing && self.ring.is_none() && connected {
-            if !fin_by_close {
-                destination
-                    .stream
-                    .shutdown(Shutdown::Write)
-                    .map_err(PumpError::Write)?;
-            }
-            self.flow = Flow::Done;
-            moved = true;
-        }
-        Ok(moved)
-    }
-
-    fn release(&mut self, pool: &mut RingPool, metrics: &Metrics) {
-        if let Some(mut ring) = self.ring.take() {
-            metrics.buffered_bytes.sub(ring.len() as u64);
-            metrics.rings_in_use.sub(1);
-            ring.clear();
-            pool.give_back(ring);
         }
     }
 }
