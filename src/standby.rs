@@ -223,6 +223,14 @@ impl Standbys {
         None
     }
 
+    /// Closes the idle pooled connections to `target` (it went down: they
+    /// must not stand in for its trial connection).
+    pub(crate) fn discard_idle(&mut self, target: usize) {
+        for key in std::mem::take(&mut self.idle[target]) {
+            self.remove(key);
+        }
+    }
+
     /// Closes every standby connection (shutdown).
     pub(crate) fn clear(&mut self) {
         self.conns.clear();

@@ -189,20 +189,21 @@ impl Upstreams {
     }
 
     /// A connect to the target failed (refused, reset or timed out). With
-    /// `decisive` (a failed health probe) it is down at once.
-    pub(crate) fn connect_failed(&mut self, index: usize, decisive: bool, now: Instant) {
+    /// `decisive` (a failed health probe) it is down at once. Returns whether
+    /// the target has just gone down.
+    pub(crate) fn connect_failed(&mut self, index: usize, decisive: bool, now: Instant) -> bool {
         let Some(base) = self.policy.cooldown else {
-            return;
+            return false;
         };
         let threshold = self.policy.fail_threshold;
         let target = &mut self.targets[index];
         target.consecutive_failures = target.consecutive_failures.saturating_add(1);
         let cooldown = match target.health {
             Health::Up if decisive || target.consecutive_failures >= threshold => base,
-            Health::Up => return,
+            Health::Up => return false,
             Health::Trial { cooldown } => (cooldown * 2).min(MAX_COOLDOWN),
             // A last-resort attempt while down: the cooldown stands.
-            Health::Down { .. } => return,
+            Health::Down { .. } => return false,
         };
         target.health = Health::Down {
             until: now + cooldown,
@@ -214,6 +215,19 @@ impl Upstreams {
             target.consecutive_failures,
             cooldown
         );
+        true
+    }
+
+    /// A pipe sent to `index` ended before its connect did. If that was the
+    /// target's trial, the next client makes it instead.
+    pub(crate) fn attempt_abandoned(&mut self, index: usize, now: Instant) {
+        let target = &mut self.targets[index];
+        if let Health::Trial { cooldown } = target.health {
+            target.health = Health::Down {
+                until: now,
+                cooldown,
+            };
+        }
     }
 
     /// The resolver found a new address for a target.
@@ -357,6 +371,23 @@ mod tests {
         assert_eq!(set.pick(ip(1), Tried::default(), trial), 0);
         set.connect_succeeded(0);
         assert!(set.is_up(0));
+    }
+
+    #[test]
+    fn an_abandoned_trial_is_made_by_the_next_client() {
+        let start = Instant::now();
+        let mut set = upstreams(2, Balance::RoundRobin);
+        set.connect_failed(0, true, start);
+        let later = start + Duration::from_secs(5);
+        assert_eq!(set.pick(ip(1), Tried::default(), later), 0, "the trial");
+        set.attempt_abandoned(0, later);
+        let next_round: Vec<usize> = (0..2)
+            .map(|_| set.pick(ip(1), Tried::default(), later))
+            .collect();
+        assert!(
+            next_round.contains(&0),
+            "target 0 is eligible for its trial again: {next_round:?}"
+        );
     }
 
     #[test]

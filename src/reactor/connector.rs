@@ -83,7 +83,7 @@ impl Reactor {
                         self.upstreams.get(index).name
                     );
                     self.metrics.connect_failures_total.add(1);
-                    self.upstreams.connect_failed(index, false, self.now);
+                    self.target_failed(index, false);
                     *tried = tried.with(index);
                 }
             }
@@ -105,7 +105,7 @@ impl Reactor {
             self.upstreams.get(failed).name
         );
         self.metrics.connect_failures_total.add(1);
-        self.upstreams.connect_failed(failed, false, self.now);
+        self.target_failed(failed, false);
 
         let dialed = self.dial(id, client_ip, &mut tried, &mut attempts);
         let Some(pipe) = self.pipes.get_mut(key) else {
@@ -125,6 +125,14 @@ impl Reactor {
         self.upstreams.pipe_assigned(index);
         self.drive(key);
         true
+    }
+
+    /// Passive health counts the failure; a target that goes down loses its
+    /// idle pooled connections, so its trial is a real connect.
+    fn target_failed(&mut self, target: usize, decisive: bool) {
+        if self.upstreams.connect_failed(target, decisive, self.now) {
+            self.standbys.discard_idle(target);
+        }
     }
 
     // ----- the warm pool and health probes ---------------------------------
@@ -224,8 +232,7 @@ impl Reactor {
             },
             self.upstreams.get(target).name
         );
-        self.upstreams
-            .connect_failed(target, purpose == Purpose::Probe, self.now);
+        self.target_failed(target, purpose == Purpose::Probe);
         if purpose == Purpose::Pool {
             self.timers
                 .push(self.now + POOL_REFILL_DELAY, Timer::PoolRefill { target });
@@ -261,8 +268,13 @@ impl Reactor {
         }
         for target in 0..self.upstreams.len() {
             if !self.standbys.probing(target) {
+                // A probe that cannot even start (out of descriptors) says
+                // nothing about the target.
                 if let Err(e) = self.start_standby(target, Purpose::Probe) {
-                    self.standby_failed(target, Purpose::Probe, &e);
+                    debug!(
+                        "cannot start a probe of {}: {e}",
+                        self.upstreams.get(target).name
+                    );
                 }
             }
         }

@@ -403,6 +403,10 @@ impl Reactor {
             if let Some(pipe) = self.pipes.try_remove(key) {
                 let how = pipe.closing.unwrap_or(Closing::Abort);
                 self.upstreams.pipe_released(pipe.target_index);
+                if !pipe.is_connected() {
+                    self.upstreams
+                        .attempt_abandoned(pipe.target_index, self.now);
+                }
                 pipe.close(how, &mut self.pool, &self.metrics);
                 self.metrics.live_pipes.sub(1);
             }
