@@ -117,8 +117,13 @@ impl Forwarder {
     pub fn run(self) -> io::Result<()> {
         let config = self.reactor.config();
         let targets: Vec<&str> = config.targets.iter().map(|t| t.name.as_str()).collect();
+        let pool = if config.pool > 0 {
+            format!("; pool {} per target", config.pool)
+        } else {
+            String::new()
+        };
         info!(
-            "listening on {}, forwarding to {} ({}; buffer {}, low-water {}, max {} connections)",
+            "listening on {}, forwarding to {} ({}{pool}; buffer {}, low-water {}, max {} connections)",
             self.local_addr,
             targets.join(", "),
             config.balance,

@@ -13,16 +13,19 @@
 //! libtest harnesses, which reject them unless `[lib]` and `[[bin]]` say
 //! `bench = false`; `--bench forward` avoids that.
 //! Workloads: bulk-1, bulk-4 (or `bulk` for both), ping-pong, rr-concurrent,
-//! connect-rate, idle-memory. Contenders: direct, tcpipe, haproxy, nginx,
-//! socat. The table goes to stdout, progress to stderr, and JSON, SVG and
-//! markdown to `$CARGO_TARGET_DIR/bench/` (else `target/bench/`).
+//! connect-rate, idle-memory, ttfb (time to first byte of new clients, tcpipe
+//! also with `--pool`; needs root and iproute2, see `far`). Contenders:
+//! direct, tcpipe, haproxy, nginx, socat. The table goes to stdout, progress
+//! to stderr, and JSON, SVG and markdown to `$CARGO_TARGET_DIR/bench/` (else
+//! `target/bench/`).
 //!
-//! Each cell starts a fresh target server (in this process) and a fresh
-//! forwarder process, and repetitions cycle through the contenders
+//! Each cell starts a fresh target server (in this process; ttfb's in a
+//! child, see `far`) and a fresh forwarder process, and repetitions cycle through the contenders
 //! (A B C A B C ...) so that drift on a shared machine hits all alike.
 
 #![deny(unsafe_code)]
 
+mod far;
 mod measure;
 mod peers;
 mod report;
@@ -195,6 +198,10 @@ fn progress(result: &Result<Sample, String>) -> String {
 
 fn main() -> ExitCode {
     let args: Vec<String> = std::env::args().skip(1).collect();
+    // This binary is also the ttfb workload's far target server.
+    if args.first().map(String::as_str) == Some(far::SERVE_FLAG) {
+        return far::serve(&args[1..]);
+    }
     if args.iter().any(|a| a == "--help" || a == "-h") {
         println!("{}", usage());
         return ExitCode::SUCCESS;
@@ -279,7 +286,11 @@ fn main() -> ExitCode {
              for the duration, bytes counted at the target; ping-pong = {} B echo, one connection; \
              rr-concurrent = {} connections x {} pipelined {} B requests (one epoll thread each side); \
              connect rate = {} in flight, connect + {} B each way + target closes first; \
-             idle memory = {} pipes, one {} B exchange each, then idle",
+             idle memory = {} pipes, one {} B exchange each, then idle; \
+             ttfb = new clients one at a time, each connect + {} B request + {} B reply, timed to \
+             the reply's last byte, to a target in a network namespace behind a wire with {} µs \
+             of delay each way (carried by the bench process); tcpipe once with no pool and once \
+             with --pool {}, clients alternating",
             256,
             targets::MESSAGE,
             workloads::RR_CONNECTIONS,
@@ -289,6 +300,10 @@ fn main() -> ExitCode {
             targets::MESSAGE,
             s.idle_pipes,
             targets::MESSAGE,
+            targets::MESSAGE,
+            targets::MESSAGE,
+            far::ONE_WAY_DELAY.as_micros(),
+            workloads::TTFB_POOL,
         ),
         format!(
             "descriptor limit {} (inherited by the forwarders), so each allows {} pipes",
@@ -332,6 +347,6 @@ fn run_cell(
     settings: &Settings,
     workdir: &Path,
 ) -> Result<Sample, String> {
-    let mut start = |target| peer.start(target, workdir);
+    let mut start = |target, tuning| peer.start(target, tuning, workdir);
     workload.run(settings, &mut start)
 }

@@ -78,6 +78,19 @@ impl Kind {
     pub fn is_other_forwarder(self) -> bool {
         !matches!(self, Kind::Direct | Kind::Tcpipe)
     }
+
+    /// Whether it can keep connected idle upstream connections ready: of the
+    /// contenders, only tcpipe has such a pool (`--pool`).
+    pub fn has_pool(self) -> bool {
+        self == Kind::Tcpipe
+    }
+}
+
+/// What a workload asks of a forwarder beyond how `Peer` configures it.
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
+pub struct Tuning {
+    /// Connected idle upstream connections kept ready (0: none).
+    pub pool: usize,
 }
 
 /// A contender found on this machine.
@@ -239,7 +252,15 @@ impl Peer {
 
     /// Starts the contender forwarding to `target` and waits until a
     /// connection through it reaches the target and back.
-    pub fn start(&self, target: SocketAddr, workdir: &Path) -> Result<Running, String> {
+    pub fn start(
+        &self,
+        target: SocketAddr,
+        tuning: Tuning,
+        workdir: &Path,
+    ) -> Result<Running, String> {
+        if tuning.pool > 0 && !self.kind.has_pool() {
+            return Err(format!("{} has no connection pool", self.name()));
+        }
         if self.kind == Kind::Direct {
             return Ok(Running {
                 kind: self.kind,
@@ -251,7 +272,7 @@ impl Peer {
         // The free port may be taken again before the peer binds it.
         let mut attempt = 1;
         loop {
-            match self.start_on(free_port()?, target, workdir) {
+            match self.start_on(free_port()?, target, tuning, workdir) {
                 Err(Early(why)) if attempt < START_ATTEMPTS => {
                     eprintln!("note: {} did not start ({why}); retrying", self.name());
                     attempt += 1;
@@ -266,11 +287,18 @@ impl Peer {
         &self,
         port: u16,
         target: SocketAddr,
+        tuning: Tuning,
         workdir: &Path,
     ) -> Result<Running, StartFailure> {
         let listen: SocketAddr = ([127, 0, 0, 1], port).into();
-        let log = workdir.join(format!("{}.log", self.name()));
-        let mut command = self.command(listen, target, workdir).map_err(Late)?;
+        // Two tunings of one contender may run at once: a log each.
+        let log = match tuning.pool {
+            0 => workdir.join(format!("{}.log", self.name())),
+            pool => workdir.join(format!("{}-pool{pool}.log", self.name())),
+        };
+        let mut command = self
+            .command(listen, target, tuning, workdir)
+            .map_err(Late)?;
         let log_file = File::create(&log)
             .map_err(|e| Late(format!("cannot create {}: {e}", log.display())))?;
         let log_copy = log_file.try_clone().map_err(|e| Late(e.to_string()))?;
@@ -308,6 +336,7 @@ impl Peer {
         &self,
         listen: SocketAddr,
         target: SocketAddr,
+        tuning: Tuning,
         workdir: &Path,
     ) -> Result<Command, String> {
         let write = |name: &str, text: String| -> Result<PathBuf, String> {
@@ -322,6 +351,7 @@ impl Peer {
                 command
                     .args(["-l", &listen.to_string(), "-t", &target.to_string()])
                     .args(["--max-connections", &self.limits.pipes.to_string()])
+                    .args(["--pool", &tuning.pool.to_string()])
                     // The startup line and limit warnings, nothing per pipe.
                     .env("RUST_LOG", "info");
             }
@@ -398,7 +428,7 @@ impl Peer {
 /// A started contender. Dropping it stops it and reaps every process it
 /// forked (PID 1 of a container may not reap orphans).
 pub struct Running {
-    kind: Kind,
+    pub kind: Kind,
     /// Where clients connect.
     pub addr: SocketAddr,
     child: Option<Child>,

@@ -4,7 +4,7 @@
 //! idle pipes), so that the server is never what limits the forwarder.
 
 use std::io::{self, ErrorKind, Read, Write};
-use std::net::{SocketAddr, TcpListener, TcpStream};
+use std::net::{IpAddr, Ipv4Addr, SocketAddr, TcpListener, TcpStream};
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::{Arc, Mutex};
 use std::thread::{self, JoinHandle};
@@ -18,12 +18,14 @@ use socket2::{Domain, Protocol, Socket, Type};
 /// Connections the kernel may queue for a server (and the load: at most
 /// a few dozen connect at once).
 const BACKLOG: i32 = 1024;
+const LOOPBACK: IpAddr = IpAddr::V4(Ipv4Addr::LOCALHOST);
 /// No target connection outlives a workload; this bounds a thread waiting
 /// on one that a broken forwarder left open.
 const IDLE_LIMIT: Duration = Duration::from_secs(60);
 
-pub fn listener() -> io::Result<TcpListener> {
-    let addr: SocketAddr = ([127, 0, 0, 1], 0).into();
+/// A listener on a free port of `ip`.
+pub fn listener(ip: IpAddr) -> io::Result<TcpListener> {
+    let addr = SocketAddr::new(ip, 0);
     let socket = Socket::new(Domain::IPV4, Type::STREAM, Some(Protocol::TCP))?;
     socket.set_reuse_address(true)?;
     socket.bind(&addr.into())?;
@@ -43,7 +45,7 @@ pub struct ThreadServer {
 
 impl ThreadServer {
     pub fn start(handler: impl Fn(TcpStream) + Send + Sync + 'static) -> io::Result<ThreadServer> {
-        let listener = listener()?;
+        let listener = listener(LOOPBACK)?;
         let addr = listener.local_addr()?;
         let stop = Arc::new(AtomicBool::new(false));
         let connections = Arc::new(Mutex::new(Vec::new()));
@@ -182,7 +184,13 @@ pub struct EventServer {
 
 impl EventServer {
     pub fn start(reply: Reply) -> io::Result<EventServer> {
-        let std_listener = listener()?;
+        EventServer::start_on(LOOPBACK, reply)
+    }
+
+    /// The same server on another address of this host (or of the network
+    /// namespace the process runs in).
+    pub fn start_on(ip: IpAddr, reply: Reply) -> io::Result<EventServer> {
+        let std_listener = listener(ip)?;
         std_listener.set_nonblocking(true)?;
         let addr = std_listener.local_addr()?;
         let mut listener = MioListener::from_std(std_listener);

@@ -21,10 +21,11 @@ fn xml(s: &str) -> String {
         .replace('>', "&gt;")
 }
 
-/// The bar chart: one panel per workload, one chart per metric in it.
+/// The bar chart: one panel per workload, one chart per metric in it, in
+/// lines of up to `CHARTS_PER_LINE`.
 pub fn render(run: &Run) -> String {
     const CHART_W: f64 = 380.0;
-    const CHARTS_PER_PANEL: usize = 3;
+    const CHARTS_PER_LINE: usize = 3;
     const PANEL_TITLE_H: f64 = 22.0;
     const HEADER_H: f64 = 40.0;
     let layout = ChartLayout {
@@ -37,9 +38,15 @@ pub fn render(run: &Run) -> String {
     };
     let rows = run.rows();
     let chart_h = layout.title_h + run.peers.len() as f64 * (layout.bar_h + layout.gap) + 8.0;
-    let panel_h = PANEL_TITLE_H + chart_h + 10.0;
-    let width = CHARTS_PER_PANEL as f64 * CHART_W + 10.0;
-    let height = HEADER_H + run.workloads.len() as f64 * panel_h;
+    let panels: Vec<(_, Vec<&Row<'_>>)> = run
+        .workloads
+        .iter()
+        .map(|w| (w, rows.iter().filter(|r| r.metric.workload == *w).collect()))
+        .collect();
+    let panel_h =
+        |charts: usize| PANEL_TITLE_H + charts.div_ceil(CHARTS_PER_LINE) as f64 * chart_h + 10.0;
+    let width = CHARTS_PER_LINE as f64 * CHART_W + 10.0;
+    let height = HEADER_H + panels.iter().map(|(_, c)| panel_h(c.len())).sum::<f64>();
     let mut out = String::new();
     let _ = writeln!(
         out,
@@ -53,25 +60,26 @@ pub fn render(run: &Run) -> String {
          <text x=\"10\" y=\"33\" fill=\"#555\">{}</text>",
         xml(&run.machine)
     );
-    for (p, workload) in run.workloads.iter().enumerate() {
-        let y0 = HEADER_H + p as f64 * panel_h;
+    let mut y0 = HEADER_H;
+    for (workload, charts) in &panels {
         let _ = writeln!(
             out,
             "<g transform=\"translate(0,{y0})\">\n\
              <rect x=\"4\" y=\"0\" width=\"{}\" height=\"{}\" fill=\"#fafafa\" stroke=\"#ccc\"/>\n\
              <text x=\"12\" y=\"16\" font-size=\"13\" font-weight=\"bold\">{}</text>",
             width - 8.0,
-            panel_h - 6.0,
+            panel_h(charts.len()) - 6.0,
             workload.name()
         );
-        let charts = rows.iter().filter(|r| r.metric.workload == *workload);
-        for (c, row) in charts.take(CHARTS_PER_PANEL).enumerate() {
-            let x = 4.0 + c as f64 * CHART_W;
-            let _ = writeln!(out, "<g transform=\"translate({x},{PANEL_TITLE_H})\">");
+        for (c, row) in charts.iter().enumerate() {
+            let x = 4.0 + (c % CHARTS_PER_LINE) as f64 * CHART_W;
+            let y = PANEL_TITLE_H + (c / CHARTS_PER_LINE) as f64 * chart_h;
+            let _ = writeln!(out, "<g transform=\"translate({x},{y})\">");
             chart(&mut out, row, &layout);
             out.push_str("</g>\n");
         }
         out.push_str("</g>\n");
+        y0 += panel_h(charts.len());
     }
     out.push_str("</svg>\n");
     out

@@ -12,6 +12,7 @@ use std::thread;
 use std::time::Instant;
 
 use super::{connect, cpu_now, cpu_used, Sample, Settings, Start, PATIENCE};
+use crate::peers::Tuning;
 use crate::targets::ThreadServer;
 
 /// Parallel streams in the multi-stream bulk workload.
@@ -73,7 +74,7 @@ pub(super) fn run(streams: usize, settings: &Settings, start: Start<'_>) -> Resu
     let (tx, rx) = mpsc::channel();
     let server = ThreadServer::start(move |stream| count_to_end(stream, &tx))
         .map_err(|e| format!("target: {e}"))?;
-    let mut forwarder = start(server.addr())?;
+    let mut forwarder = start(server.addr(), Tuning::default())?;
     let addr = forwarder.addr;
     let meter = forwarder.meter();
     let barrier = Arc::new(Barrier::new(streams + 1));

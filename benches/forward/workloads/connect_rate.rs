@@ -9,6 +9,7 @@ use mio::{Events, Interest, Poll, Token};
 
 use super::window::{poll_once, Window};
 use super::{message, Sample, Settings, Start, PATIENCE};
+use crate::peers::Tuning;
 use crate::targets::{EventServer, Reply, MESSAGE};
 
 /// Connections in flight at once in the connect-rate workload.
@@ -94,7 +95,7 @@ impl Attempt {
 
 pub(super) fn run(settings: &Settings, start: Start<'_>) -> Result<Sample, String> {
     let server = EventServer::start(Reply::OneShot).map_err(|e| format!("target: {e}"))?;
-    let mut forwarder = start(server.addr())?;
+    let mut forwarder = start(server.addr(), Tuning::default())?;
     let addr = forwarder.addr;
     let meter = forwarder.meter();
     let mut poll = Poll::new().map_err(|e| format!("poll: {e}"))?;

@@ -7,6 +7,7 @@ use std::time::Duration;
 
 use super::{connect, message, Sample, Settings, Start};
 use crate::measure::fd_limits;
+use crate::peers::Tuning;
 use crate::targets::{EventServer, Reply, MESSAGE};
 
 /// Pause between opening the idle pipes and reading memory, so that every
@@ -28,7 +29,7 @@ pub(super) fn run(settings: &Settings, start: Start<'_>) -> Result<Sample, Strin
         ));
     }
     let server = EventServer::start(Reply::Echo).map_err(|e| format!("target: {e}"))?;
-    let mut forwarder = start(server.addr())?;
+    let mut forwarder = start(server.addr(), Tuning::default())?;
     let meter = forwarder.meter();
     let pss = || -> Result<u64, String> {
         meter

@@ -8,17 +8,19 @@ mod connect_rate;
 mod idle_memory;
 mod ping_pong;
 mod rr_concurrent;
+mod ttfb;
 mod window;
 
 use std::net::{SocketAddr, TcpStream};
 use std::time::Duration;
 
 use crate::measure::Meter;
-use crate::peers::Running;
+use crate::peers::{Running, Tuning};
 use crate::targets::MESSAGE;
 
 pub use connect_rate::CONNECT_CONCURRENCY;
 pub use rr_concurrent::{RR_CONNECTIONS, RR_DEPTH};
+pub use ttfb::TTFB_POOL;
 
 /// Durations and sizes of one run.
 #[derive(Clone, Debug)]
@@ -35,8 +37,9 @@ const PATIENCE: Duration = Duration::from_secs(10);
 
 /// Metric key and value, as measured in one cell.
 pub type Sample = Vec<(&'static str, f64)>;
-/// Starts the contender in front of a target and returns it running.
-pub type Start<'a> = &'a mut dyn FnMut(SocketAddr) -> Result<Running, String>;
+/// Starts the contender in front of a target, tuned as asked, and returns
+/// it running.
+pub type Start<'a> = &'a mut dyn FnMut(SocketAddr, Tuning) -> Result<Running, String>;
 
 #[derive(Clone, Copy, Debug, PartialEq, Eq, Hash)]
 pub enum Workload {
@@ -46,16 +49,18 @@ pub enum Workload {
     RrConcurrent,
     ConnectRate,
     IdleMemory,
+    Ttfb,
 }
 
 impl Workload {
-    pub const ALL: [Workload; 6] = [
+    pub const ALL: [Workload; 7] = [
         Workload::Bulk1,
         Workload::Bulk4,
         Workload::PingPong,
         Workload::RrConcurrent,
         Workload::ConnectRate,
         Workload::IdleMemory,
+        Workload::Ttfb,
     ];
 
     pub fn name(self) -> &'static str {
@@ -66,6 +71,7 @@ impl Workload {
             Workload::RrConcurrent => "rr-concurrent",
             Workload::ConnectRate => "connect-rate",
             Workload::IdleMemory => "idle-memory",
+            Workload::Ttfb => "ttfb",
         }
     }
 
@@ -78,6 +84,7 @@ impl Workload {
             Workload::RrConcurrent => &["rr"],
             Workload::ConnectRate => &["connect"],
             Workload::IdleMemory => &["idle", "memory"],
+            Workload::Ttfb => &["time-to-first-byte", "pool"],
         };
         word == self.name() || aliases.contains(&word)
     }
@@ -95,6 +102,7 @@ impl Workload {
             Workload::RrConcurrent => rr_concurrent::run(settings, start),
             Workload::ConnectRate => connect_rate::run(settings, start),
             Workload::IdleMemory => idle_memory::run(settings, start),
+            Workload::Ttfb => ttfb::run(settings, start),
         }
     }
 }
@@ -129,7 +137,7 @@ const fn metric(
     }
 }
 
-pub const METRICS: [Metric; 11] = [
+pub const METRICS: [Metric; 16] = [
     metric(
         "bulk1_gbps",
         Workload::Bulk1,
@@ -218,6 +226,47 @@ pub const METRICS: [Metric; 11] = [
         false,
         true,
     ),
+    // The pool rows have a figure for tcpipe only; "16" is `TTFB_POOL`.
+    metric(
+        "ttfb_p50_us",
+        Workload::Ttfb,
+        "time to first byte p50",
+        "µs",
+        false,
+        false,
+    ),
+    metric(
+        "ttfb_pool_p50_us",
+        Workload::Ttfb,
+        "time to first byte p50, --pool 16",
+        "µs",
+        false,
+        false,
+    ),
+    metric(
+        "ttfb_pool_ratio",
+        Workload::Ttfb,
+        "time to first byte p50, --pool 16 ÷ --pool 0",
+        "×",
+        false,
+        false,
+    ),
+    metric(
+        "ttfb_p99_us",
+        Workload::Ttfb,
+        "time to first byte p99",
+        "µs",
+        false,
+        false,
+    ),
+    metric(
+        "ttfb_pool_p99_us",
+        Workload::Ttfb,
+        "time to first byte p99, --pool 16",
+        "µs",
+        false,
+        false,
+    ),
 ];
 
 /// A small request: sequence number, connection number, then a pattern that
@@ -233,6 +282,12 @@ fn message(conn: u64, seq: u64) -> [u8; MESSAGE] {
             .wrapping_add(i as u8);
     }
     m
+}
+
+/// The `p` quantile (nearest rank) of `sorted` nanoseconds, in µs.
+fn percentile_us(sorted: &[u64], p: f64) -> f64 {
+    let rank = ((p * sorted.len() as f64).ceil() as usize).clamp(1, sorted.len());
+    sorted[rank - 1] as f64 / 1000.0
 }
 
 fn cpu_now(meter: &Meter) -> Result<Option<f64>, String> {

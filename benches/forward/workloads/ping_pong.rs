@@ -5,7 +5,8 @@ use std::io::{Read, Write};
 use std::net::TcpStream;
 use std::time::{Duration, Instant};
 
-use super::{connect, message, Sample, Settings, Start};
+use super::{connect, message, percentile_us, Sample, Settings, Start};
+use crate::peers::Tuning;
 use crate::targets::{ThreadServer, MESSAGE};
 
 fn echo_messages(mut stream: TcpStream) {
@@ -22,7 +23,7 @@ const MIN_ROUND_TRIPS: usize = 2000;
 
 pub(super) fn run(settings: &Settings, start: Start<'_>) -> Result<Sample, String> {
     let server = ThreadServer::start(echo_messages).map_err(|e| format!("target: {e}"))?;
-    let mut forwarder = start(server.addr())?;
+    let mut forwarder = start(server.addr(), Tuning::default())?;
     let mut stream = connect(forwarder.addr)?;
     let mut reply = [0u8; MESSAGE];
     let mut seq = 0u64;
@@ -60,13 +61,9 @@ pub(super) fn run(settings: &Settings, start: Start<'_>) -> Result<Sample, Strin
         ));
     }
     nanos.sort_unstable();
-    let percentile = |p: f64| {
-        let rank = ((p * nanos.len() as f64).ceil() as usize).clamp(1, nanos.len());
-        nanos[rank - 1] as f64 / 1000.0
-    };
     Ok(vec![
-        ("pingpong_p50_us", percentile(0.50)),
-        ("pingpong_p99_us", percentile(0.99)),
-        ("pingpong_p999_us", percentile(0.999)),
+        ("pingpong_p50_us", percentile_us(&nanos, 0.50)),
+        ("pingpong_p99_us", percentile_us(&nanos, 0.99)),
+        ("pingpong_p999_us", percentile_us(&nanos, 0.999)),
     ])
 }

@@ -8,6 +8,7 @@ use mio::{Events, Interest, Poll, Token};
 
 use super::window::{poll_once, Window};
 use super::{connect, message, Sample, Settings, Start, PATIENCE};
+use crate::peers::Tuning;
 use crate::targets::{EventServer, Reply, MESSAGE};
 
 pub const RR_CONNECTIONS: usize = 50;
@@ -87,7 +88,7 @@ impl RrConn {
 
 pub(super) fn run(settings: &Settings, start: Start<'_>) -> Result<Sample, String> {
     let server = EventServer::start(Reply::Echo).map_err(|e| format!("target: {e}"))?;
-    let mut forwarder = start(server.addr())?;
+    let mut forwarder = start(server.addr(), Tuning::default())?;
     let meter = forwarder.meter();
     let mut poll = Poll::new().map_err(|e| format!("poll: {e}"))?;
     let mut conns = Vec::with_capacity(RR_CONNECTIONS);
