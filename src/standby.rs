@@ -38,9 +38,12 @@ struct Standby {
 /// What an event on a standby connection meant.
 #[derive(Debug)]
 pub(crate) enum Change {
+    /// `touched`: bytes or a FIN came with the connect, so a pooled
+    /// connection was discarded at once.
     Connected {
         target: usize,
         purpose: Purpose,
+        touched: bool,
     },
     Failed {
         target: usize,
@@ -144,12 +147,19 @@ impl Standbys {
                 Ok(false) => Change::Nothing,
                 Ok(true) => {
                     conn.connected_at = Some(now);
-                    if purpose == Purpose::Pool {
+                    // The upstream spoke first (a greeting, or a close): no
+                    // client may be handed this connection.
+                    let touched = event.is_readable() || event.is_read_closed();
+                    if purpose == Purpose::Pool && !touched {
                         self.idle[target].push(key);
                     } else {
                         self.remove(key);
                     }
-                    Change::Connected { target, purpose }
+                    Change::Connected {
+                        target,
+                        purpose,
+                        touched,
+                    }
                 }
                 Err(error) => {
                     self.remove(key);

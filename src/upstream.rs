@@ -178,14 +178,17 @@ impl Upstreams {
         target.live_pipes = target.live_pipes.saturating_sub(1);
     }
 
-    /// A connect to the target succeeded.
-    pub(crate) fn connect_succeeded(&mut self, index: usize) {
+    /// A connect to the target succeeded. Returns whether that brought the
+    /// target back up.
+    pub(crate) fn connect_succeeded(&mut self, index: usize) -> bool {
         let target = &mut self.targets[index];
         target.consecutive_failures = 0;
-        if target.health != Health::Up {
-            info!("target {} is up again", target.label());
-            target.health = Health::Up;
+        if target.health == Health::Up {
+            return false;
         }
+        info!("target {} is up again", target.label());
+        target.health = Health::Up;
+        true
     }
 
     /// A connect to the target failed (refused, reset or timed out). With

@@ -71,8 +71,11 @@ impl Reactor {
         while *attempts < max_attempts {
             let index = self.upstreams.pick(client_ip, *tried, self.now);
             *attempts += 1;
-            if let Some(stream) = self.standbys.take(self.poll.registry(), index) {
-                self.refill_pool(index);
+            let pooled = self.standbys.take(self.poll.registry(), index);
+            // Whether it handed one out or found them all stale, the pool is
+            // short now.
+            self.refill_pool(index);
+            if let Some(stream) = pooled {
                 return Some((index, stream, true));
             }
             match self.connect_to(index) {
@@ -125,6 +128,14 @@ impl Reactor {
         self.upstreams.pipe_assigned(index);
         self.drive(key);
         true
+    }
+
+    /// A target that comes back up (by a client's trial or a probe) gets its
+    /// pool back.
+    pub(super) fn target_succeeded(&mut self, target: usize) {
+        if self.upstreams.connect_succeeded(target) {
+            self.refill_pool(target);
+        }
     }
 
     /// Passive health counts the failure; a target that goes down loses its
@@ -189,16 +200,20 @@ impl Reactor {
     pub(super) fn on_standby_event(&mut self, token: Token, event: &Event) {
         let key = token.0 - STANDBY_BASE;
         match self.standbys.on_event(key, event, self.now) {
-            Change::Connected { target, purpose } => {
-                self.upstreams.connect_succeeded(target);
-                match purpose {
-                    Purpose::Pool => {
-                        if let Some(id) = self.standbys.id(key) {
-                            self.arm_standby_timer(key, id);
-                        }
+            Change::Connected {
+                target,
+                purpose,
+                touched,
+            } => {
+                self.target_succeeded(target);
+                if purpose == Purpose::Pool {
+                    match self.standbys.id(key) {
+                        Some(id) => self.arm_standby_timer(key, id),
+                        None if touched => self
+                            .timers
+                            .push(self.now + POOL_REFILL_DELAY, Timer::PoolRefill { target }),
+                        None => {}
                     }
-                    // A probe that finds a target back up refills its pool.
-                    Purpose::Probe => self.refill_pool(target),
                 }
             }
             Change::Failed {

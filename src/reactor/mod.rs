@@ -276,7 +276,8 @@ impl Reactor {
         let was_connected = pipe.is_connected();
         let outcome = pipe.drive(&mut ctx, BYTES_PER_TURN);
         if !was_connected && pipe.is_connected() {
-            self.upstreams.connect_succeeded(pipe.target_index);
+            let target = pipe.target_index;
+            self.target_succeeded(target);
         }
         self.after_drive(key, outcome);
     }

@@ -1,0 +1,245 @@
+//! Helpers for the tests of several targets: a forwarder over a list of
+//! targets with per-pipe logs, echo targets that count what reaches them and
+//! whose listening the test switches on and off, clients from chosen source
+//! addresses, and counting log lines.
+#![allow(dead_code)] // each test file uses a different subset
+
+use std::io::{ErrorKind, Read, Write};
+use std::net::{IpAddr, Shutdown, SocketAddr, TcpStream};
+use std::process::Command;
+use std::sync::atomic::{AtomicUsize, Ordering};
+use std::sync::Arc;
+use std::thread;
+use std::time::Duration;
+
+use socket2::{Domain, Socket, Type};
+
+use crate::common::{binary, read_to_end, Tcpipe, DEADLINE};
+
+/// `tcpipe -l 127.0.0.1:0 -t T1 -t T2 ... OPTIONS`, logging at `debug`
+/// whatever `TCPIPE_TEST_LOG` says: these tests read the per-pipe lines
+/// (which target a pipe tried, whether it used a pooled connection).
+pub fn start_forwarder(targets: &[SocketAddr], options: &[&str]) -> Tcpipe {
+    let (first, others) = targets.split_first().expect("at least one target");
+    let mut args: Vec<String> = others
+        .iter()
+        .flat_map(|target| ["-t".to_string(), target.to_string()])
+        .collect();
+    args.extend(options.iter().map(|option| option.to_string()));
+    let args: Vec<&str> = args.iter().map(String::as_str).collect();
+    // `Tcpipe::spawn` sets RUST_LOG for the command it runs; `env` then
+    // overrides it for tcpipe itself.
+    let mut command = Command::new("env");
+    command.arg("RUST_LOG=debug").arg(binary());
+    Tcpipe::spawn(command, *first, &args)
+}
+
+/// How many log lines contain `needle` so far.
+pub fn count_logs(tcpipe: &Tcpipe, needle: &str) -> usize {
+    tcpipe
+        .logs()
+        .iter()
+        .filter(|line| line.contains(needle))
+        .count()
+}
+
+/// The needle of the line logged for every failed connect to `target`. The
+/// colon after the address keeps `127.0.0.1:4000` from matching `...:40001`.
+pub fn connect_failure_log(target: SocketAddr) -> String {
+    format!("cannot connect to {target}:")
+}
+
+/// Waits until pipe `id` has logged that it closed, so every line it logged
+/// before is in `tcpipe.logs()` too.
+pub fn wait_for_pipe_closed(tcpipe: &Tcpipe, id: usize) {
+    assert!(
+        tcpipe.wait_for_log(&format!("pipe {id}: closing"), DEADLINE),
+        "pipe {id} never closed; logs: {:#?}",
+        tcpipe.logs()
+    );
+}
+
+/// Connects to the forwarder from `source` (any 127.0.0.x works on Linux
+/// loopback without configuration), with the timeouts of `common::connect`.
+pub fn connect_from(source: IpAddr, to: SocketAddr) -> TcpStream {
+    let socket = Socket::new(Domain::for_address(to), Type::STREAM, None).expect("socket");
+    socket
+        .bind(&SocketAddr::new(source, 0).into())
+        .unwrap_or_else(|e| panic!("bind a client to {source}: {e}"));
+    socket
+        .connect(&to.into())
+        .expect("connect to the forwarder");
+    let stream: TcpStream = socket.into();
+    stream.set_read_timeout(Some(DEADLINE)).unwrap();
+    stream.set_write_timeout(Some(DEADLINE)).unwrap();
+    stream.set_nodelay(true).unwrap();
+    stream
+}
+
+/// One whole client session against an echo target: `message` comes back
+/// unchanged, then a half-close is answered by a clean end with nothing
+/// more, so every byte arrived exactly once and the pipe ended cleanly.
+pub fn assert_served(mut client: TcpStream, message: &[u8]) {
+    client
+        .write_all(message)
+        .unwrap_or_else(|e| panic!("the client could not send: {e}"));
+    let mut echoed = vec![0u8; message.len()];
+    client
+        .read_exact(&mut echoed)
+        .unwrap_or_else(|e| panic!("the client got no echo: {e}"));
+    assert_eq!(echoed, message, "the echo came back altered");
+    client.shutdown(Shutdown::Write).expect("half-close");
+    let extra = read_to_end(&mut client);
+    assert!(
+        extra.is_empty(),
+        "{} unexpected bytes followed the echo",
+        extra.len()
+    );
+}
+
+/// `assert_served` for a new client of `tcpipe`, whose message tells it apart.
+pub fn serve_client(tcpipe: &Tcpipe, n: usize) {
+    assert_served(tcpipe.connect(), format!("client {n}").as_bytes());
+}
+
+/// Echoes `stream` until EOF, then half-closes; counts it in `served` once
+/// its first byte arrives.
+pub fn echo(mut stream: TcpStream, served: &AtomicUsize) {
+    let mut buf = vec![0u8; 64 * 1024];
+    let mut counted = false;
+    loop {
+        match stream.read(&mut buf) {
+            Ok(0) => {
+                let _ = stream.shutdown(Shutdown::Write);
+                return;
+            }
+            Ok(n) => {
+                if !counted {
+                    counted = true;
+                    served.fetch_add(1, Ordering::SeqCst);
+                }
+                if stream.write_all(&buf[..n]).is_err() {
+                    return;
+                }
+            }
+            Err(e) if e.kind() == ErrorKind::Interrupted => {}
+            Err(_) => return,
+        }
+    }
+}
+
+/// An echo target on a fixed loopback port whose state the test switches:
+/// refusing (bound, not listening, so connects are refused and no one else
+/// can take the port), serving (accepting and echoing), or a black hole
+/// (listening with a full accept queue, so connects hang).
+pub struct Backend {
+    pub addr: SocketAddr,
+    socket: Arc<Socket>,
+    accepted: Arc<AtomicUsize>,
+    served: Arc<AtomicUsize>,
+    /// Connections that fill the accept queue of a black hole.
+    fillers: Vec<TcpStream>,
+}
+
+impl Backend {
+    /// Serving from the start.
+    pub fn echo() -> Backend {
+        let mut backend = Backend::refusing();
+        backend.listen();
+        backend
+    }
+
+    /// Refusing until `listen`.
+    pub fn refusing() -> Backend {
+        let socket = bound_socket("127.0.0.1:0".parse().unwrap());
+        let addr = socket.local_addr().unwrap().as_socket().unwrap();
+        Backend {
+            addr,
+            socket: Arc::new(socket),
+            accepted: Arc::new(AtomicUsize::new(0)),
+            served: Arc::new(AtomicUsize::new(0)),
+            fillers: Vec::new(),
+        }
+    }
+
+    /// A black hole until `listen`.
+    pub fn black_hole() -> Backend {
+        let mut backend = Backend::refusing();
+        backend.become_black_hole();
+        backend
+    }
+
+    /// Connections accepted, from clients, the pool, probes or fillers.
+    pub fn accepted(&self) -> usize {
+        self.accepted.load(Ordering::SeqCst)
+    }
+
+    /// Connections that carried at least one byte: clients, not probes or
+    /// idle pooled connections.
+    pub fn served(&self) -> usize {
+        self.served.load(Ordering::SeqCst)
+    }
+
+    /// Starts (or resumes) accepting and echoing.
+    pub fn listen(&mut self) {
+        // On a black hole this only lengthens the queue; its fillers are
+        // then accepted, and closed at once.
+        self.socket.listen(128).expect("listen");
+        self.fillers.clear();
+        let socket = Arc::clone(&self.socket);
+        let accepted = Arc::clone(&self.accepted);
+        let served = Arc::clone(&self.served);
+        thread::spawn(move || {
+            // Ends when `refuse` shuts the listener down.
+            while let Ok((stream, _)) = socket.accept() {
+                accepted.fetch_add(1, Ordering::SeqCst);
+                let served = Arc::clone(&served);
+                thread::spawn(move || echo(stream.into(), &served));
+            }
+        });
+    }
+
+    /// Stops listening: new connects are refused, while connections
+    /// already accepted keep echoing. The port stays bound.
+    pub fn refuse(&mut self) {
+        // Ends the listening state (and wakes the accept thread with an
+        // error), so a new socket may bind the port before this one closes.
+        self.socket
+            .shutdown(Shutdown::Read)
+            .expect("shut the listener down");
+        self.socket = Arc::new(bound_socket(self.addr));
+        self.fillers.clear();
+    }
+
+    /// From refusing: listens with a full accept queue, so that Linux drops
+    /// new SYNs and connects to it hang.
+    pub fn become_black_hole(&mut self) {
+        self.socket.listen(0).expect("listen");
+        // Connect until one hangs: that proves the queue is full.
+        let full = (0..16).any(|_| {
+            match TcpStream::connect_timeout(&self.addr, Duration::from_millis(200)) {
+                Ok(stream) => {
+                    self.fillers.push(stream);
+                    false
+                }
+                Err(e) => {
+                    assert_eq!(e.kind(), ErrorKind::TimedOut, "filling the backlog: {e}");
+                    true
+                }
+            }
+        });
+        assert!(full, "the accept queue of a listen(0) socket never filled");
+    }
+}
+
+/// A socket bound to `addr` and not listening. SO_REUSEADDR lets it take
+/// the port of a listener that was shut down while connections it accepted
+/// are still open.
+fn bound_socket(addr: SocketAddr) -> Socket {
+    let socket = Socket::new(Domain::IPV4, Type::STREAM, None).expect("socket");
+    socket.set_reuse_address(true).expect("SO_REUSEADDR");
+    socket
+        .bind(&addr.into())
+        .unwrap_or_else(|e| panic!("bind {addr}: {e}"));
+    socket
+}
