@@ -220,28 +220,36 @@ pub fn echo_server() -> SocketAddr {
     let (listener, addr) = listener();
     thread::spawn(move || {
         for stream in listener.incoming() {
-            let Ok(mut stream) = stream else { continue };
-            thread::spawn(move || {
-                let mut buf = vec![0u8; 64 * 1024];
-                loop {
-                    match stream.read(&mut buf) {
-                        Ok(0) => {
-                            let _ = stream.shutdown(Shutdown::Write);
-                            return;
-                        }
-                        Ok(n) => {
-                            if stream.write_all(&buf[..n]).is_err() {
-                                return;
-                            }
-                        }
-                        Err(e) if e.kind() == ErrorKind::Interrupted => {}
-                        Err(_) => return,
-                    }
-                }
-            });
+            let Ok(stream) = stream else { continue };
+            thread::spawn(move || echo(stream, || {}));
         }
     });
     addr
+}
+
+/// Echoes `stream` until EOF, then half-closes; `on_first_byte` runs once,
+/// when the first byte arrives.
+pub fn echo(mut stream: TcpStream, mut on_first_byte: impl FnMut()) {
+    let mut buf = vec![0u8; 64 * 1024];
+    let mut first = true;
+    loop {
+        match stream.read(&mut buf) {
+            Ok(0) => {
+                let _ = stream.shutdown(Shutdown::Write);
+                return;
+            }
+            Ok(n) => {
+                if std::mem::take(&mut first) {
+                    on_first_byte();
+                }
+                if stream.write_all(&buf[..n]).is_err() {
+                    return;
+                }
+            }
+            Err(e) if e.kind() == ErrorKind::Interrupted => {}
+            Err(_) => return,
+        }
+    }
 }
 
 /// Reads until EOF, returning the bytes read; panics on a reset or timeout.

@@ -14,7 +14,7 @@ use std::time::Duration;
 
 use socket2::{Domain, Socket, Type};
 
-use crate::common::{binary, read_to_end, Tcpipe, DEADLINE};
+use crate::common::{binary, echo, read_to_end, Tcpipe, DEADLINE};
 
 /// `tcpipe -l 127.0.0.1:0 -t T1 -t T2 ... OPTIONS`, logging at `debug`
 /// whatever `TCPIPE_TEST_LOG` says: these tests read the per-pipe lines
@@ -102,32 +102,6 @@ pub fn serve_client(tcpipe: &Tcpipe, n: usize) {
     assert_served(tcpipe.connect(), format!("client {n}").as_bytes());
 }
 
-/// Echoes `stream` until EOF, then half-closes; counts it in `served` once
-/// its first byte arrives.
-pub fn echo(mut stream: TcpStream, served: &AtomicUsize) {
-    let mut buf = vec![0u8; 64 * 1024];
-    let mut counted = false;
-    loop {
-        match stream.read(&mut buf) {
-            Ok(0) => {
-                let _ = stream.shutdown(Shutdown::Write);
-                return;
-            }
-            Ok(n) => {
-                if !counted {
-                    counted = true;
-                    served.fetch_add(1, Ordering::SeqCst);
-                }
-                if stream.write_all(&buf[..n]).is_err() {
-                    return;
-                }
-            }
-            Err(e) if e.kind() == ErrorKind::Interrupted => {}
-            Err(_) => return,
-        }
-    }
-}
-
 /// An echo target on a fixed loopback port whose state the test switches:
 /// refusing (bound, not listening, so connects are refused and no one else
 /// can take the port), serving (accepting and echoing), or a black hole
@@ -194,7 +168,11 @@ impl Backend {
             while let Ok((stream, _)) = socket.accept() {
                 accepted.fetch_add(1, Ordering::SeqCst);
                 let served = Arc::clone(&served);
-                thread::spawn(move || echo(stream.into(), &served));
+                thread::spawn(move || {
+                    echo(stream.into(), || {
+                        served.fetch_add(1, Ordering::SeqCst);
+                    })
+                });
             }
         });
     }

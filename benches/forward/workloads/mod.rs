@@ -11,6 +11,7 @@ mod rr_concurrent;
 mod ttfb;
 mod window;
 
+use std::io::{Read, Write};
 use std::net::{SocketAddr, TcpStream};
 use std::time::Duration;
 
@@ -282,6 +283,22 @@ fn message(conn: u64, seq: u64) -> [u8; MESSAGE] {
             .wrapping_add(i as u8);
     }
     m
+}
+
+/// Sends request `seq` on `stream` and reads its echo, checking it.
+fn exchange(stream: &mut TcpStream, seq: u64) -> Result<(), String> {
+    let request = message(0, seq);
+    let mut reply = [0u8; MESSAGE];
+    stream
+        .write_all(&request)
+        .map_err(|e| format!("write: {e}"))?;
+    stream
+        .read_exact(&mut reply)
+        .map_err(|e| format!("read of reply {seq}: {e}"))?;
+    if reply != request {
+        return Err(format!("reply {seq} does not echo its request"));
+    }
+    Ok(())
 }
 
 /// The `p` quantile (nearest rank) of `sorted` nanoseconds, in µs.

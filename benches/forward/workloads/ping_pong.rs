@@ -5,7 +5,7 @@ use std::io::{Read, Write};
 use std::net::TcpStream;
 use std::time::{Duration, Instant};
 
-use super::{connect, message, percentile_us, Sample, Settings, Start};
+use super::{connect, exchange, percentile_us, Sample, Settings, Start};
 use crate::peers::Tuning;
 use crate::targets::{ThreadServer, MESSAGE};
 
@@ -25,23 +25,12 @@ pub(super) fn run(settings: &Settings, start: Start<'_>) -> Result<Sample, Strin
     let server = ThreadServer::start(echo_messages).map_err(|e| format!("target: {e}"))?;
     let mut forwarder = start(server.addr(), Tuning::default())?;
     let mut stream = connect(forwarder.addr)?;
-    let mut reply = [0u8; MESSAGE];
     let mut seq = 0u64;
     let mut round_trip = |stream: &mut TcpStream| -> Result<Duration, String> {
-        let request = message(0, seq);
         let sent_at = Instant::now();
-        stream
-            .write_all(&request)
-            .map_err(|e| format!("write: {e}"))?;
-        stream
-            .read_exact(&mut reply)
-            .map_err(|e| format!("read of reply {seq}: {e}"))?;
-        let took = sent_at.elapsed();
-        if reply != request {
-            return Err(format!("reply {seq} does not echo its request"));
-        }
+        exchange(stream, seq)?;
         seq += 1;
-        Ok(took)
+        Ok(sent_at.elapsed())
     };
     let warm_until = Instant::now() + settings.warmup;
     while Instant::now() < warm_until {

@@ -6,14 +6,13 @@
 //! between the two so that drift on a shared machine hits both alike; the
 //! other contenders have no pool and run once.
 
-use std::io::{Read, Write};
+use std::io::Read;
 use std::net::SocketAddr;
 use std::time::{Duration, Instant};
 
-use super::{connect, message, percentile_us, Sample, Settings, Start};
+use super::{connect, exchange, percentile_us, Sample, Settings, Start};
 use crate::far::FarTarget;
 use crate::peers::{Running, Tuning};
-use crate::targets::MESSAGE;
 
 /// Idle upstream connections tcpipe keeps ready in the pooled run: more
 /// than one client at a time ever takes, so the figure shows a pool that
@@ -112,21 +111,12 @@ pub(super) fn run(settings: &Settings, start: Start<'_>) -> Result<Sample, Strin
 /// its last byte. Then, untimed, the target's close, so that TIME_WAIT
 /// stays at the target and the next client finds the path quiet.
 fn first_reply(addr: SocketAddr, seq: u64) -> Result<Duration, String> {
-    let request = message(0, seq);
-    let mut reply = [0u8; MESSAGE];
     let began = Instant::now();
     let mut stream = connect(addr)?;
-    stream
-        .write_all(&request)
-        .map_err(|e| format!("write: {e}"))?;
-    stream
-        .read_exact(&mut reply)
-        .map_err(|e| format!("read of reply {seq}: {e}"))?;
+    exchange(&mut stream, seq)?;
     let took = began.elapsed();
-    if reply != request {
-        return Err(format!("reply {seq} does not echo its request"));
-    }
-    match stream.read(&mut reply) {
+    let mut more = [0u8; 1];
+    match stream.read(&mut more) {
         Ok(0) => Ok(took),
         Ok(_) => Err(format!("more reply to request {seq} than was asked for")),
         Err(e) => Err(format!("waiting for the target's close: {e}")),
