@@ -2,6 +2,7 @@
 //! server never stalls forwarding. Results reach the event loop through a
 //! channel and its waker.
 
+use std::io;
 use std::net::{SocketAddr, ToSocketAddrs};
 use std::sync::mpsc::{self, Receiver, RecvTimeoutError, Sender};
 use std::sync::Arc;
@@ -27,6 +28,16 @@ impl Resolver {
         interval: Duration,
         waker: Arc<Waker>,
     ) -> Option<Resolver> {
+        Resolver::spawn_with(targets, interval, waker, system_lookup)
+    }
+
+    /// `spawn` with the lookup given, so tests can change a name's answer.
+    fn spawn_with(
+        targets: &[Target],
+        interval: Duration,
+        waker: Arc<Waker>,
+        lookup: fn(&str) -> io::Result<Vec<SocketAddr>>,
+    ) -> Option<Resolver> {
         let names: Vec<(usize, String, SocketAddr)> = targets
             .iter()
             .enumerate()
@@ -40,7 +51,7 @@ impl Resolver {
         let (stop, stop_rx) = mpsc::channel::<()>();
         let spawned = thread::Builder::new()
             .name("tcpipe-resolver".into())
-            .spawn(move || resolve_every(names, interval, &stop_rx, &result_tx, &waker));
+            .spawn(move || resolve_every(names, interval, lookup, &stop_rx, &result_tx, &waker));
         if let Err(e) = spawned {
             error!("cannot start the resolver thread; target addresses stay as resolved at startup: {e}");
             return None;
@@ -57,9 +68,14 @@ impl Resolver {
     }
 }
 
+fn system_lookup(name: &str) -> io::Result<Vec<SocketAddr>> {
+    name.to_socket_addrs().map(Iterator::collect)
+}
+
 fn resolve_every(
     mut names: Vec<(usize, String, SocketAddr)>,
     interval: Duration,
+    lookup: fn(&str) -> io::Result<Vec<SocketAddr>>,
     stop: &Receiver<()>,
     results: &Sender<(usize, SocketAddr)>,
     waker: &Waker,
@@ -67,11 +83,10 @@ fn resolve_every(
     while let Err(RecvTimeoutError::Timeout) = stop.recv_timeout(interval) {
         let mut changed = false;
         for (index, name, current) in &mut names {
-            match name.to_socket_addrs() {
+            match lookup(name) {
                 // Keep the address while the name still lists it, so a name
                 // with several records does not flap between them.
                 Ok(addrs) => {
-                    let addrs: Vec<SocketAddr> = addrs.collect();
                     if let Some(&first) = addrs.first() {
                         if !addrs.contains(current) {
                             *current = first;
@@ -90,5 +105,73 @@ fn resolve_every(
                 debug!("resolver cannot wake the event loop: {e}");
             }
         }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use mio::{Events, Poll, Token};
+    use std::sync::atomic::{AtomicUsize, Ordering};
+    use std::time::Instant;
+
+    /// How many times the fake name has been looked up.
+    static LOOKUPS: AtomicUsize = AtomicUsize::new(0);
+
+    /// `moving.test` answers 10.0.0.1 (and 10.0.0.9) at first, then only
+    /// 10.0.0.2 from the third lookup on; anything else does not resolve.
+    fn fake_lookup(name: &str) -> io::Result<Vec<SocketAddr>> {
+        if name != "moving.test:80" {
+            return Err(io::Error::new(io::ErrorKind::NotFound, "no such name"));
+        }
+        let n = LOOKUPS.fetch_add(1, Ordering::SeqCst);
+        let answer: &[&str] = if n < 2 {
+            &["10.0.0.9:80", "10.0.0.1:80"]
+        } else {
+            &["10.0.0.2:80"]
+        };
+        Ok(answer.iter().map(|a| a.parse().unwrap()).collect())
+    }
+
+    #[test]
+    fn a_new_address_reaches_the_loop_through_its_waker_and_a_listed_one_is_kept() {
+        let mut poll = Poll::new().unwrap();
+        let waker = Arc::new(Waker::new(poll.registry(), Token(7)).unwrap());
+        let targets = [
+            Target {
+                name: "moving.test:80".into(),
+                addr: "10.0.0.1:80".parse().unwrap(),
+            },
+            // An IP literal is never looked up again.
+            Target::from("10.0.0.5:80".parse::<SocketAddr>().unwrap()),
+        ];
+        let resolver =
+            Resolver::spawn_with(&targets, Duration::from_millis(10), waker, fake_lookup)
+                .expect("a name to resolve");
+
+        let mut events = Events::with_capacity(8);
+        let deadline = Instant::now() + Duration::from_secs(10);
+        let mut updates = Vec::new();
+        while updates.is_empty() && Instant::now() < deadline {
+            poll.poll(&mut events, Some(Duration::from_secs(1)))
+                .unwrap();
+            if events.iter().any(|e| e.token() == Token(7)) {
+                updates.extend(resolver.drain());
+            }
+        }
+        // The first two answers still listed 10.0.0.1, so nothing was sent
+        // for them; the third did not, and the woken loop got it.
+        assert_eq!(updates, [(0, "10.0.0.2:80".parse().unwrap())]);
+        assert!(LOOKUPS.load(Ordering::SeqCst) >= 3);
+    }
+
+    #[test]
+    fn only_names_are_watched() {
+        let poll = Poll::new().unwrap();
+        let waker = Arc::new(Waker::new(poll.registry(), Token(1)).unwrap());
+        let literal = [Target::from("127.0.0.1:80".parse::<SocketAddr>().unwrap())];
+        assert!(
+            Resolver::spawn_with(&literal, Duration::from_millis(10), waker, fake_lookup).is_none()
+        );
     }
 }
