@@ -32,7 +32,8 @@ pub struct Metrics {
     pub live_pipes: Gauge,
     /// Client connections accepted since start.
     pub accepted_total: Gauge,
-    /// Pipes whose target could not be reached (refused, unreachable, timeout).
+    /// Failed connects of pipes to targets (refused, unreachable, timed
+    /// out); each failover attempt counts.
     pub connect_failures_total: Gauge,
     /// Pipes ended by an abort (reset, error or timeout) rather than two FINs.
     pub aborted_total: Gauge,
