@@ -6,6 +6,7 @@
 pub mod faults;
 pub mod upstreams;
 
+use std::fmt::Display;
 use std::io::{BufRead, BufReader, ErrorKind, Read, Write};
 use std::net::{Shutdown, SocketAddr, TcpListener, TcpStream};
 use std::process::{Child, Command, ExitStatus, Output, Stdio};
@@ -43,28 +44,31 @@ pub struct Tcpipe {
 
 impl Tcpipe {
     /// `tcpipe -l 127.0.0.1:0 -t TARGET EXTRA...`
-    pub fn start(target: SocketAddr, extra: &[&str]) -> Tcpipe {
-        Tcpipe::spawn(Command::new(binary()), target, extra)
+    pub fn start(target: impl Display, extra: &[&str]) -> Tcpipe {
+        Tcpipe::start_logging(&default_log_filter(), target, extra)
+    }
+
+    /// The same with the forwarder's `RUST_LOG` set to `filter` (tests that
+    /// read per-pipe lines want `debug`).
+    pub fn start_logging(filter: &str, target: impl Display, extra: &[&str]) -> Tcpipe {
+        Tcpipe::spawn(Command::new(binary()), &target.to_string(), extra, filter)
     }
 
     /// The same under `prlimit --nofile=LIMIT`, for descriptor exhaustion.
-    pub fn start_with_fd_limit(limit: u32, target: SocketAddr, extra: &[&str]) -> Tcpipe {
+    pub fn start_with_fd_limit(limit: u32, target: impl Display, extra: &[&str]) -> Tcpipe {
         let mut command = Command::new("prlimit");
         command
             .arg(format!("--nofile={limit}:{limit}"))
             .arg("--")
             .arg(binary());
-        Tcpipe::spawn(command, target, extra)
+        Tcpipe::spawn(command, &target.to_string(), extra, &default_log_filter())
     }
 
-    fn spawn(mut command: Command, target: SocketAddr, extra: &[&str]) -> Tcpipe {
+    fn spawn(mut command: Command, target: &str, extra: &[&str], log_filter: &str) -> Tcpipe {
         command
-            .args(["-l", "127.0.0.1:0", "-t", &target.to_string()])
+            .args(["-l", "127.0.0.1:0", "-t", target])
             .args(extra)
-            .env(
-                "RUST_LOG",
-                std::env::var("TCPIPE_TEST_LOG").unwrap_or_else(|_| "info".into()),
-            )
+            .env("RUST_LOG", log_filter)
             .stdin(Stdio::null())
             .stdout(Stdio::null())
             .stderr(Stdio::piped());
@@ -169,6 +173,11 @@ impl Drop for Tcpipe {
         let _ = self.child.kill();
         let _ = self.child.wait();
     }
+}
+
+/// `TCPIPE_TEST_LOG` if set, else `info`.
+fn default_log_filter() -> String {
+    std::env::var("TCPIPE_TEST_LOG").unwrap_or_else(|_| "info".into())
 }
 
 fn clock_ticks_per_second() -> u64 {

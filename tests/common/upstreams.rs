@@ -6,7 +6,6 @@
 
 use std::io::{ErrorKind, Read, Write};
 use std::net::{IpAddr, Shutdown, SocketAddr, TcpStream};
-use std::process::Command;
 use std::sync::atomic::{AtomicUsize, Ordering};
 use std::sync::Arc;
 use std::thread;
@@ -14,7 +13,7 @@ use std::time::Duration;
 
 use socket2::{Domain, Socket, Type};
 
-use crate::common::{binary, echo, read_to_end, Tcpipe, DEADLINE};
+use crate::common::{echo, read_to_end, Tcpipe, DEADLINE};
 
 /// `tcpipe -l 127.0.0.1:0 -t T1 -t T2 ... OPTIONS`, logging at `debug`
 /// whatever `TCPIPE_TEST_LOG` says: these tests read the per-pipe lines
@@ -27,11 +26,7 @@ pub fn start_forwarder(targets: &[SocketAddr], options: &[&str]) -> Tcpipe {
         .collect();
     args.extend(options.iter().map(|option| option.to_string()));
     let args: Vec<&str> = args.iter().map(String::as_str).collect();
-    // `Tcpipe::spawn` sets RUST_LOG for the command it runs; `env` then
-    // overrides it for tcpipe itself.
-    let mut command = Command::new("env");
-    command.arg("RUST_LOG=debug").arg(binary());
-    Tcpipe::spawn(command, *first, &args)
+    Tcpipe::start_logging("debug", first, &args)
 }
 
 /// How many log lines contain `needle` so far.
