@@ -106,8 +106,9 @@ impl Forwarder {
     }
 
     /// Makes SIGTERM and SIGINT request a graceful shutdown (a second one
-    /// aborts at once). A library user that owns signals leaves this out and
-    /// calls [`Handle::shutdown`] instead.
+    /// aborts at once), and SIGHUP log that reloading is not supported
+    /// instead of killing the process. A library user that owns signals
+    /// leaves this out and calls [`Handle::shutdown`] instead.
     pub fn handle_signals(&mut self) -> io::Result<()> {
         self.reactor.watch_signals()
     }

@@ -20,7 +20,7 @@ use log::{debug, error, info, warn};
 use mio::event::Event;
 use mio::net::TcpListener;
 use mio::{Events, Interest, Poll, Token, Waker};
-use signal_hook::consts::{SIGINT, SIGTERM};
+use signal_hook::consts::{SIGHUP, SIGINT, SIGTERM};
 use signal_hook_mio::v1_0::Signals;
 use slab::Slab;
 use socket2::TcpKeepalive;
@@ -203,9 +203,11 @@ impl Reactor {
         &self.config
     }
 
-    /// SIGTERM and SIGINT become shutdown requests.
+    /// SIGTERM and SIGINT become shutdown requests. SIGHUP, which operators
+    /// send to forwarders to reload them, must not kill the process by its
+    /// default action while reloading is not supported.
     pub(crate) fn watch_signals(&mut self) -> io::Result<()> {
-        let mut signals = Signals::new([SIGTERM, SIGINT])?;
+        let mut signals = Signals::new([SIGTERM, SIGINT, SIGHUP])?;
         self.poll
             .registry()
             .register(&mut signals, SIGNALS, Interest::READABLE)?;
@@ -455,12 +457,16 @@ impl Reactor {
     }
 
     fn on_signals(&mut self) {
-        let received = match self.signals.as_mut() {
-            Some(signals) => signals.pending().count(),
-            None => 0,
+        let received: Vec<i32> = match self.signals.as_mut() {
+            Some(signals) => signals.pending().collect(),
+            None => Vec::new(),
         };
-        for _ in 0..received {
-            self.request_shutdown();
+        for signal in received {
+            if signal == SIGHUP {
+                warn!("SIGHUP: reloading the configuration is not supported yet; carrying on");
+            } else {
+                self.request_shutdown();
+            }
         }
     }
 
