@@ -125,7 +125,15 @@ fn churn(targets: &Targets, seed: u64) -> Connects {
 /// before it has been accepted.
 fn one_pipe_through(tcpipe: &Tcpipe, ends_with_reset: bool) {
     let mut client = tcpipe.connect();
-    client.shutdown(Shutdown::Write).unwrap();
+    if let Err(e) = client.shutdown(Shutdown::Write) {
+        // Through a dead target the reset can beat the client's FIN: the
+        // socket is already closed by it.
+        assert!(
+            ends_with_reset && e.kind() == ErrorKind::NotConnected,
+            "a lone pipe could not half-close: {e}"
+        );
+        return;
+    }
     let (_, ended) = read_until_closed(&mut client);
     let as_expected = match &ended {
         Ok(()) => !ends_with_reset,
