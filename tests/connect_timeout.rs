@@ -6,7 +6,7 @@ mod common;
 use common::faults::*;
 use common::*;
 
-use std::io::{ErrorKind, Write};
+use std::io::Write;
 use std::net::{SocketAddr, TcpListener, TcpStream};
 use std::thread;
 use std::time::{Duration, Instant};
@@ -34,22 +34,7 @@ impl BlackHole {
             .expect("bind");
         socket.listen(0).expect("listen");
         let addr = socket.local_addr().unwrap().as_socket().unwrap();
-        let mut fillers = Vec::new();
-        // Connect until one hangs: that proves the queue is full.
-        let full =
-            (0..16).any(
-                |_| match TcpStream::connect_timeout(&addr, Duration::from_millis(200)) {
-                    Ok(stream) => {
-                        fillers.push(stream);
-                        false
-                    }
-                    Err(e) => {
-                        assert_eq!(e.kind(), ErrorKind::TimedOut, "filling the backlog: {e}");
-                        true
-                    }
-                },
-            );
-        assert!(full, "the accept queue of a listen(0) socket never filled");
+        let fillers = fill_accept_queue(addr);
         BlackHole {
             socket,
             addr,

@@ -16,7 +16,7 @@
 //! | a read or write fails (RST, EPIPE, ...)   | abort: RST both sides (`SO_LINGER` 0, then close), so each peer sees a reset, not a clean end |
 //! | an error is reported on an idle side      | the same abort, found through `SO_ERROR`                       |
 //! | a write returns 0                         | treated as an error, never retried                             |
-//! | the target cannot be reached              | abort the client with an RST, as a direct connection would have been refused |
+//! | the target cannot be reached              | fail over to the next target (the client's bytes stay in the ring); once every attempt has failed, abort the client with an RST, as a direct connection would have been refused |
 //! | idle, half-close or drain timeout         | abort both sides: a timeout is not a clean end of stream       |
 //!
 //! A hang-up or read-closed hint never ends a direction by itself: the

@@ -3,7 +3,7 @@
 #![allow(dead_code)] // each test file uses a different subset
 
 use std::io::{self, ErrorKind, Read, Write};
-use std::net::{TcpListener, TcpStream};
+use std::net::{SocketAddr, TcpListener, TcpStream};
 use std::time::Duration;
 
 use crate::common::{read_until_closed, wait_until, Tcpipe, DEADLINE};
@@ -107,4 +107,27 @@ pub fn assert_nothing_arrives(stream: &mut TcpStream, window: Duration, why: &st
         Err(e) => panic!("{why}: {e}"),
     }
     stream.set_read_timeout(Some(DEADLINE)).unwrap();
+}
+
+/// Connects to `addr`, a listener with a tiny accept queue that nobody
+/// accepts from, until a connect hangs: that proves the queue is full, and
+/// Linux now drops new SYNs, so connects to `addr` hang. The returned
+/// connections hold the queue full while they are kept.
+pub fn fill_accept_queue(addr: SocketAddr) -> Vec<TcpStream> {
+    let mut fillers = Vec::new();
+    let full =
+        (0..16).any(
+            |_| match TcpStream::connect_timeout(&addr, Duration::from_millis(200)) {
+                Ok(stream) => {
+                    fillers.push(stream);
+                    false
+                }
+                Err(e) => {
+                    assert_eq!(e.kind(), ErrorKind::TimedOut, "filling the backlog: {e}");
+                    true
+                }
+            },
+        );
+    assert!(full, "the accept queue of a listen(0) socket never filled");
+    fillers
 }

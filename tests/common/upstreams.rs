@@ -4,15 +4,15 @@
 //! addresses, and counting log lines.
 #![allow(dead_code)] // each test file uses a different subset
 
-use std::io::{ErrorKind, Read, Write};
+use std::io::{Read, Write};
 use std::net::{IpAddr, Shutdown, SocketAddr, TcpStream};
 use std::sync::atomic::{AtomicUsize, Ordering};
 use std::sync::Arc;
 use std::thread;
-use std::time::Duration;
 
 use socket2::{Domain, Socket, Type};
 
+use crate::common::faults::fill_accept_queue;
 use crate::common::{echo, read_to_end, Tcpipe, DEADLINE};
 
 /// `tcpipe -l 127.0.0.1:0 -t T1 -t T2 ... OPTIONS`, logging at `debug`
@@ -188,20 +188,7 @@ impl Backend {
     /// new SYNs and connects to it hang.
     pub fn become_black_hole(&mut self) {
         self.socket.listen(0).expect("listen");
-        // Connect until one hangs: that proves the queue is full.
-        let full = (0..16).any(|_| {
-            match TcpStream::connect_timeout(&self.addr, Duration::from_millis(200)) {
-                Ok(stream) => {
-                    self.fillers.push(stream);
-                    false
-                }
-                Err(e) => {
-                    assert_eq!(e.kind(), ErrorKind::TimedOut, "filling the backlog: {e}");
-                    true
-                }
-            }
-        });
-        assert!(full, "the accept queue of a listen(0) socket never filled");
+        self.fillers = fill_accept_queue(self.addr);
     }
 }
 
