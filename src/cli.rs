@@ -1,13 +1,17 @@
 //! The command line: flags, their defaults, and usage errors as one line.
 
 use std::ffi::OsString;
-use std::net::{SocketAddr, ToSocketAddrs};
+use std::net::SocketAddr;
+use std::path::PathBuf;
 use std::time::Duration;
 
 use clap::error::ErrorKind;
-use clap::{Parser, ValueEnum};
+use clap::{ArgGroup, Parser, ValueEnum};
 
-use crate::config::{self, parse_duration, parse_size, Balance, Config, Target};
+use crate::config::{
+    self, load_file, parse_address, parse_duration, parse_size, Balance, Config, FileError, Naming,
+    Target, DEFAULT_ROUTE_NAME,
+};
 
 /// A duration flag where `0` means off.
 #[derive(Clone, Copy, Debug)]
@@ -17,24 +21,8 @@ fn timeout(text: &str) -> Result<Timeout, String> {
     parse_duration(text).map(Timeout)
 }
 
-/// `host:port` or `[v6]:port`; a host name is resolved now, once.
-fn address(text: &str) -> Result<SocketAddr, String> {
-    if let Ok(addr) = text.parse() {
-        return Ok(addr);
-    }
-    if !text.contains(':') {
-        return Err("expected host:port or [v6]:port".into());
-    }
-    match text.to_socket_addrs() {
-        Ok(mut addrs) => addrs
-            .next()
-            .ok_or_else(|| "the name resolves to no address".into()),
-        Err(e) => Err(format!("cannot resolve: {e}")),
-    }
-}
-
 fn target(text: &str) -> Result<Target, String> {
-    address(text).map(|addr| Target {
+    parse_address(text).map(|addr| Target {
         name: text.to_string(),
         addr,
     })
@@ -57,20 +45,65 @@ impl From<BalanceArg> for Balance {
     }
 }
 
+/// Every flag that describes the route, which `--config` replaces.
+const ROUTE_FLAGS: [&str; 18] = [
+    "listen",
+    "targets",
+    "balance",
+    "retries",
+    "fail_threshold",
+    "cooldown",
+    "health_interval",
+    "pool",
+    "pool_max_idle",
+    "resolve_interval",
+    "buffer_size",
+    "low_water",
+    "connect_timeout",
+    "idle_timeout",
+    "half_close_timeout",
+    "keepalive",
+    "max_connections",
+    "drain_timeout",
+];
+
 #[derive(Parser, Debug)]
 #[command(
     name = "tcpipe",
     version,
-    about = "Forwards TCP connections to a target, with exact half-close and bounded buffers."
+    about = "Forwards TCP connections to targets, with exact half-close and bounded buffers.",
+    group(ArgGroup::new("route_flags").args(ROUTE_FLAGS).multiple(true))
 )]
 struct Args {
+    /// Read routes and settings from this TOML file (SIGHUP reloads it)
+    /// instead of the flags below.
+    #[arg(short, long, value_name = "FILE", conflicts_with = "route_flags")]
+    config: Option<PathBuf>,
+
+    /// Validate the settings (and resolve every name), print a summary and
+    /// exit: 0 if they can run, 2 if not. Nothing is bound.
+    #[arg(long)]
+    check: bool,
+
     /// Address to accept clients on, e.g. 0.0.0.0:7000.
-    #[arg(short, long, value_name = "ADDR", value_parser = address)]
-    listen: SocketAddr,
+    #[arg(
+        short,
+        long,
+        value_name = "ADDR",
+        value_parser = parse_address,
+        required_unless_present = "config"
+    )]
+    listen: Option<SocketAddr>,
 
     /// Address to forward clients to, e.g. 127.0.0.1:6379; repeat for
     /// several targets. Host names are resolved at startup.
-    #[arg(short, long = "target", value_name = "ADDR", value_parser = target, required = true)]
+    #[arg(
+        short,
+        long = "target",
+        value_name = "ADDR",
+        value_parser = target,
+        required_unless_present = "config"
+    )]
     targets: Vec<Target>,
 
     /// How a client's target is chosen.
@@ -142,9 +175,21 @@ struct Args {
     #[arg(long, value_name = "N", default_value_t = config::DEFAULT_MAX_CONNECTIONS)]
     max_connections: usize,
 
-    /// On SIGTERM/SIGINT, how long live pipes may run before they are reset.
+    /// On SIGTERM/SIGINT/SIGQUIT/SIGUSR1, how long live pipes may run
+    /// before they are reset (0 = wait for them).
     #[arg(long, value_name = "DURATION", default_value = "30s", value_parser = timeout)]
     drain_timeout: Timeout,
+}
+
+/// What the command line asks for.
+#[derive(Debug)]
+pub struct Invocation {
+    /// Validated, names resolved.
+    pub config: Config,
+    /// The file the config came from: what SIGHUP reloads.
+    pub file: Option<PathBuf>,
+    /// `--check`: validate and exit.
+    pub check: bool,
 }
 
 /// The command line could not give a config: print `message` and exit with
@@ -163,10 +208,24 @@ impl CliExit {
             eprintln!("{}", self.message);
         }
     }
+
+    fn usage(message: impl std::fmt::Display) -> CliExit {
+        CliExit {
+            code: 2,
+            message: format!("tcpipe: {message}"),
+        }
+    }
 }
 
-/// Parses the command line (program name first) into a validated config.
-pub fn parse<I, T>(args: I) -> Result<Config, CliExit>
+impl From<FileError> for CliExit {
+    fn from(e: FileError) -> CliExit {
+        CliExit::usage(e)
+    }
+}
+
+/// Parses the command line (program name first): flags into a config of
+/// one route named `default`, or `--config FILE` read and validated.
+pub fn parse<I, T>(args: I) -> Result<Invocation, CliExit>
 where
     I: IntoIterator<Item = T>,
     T: Into<OsString> + Clone,
@@ -176,34 +235,77 @@ where
             code: 0,
             message: e.render().to_string(),
         },
-        _ => CliExit {
-            code: 2,
-            message: format!("tcpipe: {}", one_line(&e.render().to_string())),
-        },
+        _ => CliExit::usage(one_line(&e.render().to_string())),
     })?;
-    let mut config = Config::new(args.listen, args.targets[0].addr);
-    config.targets = args.targets;
-    config.balance = args.balance.into();
-    config.retries = args.retries;
-    config.fail_threshold = args.fail_threshold;
-    config.cooldown = args.cooldown.0;
-    config.health_interval = args.health_interval.0;
-    config.pool = args.pool;
-    config.pool_max_idle = args.pool_max_idle.0.unwrap_or(Duration::ZERO);
-    config.resolve_interval = args.resolve_interval.0;
-    config.buffer_size = args.buffer_size;
-    config.low_water = args.low_water.unwrap_or(args.buffer_size / 2);
-    config.connect_timeout = args.connect_timeout.0;
-    config.idle_timeout = args.idle_timeout.0;
-    config.half_close_timeout = args.half_close_timeout.0;
-    config.keepalive = args.keepalive.0;
-    config.max_connections = args.max_connections;
-    config.drain_timeout = args.drain_timeout.0.unwrap_or(Duration::ZERO);
-    config.validate().map_err(|e| CliExit {
-        code: 2,
-        message: format!("tcpipe: {e}"),
-    })?;
-    Ok(config)
+    if let Some(file) = args.config {
+        return Ok(Invocation {
+            config: load_file(&file)?,
+            file: Some(file),
+            check: args.check,
+        });
+    }
+    let check = args.check;
+    let config = args.into_config().map_err(CliExit::usage)?;
+    Ok(Invocation {
+        config,
+        file: None,
+        check,
+    })
+}
+
+impl Args {
+    fn into_config(self) -> Result<Config, config::ConfigError> {
+        // clap requires both without --config.
+        let listen = self.listen.unwrap_or_else(|| ([0, 0, 0, 0], 0).into());
+        let first = self.targets.first().map_or(listen, |t| t.addr);
+        let mut config = Config::new(listen, first);
+        let route = &mut config.routes[0];
+        debug_assert_eq!(route.name, DEFAULT_ROUTE_NAME);
+        route.targets = self.targets;
+        route.balance = self.balance.into();
+        route.retries = self.retries;
+        route.fail_threshold = self.fail_threshold;
+        route.cooldown = self.cooldown.0;
+        route.health_interval = self.health_interval.0;
+        route.pool = self.pool;
+        route.pool_max_idle = self.pool_max_idle.0.unwrap_or(Duration::ZERO);
+        route.buffer_size = self.buffer_size;
+        route.low_water = self.low_water.unwrap_or(self.buffer_size / 2);
+        route.connect_timeout = self.connect_timeout.0;
+        route.idle_timeout = self.idle_timeout.0;
+        route.half_close_timeout = self.half_close_timeout.0;
+        route.keepalive = self.keepalive.0;
+        config.max_connections = self.max_connections;
+        config.drain_timeout = self.drain_timeout.0;
+        config.resolve_interval = self.resolve_interval.0;
+        config.validate_as(Naming::Flags)?;
+        Ok(config)
+    }
+}
+
+/// What `--check` prints for settings that passed: where they came from and
+/// what they hold.
+pub fn check_summary(invocation: &Invocation) -> String {
+    let config = &invocation.config;
+    let source = invocation.file.as_ref().map_or_else(
+        || "the flags".to_string(),
+        |file| file.display().to_string(),
+    );
+    let count = |n: usize, one: &str, many: &str| {
+        if n == 1 {
+            format!("1 {one}")
+        } else {
+            format!("{n} {many}")
+        }
+    };
+    let listeners = config.routes.iter().map(|r| r.listen.len()).sum();
+    let targets = config.routes.iter().map(|r| r.targets.len()).sum();
+    format!(
+        "tcpipe: {source}: ok ({}, {}, {}; every name resolved, nothing bound)",
+        count(config.routes.len(), "route", "routes"),
+        count(listeners, "listen address", "listen addresses"),
+        count(targets, "target", "targets")
+    )
 }
 
 /// clap's message on one line: its first line, plus the indented list that
@@ -227,7 +329,7 @@ mod tests {
     use super::*;
 
     fn parse_line(args: &[&str]) -> Result<Config, CliExit> {
-        parse(std::iter::once("tcpipe").chain(args.iter().copied()))
+        parse(std::iter::once("tcpipe").chain(args.iter().copied())).map(|i| i.config)
     }
 
     #[test]
@@ -241,10 +343,12 @@ mod tests {
             "16k",
         ])
         .expect("valid flags");
-        assert_eq!(config.buffer_size, 16 * 1024);
-        assert_eq!(config.low_water, 8 * 1024);
-        assert_eq!(config.idle_timeout, None);
-        assert_eq!(config.connect_timeout, Some(Duration::from_secs(5)));
+        let route = &config.routes[0];
+        assert_eq!(route.name, "default");
+        assert_eq!(route.buffer_size, 16 * 1024);
+        assert_eq!(route.low_water, 8 * 1024);
+        assert_eq!(route.idle_timeout, None);
+        assert_eq!(route.connect_timeout, Some(Duration::from_secs(5)));
     }
 
     #[test]
@@ -270,5 +374,13 @@ mod tests {
         assert!(exit.message.contains("--idle-timeout"), "{}", exit.message);
         assert!(exit.message.contains("'5'"), "{}", exit.message);
         assert!(exit.message.contains("missing unit"), "{}", exit.message);
+    }
+
+    #[test]
+    fn config_replaces_the_route_flags() {
+        let exit = parse_line(&["--config", "x.toml", "-l", "127.0.0.1:0"]).unwrap_err();
+        assert_eq!(exit.code, 2);
+        assert!(exit.message.contains("--config"), "{}", exit.message);
+        assert!(exit.message.contains("--listen"), "{}", exit.message);
     }
 }

@@ -4,15 +4,16 @@
 use std::fmt;
 use std::io;
 use std::net::SocketAddr;
-use std::sync::atomic::Ordering;
+use std::path::PathBuf;
+use std::sync::mpsc::{self, Sender};
 use std::sync::Arc;
 
-use log::{error, info};
+use log::error;
+use mio::Waker;
 
-use crate::config::{format_size, Config, ConfigError};
+use crate::config::{Config, ConfigError};
 use crate::metrics::Metrics;
-use crate::net;
-use crate::reactor::{Control, Reactor};
+use crate::reactor::{Command, Reactor, ReloadError, Reloaded};
 
 /// Why a forwarder could not start.
 #[derive(Debug)]
@@ -44,10 +45,22 @@ impl fmt::Display for StartError {
 
 impl std::error::Error for StartError {}
 
+impl From<ReloadError> for StartError {
+    fn from(e: ReloadError) -> StartError {
+        match e {
+            ReloadError::Invalid(e) => StartError::Config(e),
+            ReloadError::Bind(addr, e) => StartError::Bind(addr, e),
+            ReloadError::Io(e) => StartError::Io(e),
+            other => StartError::Io(io::Error::other(other.to_string())),
+        }
+    }
+}
+
 /// Talks to a running forwarder from any thread.
 #[derive(Clone)]
 pub struct Handle {
-    control: Arc<Control>,
+    commands: Sender<Command>,
+    waker: Arc<Waker>,
     metrics: Arc<Metrics>,
 }
 
@@ -55,16 +68,34 @@ impl Handle {
     /// Same as SIGTERM: stop accepting and let live pipes finish within the
     /// drain timeout. A second call aborts the rest at once.
     pub fn shutdown(&self) {
-        self.control
-            .shutdown_requests
-            .fetch_add(1, Ordering::SeqCst);
-        if let Err(e) = self.control.waker.wake() {
-            error!("cannot wake the event loop for shutdown: {e}");
-        }
+        self.send(Command::Shutdown);
+    }
+
+    /// Applies `config` in place, as SIGHUP does with the config file:
+    /// routes are matched by name; live pipes keep their route, target and
+    /// settings. Blocks until the event loop has applied it or refused it
+    /// (then the running config stays in force, unchanged); so it must not
+    /// be called on the event loop's own thread.
+    pub fn reload(&self, config: Config) -> Result<Reloaded, ReloadError> {
+        let (reply, answer) = mpsc::channel();
+        self.send(Command::Reload {
+            config: Box::new(config),
+            reply,
+        });
+        answer.recv().map_err(|_| ReloadError::Stopped)?
     }
 
     pub fn metrics(&self) -> &Metrics {
         &self.metrics
+    }
+
+    fn send(&self, command: Command) {
+        if self.commands.send(command).is_err() {
+            return; // the loop has ended
+        }
+        if let Err(e) = self.waker.wake() {
+            error!("cannot wake the event loop: {e}");
+        }
     }
 }
 
@@ -75,28 +106,37 @@ pub struct Forwarder {
 }
 
 impl Forwarder {
-    /// Validates `config` and binds the listener.
+    /// Validates `config` and binds every route's listeners.
     pub fn bind(config: Config) -> Result<Forwarder, StartError> {
         config.validate().map_err(StartError::Config)?;
-        let keepalive = config.keepalive.map(net::keepalive);
-        let listener = net::bind_listener(config.listen, keepalive.as_ref())
-            .map_err(|e| StartError::Bind(config.listen, e))?;
-        let local_addr = listener.local_addr().map_err(StartError::Io)?;
-        let reactor = Reactor::new(config, listener).map_err(StartError::Io)?;
+        let reactor = Reactor::new(config)?;
+        let local_addr = reactor
+            .listening()
+            .first()
+            .map(|(_, addr)| *addr)
+            .ok_or_else(|| StartError::Io(io::Error::other("no listener was bound")))?;
         Ok(Forwarder {
             reactor,
             local_addr,
         })
     }
 
-    /// The address really bound (useful with port 0).
+    /// The address the first route's first listener really bound (useful
+    /// with port 0).
     pub fn local_addr(&self) -> SocketAddr {
         self.local_addr
     }
 
+    /// Every route's bound addresses: (route name, address).
+    pub fn listening(&self) -> Vec<(String, SocketAddr)> {
+        self.reactor.listening()
+    }
+
     pub fn handle(&self) -> Handle {
+        let (commands, waker) = self.reactor.commands();
         Handle {
-            control: Arc::clone(self.reactor.control()),
+            commands,
+            waker,
             metrics: Arc::clone(self.reactor.metrics()),
         }
     }
@@ -105,10 +145,18 @@ impl Forwarder {
         Arc::clone(self.reactor.metrics())
     }
 
-    /// Makes SIGTERM and SIGINT request a graceful shutdown (a second one
-    /// aborts at once), and SIGHUP log that reloading is not supported
-    /// instead of killing the process. A library user that owns signals
-    /// leaves this out and calls [`Handle::shutdown`] instead.
+    /// The config file SIGHUP reloads. Reading it again happens on a thread
+    /// of its own (it resolves host names); the result is applied on the
+    /// event loop, or logged and ignored if anything in it is wrong.
+    pub fn reload_on_sighup(&mut self, file: PathBuf) {
+        self.reactor.reload_from(file);
+    }
+
+    /// Makes SIGTERM, SIGINT, SIGQUIT and SIGUSR1 request a graceful
+    /// shutdown (a second one aborts at once), SIGHUP reload the config
+    /// file given to [`reload_on_sighup`](Forwarder::reload_on_sighup), and
+    /// SIGUSR2 log that it means nothing. A library user that owns signals
+    /// leaves this out and uses the [`Handle`] instead.
     pub fn handle_signals(&mut self) -> io::Result<()> {
         self.reactor.watch_signals()
     }
@@ -116,22 +164,6 @@ impl Forwarder {
     /// Forwards until shut down. Returns `Ok` after a shutdown request once
     /// every pipe has finished or been aborted.
     pub fn run(self) -> io::Result<()> {
-        let config = self.reactor.config();
-        let targets: Vec<&str> = config.targets.iter().map(|t| t.name.as_str()).collect();
-        let pool = if config.pool > 0 {
-            format!("; pool {} per target", config.pool)
-        } else {
-            String::new()
-        };
-        info!(
-            "listening on {}, forwarding to {} ({}{pool}; buffer {}, low-water {}, max {} connections)",
-            self.local_addr,
-            targets.join(", "),
-            config.balance,
-            format_size(config.buffer_size),
-            format_size(config.low_water),
-            config.max_connections,
-        );
         self.reactor.run()
     }
 }

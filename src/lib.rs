@@ -1,11 +1,12 @@
 //! tcpipe: a single-threaded TCP forwarder on one mio event loop.
 //!
-//! A [`Forwarder`] accepts clients and joins each one to a connection to the
-//! target, in both directions, through a fixed ring per direction. Reading a
-//! source pauses when its ring reaches the high-water mark and resumes at
+//! A [`Forwarder`] runs a [`Config`]: routes, each accepting clients on its
+//! own addresses and joining each one to a connection to one of its
+//! targets, in both directions, through a fixed ring per direction. Reading
+//! a source pauses when its ring reaches the high-water mark and resumes at
 //! the low-water mark; no byte is ever dropped. A FIN is passed on as a
 //! half-close once the bytes before it are delivered; a reset is passed on
-//! as a reset. The rules live in [`pipe`](crate::pipe)'s module docs.
+//! as a reset. The rules live in `src/pipe/mod.rs`.
 //!
 //! ```no_run
 //! let config = tcpipe::Config::new(
@@ -13,13 +14,14 @@
 //!     "127.0.0.1:6379".parse().unwrap(),
 //! );
 //! let forwarder = tcpipe::Forwarder::bind(config).expect("bind");
-//! let handle = forwarder.handle(); // shutdown and metrics from other threads
+//! let handle = forwarder.handle(); // shutdown, reload and metrics from other threads
 //! forwarder.run().expect("event loop");
 //! # drop(handle);
 //! ```
 
 #![deny(unsafe_code)]
 
+mod arena;
 pub mod cli;
 mod config;
 mod forwarder;
@@ -27,14 +29,14 @@ mod metrics;
 mod net;
 mod pipe;
 mod reactor;
-mod resolver;
 mod ring;
-mod standby;
 mod timers;
 mod upstream;
 
 pub use config::{
-    format_size, parse_duration, parse_size, Balance, Config, ConfigError, Target, MAX_TARGETS,
+    format_duration, format_size, load_file, parse_address, parse_duration, parse_size, Balance,
+    Config, ConfigError, FileError, Naming, Route, Target,
 };
 pub use forwarder::{Forwarder, Handle, StartError};
 pub use metrics::{Gauge, Metrics};
+pub use reactor::{ReloadError, Reloaded};

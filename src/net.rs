@@ -52,6 +52,18 @@ pub(crate) fn tune(socket: SockRef<'_>, keepalive: Option<&TcpKeepalive>) -> io:
     Ok(())
 }
 
+/// Sets a kept listener's options to a route's new ones (a reload may have
+/// changed its keepalive), switching keepalive off if the route has none.
+pub(crate) fn retune_listener(
+    socket: SockRef<'_>,
+    keepalive: Option<&TcpKeepalive>,
+) -> io::Result<()> {
+    if keepalive.is_none() {
+        socket.set_keepalive(false)?;
+    }
+    tune(socket, keepalive)
+}
+
 /// A fresh, tuned, unconnected socket for `target`. The reactor holds one
 /// in reserve before it accepts, so that an accepted client never finds the
 /// descriptor table full when its own upstream socket is needed.

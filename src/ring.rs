@@ -124,25 +124,30 @@ impl Ring {
 
 /// Rings that no direction is using, kept for reuse so that a busy pipe does
 /// not allocate on every burst, while an idle pipe holds no ring at all.
+/// Routes may use different sizes; a ring is only reused at its own size.
 pub(crate) struct RingPool {
-    ring_capacity: usize,
     spare: Vec<Ring>,
     max_spare: usize,
 }
 
 impl RingPool {
-    pub(crate) fn new(ring_capacity: usize, max_spare: usize) -> RingPool {
+    pub(crate) fn new(max_spare: usize) -> RingPool {
         RingPool {
-            ring_capacity,
             spare: Vec::new(),
             max_spare,
         }
     }
 
-    pub(crate) fn take(&mut self) -> Ring {
-        self.spare
-            .pop()
-            .unwrap_or_else(|| Ring::with_capacity(self.ring_capacity))
+    pub(crate) fn take(&mut self, capacity: usize) -> Ring {
+        // With one size in use, the last spare always fits.
+        match self
+            .spare
+            .iter()
+            .rposition(|ring| ring.capacity() == capacity)
+        {
+            Some(position) => self.spare.swap_remove(position),
+            None => Ring::with_capacity(capacity),
+        }
     }
 
     pub(crate) fn give_back(&mut self, ring: Ring) {
@@ -150,6 +155,11 @@ impl RingPool {
         if self.spare.len() < self.max_spare {
             self.spare.push(ring);
         }
+    }
+
+    /// Frees the spare rings of sizes no route uses any more.
+    pub(crate) fn keep_sizes(&mut self, sizes: &[usize]) {
+        self.spare.retain(|ring| sizes.contains(&ring.capacity()));
     }
 }
 
@@ -316,12 +326,26 @@ mod tests {
 
     #[test]
     fn the_pool_reuses_rings_and_keeps_at_most_max_spare() {
-        let mut pool = RingPool::new(16, 2);
-        let rings: Vec<Ring> = (0..4).map(|_| pool.take()).collect();
+        let mut pool = RingPool::new(2);
+        let rings: Vec<Ring> = (0..4).map(|_| pool.take(16)).collect();
         assert!(rings.iter().all(|r| r.capacity() == 16 && r.is_empty()));
         for ring in rings {
             pool.give_back(ring);
         }
         assert_eq!(pool.spare.len(), 2);
+    }
+
+    #[test]
+    fn the_pool_reuses_a_ring_only_at_its_own_size_and_drops_sizes_no_longer_used() {
+        let mut pool = RingPool::new(4);
+        pool.give_back(Ring::with_capacity(16));
+        pool.give_back(Ring::with_capacity(32));
+        assert_eq!(pool.take(16).capacity(), 16);
+        assert_eq!(pool.spare.len(), 1, "the 32-byte ring stays");
+        assert_eq!(pool.take(8).capacity(), 8);
+        pool.give_back(Ring::with_capacity(16));
+        pool.keep_sizes(&[16]);
+        assert!(pool.spare.iter().all(|r| r.capacity() == 16));
+        assert_eq!(pool.spare.len(), 1);
     }
 }

@@ -7,7 +7,7 @@
 
 use std::cmp::Reverse;
 use std::collections::BinaryHeap;
-use std::time::{Duration, Instant};
+use std::time::Instant;
 
 pub(crate) struct Timers<T: Ord> {
     heap: BinaryHeap<Reverse<(Instant, T)>>,
@@ -24,11 +24,9 @@ impl<T: Ord> Timers<T> {
         self.heap.push(Reverse((when, what)));
     }
 
-    /// How long poll may block before the earliest deadline.
-    pub(crate) fn time_to_next(&self, now: Instant) -> Option<Duration> {
-        self.heap
-            .peek()
-            .map(|Reverse((when, _))| when.saturating_duration_since(now))
+    /// The earliest deadline, if any.
+    pub(crate) fn next_deadline(&self) -> Option<Instant> {
+        self.heap.peek().map(|Reverse((when, _))| *when)
     }
 
     /// Removes and returns one entry that is due at `now`.
@@ -43,6 +41,7 @@ impl<T: Ord> Timers<T> {
 #[cfg(test)]
 mod tests {
     use super::*;
+    use std::time::Duration;
 
     #[test]
     fn entries_come_due_in_deadline_order() {
@@ -51,12 +50,18 @@ mod tests {
         timers.push(start + Duration::from_millis(30), "c");
         timers.push(start + Duration::from_millis(10), "a");
         timers.push(start + Duration::from_millis(20), "b");
-        assert_eq!(timers.time_to_next(start), Some(Duration::from_millis(10)));
+        assert_eq!(
+            timers.next_deadline(),
+            Some(start + Duration::from_millis(10))
+        );
         assert_eq!(timers.pop_due(start), None);
         let later = start + Duration::from_millis(25);
         assert_eq!(timers.pop_due(later).map(|(_, w)| w), Some("a"));
         assert_eq!(timers.pop_due(later).map(|(_, w)| w), Some("b"));
         assert_eq!(timers.pop_due(later), None);
-        assert_eq!(timers.time_to_next(later), Some(Duration::from_millis(5)));
+        assert_eq!(
+            timers.next_deadline(),
+            Some(start + Duration::from_millis(30))
+        );
     }
 }

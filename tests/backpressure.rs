@@ -188,8 +188,8 @@ fn a_stalled_pipe_buffers_at_most_the_buffer_size_and_returns_its_ring_when_done
     const BUFFER: u64 = 64 * 1024;
     let target = StalledTarget::start();
     let mut config = Config::new("127.0.0.1:0".parse().unwrap(), target.addr);
-    config.buffer_size = BUFFER as usize;
-    config.low_water = BUFFER as usize / 2;
+    config.routes[0].buffer_size = BUFFER as usize;
+    config.routes[0].low_water = BUFFER as usize / 2;
     let forwarder = Forwarder::bind(config).expect("bind the forwarder");
     let addr = forwarder.local_addr();
     let handle = forwarder.handle();

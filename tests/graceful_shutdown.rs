@@ -1,7 +1,8 @@
-//! SIGTERM and SIGINT: the listener closes at once (new connects are
-//! refused), live pipes run on until they finish or `--drain-timeout`
-//! runs out (then they are reset), and the process exits 0. A second
-//! signal aborts everything at once.
+//! SIGTERM, SIGINT, SIGQUIT (nginx's graceful stop) and SIGUSR1 (HAProxy's
+//! soft stop): the listener closes at once (new connects are refused), live
+//! pipes run on until they finish or `--drain-timeout` runs out (then they
+//! are reset), and the process exits 0. A second signal aborts everything
+//! at once.
 
 mod common;
 use common::faults::*;
@@ -126,6 +127,16 @@ fn an_in_flight_100_mib_transfer_completes_after_sigterm_and_new_connects_are_re
 #[test]
 fn sigint_drains_like_sigterm() {
     in_flight_transfer_completes_after("INT", 4 * MIB);
+}
+
+#[test]
+fn sigquit_drains_like_sigterm() {
+    in_flight_transfer_completes_after("QUIT", 4 * MIB);
+}
+
+#[test]
+fn sigusr1_drains_like_sigterm() {
+    in_flight_transfer_completes_after("USR1", 4 * MIB);
 }
 
 #[test]

@@ -7,7 +7,7 @@ use std::net::Shutdown;
 use std::time::Instant;
 
 use super::endpoint::Endpoint;
-use super::{Failure, Side};
+use super::{Settings, Side};
 use crate::metrics::Metrics;
 use crate::ring::{Ring, RingPool};
 
@@ -40,10 +40,10 @@ pub(super) enum PumpError {
 
 impl PumpError {
     /// A read failed on the source side, a write on the destination side.
-    pub(super) fn blame(self, source: Side, destination: Side) -> Failure {
+    pub(super) fn blame(self, source: Side, destination: Side) -> (Side, io::Error) {
         match self {
-            PumpError::Read(e) => Failure::Io(source, e),
-            PumpError::Write(e) => Failure::Io(destination, e),
+            PumpError::Read(e) => (source, e),
+            PumpError::Write(e) => (destination, e),
         }
     }
 }
@@ -52,7 +52,6 @@ impl PumpError {
 pub(crate) struct Context<'a> {
     pub(crate) pool: &'a mut RingPool,
     pub(crate) metrics: &'a Metrics,
-    pub(crate) low_water: usize,
     pub(crate) now: Instant,
 }
 
@@ -74,13 +73,14 @@ impl Direction {
         self.flow == Flow::Open && source.readable && !self.paused
     }
 
-    pub(super) fn can_write(&self, destination: &Endpoint, connected: bool) -> bool {
-        connected && destination.writable && self.has_pending_bytes()
+    pub(super) fn can_write(&self, destination: &Endpoint) -> bool {
+        destination.writable && self.has_pending_bytes()
     }
 
     /// Moves bytes from `source` to `destination` until both would block,
     /// the ring is full, or `budget` (bytes read this turn) is spent.
-    /// Returns whether anything moved or changed state.
+    /// Returns whether anything moved or changed state. With no destination
+    /// yet (still connecting), bytes only gather in the ring.
     ///
     /// `fin_by_close`: the other direction is done, so once this one is
     /// flushed the pipe is freed, and closing the destination sends the same
@@ -88,9 +88,9 @@ impl Direction {
     pub(super) fn pump(
         &mut self,
         source: &mut Endpoint,
-        destination: &mut Endpoint,
-        connected: bool,
+        mut destination: Option<&mut Endpoint>,
         fin_by_close: bool,
+        settings: &Settings,
         ctx: &mut Context<'_>,
         budget: &mut usize,
     ) -> Result<bool, PumpError> {
@@ -100,7 +100,7 @@ impl Direction {
             if self.wants_to_read(source) && *budget > 0 {
                 let ring = self.ring.get_or_insert_with(|| {
                     ctx.metrics.rings_in_use.add(1);
-                    ctx.pool.take()
+                    ctx.pool.take(settings.buffer_size)
                 });
                 let room = ring.free();
                 match ring.read_from(&source.stream) {
@@ -128,7 +128,7 @@ impl Direction {
                     Err(e) => return Err(PumpError::Read(e)),
                 }
             }
-            if self.can_write(destination, connected) {
+            if let Some(destination) = destination.as_deref_mut().filter(|d| self.can_write(d)) {
                 let Some(ring) = self.ring.as_mut() else {
                     break;
                 };
@@ -144,7 +144,7 @@ impl Direction {
                         if n < pending {
                             destination.writable = false;
                         }
-                        if self.paused && ring.len() <= ctx.low_water {
+                        if self.paused && ring.len() <= settings.low_water {
                             self.paused = false;
                         }
                     }
@@ -164,7 +164,9 @@ impl Direction {
                 ctx.pool.give_back(ring);
             }
         }
-        if self.flow == Flow::Flushing && self.ring.is_none() && connected {
+        if let Some(destination) =
+            destination.filter(|_| self.flow == Flow::Flushing && self.ring.is_none())
+        {
             if !fin_by_close {
                 destination
                     .stream

@@ -1,23 +1,33 @@
 //! One client connection joined to one target connection.
 //!
-//! A pipe is two [`Direction`]s (client → target and target → client), each
-//! a three-state machine in the manner of tokio's `copy_bidirectional`, over
-//! two [`Endpoint`]s that keep apart what the OS said is ready from what we
-//! have registered interest in (as sozu's pipe does).
+//! A pipe goes through explicit [stages](Stage): `Connecting` to a target
+//! (failing over to the next while attempts remain), then `Open`. In both,
+//! two [`Direction`]s (client → target and target → client), each a
+//! three-state machine in the manner of tokio's `copy_bidirectional`, move
+//! bytes between two [`Endpoint`]s that keep apart what the OS said is
+//! ready from what we have registered interest in (as sozu's pipe does).
+//! While connecting, the client's first bytes wait in the toward-target
+//! ring, so a failover delivers each of them exactly once.
+//!
+//! The pipe decides how it ends and says so as a [`Verdict`]; the reactor
+//! carries it out.
 //!
 //! # Close rules
 //!
-//! Every way a pipe ends is decided here, and only here:
+//! Every way a pipe ends is decided here, and only here ([`Reason::closing`]
+//! maps each reason to how both sockets are closed):
 //!
 //! | what happens                              | what tcpipe does                                              |
 //! |-------------------------------------------|---------------------------------------------------------------|
 //! | one side sends FIN (read returns 0)       | stop reading it; flush what is buffered toward the other side, then `shutdown(Write)` there. The opposite direction keeps flowing. |
-//! | both directions have sent and flushed FIN | free the pipe: close both sockets (each has nothing unread, so close sends no RST). The second FIN is sent by that close rather than by a `shutdown` first: the same bytes on the wire, one syscall fewer |
-//! | a read or write fails (RST, EPIPE, ...)   | abort: RST both sides (`SO_LINGER` 0, then close), so each peer sees a reset, not a clean end |
+//! | both directions have sent and flushed FIN | [`Reason::Finished`], closed cleanly: both sockets are closed (each has nothing unread, so close sends no RST). The second FIN is sent by that close rather than by a `shutdown` first: the same bytes on the wire, one syscall fewer |
+//! | a read or write fails (RST, EPIPE, ...)   | [`Reason::Broken`]: abort, RST both sides (`SO_LINGER` 0, then close), so each peer sees a reset, not a clean end |
 //! | an error is reported on an idle side      | the same abort, found through `SO_ERROR`                       |
 //! | a write returns 0                         | treated as an error, never retried                             |
-//! | the target cannot be reached              | fail over to the next target (the client's bytes stay in the ring); once every attempt has failed, abort the client with an RST, as a direct connection would have been refused |
-//! | idle, half-close or drain timeout         | abort both sides: a timeout is not a clean end of stream       |
+//! | the target cannot be reached              | [`Verdict::Redial`]: fail over to the next target (the client's bytes stay in the ring) while the route allows attempts; then [`Reason::Unreachable`]: abort the client with an RST, as a direct connection would have been refused |
+//! | idle or half-close timeout                | [`Reason::IdleTimeout`], [`Reason::HalfCloseTimeout`]: abort both sides, since a timeout is not a clean end of stream |
+//! | drain deadline (shutdown, removed route)  | [`Reason::Drained`]: the same abort                            |
+//! | a second shutdown request                 | [`Reason::Aborted`]: the same abort                            |
 //!
 //! A hang-up or read-closed hint never ends a direction by itself: the
 //! direction reads until `read` returns 0 or `WouldBlock`, so the peer's last
@@ -26,19 +36,21 @@
 mod direction;
 mod endpoint;
 
+use std::fmt;
 use std::io;
 use std::net::SocketAddr;
+use std::sync::Arc;
 use std::time::{Duration, Instant};
 
 use log::debug;
 use mio::event::Event;
-use mio::net::TcpStream;
 use mio::{Interest, Registry, Token};
 
 use crate::metrics::Metrics;
 use crate::net;
+use crate::reactor::RouteId;
 use crate::ring::RingPool;
-use crate::upstream::Tried;
+use crate::upstream::{Dial, Dialed, TargetId};
 use direction::{Direction, Flow};
 use endpoint::Endpoint;
 
@@ -59,104 +71,177 @@ impl Side {
     }
 }
 
-/// Why a pipe must be aborted.
+/// What the reactor must do with a pipe after an event, a timer or a turn.
 #[derive(Debug)]
-pub(crate) enum Failure {
-    /// The target could not be reached.
-    Connect(io::Error),
-    /// A read, write or shutdown on one side failed.
-    Io(Side, io::Error),
-    /// Registering interest with poll failed.
+pub(crate) enum Verdict {
+    /// Waiting for the OS.
+    Wait,
+    /// The per-turn budget ran out with bytes still ready to move: serve
+    /// this pipe again before blocking in poll.
+    Again,
+    /// The connect failed: dial the next target, keeping the client's
+    /// bytes in the ring, or end as [`Reason::Unreachable`] once the route
+    /// allows no further attempt.
+    Redial(io::Error),
+    /// The pipe is over.
+    Close(Reason),
+}
+
+/// Why a pipe ended.
+#[derive(Debug)]
+pub(crate) enum Reason {
+    /// Both directions ended with FIN and every byte was delivered.
+    Finished,
+    /// A read, write or shutdown on one side failed, or the OS reported an
+    /// error on it (RST, EPIPE, ...).
+    Broken(Side, io::Error),
+    /// Every connect attempt the route allows failed (`--retries`).
+    Unreachable {
+        attempts: usize,
+    },
+    IdleTimeout,
+    HalfCloseTimeout,
+    /// Still open at the drain deadline of a shutdown or a removed route.
+    Drained,
+    /// A second shutdown request.
+    Aborted,
+    /// Registering with poll failed.
     Poll(io::Error),
 }
 
-/// What the reactor must do with a pipe after driving it.
-#[derive(Debug)]
-pub(crate) enum Outcome {
-    /// Waiting for the OS.
-    Waiting,
-    /// The per-turn budget ran out with bytes still ready to move: serve
-    /// this pipe again before blocking in poll.
-    Unfinished,
-    /// Both directions ended with FIN and every byte was delivered.
-    Finished,
-    Failed(Failure),
-}
-
-/// Which timeout, if any, has run out for a pipe.
+/// How a pipe's sockets are closed when it is freed.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub(crate) enum Expiry {
-    Connect,
-    Idle,
-    HalfClose,
+pub(crate) enum Closing {
+    /// Each side gets the FIN it has not had yet.
+    Clean,
+    /// Each side gets an RST.
+    Abort,
 }
 
-/// The timeouts that apply to every pipe.
-#[derive(Debug, Clone, Copy)]
-pub(crate) struct Timeouts {
-    pub(crate) connect: Option<Duration>,
-    pub(crate) idle: Option<Duration>,
-    pub(crate) half_close: Option<Duration>,
+impl Reason {
+    /// The close rule: only a pipe both of whose directions delivered
+    /// every byte and their FIN ends cleanly. Anything else ends with a
+    /// reset on both sides, so no application takes a truncated stream for
+    /// a complete one.
+    pub(crate) fn closing(&self) -> Closing {
+        match self {
+            Reason::Finished => Closing::Clean,
+            Reason::Broken(..)
+            | Reason::Unreachable { .. }
+            | Reason::IdleTimeout
+            | Reason::HalfCloseTimeout
+            | Reason::Drained
+            | Reason::Aborted
+            | Reason::Poll(_) => Closing::Abort,
+        }
+    }
+
+    pub(crate) fn is_timeout(&self) -> bool {
+        matches!(self, Reason::IdleTimeout | Reason::HalfCloseTimeout)
+    }
+}
+
+impl fmt::Display for Reason {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        match self {
+            Reason::Finished => f.write_str("both sides finished"),
+            Reason::Broken(side, e) => write!(f, "{} side: {e}", side.name()),
+            Reason::Unreachable { attempts } => write!(f, "unreachable in {attempts} attempts"),
+            Reason::IdleTimeout => f.write_str("idle timeout"),
+            Reason::HalfCloseTimeout => f.write_str("half-close timeout"),
+            Reason::Drained => f.write_str("drain timeout"),
+            Reason::Aborted => f.write_str("shutdown"),
+            Reason::Poll(e) => write!(f, "cannot register with poll: {e}"),
+        }
+    }
+}
+
+/// What a route says about its pipes. A pipe keeps the settings it opened
+/// with: a reload changes them for new pipes only.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub(crate) struct Settings {
+    /// Ring capacity per direction: the high-water mark.
+    pub(crate) buffer_size: usize,
+    pub(crate) low_water: usize,
+    pub(crate) connect_timeout: Option<Duration>,
+    pub(crate) idle_timeout: Option<Duration>,
+    pub(crate) half_close_timeout: Option<Duration>,
+}
+
+/// The target side: which target, and the socket to it.
+struct Upstream {
+    id: TargetId,
+    endpoint: Endpoint,
+}
+
+impl Upstream {
+    fn new(dialed: Dialed) -> Upstream {
+        Upstream {
+            id: dialed.target,
+            // A connecting socket is not writable until the OS says the
+            // connect is done.
+            endpoint: Endpoint::new(dialed.stream, dialed.connected),
+        }
+    }
+}
+
+/// Where a pipe is in its life. Each stage holds what only it needs; the
+/// upstream lives beside it (a stage that reads a PROXY protocol header
+/// before dialing would come first and make it optional).
+enum Stage {
+    /// A connect to the upstream is under way since `since`; `dial` counts
+    /// the attempts this client has cost.
+    Connecting { since: Instant, dial: Dial },
+    /// Both sides established: bytes flow both ways.
+    Open,
 }
 
 pub(crate) struct Pipe {
     /// Unique for the life of the process: the id in logs, and the generation
     /// that tells a stale timer or ready-list entry from this pipe.
     pub(crate) id: u64,
+    /// The route it came in on; it stays the pipe's whatever a reload does.
+    pub(crate) route: RouteId,
+    settings: Arc<Settings>,
     /// The client's address, for balancing by source and for logs.
     pub(crate) peer: SocketAddr,
     client: Endpoint,
-    target: Endpoint,
-    connected: bool,
-    /// Index of the target in the upstream set.
-    pub(crate) target_index: usize,
-    /// Targets whose connect failed for this pipe.
-    pub(crate) tried: Tried,
-    /// Connects started for this pipe, the current one included.
-    pub(crate) attempts: usize,
+    target: Upstream,
+    stage: Stage,
     toward_target: Direction,
     toward_client: Direction,
     opened_at: Instant,
-    connect_started: Instant,
     last_activity: Instant,
     /// The earliest timer this pipe has in the reactor's heap.
     pub(crate) timer_due: Option<Instant>,
     /// On the reactor's ready list.
     pub(crate) queued: bool,
     /// Marked for freeing at the end of the event batch; set once.
-    pub(crate) closing: Option<Closing>,
-}
-
-/// How a pipe is closed when it is freed.
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub(crate) enum Closing {
-    Clean,
-    Abort,
+    pub(crate) closing: Option<Reason>,
 }
 
 impl Pipe {
-    /// A pipe from an accepted client to target `target_index`: a stream
-    /// still connecting, or (from the warm pool) one `connected` already.
+    /// A pipe from an accepted client to a dialed target: connecting, or
+    /// open at once with a connection from the warm pool.
     pub(crate) fn new(
         id: u64,
-        (client, peer): (TcpStream, SocketAddr),
-        (target, target_index): (TcpStream, usize),
-        connected: bool,
+        (route, settings): (RouteId, Arc<Settings>),
+        (client, peer): (mio::net::TcpStream, SocketAddr),
+        (dialed, dial): (Dialed, Dial),
         now: Instant,
     ) -> Pipe {
+        let stage = stage_for(&dialed, dial, now);
         Pipe {
             id,
+            route,
+            settings,
             peer,
             client: Endpoint::new(client, true),
-            target: Endpoint::new(target, connected),
-            connected,
-            target_index,
-            tried: Tried::default(),
-            attempts: 0,
+            target: Upstream::new(dialed),
+            stage,
             toward_target: Direction::new(),
             toward_client: Direction::new(),
             opened_at: now,
-            connect_started: now,
             last_activity: now,
             timer_due: None,
             queued: false,
@@ -164,46 +249,55 @@ impl Pipe {
         }
     }
 
-    /// After a failed connect, moves to another target (the reactor keeps
-    /// `tried` and `attempts`). What the client has sent so far is still in
-    /// the ring, none of it delivered, so the new target gets every byte
-    /// exactly once.
-    pub(crate) fn retarget(
-        &mut self,
-        target: TcpStream,
-        target_index: usize,
-        connected: bool,
-        now: Instant,
-    ) {
-        debug_assert!(!self.connected);
-        self.target = Endpoint::new(target, connected);
-        self.connected = connected;
-        self.target_index = target_index;
-        self.connect_started = now;
+    /// After a failed connect, moves to another target. What the client
+    /// has sent so far is still in the ring, none of it delivered, so the
+    /// new target gets every byte exactly once.
+    pub(crate) fn retarget(&mut self, dialed: Dialed, now: Instant) {
+        let Stage::Connecting { dial, .. } = &mut self.stage else {
+            return debug_assert!(false, "retargeting an open pipe");
+        };
+        let dial = std::mem::take(dial);
+        self.stage = stage_for(&dialed, dial, now);
+        self.target = Upstream::new(dialed);
     }
 
-    pub(crate) fn is_connected(&self) -> bool {
-        self.connected
+    pub(crate) fn target(&self) -> TargetId {
+        self.target.id
+    }
+
+    pub(crate) fn is_open(&self) -> bool {
+        matches!(self.stage, Stage::Open)
+    }
+
+    /// The connect attempts made so far, while connecting.
+    pub(crate) fn dial_mut(&mut self) -> Option<&mut Dial> {
+        match &mut self.stage {
+            Stage::Connecting { dial, .. } => Some(dial),
+            Stage::Open => None,
+        }
     }
 
     pub(crate) fn note_event(&mut self, side: Side, event: &Event) {
         match side {
             Side::Client => self.client.note(event),
-            Side::Target => self.target.note(event),
+            Side::Target => self.target.endpoint.note(event),
         }
     }
 
     /// Moves every byte that can move now, within `budget` bytes read.
-    pub(crate) fn drive(&mut self, ctx: &mut Context<'_>, budget: usize) -> Outcome {
-        if !self.connected {
-            match self.finish_connect() {
-                Ok(true) => debug!("pipe {}: connected to target", self.id),
+    pub(crate) fn drive(&mut self, ctx: &mut Context<'_>, budget: usize) -> Verdict {
+        if let Stage::Connecting { .. } = self.stage {
+            match finish_connect(&mut self.target.endpoint) {
+                Ok(true) => {
+                    debug!("pipe {}: connected to target", self.id);
+                    self.stage = Stage::Open;
+                }
                 Ok(false) => {}
-                Err(e) => return Outcome::Failed(Failure::Connect(e)),
+                Err(e) => return Verdict::Redial(e),
             }
         }
-        if let Err(failure) = self.check_errors() {
-            return Outcome::Failed(failure);
+        if let Err((side, e)) = self.check_errors() {
+            return Verdict::Close(Reason::Broken(side, e));
         }
 
         let mut budget = budget;
@@ -219,45 +313,54 @@ impl Pipe {
         match pumped {
             Ok(true) => self.last_activity = ctx.now,
             Ok(false) => {}
-            Err(failure) => return Outcome::Failed(failure),
+            Err((side, e)) => return Verdict::Close(Reason::Broken(side, e)),
         }
 
+        let open = self.is_open();
+        let target = &self.target.endpoint;
         if self.toward_target.flow == Flow::Done && self.toward_client.flow == Flow::Done {
-            Outcome::Finished
+            Verdict::Close(Reason::Finished)
         } else if self.toward_target.wants_to_read(&self.client)
-            || (self.connected && self.toward_client.wants_to_read(&self.target))
-            || self.toward_target.can_write(&self.target, self.connected)
-            || self.toward_client.can_write(&self.client, true)
+            || (open && self.toward_client.wants_to_read(target))
+            || (open && self.toward_target.can_write(target))
+            || self.toward_client.can_write(&self.client)
         {
-            Outcome::Unfinished
+            Verdict::Again
         } else {
-            Outcome::Waiting
+            Verdict::Wait
         }
     }
 
-    /// Pumps client → target, then (once connected) target → client.
-    fn pump_both(&mut self, ctx: &mut Context<'_>, budget: &mut usize) -> Result<bool, Failure> {
+    /// Pumps client → target, then (once open) target → client.
+    fn pump_both(
+        &mut self,
+        ctx: &mut Context<'_>,
+        budget: &mut usize,
+    ) -> Result<bool, (Side, io::Error)> {
+        let settings = &*self.settings;
+        let open = self.is_open();
+        let target = &mut self.target.endpoint;
         let moved_toward_target = self
             .toward_target
             .pump(
                 &mut self.client,
-                &mut self.target,
-                self.connected,
+                open.then_some(&mut *target),
                 self.toward_client.flow == Flow::Done,
+                settings,
                 ctx,
                 budget,
             )
             .map_err(|e| e.blame(Side::Client, Side::Target))?;
-        if !self.connected {
+        if !open {
             return Ok(moved_toward_target);
         }
         let moved_toward_client = self
             .toward_client
             .pump(
-                &mut self.target,
-                &mut self.client,
-                true,
+                target,
+                Some(&mut self.client),
                 self.toward_target.flow == Flow::Done,
+                settings,
                 ctx,
                 budget,
             )
@@ -265,30 +368,18 @@ impl Pipe {
         Ok(moved_toward_target || moved_toward_client)
     }
 
-    fn finish_connect(&mut self) -> io::Result<bool> {
-        if !self.target.writable && !self.target.error {
-            return Ok(false);
-        }
-        self.target.error = false;
-        self.connected = net::connect_outcome(&self.target.stream)?;
-        if !self.connected {
-            self.target.writable = false;
-        }
-        Ok(self.connected)
-    }
-
     /// An error reported on a side we are not reading (its direction ended,
     /// or is paused) would otherwise go unnoticed until the next write.
-    fn check_errors(&mut self) -> Result<(), Failure> {
+    fn check_errors(&mut self) -> Result<(), (Side, io::Error)> {
         for (side, endpoint) in [
             (Side::Client, &mut self.client),
-            (Side::Target, &mut self.target),
+            (Side::Target, &mut self.target.endpoint),
         ] {
             if endpoint.error {
                 endpoint.error = false;
                 match endpoint.stream.take_error() {
                     Ok(None) => {}
-                    Ok(Some(e)) | Err(e) => return Err(Failure::Io(side, e)),
+                    Ok(Some(e)) | Err(e) => return Err((side, e)),
                 }
             }
         }
@@ -315,23 +406,26 @@ impl Pipe {
         );
         let target_wants = interest(
             !self.toward_client.paused,
-            !self.connected
+            !self.is_open()
                 || self.toward_target.has_pending_bytes()
-                || self.target.has_writable_interest(),
+                || self.target.endpoint.has_writable_interest(),
         );
         self.client
             .set_interest(registry, tokens[0], client_wants)?;
-        self.target.set_interest(registry, tokens[1], target_wants)
+        self.target
+            .endpoint
+            .set_interest(registry, tokens[1], target_wants)
     }
 
     /// The next instant at which a timeout could run out, if any applies.
-    pub(crate) fn next_deadline(&self, timeouts: &Timeouts) -> Option<Instant> {
-        if !self.connected {
-            return timeouts.connect.map(|t| self.connect_started + t);
+    pub(crate) fn next_deadline(&self) -> Option<Instant> {
+        let settings = &self.settings;
+        if let Stage::Connecting { since, .. } = self.stage {
+            return settings.connect_timeout.map(|t| since + t);
         }
-        let idle = timeouts.idle.map(|t| self.last_activity + t);
+        let idle = settings.idle_timeout.map(|t| self.last_activity + t);
         let half_close = if self.is_half_closed() {
-            timeouts.half_close.map(|t| self.last_activity + t)
+            settings.half_close_timeout.map(|t| self.last_activity + t)
         } else {
             None
         };
@@ -341,16 +435,25 @@ impl Pipe {
         }
     }
 
-    pub(crate) fn expired(&self, timeouts: &Timeouts, now: Instant) -> Option<Expiry> {
+    /// A timer of this pipe came due: a timeout may have run out.
+    pub(crate) fn on_timer(&mut self, now: Instant) -> Verdict {
+        let settings = Arc::clone(&self.settings);
         let ran_out =
             |start: Instant, limit: Option<Duration>| limit.is_some_and(|t| now >= start + t);
-        if !self.connected {
-            return ran_out(self.connect_started, timeouts.connect).then_some(Expiry::Connect);
+        if let Stage::Connecting { since, .. } = self.stage {
+            if ran_out(since, settings.connect_timeout) {
+                let e = io::Error::new(io::ErrorKind::TimedOut, "connect timed out");
+                return Verdict::Redial(e);
+            }
+            return Verdict::Wait;
         }
-        if self.is_half_closed() && ran_out(self.last_activity, timeouts.half_close) {
-            return Some(Expiry::HalfClose);
+        if self.is_half_closed() && ran_out(self.last_activity, settings.half_close_timeout) {
+            return Verdict::Close(Reason::HalfCloseTimeout);
         }
-        ran_out(self.last_activity, timeouts.idle).then_some(Expiry::Idle)
+        if ran_out(self.last_activity, settings.idle_timeout) {
+            return Verdict::Close(Reason::IdleTimeout);
+        }
+        Verdict::Wait
     }
 
     fn is_half_closed(&self) -> bool {
@@ -369,18 +472,41 @@ impl Pipe {
         now.saturating_duration_since(self.opened_at)
     }
 
-    /// Returns the rings to the pool and closes both sockets; with
-    /// [`Closing::Abort`] each side gets an RST.
+    /// Returns the rings to the pool and closes both sockets as the close
+    /// rules say for `how` it ended.
     pub(crate) fn close(mut self, how: Closing, pool: &mut RingPool, metrics: &Metrics) {
         self.toward_target.release(pool, metrics);
         self.toward_client.release(pool, metrics);
         if how == Closing::Abort {
             self.client.abort();
-            self.target.abort();
+            self.target.endpoint.abort();
         }
         // Dropping the streams closes the sockets, which also removes them
         // from the poll set.
     }
+}
+
+/// A pooled connection is established already; any other is connecting.
+fn stage_for(dialed: &Dialed, dial: Dial, now: Instant) -> Stage {
+    if dialed.connected {
+        Stage::Open
+    } else {
+        Stage::Connecting { since: now, dial }
+    }
+}
+
+/// Whether a non-blocking connect is done, once the socket turned writable
+/// or reported an error.
+fn finish_connect(target: &mut Endpoint) -> io::Result<bool> {
+    if !target.writable && !target.error {
+        return Ok(false);
+    }
+    target.error = false;
+    let connected = net::connect_outcome(&target.stream)?;
+    if !connected {
+        target.writable = false;
+    }
+    Ok(connected)
 }
 
 fn interest(read: bool, write: bool) -> Option<Interest> {

@@ -1,101 +1,234 @@
-//! Accepting clients: until the backlog is empty, within the per-turn cap,
-//! the connection limit, and the descriptors the process has.
+//! Accepting clients: on every listener until its backlog is empty, within
+//! the per-turn cap, the connection limits (the process's and each route's),
+//! and the descriptors the process has.
 
 use std::io::{self, ErrorKind};
 use std::net::SocketAddr;
+use std::sync::Arc;
+use std::time::Instant;
 
 use log::{debug, error, info, warn};
 use mio::net::TcpStream;
 use mio::Interest;
 use socket2::SockRef;
 
-use super::{AcceptTrigger, Reactor, Timer, ACCEPTS_PER_TURN, ACCEPT_RETRY, LISTENER};
+use super::routes::RouteId;
+use super::{listener_token, plural, Reactor, Timer, ACCEPTS_PER_TURN, ACCEPT_RETRY};
 use crate::net;
 use crate::pipe::Pipe;
-use crate::upstream::Tried;
+use crate::upstream::Dial;
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub(super) enum Trigger {
+    ListenerEvent,
+    /// The last turn stopped at the per-turn cap.
+    Continue,
+    Retry,
+    PipeFreed,
+    /// A reload may have moved the limits.
+    Reload,
+}
+
+/// Accepting across all listeners.
+#[derive(Default)]
+pub(super) struct State {
+    /// Some listener stopped at the per-turn cap with connections possibly
+    /// still queued.
+    pub(super) more_pending: bool,
+    /// Since when accepting fails for lack of descriptors or memory.
+    backoff: Option<Instant>,
+    retry_armed: bool,
+    failed_accepts: u64,
+    /// Since when the process-wide limit has kept clients waiting.
+    at_limit_since: Option<Instant>,
+}
+
+/// Why a listener may not take a client now.
+enum Blocked {
+    /// Every listener waits: the process is at its limit.
+    Process,
+    /// This route's listeners wait.
+    Route,
+}
 
 impl Reactor {
-    pub(super) fn accept_connections(&mut self, trigger: AcceptTrigger) {
-        if self.accept_backoff.is_some() && trigger == AcceptTrigger::ListenerEvent {
+    /// Accepts on listener `key` until its backlog is empty or it must stop.
+    pub(super) fn accept_on(&mut self, key: usize, trigger: Trigger) {
+        if self.accepting.backoff.is_some() && trigger == Trigger::ListenerEvent {
             // Only the retry timer or a freed pipe may try again, or we spin.
+            if let Some(listener) = self.routes.listeners.get_mut(key) {
+                listener.backlog_pending = true;
+            }
             return;
         }
-        self.accept_more_pending = false;
         for _ in 0..ACCEPTS_PER_TURN {
-            if self.listener.is_none() {
+            if self.shutting_down {
                 return;
             }
-            if self.pipes.len() >= self.config.max_connections {
-                self.pause_listener();
-                return;
-            }
-            if !self.resume_listener() {
-                return;
-            }
-            if let Err(e) = self.reserve_upstream_socket() {
-                return self.back_off_accepting(e);
-            }
-            let Some(listener) = self.listener.as_ref() else {
+            let Some(listener) = self.routes.listeners.get(key) else {
                 return;
             };
-            match listener.accept() {
-                Ok((client, peer)) => self.open_pipe(client, peer),
+            let route_id = listener.route;
+            let Some(route) = self.routes.get(route_id) else {
+                return;
+            };
+            let group = route.targets;
+            match self.blocked(route_id) {
+                Some(Blocked::Process) => return self.pause_all(),
+                Some(Blocked::Route) => return self.pause_route(route_id),
+                None => {}
+            }
+            if !self.resume_listener(key) {
+                return;
+            }
+            if let Err(e) = self.upstreams.reserve_socket(group) {
+                return self.back_off_accepting(key, e);
+            }
+            let Some(listener) = self.routes.listeners.get_mut(key) else {
+                return;
+            };
+            match listener.socket.accept() {
+                Ok((client, peer)) => self.open_pipe(route_id, client, peer),
                 Err(e) => {
                     if e.kind() == ErrorKind::WouldBlock {
-                        self.backlog_drained();
+                        listener.backlog_pending = false;
+                        self.backlog_drained(route_id);
                         return;
                     }
                     if net::is_transient_accept_error(&e) {
                         debug!("accept: {e}; going on");
                         continue;
                     }
-                    return self.back_off_accepting(e);
+                    return self.back_off_accepting(key, e);
                 }
             }
         }
-        self.accept_more_pending = true;
+        if let Some(listener) = self.routes.listeners.get_mut(key) {
+            listener.backlog_pending = true;
+        }
+        self.accepting.more_pending = true;
     }
 
-    fn pause_listener(&mut self) {
-        if !self.listener_registered {
-            return;
-        }
-        if let Some(listener) = self.listener.as_mut() {
-            if let Err(e) = self.poll.registry().deregister(listener) {
-                error!("cannot pause the listener: {e}");
-                return;
+    /// Goes on with the listeners that stopped at the per-turn cap.
+    pub(super) fn accept_pending(&mut self) {
+        self.accepting.more_pending = false;
+        for key in self.routes.listener_keys() {
+            if self
+                .routes
+                .listeners
+                .get(key)
+                .is_some_and(|l| l.backlog_pending && l.registered)
+            {
+                self.accept_on(key, Trigger::Continue);
             }
         }
-        self.listener_registered = false;
-        if self.at_limit_since.is_none() {
-            self.at_limit_since = Some(self.now);
+    }
+
+    /// Serves every listener that may have clients waiting: paused at a
+    /// limit, backing off, or stopped at the cap.
+    pub(super) fn accept_waiting(&mut self, trigger: Trigger) {
+        if self.shutting_down {
+            return;
+        }
+        for key in self.routes.listener_keys() {
+            let waiting = self
+                .routes
+                .listeners
+                .get(key)
+                .is_some_and(|l| !l.registered || l.backlog_pending);
+            if waiting {
+                self.accept_on(key, trigger);
+            }
+        }
+    }
+
+    pub(super) fn on_accept_retry(&mut self) {
+        self.accepting.retry_armed = false;
+        if self.accepting.backoff.is_some() {
+            self.accept_waiting(Trigger::Retry);
+        }
+    }
+
+    /// A pipe is counted against the limits from accept until it is freed.
+    fn blocked(&self, route: RouteId) -> Option<Blocked> {
+        if self.pipes.len() >= self.limits.max_connections {
+            return Some(Blocked::Process);
+        }
+        let at_route_limit = self.routes.get(route).is_some_and(|r| r.is_at_limit());
+        at_route_limit.then_some(Blocked::Route)
+    }
+
+    fn pause_all(&mut self) {
+        for key in self.routes.listener_keys() {
+            self.pause_listener(key);
+        }
+        if self.accepting.at_limit_since.is_none() {
+            self.accepting.at_limit_since = Some(self.now);
             info!(
                 "connection limit of {} reached; new clients wait in the backlog",
-                self.config.max_connections
+                self.limits.max_connections
             );
         }
     }
 
-    /// Returns false if the listener cannot be registered again.
-    fn resume_listener(&mut self) -> bool {
-        if self.listener_registered {
-            return true;
+    fn pause_route(&mut self, id: RouteId) {
+        let Some(route) = self.routes.get(id) else {
+            return;
+        };
+        for key in route.listeners.clone() {
+            self.pause_listener(key);
         }
-        let Some(listener) = self.listener.as_mut() else {
+        let now = self.now;
+        if let Some(route) = self.routes.get_mut(id) {
+            if route.at_limit_since.is_none() {
+                route.at_limit_since = Some(now);
+                info!(
+                    "route {}: connection limit of {} reached; new clients wait in the backlog",
+                    route.name(),
+                    route.live_pipes
+                );
+            }
+        }
+    }
+
+    fn pause_listener(&mut self, key: usize) {
+        let registry = self.poll.registry();
+        let Some(listener) = self.routes.listeners.get_mut(key) else {
+            return;
+        };
+        // Clients may wait in its backlog, with no event to come for them.
+        listener.backlog_pending = true;
+        if !listener.registered {
+            return;
+        }
+        if let Err(e) = registry.deregister(&mut listener.socket) {
+            error!("cannot pause the listener on {}: {e}", listener.local);
+            return;
+        }
+        listener.registered = false;
+    }
+
+    /// Returns false if the listener cannot be registered again.
+    fn resume_listener(&mut self, key: usize) -> bool {
+        let registry = self.poll.registry();
+        let Some(listener) = self.routes.listeners.get_mut(key) else {
             return false;
         };
-        match self
-            .poll
-            .registry()
-            .register(listener, LISTENER, Interest::READABLE)
-        {
+        if listener.registered {
+            return true;
+        }
+        match registry.register(
+            &mut listener.socket,
+            listener_token(key),
+            Interest::READABLE,
+        ) {
             Ok(()) => {
-                self.listener_registered = true;
-                debug!("below the connection limit; accepting again");
+                listener.registered = true;
+                debug!("accepting on {} again", listener.local);
                 true
             }
             Err(e) => {
-                self.back_off_accepting(e);
+                self.back_off_accepting(key, e);
                 false
             }
         }
@@ -104,69 +237,109 @@ impl Reactor {
     /// Out of descriptors or memory (EMFILE, ENFILE, ENOBUFS, ENOMEM), or any
     /// other error that is not about one connection: never exit, never spin.
     /// Retry on a short timer and whenever a pipe closes; say so once per burst.
-    fn back_off_accepting(&mut self, e: io::Error) {
-        self.failed_accepts += 1;
-        if self.accept_backoff.is_none() {
-            self.accept_backoff = Some(self.now);
+    fn back_off_accepting(&mut self, key: usize, e: io::Error) {
+        if let Some(listener) = self.routes.listeners.get_mut(key) {
+            listener.backlog_pending = true;
+        }
+        let state = &mut self.accepting;
+        state.failed_accepts += 1;
+        if state.backoff.is_none() {
+            state.backoff = Some(self.now);
             warn!(
-                "cannot accept: {e}; retrying every {} ms and whenever a pipe closes ({} live pipes)",
+                "cannot accept: {e}; retrying every {} ms and whenever a pipe closes ({} live)",
                 ACCEPT_RETRY.as_millis(),
-                self.pipes.len()
+                plural(self.pipes.len(), "pipe")
             );
         }
-        if !self.accept_retry_armed {
-            self.accept_retry_armed = true;
+        if !state.retry_armed {
+            state.retry_armed = true;
             self.timers
                 .push(self.now + ACCEPT_RETRY, Timer::AcceptRetry);
         }
     }
 
-    /// Every waiting client has been taken: a shortage or a stretch at the
-    /// connection limit is over only now, not when one client got through,
-    /// so each is logged once however many clients it held back.
-    fn backlog_drained(&mut self) {
-        if let Some(since) = self.accept_backoff.take() {
-            info!(
-                "accepting again after {:.1?} ({} attempts failed)",
-                self.now.saturating_duration_since(since),
-                self.failed_accepts
-            );
-            self.failed_accepts = 0;
+    /// A listener's backlog is empty. A shortage or a stretch at a limit is
+    /// over only when every waiting client has been taken, not when one got
+    /// through, so each is logged once however many clients it held back.
+    fn backlog_drained(&mut self, route: RouteId) {
+        let now = self.now;
+        if let Some(route) = self.routes.get_mut(route) {
+            if let Some(since) = route.at_limit_since.take() {
+                info!(
+                    "route {}: below its connection limit again after {:.1?}",
+                    route.name(),
+                    now.saturating_duration_since(since)
+                );
+            }
         }
-        if let Some(since) = self.at_limit_since.take() {
+        let others_waiting = self
+            .routes
+            .listeners
+            .iter()
+            .any(|(_, listener)| listener.backlog_pending);
+        if others_waiting {
+            return;
+        }
+        let state = &mut self.accepting;
+        if let Some(since) = state.backoff.take() {
+            info!(
+                "accepting again after {:.1?} ({} failed)",
+                now.saturating_duration_since(since),
+                plural(state.failed_accepts as usize, "attempt")
+            );
+            state.failed_accepts = 0;
+        }
+        if let Some(since) = state.at_limit_since.take() {
             info!(
                 "below the connection limit again after {:.1?}",
-                self.now.saturating_duration_since(since)
+                now.saturating_duration_since(since)
             );
         }
     }
 
-    fn open_pipe(&mut self, client: TcpStream, peer: SocketAddr) {
+    fn open_pipe(&mut self, route_id: RouteId, client: TcpStream, peer: SocketAddr) {
         let id = self.next_pipe_id;
         self.next_pipe_id += 1;
         self.metrics.accepted_total.add(1);
-        let mut tried = Tried::default();
-        let mut attempts = 0;
-        let Some((index, target, connected)) = self.dial(id, peer.ip(), &mut tried, &mut attempts)
-        else {
-            warn!("pipe {id}: no target could be reached in {attempts} attempts; resetting client {peer}");
+        let Some(route) = self.routes.get_mut(route_id) else {
+            return;
+        };
+        let mut dial = Dial::new(route.config.max_attempts());
+        let dialed = self.upstreams.dial(
+            id,
+            route.targets,
+            peer.ip(),
+            &mut dial,
+            self.poll.registry(),
+            self.now,
+        );
+        let Some(dialed) = dialed else {
+            warn!(
+                "pipe {id}: no target could be reached in {} attempts; resetting client {peer}",
+                dial.attempts
+            );
             self.metrics.aborted_total.add(1);
             net::abort_on_close(SockRef::from(&client));
             return;
         };
         debug!(
             "pipe {id}: accepted {peer}, {} {}",
-            if connected {
+            if dialed.connected {
                 "using a pooled connection to"
             } else {
                 "connecting to"
             },
-            self.upstreams.get(index).name
+            self.upstreams.label(dialed.target)
         );
-        self.upstreams.pipe_assigned(index);
-        let mut pipe = Pipe::new(id, (client, peer), (target, index), connected, self.now);
-        pipe.tried = tried;
-        pipe.attempts = attempts;
+        route.live_pipes += 1;
+        let settings = Arc::clone(&route.settings);
+        let pipe = Pipe::new(
+            id,
+            (route_id, settings),
+            (client, peer),
+            (dialed, dial),
+            self.now,
+        );
         let key = self.pipes.insert(pipe);
         self.metrics.live_pipes.add(1);
         self.drive(key);

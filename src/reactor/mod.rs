@@ -1,227 +1,218 @@
-//! The event loop: one `mio::Poll` on one thread, the listener, the pipes in
-//! a slab, the timers, and shutdown.
+//! The event loop: one `mio::Poll` on one thread, the routes and their
+//! listeners, the pipes in a slab, the timers, and the loop's controls.
 //!
-//! Each turn: block in poll (not at all while the ready list or the accept
+//! Each turn: block in poll (not at all while the ready list or an accept
 //! queue has work), dispatch the events, serve the ready list, fire due
 //! timers, then free the pipes that closed during the turn. Frees wait for
 //! the end of the turn so that an event still in the batch for a closed pipe
 //! can never reach a new pipe that reused its slab slot.
+//!
+//! | module     | the idea                                                     |
+//! |------------|--------------------------------------------------------------|
+//! | `mod`      | poll, tokens, dispatch, driving pipes and carrying out their verdicts, timers |
+//! | `routes`   | the routes and their listening sockets                       |
+//! | `accept`   | accepting: the backlog, the per-turn cap, connection limits, back-off |
+//! | `reload`   | applying a new config in place                               |
+//! | `control`  | commands from other threads, signals, shutdown               |
 
 mod accept;
-mod connector;
+mod control;
+mod reload;
+mod routes;
 
 use std::collections::VecDeque;
 use std::io::{self, ErrorKind};
-use std::sync::atomic::{AtomicUsize, Ordering};
+use std::path::PathBuf;
+use std::sync::mpsc::Receiver;
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
 use log::{debug, error, info, warn};
 use mio::event::Event;
-use mio::net::TcpListener;
-use mio::{Events, Interest, Poll, Token, Waker};
-use signal_hook::consts::{SIGHUP, SIGINT, SIGTERM};
+use mio::{Events, Poll, Token, Waker};
 use signal_hook_mio::v1_0::Signals;
 use slab::Slab;
-use socket2::TcpKeepalive;
 
 use crate::config::Config;
 use crate::metrics::Metrics;
-use crate::net;
-use crate::pipe::{Closing, Context, Expiry, Failure, Outcome, Pipe, Side, Timeouts};
-use crate::resolver::Resolver;
+use crate::pipe::{Closing, Context, Pipe, Reason, Side, Verdict};
 use crate::ring::RingPool;
-use crate::standby::Standbys;
 use crate::timers::Timers;
-use crate::upstream::{HealthPolicy, Upstreams};
-use connector::SpareSocket;
+use crate::upstream::{self, Upstreams};
+use routes::Routes;
 
-const LISTENER: Token = Token(usize::MAX);
-const CONTROL: Token = Token(usize::MAX - 1);
-const SIGNALS: Token = Token(usize::MAX - 2);
-/// Standby connections (warm pool, probes) are tokens from here up; pipes
-/// stay below.
-const STANDBY_BASE: usize = usize::MAX / 2;
-
-/// A pipe's two sockets are tokens `2 × key` (client) and `2 × key + 1`
-/// (target), so one slab entry serves both.
-fn pipe_tokens(key: usize) -> [Token; 2] {
-    [Token(key * 2), Token(key * 2 + 1)]
-}
-
-fn decode_token(token: Token) -> (usize, Side) {
-    let side = if token.0 % 2 == 0 {
-        Side::Client
-    } else {
-        Side::Target
-    };
-    (token.0 / 2, side)
-}
+pub(crate) use control::Command;
+pub use control::{ReloadError, Reloaded};
+pub(crate) use routes::RouteId;
 
 /// Bytes one pipe may read per turn before others get theirs.
 const BYTES_PER_TURN: usize = 1 << 20;
-/// Connections accepted per turn before pipes get theirs.
+/// Connections accepted per listener per turn before pipes get theirs.
 const ACCEPTS_PER_TURN: usize = 256;
 /// How soon to retry accepting after running out of descriptors or memory.
 const ACCEPT_RETRY: Duration = Duration::from_millis(50);
 /// Idle rings kept for reuse, beyond which freed rings go back to the allocator.
 const SPARE_RINGS: usize = 64;
 
+// ----- tokens ------------------------------------------------------------------
+
+/// Tokens, from the bottom: a pipe's two sockets are `2 × key` (client) and
+/// `2 × key + 1` (target), so one slab entry serves both; then listeners,
+/// pooled connections and probes, each in a range of its own; the waker
+/// and the signals at the top.
+const LISTENER_BASE: usize = usize::MAX / 2;
+const POOLED_BASE: usize = LISTENER_BASE + (usize::MAX / 8);
+const PROBE_BASE: usize = POOLED_BASE + (usize::MAX / 8);
+const CONTROL: Token = Token(usize::MAX);
+const SIGNALS: Token = Token(usize::MAX - 1);
+
+enum Source {
+    Pipe(usize, Side),
+    Listener(usize),
+    Pooled(usize),
+    Probe(usize),
+    Control,
+    Signals,
+}
+
+fn decode(token: Token) -> Source {
+    match token {
+        CONTROL => Source::Control,
+        SIGNALS => Source::Signals,
+        Token(t) if t >= PROBE_BASE => Source::Probe(t - PROBE_BASE),
+        Token(t) if t >= POOLED_BASE => Source::Pooled(t - POOLED_BASE),
+        Token(t) if t >= LISTENER_BASE => Source::Listener(t - LISTENER_BASE),
+        Token(t) if t % 2 == 0 => Source::Pipe(t / 2, Side::Client),
+        Token(t) => Source::Pipe(t / 2, Side::Target),
+    }
+}
+
+fn pipe_tokens(key: usize) -> [Token; 2] {
+    [Token(key * 2), Token(key * 2 + 1)]
+}
+
+fn listener_token(key: usize) -> Token {
+    Token(LISTENER_BASE + key)
+}
+
+fn pooled_token(key: usize) -> Token {
+    Token(POOLED_BASE + key)
+}
+
+fn probe_token(key: usize) -> Token {
+    Token(PROBE_BASE + key)
+}
+
+// ----- the reactor ---------------------------------------------------------------
+
 #[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord)]
 enum Timer {
-    Pipe { key: usize, id: u64 },
-    Standby { key: usize, id: u64 },
-    PoolRefill { target: usize },
-    HealthProbe,
+    Pipe {
+        key: usize,
+        id: u64,
+    },
     AcceptRetry,
+    /// A shutdown's drain deadline.
     DrainDeadline,
+    /// A removed route's drain deadline.
+    RouteDrained(RouteId),
 }
 
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
-enum AcceptTrigger {
-    ListenerEvent,
-    /// The last turn stopped at the per-turn cap.
-    Continue,
-    Retry,
-    PipeFreed,
-}
-
-/// How other threads reach the loop: a waker and a count of shutdown
-/// requests.
-pub(crate) struct Control {
-    pub(crate) waker: Arc<Waker>,
-    pub(crate) shutdown_requests: AtomicUsize,
+/// Process-wide settings of the running config.
+struct Limits {
+    max_connections: usize,
+    drain_timeout: Option<Duration>,
 }
 
 pub(crate) struct Reactor {
-    config: Config,
-    timeouts: Timeouts,
-    keepalive: Option<TcpKeepalive>,
     poll: Poll,
-    /// `None` once shutdown has begun.
-    listener: Option<TcpListener>,
-    /// False while paused at the connection limit.
-    listener_registered: bool,
+    routes: Routes,
     upstreams: Upstreams,
-    standbys: Standbys,
-    resolver: Option<Resolver>,
-    /// An upstream socket opened before `accept`, so that a client is only
-    /// accepted when its target socket is already in hand.
-    spare_socket: Option<SpareSocket>,
-    /// The accept cap was hit with connections possibly still queued.
-    accept_more_pending: bool,
-    /// Since when accepting fails for lack of descriptors or memory.
-    accept_backoff: Option<Instant>,
-    /// Since when the connection limit has kept clients waiting.
-    at_limit_since: Option<Instant>,
-    accept_retry_armed: bool,
-    failed_accepts: u64,
+    limits: Limits,
     pipes: Slab<Pipe>,
-    pool: RingPool,
+    rings: RingPool,
     timers: Timers<Timer>,
     /// Pipes whose turn ended with bytes still ready to move.
     ready: VecDeque<(usize, u64)>,
     /// Pipes to free at the end of this turn.
     closing: Vec<usize>,
     next_pipe_id: u64,
-    metrics: Arc<Metrics>,
-    control: Arc<Control>,
+    accepting: accept::State,
+    commands: Receiver<Command>,
+    waker: Arc<Waker>,
     signals: Option<Signals>,
-    drain_deadline: Option<Instant>,
+    /// The file SIGHUP reloads, if the config came from one.
+    config_file: Option<PathBuf>,
+    reloading: control::FileReload,
+    metrics: Arc<Metrics>,
+    /// A shutdown is draining the pipes.
+    shutting_down: bool,
     /// The time this turn started; all activity stamps in the turn use it.
     now: Instant,
     exit: bool,
 }
 
 impl Reactor {
-    /// A reactor over a bound listener; `bind` in forwarder.rs does the
-    /// fallible setup.
-    pub(crate) fn new(config: Config, listener: TcpListener) -> io::Result<Reactor> {
-        let mut listener = listener;
-        let poll = Poll::new()?;
-        poll.registry()
-            .register(&mut listener, LISTENER, Interest::READABLE)?;
-        let waker = Arc::new(Waker::new(poll.registry(), CONTROL)?);
-        let resolver = config
-            .resolve_interval
-            .and_then(|interval| Resolver::spawn(&config.targets, interval, Arc::clone(&waker)));
-        let upstreams = Upstreams::new(
-            &config.targets,
-            config.balance,
-            HealthPolicy {
-                fail_threshold: config.fail_threshold,
-                cooldown: config.cooldown,
-            },
-        );
-        Ok(Reactor {
-            standbys: Standbys::new(config.targets.len()),
-            upstreams,
-            resolver,
-            timeouts: Timeouts {
-                connect: config.connect_timeout,
-                idle: config.idle_timeout,
-                half_close: config.half_close_timeout,
-            },
-            keepalive: config.keepalive.map(net::keepalive),
-            pool: RingPool::new(config.buffer_size, SPARE_RINGS),
-            config,
+    /// A reactor running `config`: every listener bound, every pool filling.
+    pub(crate) fn new(config: Config) -> Result<Reactor, ReloadError> {
+        let poll = Poll::new().map_err(ReloadError::Io)?;
+        let waker = Arc::new(Waker::new(poll.registry(), CONTROL).map_err(ReloadError::Io)?);
+        let metrics = Arc::new(Metrics::default());
+        let (commands, receiver) = std::sync::mpsc::channel();
+        let tokens = upstream::Tokens {
+            pool: pooled_token,
+            probe: probe_token,
+        };
+        let mut reactor = Reactor {
+            upstreams: Upstreams::new(tokens, Arc::clone(&waker), Arc::clone(&metrics)),
             poll,
-            listener: Some(listener),
-            listener_registered: true,
-            spare_socket: None,
-            accept_more_pending: false,
-            accept_backoff: None,
-            at_limit_since: None,
-            accept_retry_armed: false,
-            failed_accepts: 0,
+            routes: Routes::new(),
+            limits: Limits {
+                max_connections: config.max_connections,
+                drain_timeout: config.drain_timeout,
+            },
             pipes: Slab::new(),
+            rings: RingPool::new(SPARE_RINGS),
             timers: Timers::new(),
             ready: VecDeque::new(),
             closing: Vec::new(),
             next_pipe_id: 1,
-            metrics: Arc::new(Metrics::default()),
-            control: Arc::new(Control {
-                waker,
-                shutdown_requests: AtomicUsize::new(0),
-            }),
+            accepting: accept::State::default(),
+            commands: receiver,
+            waker,
             signals: None,
-            drain_deadline: None,
+            config_file: None,
+            reloading: control::FileReload::new(commands),
+            metrics,
+            shutting_down: false,
             now: Instant::now(),
             exit: false,
-        })
+        };
+        let started = reactor.apply(config)?;
+        for line in started.summary {
+            info!("{line}");
+        }
+        Ok(reactor)
     }
 
     pub(crate) fn metrics(&self) -> &Arc<Metrics> {
         &self.metrics
     }
 
-    pub(crate) fn control(&self) -> &Arc<Control> {
-        &self.control
-    }
-
-    pub(crate) fn config(&self) -> &Config {
-        &self.config
-    }
-
-    /// SIGTERM and SIGINT become shutdown requests. SIGHUP, which operators
-    /// send to forwarders to reload them, must not kill the process by its
-    /// default action while reloading is not supported.
-    pub(crate) fn watch_signals(&mut self) -> io::Result<()> {
-        let mut signals = Signals::new([SIGTERM, SIGINT, SIGHUP])?;
-        self.poll
-            .registry()
-            .register(&mut signals, SIGNALS, Interest::READABLE)?;
-        self.signals = Some(signals);
-        Ok(())
+    /// Every (route name, bound address).
+    pub(crate) fn listening(&self) -> Vec<(String, std::net::SocketAddr)> {
+        self.routes.listening()
     }
 
     pub(crate) fn run(mut self) -> io::Result<()> {
         let mut events = Events::with_capacity(1024);
-        self.fill_pools();
-        self.probe_targets();
         while !self.exit {
-            let timeout = if self.ready.is_empty() && !self.accept_more_pending {
-                self.timers.time_to_next(Instant::now())
+            let timeout = if self.ready.is_empty() && !self.accepting.more_pending {
+                let next = [self.timers.next_deadline(), self.upstreams.next_deadline()]
+                    .into_iter()
+                    .flatten()
+                    .min();
+                next.map(|due| due.saturating_duration_since(Instant::now()))
             } else {
                 Some(Duration::ZERO)
             };
@@ -232,21 +223,15 @@ impl Reactor {
             }
             self.now = Instant::now();
             for event in events.iter() {
-                match event.token() {
-                    LISTENER => self.accept_connections(AcceptTrigger::ListenerEvent),
-                    CONTROL => self.on_control(),
-                    SIGNALS => self.on_signals(),
-                    token if token.0 >= STANDBY_BASE => self.on_standby_event(token, event),
-                    token => self.on_pipe_event(token, event),
-                }
+                self.dispatch(event);
             }
-            if self.accept_more_pending {
-                self.accept_connections(AcceptTrigger::Continue);
+            if self.accepting.more_pending {
+                self.accept_pending();
             }
             self.serve_ready_list();
             self.fire_timers();
             self.free_closed_pipes();
-            if self.drain_deadline.is_some() && self.pipes.is_empty() {
+            if self.shutting_down && self.pipes.is_empty() {
                 info!("every pipe has finished; exiting");
                 self.exit = true;
             }
@@ -254,10 +239,23 @@ impl Reactor {
         Ok(())
     }
 
+    fn dispatch(&mut self, event: &Event) {
+        let registry = self.poll.registry();
+        match decode(event.token()) {
+            Source::Pipe(key, side) => self.on_pipe_event(key, side, event),
+            Source::Listener(key) => self.accept_on(key, accept::Trigger::ListenerEvent),
+            Source::Pooled(key) => self.upstreams.on_pool_event(key, event, registry, self.now),
+            Source::Probe(key) => self
+                .upstreams
+                .on_probe_event(key, event, registry, self.now),
+            Source::Control => self.on_control(),
+            Source::Signals => self.on_signals(),
+        }
+    }
+
     // ----- pipes -------------------------------------------------------------
 
-    fn on_pipe_event(&mut self, token: Token, event: &Event) {
-        let (key, side) = decode_token(token);
+    fn on_pipe_event(&mut self, key: usize, side: Side, event: &Event) {
         match self.pipes.get_mut(key) {
             Some(pipe) if pipe.closing.is_none() => pipe.note_event(side, event),
             _ => return,
@@ -270,29 +268,30 @@ impl Reactor {
             return;
         };
         let mut ctx = Context {
-            pool: &mut self.pool,
+            pool: &mut self.rings,
             metrics: &self.metrics,
-            low_water: self.config.low_water,
             now: self.now,
         };
-        let was_connected = pipe.is_connected();
-        let outcome = pipe.drive(&mut ctx, BYTES_PER_TURN);
-        if !was_connected && pipe.is_connected() {
-            let target = pipe.target_index;
-            self.target_succeeded(target);
+        let was_open = pipe.is_open();
+        let verdict = pipe.drive(&mut ctx, BYTES_PER_TURN);
+        if !was_open && pipe.is_open() {
+            let target = pipe.target();
+            self.upstreams
+                .connect_succeeded(target, self.poll.registry(), self.now);
         }
-        self.after_drive(key, outcome);
+        self.carry_out(key, verdict);
     }
 
-    fn after_drive(&mut self, key: usize, outcome: Outcome) {
+    /// Does what the pipe decided.
+    fn carry_out(&mut self, key: usize, verdict: Verdict) {
         let Some(pipe) = self.pipes.get_mut(key) else {
             return;
         };
-        match outcome {
-            Outcome::Finished => return self.close(key, Closing::Clean, "both sides finished"),
-            Outcome::Failed(failure) => return self.fail(key, failure),
-            Outcome::Waiting => {}
-            Outcome::Unfinished => {
+        match verdict {
+            Verdict::Close(reason) => return self.close(key, reason),
+            Verdict::Redial(error) => return self.redial(key, &error),
+            Verdict::Wait => {}
+            Verdict::Again => {
                 if !pipe.queued {
                     pipe.queued = true;
                     self.ready.push_back((key, pipe.id));
@@ -300,14 +299,46 @@ impl Reactor {
             }
         }
         if let Err(e) = pipe.update_interest(self.poll.registry(), pipe_tokens(key)) {
-            return self.fail(key, Failure::Poll(e));
+            return self.close(key, Reason::Poll(e));
         }
-        if let Some(due) = pipe.next_deadline(&self.timeouts) {
+        if let Some(due) = pipe.next_deadline() {
             if pipe.timer_due.map_or(true, |armed| due < armed) {
                 pipe.timer_due = Some(due);
                 self.timers.push(due, Timer::Pipe { key, id: pipe.id });
             }
         }
+    }
+
+    /// The pipe's connect failed: passive health counts it, and the next
+    /// target is dialed with the bytes the client already sent; with no
+    /// attempt left, the client is reset.
+    fn redial(&mut self, key: usize, error: &io::Error) {
+        let Some(pipe) = self.pipes.get_mut(key) else {
+            return;
+        };
+        let (id, failed, client_ip) = (pipe.id, pipe.target(), pipe.peer.ip());
+        self.upstreams.connect_failed(id, failed, error, self.now);
+        let group = self.routes.get(pipe.route).map(|route| route.targets);
+        let Some(dial) = pipe.dial_mut() else {
+            return;
+        };
+        dial.failed(failed);
+        let dialed = group.and_then(|group| {
+            let registry = self.poll.registry();
+            self.upstreams
+                .dial(id, group, client_ip, dial, registry, self.now)
+        });
+        let attempts = dial.attempts;
+        let Some(dialed) = dialed else {
+            return self.close(key, Reason::Unreachable { attempts });
+        };
+        debug!(
+            "pipe {id}: trying {} (attempt {attempts})",
+            self.upstreams.label(dialed.target)
+        );
+        self.upstreams.pipe_left(failed, true, self.now);
+        pipe.retarget(dialed, self.now);
+        self.drive(key);
     }
 
     fn serve_ready_list(&mut self) {
@@ -335,53 +366,32 @@ impl Reactor {
             return; // stale: the slot was reused, or a newer deadline replaced this one
         }
         pipe.timer_due = None;
-        match pipe.expired(&self.timeouts, self.now) {
-            Some(Expiry::Connect) => {
-                let e = io::Error::new(ErrorKind::TimedOut, "connect timed out");
-                self.fail(key, Failure::Connect(e));
-            }
-            Some(Expiry::Idle) => {
-                self.metrics.timed_out_total.add(1);
-                self.close(key, Closing::Abort, "idle timeout");
-            }
-            Some(Expiry::HalfClose) => {
-                self.metrics.timed_out_total.add(1);
-                self.close(key, Closing::Abort, "half-close timeout");
-            }
-            None => self.after_drive(key, Outcome::Waiting),
-        }
-    }
-
-    fn fail(&mut self, key: usize, failure: Failure) {
-        let Some(pipe) = self.pipes.get(key) else {
-            return;
-        };
-        let (id, peer) = (pipe.id, pipe.peer);
-        match &failure {
-            Failure::Connect(e) => {
-                if self.fail_over(key, e) {
-                    return;
-                }
-                let attempts = self.pipes.get(key).map_or(0, |pipe| pipe.attempts);
-                warn!("pipe {id}: no target could be reached in {attempts} attempts; resetting client {peer}");
-            }
-            Failure::Io(side, e) => debug!("pipe {id}: {} side: {e}", side.name()),
-            Failure::Poll(e) => error!("pipe {id}: cannot register with poll: {e}"),
-        }
-        self.close(key, Closing::Abort, "reset");
+        let verdict = pipe.on_timer(self.now);
+        self.carry_out(key, verdict);
     }
 
     /// Marks a pipe for freeing at the end of the turn.
-    fn close(&mut self, key: usize, how: Closing, reason: &str) {
+    fn close(&mut self, key: usize, reason: Reason) {
         let Some(pipe) = self.pipes.get_mut(key) else {
             return;
         };
         if pipe.closing.is_some() {
             return;
         }
-        pipe.closing = Some(how);
+        let how = reason.closing();
         if how == Closing::Abort {
             self.metrics.aborted_total.add(1);
+        }
+        if reason.is_timeout() {
+            self.metrics.timed_out_total.add(1);
+        }
+        match &reason {
+            Reason::Unreachable { attempts } => warn!(
+                "pipe {}: no target could be reached in {attempts} attempts; resetting client {}",
+                pipe.id, pipe.peer
+            ),
+            Reason::Poll(_) => error!("pipe {}: {reason}", pipe.id),
+            _ => {}
         }
         debug!(
             "pipe {}: closing ({reason}{}) after {:.1?}, {} bytes toward target, {} toward client",
@@ -395,6 +405,7 @@ impl Reactor {
             pipe.bytes_toward_target(),
             pipe.bytes_toward_client(),
         );
+        pipe.closing = Some(reason);
         self.closing.push(key);
     }
 
@@ -402,105 +413,79 @@ impl Reactor {
         if self.closing.is_empty() {
             return;
         }
-        for key in self.closing.drain(..) {
-            if let Some(pipe) = self.pipes.try_remove(key) {
-                let how = pipe.closing.unwrap_or(Closing::Abort);
-                self.upstreams.pipe_released(pipe.target_index);
-                if !pipe.is_connected() {
-                    self.upstreams
-                        .attempt_abandoned(pipe.target_index, self.now);
-                }
-                pipe.close(how, &mut self.pool, &self.metrics);
-                self.metrics.live_pipes.sub(1);
-            }
+        for key in std::mem::take(&mut self.closing) {
+            let Some(mut pipe) = self.pipes.try_remove(key) else {
+                continue;
+            };
+            let how = pipe.closing.take().map_or(Closing::Abort, |r| r.closing());
+            self.upstreams
+                .pipe_left(pipe.target(), pipe.is_open(), self.now);
+            self.route_lost_pipe(pipe.route);
+            pipe.close(how, &mut self.rings, &self.metrics);
+            self.metrics.live_pipes.sub(1);
         }
-        // Descriptors and a slot were freed: a client waiting in the backlog
-        // may now be served, with no new event to say so.
-        if !self.listener_registered || self.accept_backoff.is_some() {
-            self.accept_connections(AcceptTrigger::PipeFreed);
+        // Descriptors and slots were freed: clients waiting in a backlog may
+        // now be served, with no new event to say so.
+        self.accept_waiting(accept::Trigger::PipeFreed);
+    }
+
+    /// A pipe of `route` was freed; a removed route goes with its last pipe.
+    fn route_lost_pipe(&mut self, id: RouteId) {
+        let Some(route) = self.routes.get_mut(id) else {
+            return;
+        };
+        route.live_pipes -= 1;
+        if route.retired && route.live_pipes == 0 {
+            info!("route {}: removed; its last pipe has ended", route.name());
+            self.routes.routes.remove(id);
         }
     }
 
-    // ----- timers, control, shutdown ----------------------------------------
+    // ----- timers ------------------------------------------------------------
 
     fn fire_timers(&mut self) {
+        self.upstreams.fire_timers(self.poll.registry(), self.now);
         while let Some((due, timer)) = self.timers.pop_due(self.now) {
             match timer {
                 Timer::Pipe { key, id } => self.on_pipe_timer(key, id, due),
-                Timer::Standby { key, id } => self.on_standby_timer(key, id),
-                Timer::PoolRefill { target } => self.refill_pool(target),
-                Timer::HealthProbe => self.probe_targets(),
-                Timer::AcceptRetry => {
-                    self.accept_retry_armed = false;
-                    if self.accept_backoff.is_some() {
-                        self.accept_connections(AcceptTrigger::Retry);
-                    }
-                }
+                Timer::AcceptRetry => self.on_accept_retry(),
                 Timer::DrainDeadline => {
                     info!(
-                        "drain timeout: aborting {} pipes still open",
-                        self.pipes.len() - self.closing.len()
+                        "drain timeout: aborting {} still open",
+                        plural(self.open_pipes(), "pipe")
                     );
-                    self.abort_all();
+                    self.abort_all(|_| true, || Reason::Drained);
                     self.exit = true;
                 }
+                Timer::RouteDrained(route) => self.on_route_drained(route),
             }
         }
     }
 
-    fn on_control(&mut self) {
-        self.apply_resolved();
-        let requests = self.control.shutdown_requests.swap(0, Ordering::SeqCst);
-        for _ in 0..requests {
-            self.request_shutdown();
-        }
+    fn open_pipes(&self) -> usize {
+        self.pipes.len() - self.closing.len()
     }
 
-    fn on_signals(&mut self) {
-        let received: Vec<i32> = match self.signals.as_mut() {
-            Some(signals) => signals.pending().collect(),
-            None => Vec::new(),
-        };
-        for signal in received {
-            if signal == SIGHUP {
-                warn!("SIGHUP: reloading the configuration is not supported yet; carrying on");
-            } else {
-                self.request_shutdown();
-            }
-        }
-    }
-
-    fn request_shutdown(&mut self) {
-        if self.drain_deadline.is_some() {
-            info!(
-                "second shutdown request: aborting {} pipes",
-                self.pipes.len() - self.closing.len()
-            );
-            self.abort_all();
-            self.exit = true;
-            return;
-        }
-        // Closing the listener makes new connects fail at once instead of
-        // waiting in a backlog nobody will serve.
-        self.listener = None;
-        self.spare_socket = None;
-        self.standbys.clear();
-        self.accept_more_pending = false;
-        let deadline = self.now + self.config.drain_timeout;
-        self.drain_deadline = Some(deadline);
-        self.timers.push(deadline, Timer::DrainDeadline);
-        info!(
-            "shutting down: no longer accepting; {} pipes may finish within {:?}",
-            self.pipes.len() - self.closing.len(),
-            self.config.drain_timeout
-        );
-    }
-
-    fn abort_all(&mut self) {
-        let keys: Vec<usize> = self.pipes.iter().map(|(key, _)| key).collect();
+    /// Closes every pipe for which `which` holds, and frees them at once.
+    fn abort_all(&mut self, which: impl Fn(&Pipe) -> bool, reason: impl Fn() -> Reason) {
+        let keys: Vec<usize> = self
+            .pipes
+            .iter()
+            .filter(|(_, pipe)| which(pipe))
+            .map(|(key, _)| key)
+            .collect();
         for key in keys {
-            self.close(key, Closing::Abort, "shutdown");
+            self.close(key, reason());
         }
         self.free_closed_pipes();
+    }
+}
+
+/// "1 pipe", "2 pipes".
+pub(crate) fn plural(count: usize, noun: &str) -> String {
+    if count == 1 {
+        format!("1 {noun}")
+    } else {
+        format!("{count} {noun}s")
     }
 }

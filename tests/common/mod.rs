@@ -3,6 +3,7 @@
 //! conditions with a deadline.
 #![allow(dead_code)] // each test file uses a different subset
 
+pub mod config;
 pub mod faults;
 pub mod upstreams;
 
@@ -51,7 +52,9 @@ impl Tcpipe {
     /// The same with the forwarder's `RUST_LOG` set to `filter` (tests that
     /// read per-pipe lines want `debug`).
     pub fn start_logging(filter: &str, target: impl Display, extra: &[&str]) -> Tcpipe {
-        Tcpipe::spawn(Command::new(binary()), &target.to_string(), extra, filter)
+        let mut command = Command::new(binary());
+        command.args(route_flags(target)).args(extra);
+        Tcpipe::spawn(command, filter)
     }
 
     /// The same under `prlimit --nofile=LIMIT`, for descriptor exhaustion.
@@ -60,14 +63,22 @@ impl Tcpipe {
         command
             .arg(format!("--nofile={limit}:{limit}"))
             .arg("--")
-            .arg(binary());
-        Tcpipe::spawn(command, &target.to_string(), extra, &default_log_filter())
+            .arg(binary())
+            .args(route_flags(target))
+            .args(extra);
+        Tcpipe::spawn(command, &default_log_filter())
     }
 
-    fn spawn(mut command: Command, target: &str, extra: &[&str], log_filter: &str) -> Tcpipe {
+    /// `tcpipe ARGS...`, which must make it listen; `addr` is the first
+    /// address it logs.
+    pub fn start_args(args: &[&str]) -> Tcpipe {
+        let mut command = Command::new(binary());
+        command.args(args);
+        Tcpipe::spawn(command, &default_log_filter())
+    }
+
+    fn spawn(mut command: Command, log_filter: &str) -> Tcpipe {
         command
-            .args(["-l", "127.0.0.1:0", "-t", target])
-            .args(extra)
             .env("RUST_LOG", log_filter)
             .stdin(Stdio::null())
             .stdout(Stdio::null())
@@ -90,7 +101,7 @@ impl Tcpipe {
         let found = wait_until(DEADLINE, || {
             addr = logs.lock().unwrap().iter().find_map(|line| {
                 let rest = line.split("listening on ").nth(1)?;
-                rest.split(',').next()?.parse().ok()
+                rest.split([',', ';']).next()?.parse().ok()
             });
             addr.is_some()
         });
@@ -173,6 +184,16 @@ impl Drop for Tcpipe {
         let _ = self.child.kill();
         let _ = self.child.wait();
     }
+}
+
+/// `-l 127.0.0.1:0 -t TARGET`
+fn route_flags(target: impl Display) -> [String; 4] {
+    [
+        "-l".into(),
+        "127.0.0.1:0".into(),
+        "-t".into(),
+        target.to_string(),
+    ]
 }
 
 /// `TCPIPE_TEST_LOG` if set, else `info`.

@@ -12,11 +12,14 @@ use std::time::Duration;
 use log::{debug, error, warn};
 use mio::Waker;
 
-use crate::config::Target;
+use super::TargetId;
+
+/// A target to watch: its id, its name, and the address it has now.
+pub(crate) type Watched = (TargetId, String, SocketAddr);
 
 /// The loop's end of the resolver: dropping it stops the thread.
 pub(crate) struct Resolver {
-    results: Receiver<(usize, SocketAddr)>,
+    results: Receiver<(TargetId, SocketAddr)>,
     _stop: Sender<()>,
 }
 
@@ -24,7 +27,7 @@ impl Resolver {
     /// Starts re-resolving every `interval` the targets given by name (IP
     /// literals never change). `None` if there is nothing to resolve.
     pub(crate) fn spawn(
-        targets: &[Target],
+        targets: Vec<Watched>,
         interval: Duration,
         waker: Arc<Waker>,
     ) -> Option<Resolver> {
@@ -33,16 +36,14 @@ impl Resolver {
 
     /// `spawn` with the lookup given, so tests can change a name's answer.
     fn spawn_with(
-        targets: &[Target],
+        targets: Vec<Watched>,
         interval: Duration,
         waker: Arc<Waker>,
         lookup: fn(&str) -> io::Result<Vec<SocketAddr>>,
     ) -> Option<Resolver> {
-        let names: Vec<(usize, String, SocketAddr)> = targets
-            .iter()
-            .enumerate()
-            .filter(|(_, t)| t.name.parse::<SocketAddr>().is_err())
-            .map(|(i, t)| (i, t.name.clone(), t.addr))
+        let names: Vec<Watched> = targets
+            .into_iter()
+            .filter(|(_, name, _)| name.parse::<SocketAddr>().is_err())
             .collect();
         if names.is_empty() {
             return None;
@@ -62,8 +63,8 @@ impl Resolver {
         })
     }
 
-    /// New addresses found since the last call: (target index, address).
-    pub(crate) fn drain(&self) -> impl Iterator<Item = (usize, SocketAddr)> + '_ {
+    /// New addresses found since the last call.
+    pub(crate) fn drain(&self) -> impl Iterator<Item = (TargetId, SocketAddr)> + '_ {
         self.results.try_iter()
     }
 }
@@ -73,16 +74,16 @@ fn system_lookup(name: &str) -> io::Result<Vec<SocketAddr>> {
 }
 
 fn resolve_every(
-    mut names: Vec<(usize, String, SocketAddr)>,
+    mut names: Vec<Watched>,
     interval: Duration,
     lookup: fn(&str) -> io::Result<Vec<SocketAddr>>,
     stop: &Receiver<()>,
-    results: &Sender<(usize, SocketAddr)>,
+    results: &Sender<(TargetId, SocketAddr)>,
     waker: &Waker,
 ) {
     while let Err(RecvTimeoutError::Timeout) = stop.recv_timeout(interval) {
         let mut changed = false;
-        for (index, name, current) in &mut names {
+        for (id, name, current) in &mut names {
             match lookup(name) {
                 // Keep the address while the name still lists it, so a name
                 // with several records does not flap between them.
@@ -91,7 +92,7 @@ fn resolve_every(
                         if !addrs.contains(current) {
                             *current = first;
                             changed = true;
-                            if results.send((*index, first)).is_err() {
+                            if results.send((*id, first)).is_err() {
                                 return;
                             }
                         }
@@ -111,6 +112,9 @@ fn resolve_every(
 #[cfg(test)]
 mod tests {
     use super::*;
+    use crate::arena::Arena;
+    use crate::config;
+    use crate::upstream::target::Target;
     use mio::{Events, Poll, Token};
     use std::sync::atomic::{AtomicUsize, Ordering};
     use std::time::Instant;
@@ -137,17 +141,23 @@ mod tests {
     fn a_new_address_reaches_the_loop_through_its_waker_and_a_listed_one_is_kept() {
         let mut poll = Poll::new().unwrap();
         let waker = Arc::new(Waker::new(poll.registry(), Token(7)).unwrap());
-        let targets = [
-            Target {
-                name: "moving.test:80".into(),
-                addr: "10.0.0.1:80".parse().unwrap(),
-            },
+        let mut arena = Arena::new();
+        let (moving, literal) = (new_target(&mut arena), new_target(&mut arena));
+        let targets = vec![
+            (
+                moving,
+                "moving.test:80".into(),
+                "10.0.0.1:80".parse().unwrap(),
+            ),
             // An IP literal is never looked up again.
-            Target::from("10.0.0.5:80".parse::<SocketAddr>().unwrap()),
+            (
+                literal,
+                "10.0.0.5:80".into(),
+                "10.0.0.5:80".parse().unwrap(),
+            ),
         ];
-        let resolver =
-            Resolver::spawn_with(&targets, Duration::from_millis(10), waker, fake_lookup)
-                .expect("a name to resolve");
+        let resolver = Resolver::spawn_with(targets, Duration::from_millis(10), waker, fake_lookup)
+            .expect("a name to resolve");
 
         let mut events = Events::with_capacity(8);
         let deadline = Instant::now() + Duration::from_secs(10);
@@ -161,7 +171,7 @@ mod tests {
         }
         // The first two answers still listed 10.0.0.1, so nothing was sent
         // for them; the third did not, and the woken loop got it.
-        assert_eq!(updates, [(0, "10.0.0.2:80".parse().unwrap())]);
+        assert_eq!(updates, [(moving, "10.0.0.2:80".parse().unwrap())]);
         assert!(LOOKUPS.load(Ordering::SeqCst) >= 3);
     }
 
@@ -169,9 +179,17 @@ mod tests {
     fn only_names_are_watched() {
         let poll = Poll::new().unwrap();
         let waker = Arc::new(Waker::new(poll.registry(), Token(1)).unwrap());
-        let literal = [Target::from("127.0.0.1:80".parse::<SocketAddr>().unwrap())];
+        let id = new_target(&mut Arena::new());
+        let literal = vec![(id, "127.0.0.1:80".into(), "127.0.0.1:80".parse().unwrap())];
         assert!(
-            Resolver::spawn_with(&literal, Duration::from_millis(10), waker, fake_lookup).is_none()
+            Resolver::spawn_with(literal, Duration::from_millis(10), waker, fake_lookup).is_none()
         );
+    }
+
+    /// An id for a target that exists only in these tests.
+    fn new_target(arena: &mut Arena<Target>) -> TargetId {
+        let addr: SocketAddr = "127.0.0.1:1".parse().unwrap();
+        let route = config::Route::new("r", addr, addr);
+        arena.insert(Target::new(&route, &config::Target::from(addr)))
     }
 }

@@ -1,0 +1,133 @@
+//! Stable identities for things a reload can add and remove (routes,
+//! targets): a slab whose every entry also carries a serial number unique
+//! for the life of the process.
+//!
+//! An [`Id`] names one entry for good. When the entry is removed and its
+//! slot reused, the old id finds nothing instead of the newcomer, so a timer,
+//! a resolver answer or a pipe that outlived its route or target can never
+//! act on another one.
+
+use std::fmt;
+use std::marker::PhantomData;
+
+use slab::Slab;
+
+pub(crate) struct Id<T> {
+    key: usize,
+    serial: u64,
+    _of: PhantomData<fn() -> T>,
+}
+
+// Manual impls: the derives would require `T` itself to be Copy, Eq, ...
+impl<T> Clone for Id<T> {
+    fn clone(&self) -> Self {
+        *self
+    }
+}
+impl<T> Copy for Id<T> {}
+impl<T> PartialEq for Id<T> {
+    fn eq(&self, other: &Self) -> bool {
+        self.serial == other.serial
+    }
+}
+impl<T> Eq for Id<T> {}
+impl<T> std::hash::Hash for Id<T> {
+    fn hash<H: std::hash::Hasher>(&self, state: &mut H) {
+        self.serial.hash(state);
+    }
+}
+impl<T> PartialOrd for Id<T> {
+    fn partial_cmp(&self, other: &Self) -> Option<std::cmp::Ordering> {
+        Some(self.cmp(other))
+    }
+}
+impl<T> Ord for Id<T> {
+    fn cmp(&self, other: &Self) -> std::cmp::Ordering {
+        self.serial.cmp(&other.serial)
+    }
+}
+impl<T> fmt::Debug for Id<T> {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        write!(f, "#{}", self.serial)
+    }
+}
+
+pub(crate) struct Arena<T> {
+    entries: Slab<(u64, T)>,
+    next_serial: u64,
+}
+
+impl<T> Arena<T> {
+    pub(crate) fn new() -> Arena<T> {
+        Arena {
+            entries: Slab::new(),
+            next_serial: 1,
+        }
+    }
+
+    pub(crate) fn insert(&mut self, value: T) -> Id<T> {
+        let serial = self.next_serial;
+        self.next_serial += 1;
+        let key = self.entries.insert((serial, value));
+        Id {
+            key,
+            serial,
+            _of: PhantomData,
+        }
+    }
+
+    pub(crate) fn get(&self, id: Id<T>) -> Option<&T> {
+        match self.entries.get(id.key) {
+            Some((serial, value)) if *serial == id.serial => Some(value),
+            _ => None,
+        }
+    }
+
+    pub(crate) fn get_mut(&mut self, id: Id<T>) -> Option<&mut T> {
+        match self.entries.get_mut(id.key) {
+            Some((serial, value)) if *serial == id.serial => Some(value),
+            _ => None,
+        }
+    }
+
+    pub(crate) fn remove(&mut self, id: Id<T>) -> Option<T> {
+        self.get(id)?;
+        self.entries.try_remove(id.key).map(|(_, value)| value)
+    }
+
+    pub(crate) fn iter(&self) -> impl Iterator<Item = (Id<T>, &T)> {
+        self.entries.iter().map(|(key, (serial, value))| {
+            let id = Id {
+                key,
+                serial: *serial,
+                _of: PhantomData,
+            };
+            (id, value)
+        })
+    }
+
+    pub(crate) fn ids(&self) -> Vec<Id<T>> {
+        self.iter().map(|(id, _)| id).collect()
+    }
+
+    pub(crate) fn len(&self) -> usize {
+        self.entries.len()
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn an_id_never_reaches_the_entry_that_reused_its_slot() {
+        let mut arena = Arena::new();
+        let first = arena.insert("first");
+        assert_eq!(arena.remove(first), Some("first"));
+        let second = arena.insert("second");
+        assert_eq!(arena.get(first), None);
+        assert_eq!(arena.remove(first), None);
+        assert_eq!(arena.get(second), Some(&"second"));
+        assert_ne!(first, second);
+    }
+}

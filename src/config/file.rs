@@ -1,0 +1,595 @@
+//! The config file: TOML read into a [`Config`], with errors that name the
+//! file, the line, the key path and the reason.
+//!
+//! ```toml
+//! [global]                  # process-wide
+//! max-connections = 10000
+//!
+//! [defaults]                # route options every route starts from
+//! idle-timeout = "10m"
+//!
+//! [[route]]
+//! name = "redis"
+//! listen = ["127.0.0.1:7000"]
+//! targets = ["10.0.0.1:6379", "10.0.0.2:6379"]
+//! balance = "least-conn"
+//! ```
+//!
+//! Keys are the command-line flags without `--`. serde does the typing and
+//! rejects unknown keys; the key path of an error it reports is found from
+//! its byte span. Then the same validation as for flags runs, and every
+//! host name is resolved, so a file that loads is a file that runs.
+
+use std::fmt;
+use std::ops::Range;
+use std::path::{Path, PathBuf};
+use std::time::Duration;
+
+use serde::de::{self, Deserializer, Visitor};
+use serde::Deserialize;
+use toml::de::{DeTable, DeValue};
+
+use super::values::{parse_address, parse_duration, parse_size};
+use super::{Balance, Config, ConfigError, Naming, Route, Target};
+
+/// Why a config file cannot be used.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct FileError {
+    /// `None` for text that did not come from a file.
+    pub file: Option<PathBuf>,
+    /// 1-based line of the offending key or value, where known.
+    pub line: Option<usize>,
+    /// Key path, e.g. `route[1].idle-timeout`, where known.
+    pub key: Option<String>,
+    pub reason: String,
+}
+
+impl fmt::Display for FileError {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        match (&self.file, self.line) {
+            (Some(file), Some(line)) => write!(f, "{}:{line}: ", file.display())?,
+            (Some(file), None) => write!(f, "{}: ", file.display())?,
+            (None, Some(line)) => write!(f, "line {line}: ")?,
+            (None, None) => {}
+        }
+        if let Some(key) = &self.key {
+            write!(f, "{key}: ")?;
+        }
+        f.write_str(&self.reason)
+    }
+}
+
+impl std::error::Error for FileError {}
+
+/// Reads, parses and validates a config file, resolving every host name.
+pub fn load_file(path: &Path) -> Result<Config, FileError> {
+    let text = std::fs::read_to_string(path).map_err(|e| FileError {
+        file: Some(path.to_path_buf()),
+        line: None,
+        key: None,
+        reason: format!("cannot read: {e}"),
+    })?;
+    Config::from_toml(&text).map_err(|mut e| {
+        e.file = Some(path.to_path_buf());
+        e
+    })
+}
+
+impl Config {
+    /// Parses and validates config text in the file format, resolving
+    /// every host name.
+    pub fn from_toml(text: &str) -> Result<Config, FileError> {
+        let problem = match toml::from_str::<Document>(text) {
+            Ok(document) => match document.into_config() {
+                Ok(config) => return Ok(config),
+                Err(problem) => problem,
+            },
+            Err(e) => Problem {
+                key: e.span().and_then(|span| key_path_at(text, span.start)),
+                at: e.span().map(|span| span.start),
+                reason: e.message().trim().to_string(),
+            },
+        };
+        let at = problem
+            .at
+            .or_else(|| problem.key.as_deref().and_then(|key| offset_of(text, key)));
+        Err(FileError {
+            file: None,
+            line: at.map(|offset| line_of(text, offset)),
+            key: problem.key,
+            reason: problem.reason,
+        })
+    }
+}
+
+/// What went wrong, before it is placed in the file.
+struct Problem {
+    key: Option<String>,
+    /// Byte offset in the text.
+    at: Option<usize>,
+    reason: String,
+}
+
+impl Problem {
+    fn at_key(key: impl Into<String>, reason: impl Into<String>) -> Problem {
+        Problem {
+            key: Some(key.into()),
+            at: None,
+            reason: reason.into(),
+        }
+    }
+}
+
+impl From<ConfigError> for Problem {
+    fn from(e: ConfigError) -> Problem {
+        Problem::at_key(e.key, format!("invalid value '{}': {}", e.value, e.reason))
+    }
+}
+
+#[derive(Deserialize)]
+#[serde(deny_unknown_fields, rename_all = "kebab-case")]
+struct Document {
+    #[serde(default)]
+    global: Global,
+    #[serde(default)]
+    defaults: Section,
+    #[serde(default, rename = "route")]
+    routes: Vec<Section>,
+}
+
+#[derive(Deserialize, Default)]
+#[serde(deny_unknown_fields, rename_all = "kebab-case")]
+struct Global {
+    max_connections: Option<usize>,
+    drain_timeout: Option<DurationSetting>,
+    resolve_interval: Option<DurationSetting>,
+}
+
+/// A `[[route]]`, or `[defaults]` (which has no name, listen or targets).
+#[derive(Deserialize, Default)]
+#[serde(deny_unknown_fields, rename_all = "kebab-case")]
+struct Section {
+    name: Option<String>,
+    listen: Option<OneOrMany>,
+    targets: Option<OneOrMany>,
+    balance: Option<Balance>,
+    retries: Option<usize>,
+    fail_threshold: Option<u32>,
+    cooldown: Option<DurationSetting>,
+    health_interval: Option<DurationSetting>,
+    pool: Option<usize>,
+    pool_max_idle: Option<DurationSetting>,
+    buffer_size: Option<SizeSetting>,
+    low_water: Option<SizeSetting>,
+    connect_timeout: Option<DurationSetting>,
+    idle_timeout: Option<DurationSetting>,
+    half_close_timeout: Option<DurationSetting>,
+    keepalive: Option<DurationSetting>,
+    max_connections: Option<usize>,
+}
+
+impl Document {
+    fn into_config(self) -> Result<Config, Problem> {
+        for (key, present) in [
+            ("name", self.defaults.name.is_some()),
+            ("listen", self.defaults.listen.is_some()),
+            ("targets", self.defaults.targets.is_some()),
+        ] {
+            if present {
+                return Err(Problem::at_key(
+                    format!("defaults.{key}"),
+                    "only a [[route]] has this key",
+                ));
+            }
+        }
+        let routes = self
+            .routes
+            .iter()
+            .enumerate()
+            .map(|(index, section)| section.to_route(index, &self.defaults))
+            .collect::<Result<Vec<Route>, Problem>>()?;
+        let mut config = Config::with_routes(routes);
+        if let Some(max) = self.global.max_connections {
+            config.max_connections = max;
+        }
+        if let Some(DurationSetting(drain)) = self.global.drain_timeout {
+            config.drain_timeout = drain;
+        }
+        if let Some(DurationSetting(interval)) = self.global.resolve_interval {
+            config.resolve_interval = interval;
+        }
+        config.validate_as(Naming::File)?;
+        Ok(config)
+    }
+}
+
+impl Section {
+    /// The route this section describes, every option it leaves out taken
+    /// from `[defaults]`, then from the built-in default.
+    fn to_route(&self, index: usize, defaults: &Section) -> Result<Route, Problem> {
+        let required =
+            |key: &str| Problem::at_key(format!("route[{index}]"), format!("missing key '{key}'"));
+        let name = self.name.clone().ok_or_else(|| required("name"))?;
+        let listen = self.listen.as_ref().ok_or_else(|| required("listen"))?;
+        let targets = self.targets.as_ref().ok_or_else(|| required("targets"))?;
+        let listen = resolve_all(index, "listen", listen)?;
+        let targets: Vec<Target> = targets
+            .0
+            .iter()
+            .zip(resolve_all(index, "targets", targets)?)
+            .map(|(name, addr)| Target {
+                name: name.clone(),
+                addr,
+            })
+            .collect();
+        let (Some(&first_listen), Some(first_target)) = (listen.first(), targets.first()) else {
+            let key = if listen.is_empty() {
+                "listen"
+            } else {
+                "targets"
+            };
+            return Err(Problem::at_key(
+                format!("route[{index}].{key}"),
+                "give at least one address",
+            ));
+        };
+        let mut route = Route::new(name, first_listen, first_target.addr);
+        route.listen = listen;
+        route.targets = targets;
+
+        macro_rules! option {
+            ($field:ident) => {
+                self.$field.clone().or_else(|| defaults.$field.clone())
+            };
+        }
+        if let Some(balance) = option!(balance) {
+            route.balance = balance;
+        }
+        route.retries = option!(retries).or(route.retries);
+        if let Some(threshold) = option!(fail_threshold) {
+            route.fail_threshold = threshold;
+        }
+        if let Some(pool) = option!(pool) {
+            route.pool = pool;
+        }
+        route.max_connections = option!(max_connections).or(route.max_connections);
+        if let Some(SizeSetting(size)) = option!(buffer_size) {
+            route.buffer_size = size;
+            route.low_water = size / 2;
+        }
+        if let Some(SizeSetting(size)) = option!(low_water) {
+            route.low_water = size;
+        }
+        for (setting, field) in [
+            (option!(cooldown), &mut route.cooldown),
+            (option!(health_interval), &mut route.health_interval),
+            (option!(connect_timeout), &mut route.connect_timeout),
+            (option!(idle_timeout), &mut route.idle_timeout),
+            (option!(half_close_timeout), &mut route.half_close_timeout),
+            (option!(keepalive), &mut route.keepalive),
+        ] {
+            if let Some(DurationSetting(duration)) = setting {
+                *field = duration;
+            }
+        }
+        if let Some(DurationSetting(idle)) = option!(pool_max_idle) {
+            route.pool_max_idle = idle.unwrap_or(Duration::ZERO);
+        }
+        Ok(route)
+    }
+}
+
+fn resolve_all(
+    index: usize,
+    key: &str,
+    addresses: &OneOrMany,
+) -> Result<Vec<std::net::SocketAddr>, Problem> {
+    addresses
+        .0
+        .iter()
+        .enumerate()
+        .map(|(position, text)| {
+            parse_address(text).map_err(|reason| {
+                Problem::at_key(
+                    format!("route[{index}].{key}[{position}]"),
+                    format!("invalid address '{text}': {reason}"),
+                )
+            })
+        })
+        .collect()
+}
+
+/// A duration written as the flags take it: `"500ms"`, `"5s"`, `"0"`.
+#[derive(Clone)]
+struct DurationSetting(Option<Duration>);
+
+impl<'de> Deserialize<'de> for DurationSetting {
+    fn deserialize<D: Deserializer<'de>>(deserializer: D) -> Result<Self, D::Error> {
+        struct Text;
+        impl Visitor<'_> for Text {
+            type Value = DurationSetting;
+            fn expecting(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+                f.write_str("a duration such as \"500ms\", \"5s\", \"2m\" or \"1h\" (\"0\" = off)")
+            }
+            fn visit_str<E: de::Error>(self, text: &str) -> Result<DurationSetting, E> {
+                parse_duration(text)
+                    .map(DurationSetting)
+                    .map_err(|reason| E::custom(format!("invalid duration '{text}': {reason}")))
+            }
+            fn visit_i64<E: de::Error>(self, n: i64) -> Result<DurationSetting, E> {
+                match n {
+                    0 => Ok(DurationSetting(None)),
+                    n => Err(E::custom(format!(
+                        "invalid duration {n}: give a unit, as in \"{n}s\" or \"{n}ms\""
+                    ))),
+                }
+            }
+        }
+        deserializer.deserialize_any(Text)
+    }
+}
+
+/// A size written as the flags take it (`"64k"`), or a number of bytes.
+#[derive(Clone)]
+struct SizeSetting(usize);
+
+impl<'de> Deserialize<'de> for SizeSetting {
+    fn deserialize<D: Deserializer<'de>>(deserializer: D) -> Result<Self, D::Error> {
+        struct Text;
+        impl Visitor<'_> for Text {
+            type Value = SizeSetting;
+            fn expecting(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+                f.write_str("a size such as \"64k\" or \"1m\", or a number of bytes")
+            }
+            fn visit_str<E: de::Error>(self, text: &str) -> Result<SizeSetting, E> {
+                parse_size(text)
+                    .map(SizeSetting)
+                    .map_err(|reason| E::custom(format!("invalid size '{text}': {reason}")))
+            }
+            fn visit_i64<E: de::Error>(self, n: i64) -> Result<SizeSetting, E> {
+                usize::try_from(n)
+                    .map(SizeSetting)
+                    .map_err(|_| E::custom(format!("invalid size {n}: must not be negative")))
+            }
+        }
+        deserializer.deserialize_any(Text)
+    }
+}
+
+/// One address as a string, or several as an array of strings.
+#[derive(Clone)]
+struct OneOrMany(Vec<String>);
+
+impl<'de> Deserialize<'de> for OneOrMany {
+    fn deserialize<D: Deserializer<'de>>(deserializer: D) -> Result<Self, D::Error> {
+        #[derive(Deserialize)]
+        #[serde(untagged, expecting = "an address \"host:port\" or an array of them")]
+        enum Form {
+            One(String),
+            Many(Vec<String>),
+        }
+        Ok(OneOrMany(match Form::deserialize(deserializer)? {
+            Form::One(one) => vec![one],
+            Form::Many(many) => many,
+        }))
+    }
+}
+
+// ----- where in the text ---------------------------------------------------
+
+/// The key path (`route[1].idle-timeout`) of the key or value at byte
+/// `offset`, or of the innermost table around it.
+fn key_path_at(text: &str, offset: usize) -> Option<String> {
+    let document = DeTable::parse(text).ok()?;
+    let mut path = String::new();
+    walk_to_offset(document.get_ref(), offset, &mut path);
+    (!path.is_empty()).then_some(path)
+}
+
+fn walk_to_offset(table: &DeTable<'_>, offset: usize, path: &mut String) {
+    for (key, value) in table.iter() {
+        let in_key = contains(&key.span(), offset);
+        if !in_key && !contains(&value.span(), offset) && !within_table(value.get_ref(), offset) {
+            continue;
+        }
+        if !path.is_empty() {
+            path.push('.');
+        }
+        path.push_str(key.get_ref());
+        if !in_key {
+            walk_value(value.get_ref(), offset, path);
+        }
+        return;
+    }
+}
+
+fn walk_value(value: &DeValue<'_>, offset: usize, path: &mut String) {
+    match value {
+        DeValue::Table(table) => walk_to_offset(table, offset, path),
+        DeValue::Array(items) => {
+            let hit = items
+                .iter()
+                .enumerate()
+                .rfind(|(_, item)| {
+                    contains(&item.span(), offset) || within_table(item.get_ref(), offset)
+                });
+            if let Some((index, item)) = hit {
+                path.push_str(&format!("[{index}]"));
+                walk_value(item.get_ref(), offset, path);
+            }
+        }
+        _ => {}
+    }
+}
+
+/// A table's own span may cover only its header; its keys lie beyond it.
+fn within_table(value: &DeValue<'_>, offset: usize) -> bool {
+    match value {
+        DeValue::Table(table) => table.iter().any(|(key, value)| {
+            contains(&key.span(), offset)
+                || contains(&value.span(), offset)
+                || within_table(value.get_ref(), offset)
+        }),
+        DeValue::Array(items) => items
+            .iter()
+            .any(|item| within_table(item.get_ref(), offset)),
+        _ => false,
+    }
+}
+
+fn contains(span: &Range<usize>, offset: usize) -> bool {
+    span.start <= offset && (offset < span.end || span.is_empty() && offset == span.start)
+}
+
+/// Where the key at `path` is written; for a key left out, where its
+/// nearest written parent is.
+fn offset_of(text: &str, path: &str) -> Option<usize> {
+    let document = DeTable::parse(text).ok()?;
+    let mut table: &DeTable<'_> = document.get_ref();
+    let mut found = None;
+    for part in path.split('.') {
+        let (name, index) = match part.split_once('[') {
+            Some((name, rest)) => (name, rest.trim_end_matches(']').parse::<usize>().ok()),
+            None => (part, None),
+        };
+        let Some((key, value)) = table.iter().find(|(key, _)| key.get_ref() == name) else {
+            return found;
+        };
+        found = Some(key.span().start);
+        let mut value: &DeValue<'_> = value.get_ref();
+        if let (Some(index), DeValue::Array(items)) = (index, value) {
+            let Some(item) = items.get(index) else {
+                return found;
+            };
+            found = Some(item.span().start);
+            value = item.get_ref();
+        }
+        match value {
+            DeValue::Table(inner) => table = inner,
+            _ => return found,
+        }
+    }
+    found
+}
+
+fn line_of(text: &str, offset: usize) -> usize {
+    let offset = offset.min(text.len());
+    1 + text.as_bytes()[..offset]
+        .iter()
+        .filter(|&&b| b == b'\n')
+        .count()
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn error_of(text: &str) -> FileError {
+        Config::from_toml(text).expect_err("the text should be rejected")
+    }
+
+    const TWO_ROUTES: &str = r#"
+[global]
+max-connections = 500
+drain-timeout = "0"
+
+[defaults]
+idle-timeout = "10m"
+buffer-size = "16k"
+
+[[route]]
+name = "a"
+listen = "127.0.0.1:7000"
+targets = ["127.0.0.1:6379", "127.0.0.1:6380"]
+
+[[route]]
+name = "b"
+listen = ["127.0.0.1:7001", "[::1]:7001"]
+targets = "127.0.0.1:8080"
+balance = "least-conn"
+idle-timeout = "0"
+low-water = 1024
+"#;
+
+    #[test]
+    fn routes_take_their_options_then_the_defaults_then_the_builtins() {
+        let config = Config::from_toml(TWO_ROUTES).expect("valid");
+        assert_eq!(config.max_connections, 500);
+        assert_eq!(config.drain_timeout, None);
+        let a = config.route("a").expect("route a");
+        assert_eq!(a.idle_timeout, Some(Duration::from_secs(600)));
+        assert_eq!(a.buffer_size, 16 * 1024);
+        assert_eq!(a.low_water, 8 * 1024);
+        assert_eq!(a.targets.len(), 2);
+        assert_eq!(a.balance, Balance::RoundRobin);
+        let b = config.route("b").expect("route b");
+        assert_eq!(b.idle_timeout, None);
+        assert_eq!(b.low_water, 1024);
+        assert_eq!(b.listen.len(), 2);
+        assert_eq!(b.balance, Balance::LeastConn);
+        assert_eq!(b.connect_timeout, Some(Duration::from_secs(5)));
+    }
+
+    #[test]
+    fn an_unknown_key_is_named_with_its_path_and_line() {
+        let text = TWO_ROUTES.replace("balance = \"least-conn\"", "balanse = \"least-conn\"");
+        let e = error_of(&text);
+        assert_eq!(e.key.as_deref(), Some("route[1].balanse"), "{e}");
+        assert_eq!(e.line, Some(19), "{e}");
+        assert!(e.reason.contains("unknown field `balanse`"), "{e}");
+    }
+
+    #[test]
+    fn a_bad_value_is_named_with_its_path_and_reason() {
+        let text = TWO_ROUTES.replace("idle-timeout = \"0\"", "idle-timeout = \"5\"");
+        let e = error_of(&text);
+        assert_eq!(e.key.as_deref(), Some("route[1].idle-timeout"), "{e}");
+        assert!(e.reason.contains("missing unit"), "{e}");
+        let text = TWO_ROUTES.replace("max-connections = 500", "max-connections = -1");
+        let e = error_of(&text);
+        assert_eq!(e.key.as_deref(), Some("global.max-connections"), "{e}");
+        assert_eq!(e.line, Some(3), "{e}");
+    }
+
+    #[test]
+    fn validation_errors_point_at_the_key() {
+        let text = TWO_ROUTES.replace("low-water = 1024", "low-water = \"1m\"");
+        let e = error_of(&text);
+        assert_eq!(e.key.as_deref(), Some("route[1].low-water"), "{e}");
+        assert_eq!(e.line, Some(21), "{e}");
+        assert!(e.reason.contains("must be below buffer-size"), "{e}");
+        let text = TWO_ROUTES.replace("name = \"b\"", "name = \"a\"");
+        let e = error_of(&text);
+        assert_eq!(e.key.as_deref(), Some("route[1].name"), "{e}");
+        assert!(e.reason.contains("another route has this name"), "{e}");
+        let text = TWO_ROUTES.replace("127.0.0.1:7001", "127.0.0.1:7000");
+        let e = error_of(&text);
+        assert_eq!(e.key.as_deref(), Some("route[1].listen"), "{e}");
+        assert!(e.reason.contains("where route 'a' listens"), "{e}");
+    }
+
+    #[test]
+    fn missing_and_misplaced_keys_are_named() {
+        let e = error_of("[[route]]\nname = \"a\"\nlisten = \"127.0.0.1:1\"\n");
+        assert_eq!(e.key.as_deref(), Some("route[0]"), "{e}");
+        assert!(e.reason.contains("missing key 'targets'"), "{e}");
+        let e = error_of("[defaults]\nlisten = \"127.0.0.1:1\"\n");
+        assert_eq!(e.key.as_deref(), Some("defaults.listen"), "{e}");
+        let e = error_of("");
+        assert!(e.reason.contains("at least one route"), "{e}");
+    }
+
+    #[test]
+    fn a_syntax_error_gives_the_line() {
+        let e = error_of("[[route]]\nname = \"a\"\nlisten = [\n");
+        assert_eq!(e.line, Some(3), "{e}");
+    }
+
+    #[test]
+    fn an_unresolvable_target_is_named_by_position() {
+        let text = TWO_ROUTES.replace("\"127.0.0.1:6380\"", "\"no-such-host.invalid:80\"");
+        let e = error_of(&text);
+        assert_eq!(e.key.as_deref(), Some("route[0].targets[1]"), "{e}");
+        assert_eq!(e.line, Some(13), "{e}");
+    }
+}

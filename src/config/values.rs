@@ -1,0 +1,160 @@
+//! The text forms of settings, shared by the command line and the config
+//! file: sizes, durations and addresses.
+
+use std::net::{SocketAddr, ToSocketAddrs};
+use std::time::Duration;
+
+/// Parses a byte size such as `65536`, `16k`, `16KiB` or `1m`. Units are
+/// binary: `k` is 1024.
+pub fn parse_size(text: &str) -> Result<usize, String> {
+    let trimmed = text.trim();
+    let digits_end = trimmed
+        .find(|c: char| !c.is_ascii_digit())
+        .unwrap_or(trimmed.len());
+    let (digits, unit) = trimmed.split_at(digits_end);
+    if digits.is_empty() {
+        return Err("expected a size such as 65536, 16k or 1m".into());
+    }
+    let multiplier: usize = match unit.to_ascii_lowercase().as_str() {
+        "" | "b" => 1,
+        "k" | "kb" | "kib" => 1 << 10,
+        "m" | "mb" | "mib" => 1 << 20,
+        "g" | "gb" | "gib" => 1 << 30,
+        _ => return Err(format!("unknown unit '{unit}' (use k, m or g)")),
+    };
+    digits
+        .parse::<usize>()
+        .ok()
+        .and_then(|n| n.checked_mul(multiplier))
+        .ok_or_else(|| "too large".into())
+}
+
+/// Parses a duration such as `500ms`, `5s`, `2m` or `1h`. `0` means off and
+/// gives `None`.
+pub fn parse_duration(text: &str) -> Result<Option<Duration>, String> {
+    let trimmed = text.trim();
+    if trimmed == "0" {
+        return Ok(None);
+    }
+    let digits_end = trimmed
+        .find(|c: char| !c.is_ascii_digit())
+        .unwrap_or(trimmed.len());
+    let (digits, unit) = trimmed.split_at(digits_end);
+    let amount: u64 = digits
+        .parse()
+        .map_err(|_| "expected a duration such as 500ms, 5s, 2m or 1h (0 = off)".to_string())?;
+    let duration = match unit {
+        "ms" => Duration::from_millis(amount),
+        "s" => Duration::from_secs(amount),
+        "m" => Duration::from_secs(amount.saturating_mul(60)),
+        "h" => Duration::from_secs(amount.saturating_mul(3600)),
+        "" => return Err("missing unit (ms, s, m or h)".into()),
+        _ => return Err(format!("unknown unit '{unit}' (use ms, s, m or h)")),
+    };
+    Ok(if duration.is_zero() {
+        None
+    } else {
+        Some(duration)
+    })
+}
+
+/// Renders a byte count the way [`parse_size`] reads it.
+pub fn format_size(bytes: usize) -> String {
+    match bytes {
+        0 => "0".into(),
+        b if b % (1 << 30) == 0 => format!("{}g", b >> 30),
+        b if b % (1 << 20) == 0 => format!("{}m", b >> 20),
+        b if b % (1 << 10) == 0 => format!("{}k", b >> 10),
+        b => b.to_string(),
+    }
+}
+
+/// Renders a duration setting the way [`parse_duration`] reads it: `0` for
+/// off, else the largest unit that divides it.
+pub fn format_duration(duration: Option<Duration>) -> String {
+    let Some(duration) = duration.filter(|d| !d.is_zero()) else {
+        return "0".into();
+    };
+    let millis = duration.as_millis();
+    match millis {
+        m if m % 3_600_000 == 0 => format!("{}h", m / 3_600_000),
+        m if m % 60_000 == 0 => format!("{}m", m / 60_000),
+        m if m % 1000 == 0 => format!("{}s", m / 1000),
+        m => format!("{m}ms"),
+    }
+}
+
+/// `host:port` or `[v6]:port`. A host name is resolved now, once; the first
+/// address it gives is used.
+pub fn parse_address(text: &str) -> Result<SocketAddr, String> {
+    if let Ok(addr) = text.parse() {
+        return Ok(addr);
+    }
+    if !text.contains(':') {
+        return Err("expected host:port or [v6]:port".into());
+    }
+    match text.to_socket_addrs() {
+        Ok(mut addrs) => addrs
+            .next()
+            .ok_or_else(|| "the name resolves to no address".into()),
+        Err(e) => Err(format!("cannot resolve: {e}")),
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn sizes_take_binary_units() {
+        assert_eq!(parse_size("65536"), Ok(65536));
+        assert_eq!(parse_size("16k"), Ok(16 * 1024));
+        assert_eq!(parse_size("16KiB"), Ok(16 * 1024));
+        assert_eq!(parse_size("1m"), Ok(1 << 20));
+        assert_eq!(parse_size("2G"), Ok(2 << 30));
+        assert!(parse_size("").is_err());
+        assert!(parse_size("k").is_err());
+        assert!(parse_size("12q").is_err());
+        assert!(parse_size("-1").is_err());
+        assert!(parse_size("99999999999999999999g").is_err());
+    }
+
+    #[test]
+    fn durations_need_a_unit_and_zero_means_off() {
+        assert_eq!(parse_duration("0"), Ok(None));
+        assert_eq!(
+            parse_duration("500ms"),
+            Ok(Some(Duration::from_millis(500)))
+        );
+        assert_eq!(parse_duration("5s"), Ok(Some(Duration::from_secs(5))));
+        assert_eq!(parse_duration("2m"), Ok(Some(Duration::from_secs(120))));
+        assert_eq!(parse_duration("1h"), Ok(Some(Duration::from_secs(3600))));
+        assert_eq!(parse_duration("0s"), Ok(None));
+        assert!(parse_duration("5").is_err());
+        assert!(parse_duration("5d").is_err());
+        assert!(parse_duration("s").is_err());
+    }
+
+    #[test]
+    fn sizes_and_durations_format_as_they_parse() {
+        for size in [0, 1, 1000, 1024, 65536, 1 << 20, 3 << 30, 1536] {
+            assert_eq!(parse_size(&format_size(size)), Ok(size));
+        }
+        for text in ["0", "1ms", "1500ms", "5s", "90s", "2m", "1h", "25h"] {
+            let parsed = parse_duration(text).expect("valid");
+            assert_eq!(format_duration(parsed), text);
+        }
+    }
+
+    #[test]
+    fn an_address_is_a_literal_or_a_resolvable_name() {
+        assert_eq!(
+            parse_address("127.0.0.1:80"),
+            Ok("127.0.0.1:80".parse().unwrap())
+        );
+        assert_eq!(parse_address("[::1]:80"), Ok("[::1]:80".parse().unwrap()));
+        assert!(parse_address("localhost:80").is_ok());
+        assert!(parse_address("nonsense").is_err());
+        assert!(parse_address("127.0.0.1:99999").is_err());
+    }
+}

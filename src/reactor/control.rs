@@ -1,0 +1,247 @@
+//! How the world reaches the loop: commands from other threads (through a
+//! channel and the loop's waker), signals, and what they ask for: reloading
+//! and shutting down.
+
+use std::fmt;
+use std::io;
+use std::net::SocketAddr;
+use std::path::PathBuf;
+use std::sync::mpsc::Sender;
+use std::thread;
+use std::time::Instant;
+
+use log::{error, info, warn};
+use mio::Interest;
+use signal_hook::consts::{SIGHUP, SIGINT, SIGQUIT, SIGTERM, SIGUSR1, SIGUSR2};
+use signal_hook_mio::v1_0::Signals;
+
+use super::{plural, Reactor, Timer, SIGNALS};
+use crate::config::{format_duration, load_file, Config, ConfigError, FileError};
+use crate::pipe::Reason;
+
+/// What another thread asks the loop to do.
+pub(crate) enum Command {
+    /// As SIGTERM; a second one aborts the pipes still open.
+    Shutdown,
+    /// Apply this config, and answer on `reply`.
+    Reload {
+        config: Box<Config>,
+        reply: Sender<Result<Reloaded, ReloadError>>,
+    },
+    /// The config file, read and checked by a loader thread.
+    FileLoaded(Box<Result<Config, FileError>>),
+}
+
+/// What a reload did.
+#[derive(Debug, Clone)]
+pub struct Reloaded {
+    /// One line per route (added, changed, unchanged or removed), and one
+    /// for process-wide settings that changed, as logged.
+    pub summary: Vec<String>,
+    /// Every route's bound addresses after the reload: (route, address).
+    pub listening: Vec<(String, SocketAddr)>,
+}
+
+/// Why a config could not be applied; the running one stays in force.
+#[derive(Debug)]
+pub enum ReloadError {
+    Invalid(ConfigError),
+    File(FileError),
+    /// An address of the new config could not be bound.
+    Bind(SocketAddr, io::Error),
+    ShuttingDown,
+    /// The forwarder is not running.
+    Stopped,
+    Io(io::Error),
+}
+
+impl fmt::Display for ReloadError {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        match self {
+            ReloadError::Invalid(e) => e.fmt(f),
+            ReloadError::File(e) => e.fmt(f),
+            ReloadError::Bind(addr, e) => write!(f, "cannot listen on {addr}: {e}"),
+            ReloadError::ShuttingDown => f.write_str("shutting down"),
+            ReloadError::Stopped => f.write_str("the forwarder is not running"),
+            ReloadError::Io(e) => e.fmt(f),
+        }
+    }
+}
+
+impl std::error::Error for ReloadError {}
+
+/// Reloads of the config file: one loader thread at a time, and a request
+/// that comes meanwhile is served after it.
+pub(super) struct FileReload {
+    commands: Sender<Command>,
+    /// Since when the loader thread has been reading the file.
+    in_flight: Option<Instant>,
+    again: bool,
+}
+
+impl FileReload {
+    pub(super) fn new(commands: Sender<Command>) -> FileReload {
+        FileReload {
+            commands,
+            in_flight: None,
+            again: false,
+        }
+    }
+
+    /// Where other threads send commands.
+    pub(super) fn sender(&self) -> Sender<Command> {
+        self.commands.clone()
+    }
+}
+
+impl Reactor {
+    /// SIGTERM, SIGINT, SIGQUIT (nginx's graceful stop) and SIGUSR1
+    /// (HAProxy's soft stop) drain; a second one aborts. SIGHUP reloads the
+    /// config file. SIGUSR2 is logged and ignored. None of them kills the
+    /// process by its default action.
+    pub(crate) fn watch_signals(&mut self) -> io::Result<()> {
+        let mut signals = Signals::new([SIGTERM, SIGINT, SIGQUIT, SIGUSR1, SIGHUP, SIGUSR2])?;
+        self.poll
+            .registry()
+            .register(&mut signals, SIGNALS, Interest::READABLE)?;
+        self.signals = Some(signals);
+        Ok(())
+    }
+
+    /// The file that SIGHUP reloads.
+    pub(crate) fn reload_from(&mut self, file: PathBuf) {
+        self.config_file = Some(file);
+    }
+
+    /// Where other threads send commands.
+    pub(crate) fn commands(&self) -> (Sender<Command>, std::sync::Arc<mio::Waker>) {
+        (self.reloading.sender(), std::sync::Arc::clone(&self.waker))
+    }
+
+    pub(super) fn on_signals(&mut self) {
+        let received: Vec<i32> = match self.signals.as_mut() {
+            Some(signals) => signals.pending().collect(),
+            None => Vec::new(),
+        };
+        for signal in received {
+            match signal {
+                SIGHUP => self.reload_file("SIGHUP"),
+                SIGUSR2 => warn!("SIGUSR2 means nothing to tcpipe; carrying on"),
+                _ => self.request_shutdown(),
+            }
+        }
+    }
+
+    pub(super) fn on_control(&mut self) {
+        self.upstreams.apply_resolved();
+        while let Ok(command) = self.commands.try_recv() {
+            match command {
+                Command::Shutdown => self.request_shutdown(),
+                Command::Reload { config, reply } => {
+                    let applied = self.apply(*config);
+                    self.log_reload(&applied);
+                    if applied.is_ok() {
+                        info!("reload: done");
+                    }
+                    // The caller may have given up waiting; nothing to do then.
+                    let _ = reply.send(applied);
+                }
+                Command::FileLoaded(loaded) => self.on_file_loaded(*loaded),
+            }
+        }
+    }
+
+    /// Reads the config file on a thread of its own (it resolves host
+    /// names, which may take seconds), then applies it on the loop.
+    fn reload_file(&mut self, asked_by: &str) {
+        let Some(path) = self.config_file.clone() else {
+            warn!(
+                "{asked_by}: tcpipe runs from flags, not --config; nothing to reload, carrying on"
+            );
+            return;
+        };
+        if self.shutting_down {
+            info!("{asked_by}: shutting down; not reloading");
+            return;
+        }
+        if self.reloading.in_flight.is_some() {
+            self.reloading.again = true;
+            return;
+        }
+        info!("{asked_by}: reloading {}", path.display());
+        let (commands, waker) = self.commands();
+        let spawned = thread::Builder::new()
+            .name("tcpipe-reload".into())
+            .spawn(move || {
+                let loaded = load_file(&path);
+                if commands.send(Command::FileLoaded(Box::new(loaded))).is_ok() {
+                    if let Err(e) = waker.wake() {
+                        error!("cannot wake the event loop with the reloaded config: {e}");
+                    }
+                }
+            });
+        match spawned {
+            Ok(_) => self.reloading.in_flight = Some(self.now),
+            Err(e) => error!("reload failed; the running config stays: cannot start a thread: {e}"),
+        }
+    }
+
+    fn on_file_loaded(&mut self, loaded: Result<Config, FileError>) {
+        let asked = self.reloading.in_flight.take();
+        let applied = loaded
+            .map_err(ReloadError::File)
+            .and_then(|config| self.apply(config));
+        self.log_reload(&applied);
+        if let (Ok(_), Some(asked)) = (&applied, asked) {
+            info!(
+                "reload: done, {:.1?} after it was asked for",
+                self.now.saturating_duration_since(asked)
+            );
+        }
+        if std::mem::take(&mut self.reloading.again) {
+            self.reload_file("SIGHUP (sent during the last reload)");
+        }
+    }
+
+    fn log_reload(&self, applied: &Result<Reloaded, ReloadError>) {
+        match applied {
+            Ok(reloaded) => {
+                for line in &reloaded.summary {
+                    info!("reload: {line}");
+                }
+            }
+            Err(e) => error!("reload failed; the running config stays: {e}"),
+        }
+    }
+
+    /// Stops accepting and lets live pipes finish within the drain timeout;
+    /// a second request aborts them at once.
+    pub(super) fn request_shutdown(&mut self) {
+        if self.shutting_down {
+            info!(
+                "second shutdown request: aborting {}",
+                plural(self.open_pipes(), "pipe")
+            );
+            self.abort_all(|_| true, || Reason::Aborted);
+            self.exit = true;
+            return;
+        }
+        self.shutting_down = true;
+        // Closing the listeners makes new connects fail at once instead of
+        // waiting in a backlog nobody will serve.
+        self.routes.listeners.clear();
+        self.upstreams.stop();
+        self.accepting.more_pending = false;
+        let within = match self.limits.drain_timeout {
+            Some(drain) => {
+                self.timers.push(self.now + drain, Timer::DrainDeadline);
+                format!("within {}", format_duration(Some(drain)))
+            }
+            None => "however long they take".into(),
+        };
+        info!(
+            "shutting down: no longer accepting; {} may finish {within}",
+            plural(self.open_pipes(), "pipe")
+        );
+    }
+}

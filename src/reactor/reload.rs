@@ -1,0 +1,399 @@
+//! Applying a config in place: at startup, and at every reload.
+//!
+//! A reload is a diff by route name, applied only once everything in it is
+//! known to work:
+//!
+//! 1. every address the new config listens on gets a socket: the one
+//!    already listening there if any (so its accept queue survives), else a
+//!    new one bound now. If any bind fails, the new sockets are dropped and
+//!    nothing else has changed;
+//! 2. routes the new config keeps get its options for their new pipes, and
+//!    their targets are matched by name (kept, added, retired);
+//! 3. new routes start; removed routes lose their listeners at once and
+//!    their pipes run on, until the drain timeout;
+//! 4. listeners no route claims are closed.
+//!
+//! A live pipe never notices: it holds its route, its target and the
+//! settings it opened with.
+
+use std::net::SocketAddr;
+use std::sync::Arc;
+
+use log::{info, warn};
+use mio::net::TcpListener;
+use mio::Interest;
+use socket2::SockRef;
+
+use super::control::{ReloadError, Reloaded};
+use super::routes::{describe, settings_of, Listener, Route, RouteId};
+use super::{accept, listener_token, plural, Reactor, Timer};
+use crate::config::{self, format_duration, format_size, Config};
+use crate::net;
+
+/// A listen address of the new config, before anything is committed.
+enum Socket {
+    /// The listener with this key already listens there.
+    Kept(usize),
+    Bound(TcpListener, SocketAddr),
+}
+
+impl Reactor {
+    /// Applies `config`; on error nothing has changed.
+    pub(super) fn apply(&mut self, config: Config) -> Result<Reloaded, ReloadError> {
+        if self.shutting_down {
+            return Err(ReloadError::ShuttingDown);
+        }
+        config.validate().map_err(ReloadError::Invalid)?;
+        let starting = self.routes.routes.len() == 0;
+        let sockets = self.claim_sockets(&config)?;
+
+        let mut summary = Vec::new();
+        let mut wanted: Vec<RouteId> = Vec::new();
+        let mut claimed: Vec<usize> = Vec::new();
+        for (route_config, sockets) in config.routes.iter().zip(sockets) {
+            let kept = self.routes.active(&route_config.name);
+            let before = kept.and_then(|id| self.routes.get(id)).map(|route| {
+                let listening = self.routes.addresses(&route.listeners);
+                (route.config.clone(), listening, route.targets)
+            });
+            let id = match kept {
+                Some(id) => id,
+                None => {
+                    let registry = self.poll.registry();
+                    let group = self.upstreams.add_group(route_config, registry, self.now);
+                    self.routes
+                        .routes
+                        .insert(Route::new(route_config.clone(), group))
+                }
+            };
+            let keys = self.install_listeners(id, route_config, sockets);
+            let listening = self.routes.addresses(&keys);
+            claimed.extend(&keys);
+            if let Some(route) = self.routes.get_mut(id) {
+                route.listeners = keys;
+            }
+            let name = &route_config.name;
+            let line = match before {
+                None if starting => format!("route {name}: {}", describe(route_config, &listening)),
+                None => format!(
+                    "route {name}: added, {}",
+                    describe(route_config, &listening)
+                ),
+                Some((old, listening_before, group)) => {
+                    let mut changes = Vec::new();
+                    if listening != listening_before {
+                        changes.push(format!(
+                            "now listening on {listening} (was {listening_before})"
+                        ));
+                    }
+                    let registry = self.poll.registry();
+                    let targets =
+                        self.upstreams
+                            .update_group(group, route_config, registry, self.now);
+                    let moved: Vec<String> = (targets.added.iter().map(|t| format!("+{t}")))
+                        .chain(targets.removed.iter().map(|t| format!("-{t}")))
+                        .collect();
+                    if !moved.is_empty() {
+                        changes.push(format!("targets {}", moved.join(", ")));
+                    }
+                    let options = option_changes(&old, route_config);
+                    if !options.is_empty() {
+                        changes.push(options.join(", "));
+                    }
+                    self.update_route(id, route_config);
+                    if changes.is_empty() {
+                        format!("route {name}: unchanged")
+                    } else {
+                        format!("route {name}: {}", changes.join("; "))
+                    }
+                }
+            };
+            summary.push(line);
+            wanted.push(id);
+        }
+
+        for id in self.routes.routes.ids() {
+            if !wanted.contains(&id) {
+                if let Some(line) = self.retire_route(id) {
+                    summary.push(line);
+                }
+            }
+        }
+        for key in self.routes.listener_keys() {
+            if !claimed.contains(&key) {
+                // Dropping the socket closes it and takes it out of the poll
+                // set; an event of it still in this turn's batch finds no
+                // listener, or one bound since, whose accept just finds an
+                // empty backlog.
+                self.routes.listeners.remove(key);
+            }
+        }
+        summary.extend(self.apply_globals(&config, starting));
+        let sizes: Vec<usize> = config.routes.iter().map(|r| r.buffer_size).collect();
+        self.rings.keep_sizes(&sizes);
+        self.upstreams.resolve_every(config.resolve_interval);
+        if !starting {
+            // Limits may have moved: clients held back may now be served.
+            self.accept_waiting(accept::Trigger::Reload);
+        }
+        Ok(Reloaded {
+            summary,
+            listening: self.routes.listening(),
+        })
+    }
+
+    /// A socket for every listen address of `config`, in route order:
+    /// the one already listening there, or a new one. All or nothing.
+    fn claim_sockets(&self, config: &Config) -> Result<Vec<Vec<Socket>>, ReloadError> {
+        let mut taken: Vec<usize> = Vec::new();
+        let mut all = Vec::with_capacity(config.routes.len());
+        for route in &config.routes {
+            let keepalive = route.keepalive.map(net::keepalive);
+            let mut sockets = Vec::with_capacity(route.listen.len());
+            for &addr in &route.listen {
+                match self.listening_on(&route.name, addr, &taken) {
+                    Some(key) => {
+                        taken.push(key);
+                        sockets.push(Socket::Kept(key));
+                    }
+                    // Returning drops every socket bound so far: closed.
+                    None => {
+                        let bound = net::bind_listener(addr, keepalive.as_ref())
+                            .and_then(|socket| Ok((socket.local_addr()?, socket)))
+                            .map_err(|e| ReloadError::Bind(addr, e))?;
+                        sockets.push(Socket::Bound(bound.1, bound.0));
+                    }
+                }
+            }
+            all.push(sockets);
+        }
+        Ok(all)
+    }
+
+    /// The listener already listening on `addr`, not yet taken. Port 0
+    /// asks for a port of its own, so only the same route's listener
+    /// configured with it stands for it.
+    fn listening_on(&self, route: &str, addr: SocketAddr, taken: &[usize]) -> Option<usize> {
+        let same_route = |owner: RouteId| {
+            self.routes
+                .get(owner)
+                .is_some_and(|owner| owner.name() == route && !owner.retired)
+        };
+        self.routes
+            .listeners
+            .iter()
+            .find(|(key, listener)| {
+                !taken.contains(key)
+                    && if addr.port() == 0 {
+                        listener.configured == addr && same_route(listener.route)
+                    } else {
+                        listener.configured == addr || listener.local == addr
+                    }
+            })
+            .map(|(key, _)| key)
+    }
+
+    /// Gives route `id` its sockets: kept ones move to it with its client
+    /// socket options, new ones start accepting. Returns their keys.
+    fn install_listeners(
+        &mut self,
+        id: RouteId,
+        route: &config::Route,
+        sockets: Vec<Socket>,
+    ) -> Vec<usize> {
+        let keepalive = route.keepalive.map(net::keepalive);
+        let mut keys = Vec::with_capacity(sockets.len());
+        for (socket, &configured) in sockets.into_iter().zip(&route.listen) {
+            let key = match socket {
+                Socket::Kept(key) => {
+                    if let Some(listener) = self.routes.listeners.get_mut(key) {
+                        listener.route = id;
+                        listener.configured = configured;
+                        // Accepted sockets inherit these from the listener.
+                        let tuned = net::retune_listener(
+                            SockRef::from(&listener.socket),
+                            keepalive.as_ref(),
+                        );
+                        if let Err(e) = tuned {
+                            warn!("cannot set TCP options on {}: {e}", listener.local);
+                        }
+                    }
+                    key
+                }
+                Socket::Bound(mut socket, local) => {
+                    let entry = self.routes.listeners.vacant_entry();
+                    let key = entry.key();
+                    // Should registering fail, the listener waits unregistered
+                    // and accepting retries it like one paused at a limit.
+                    let registered = self
+                        .poll
+                        .registry()
+                        .register(&mut socket, listener_token(key), Interest::READABLE)
+                        .map_err(|e| warn!("cannot watch the listener on {local}: {e}"))
+                        .is_ok();
+                    entry.insert(Listener {
+                        route: id,
+                        configured,
+                        local,
+                        socket,
+                        registered,
+                        backlog_pending: !registered,
+                    });
+                    key
+                }
+            };
+            keys.push(key);
+        }
+        keys
+    }
+
+    /// A kept route takes its new options; pipes open already keep theirs.
+    fn update_route(&mut self, id: RouteId, config: &config::Route) {
+        if let Some(route) = self.routes.get_mut(id) {
+            let settings = settings_of(config);
+            if *route.settings != settings {
+                route.settings = Arc::new(settings);
+            }
+            route.config = config.clone();
+        }
+    }
+
+    /// A route the new config no longer lists: its targets take no new
+    /// pipes, and its pipes may run on until the drain timeout.
+    fn retire_route(&mut self, id: RouteId) -> Option<String> {
+        let route = self.routes.get_mut(id)?;
+        if route.retired {
+            return None;
+        }
+        route.retired = true;
+        route.listeners.clear();
+        let (name, live, group) = (route.name().to_string(), route.live_pipes, route.targets);
+        self.upstreams.retire_group(group);
+        if live == 0 {
+            self.routes.routes.remove(id);
+            return Some(format!("route {name}: removed"));
+        }
+        let within = match self.limits.drain_timeout {
+            Some(drain) => {
+                self.timers.push(self.now + drain, Timer::RouteDrained(id));
+                format!("within {}", format_duration(Some(drain)))
+            }
+            None => "however long they take".into(),
+        };
+        Some(format!(
+            "route {name}: removed; its {} may finish {within}",
+            plural(live, "pipe")
+        ))
+    }
+
+    /// A removed route's drain timeout ran out: its pipes still open are
+    /// aborted.
+    pub(super) fn on_route_drained(&mut self, id: RouteId) {
+        let Some(route) = self.routes.get(id).filter(|route| route.retired) else {
+            return;
+        };
+        info!(
+            "route {}: drain timeout; aborting {} still open",
+            route.name(),
+            plural(route.live_pipes, "pipe")
+        );
+        self.abort_all(|pipe| pipe.route == id, || crate::pipe::Reason::Drained);
+    }
+
+    /// The process-wide settings; a line if a reload changed any.
+    fn apply_globals(&mut self, config: &Config, starting: bool) -> Option<String> {
+        let changes: Vec<String> = [
+            (
+                "max-connections",
+                self.limits.max_connections.to_string(),
+                config.max_connections.to_string(),
+            ),
+            (
+                "drain-timeout",
+                format_duration(self.limits.drain_timeout),
+                format_duration(config.drain_timeout),
+            ),
+        ]
+        .into_iter()
+        .filter(|(_, old, new)| old != new)
+        .map(|(key, old, new)| format!("{key} {old} -> {new}"))
+        .collect();
+        self.limits.max_connections = config.max_connections;
+        self.limits.drain_timeout = config.drain_timeout;
+        (!starting && !changes.is_empty()).then(|| format!("global: {}", changes.join(", ")))
+    }
+}
+
+/// Every route option whose value differs, as `key old -> new`.
+fn option_changes(old: &config::Route, new: &config::Route) -> Vec<String> {
+    let retries = |route: &config::Route| {
+        route
+            .retries
+            .map_or_else(|| "default".to_string(), |n| n.to_string())
+    };
+    let limit = |route: &config::Route| {
+        route
+            .max_connections
+            .map_or_else(|| "none".to_string(), |n| n.to_string())
+    };
+    [
+        ("balance", old.balance.to_string(), new.balance.to_string()),
+        ("retries", retries(old), retries(new)),
+        (
+            "fail-threshold",
+            old.fail_threshold.to_string(),
+            new.fail_threshold.to_string(),
+        ),
+        (
+            "cooldown",
+            format_duration(old.cooldown),
+            format_duration(new.cooldown),
+        ),
+        (
+            "health-interval",
+            format_duration(old.health_interval),
+            format_duration(new.health_interval),
+        ),
+        ("pool", old.pool.to_string(), new.pool.to_string()),
+        (
+            "pool-max-idle",
+            format_duration(Some(old.pool_max_idle)),
+            format_duration(Some(new.pool_max_idle)),
+        ),
+        (
+            "buffer-size",
+            format_size(old.buffer_size),
+            format_size(new.buffer_size),
+        ),
+        (
+            "low-water",
+            format_size(old.low_water),
+            format_size(new.low_water),
+        ),
+        (
+            "connect-timeout",
+            format_duration(old.connect_timeout),
+            format_duration(new.connect_timeout),
+        ),
+        (
+            "idle-timeout",
+            format_duration(old.idle_timeout),
+            format_duration(new.idle_timeout),
+        ),
+        (
+            "half-close-timeout",
+            format_duration(old.half_close_timeout),
+            format_duration(new.half_close_timeout),
+        ),
+        (
+            "keepalive",
+            format_duration(old.keepalive),
+            format_duration(new.keepalive),
+        ),
+        ("max-connections", limit(old), limit(new)),
+    ]
+    .into_iter()
+    .filter(|(_, before, after)| before != after)
+    .map(|(key, before, after)| format!("{key} {before} -> {after}"))
+    .collect()
+}

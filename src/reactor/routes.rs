@@ -1,0 +1,171 @@
+//! The routes the reactor runs and the listening sockets they accept on.
+//!
+//! A route is created by the config that adds it and lives until a reload
+//! removes it and its last pipe has ended; pipes point at it by [`RouteId`]
+//! whatever reloads do meanwhile. A listening socket belongs to one route
+//! at a time, and a reload may hand it to another route with the same
+//! address, so its accept queue is never reset by a reload that keeps the
+//! address.
+
+use std::net::SocketAddr;
+use std::sync::Arc;
+use std::time::Instant;
+
+use mio::net::TcpListener;
+use slab::Slab;
+
+use crate::arena::{Arena, Id};
+use crate::config::{self, format_size};
+use crate::pipe;
+use crate::upstream::GroupId;
+
+pub(crate) type RouteId = Id<Route>;
+
+pub(crate) struct Route {
+    /// As configured: what a reload compares and summaries describe.
+    pub(crate) config: config::Route,
+    /// What new pipes get.
+    pub(crate) settings: Arc<pipe::Settings>,
+    /// Its targets, in the upstream set.
+    pub(crate) targets: GroupId,
+    /// Keys of its listeners.
+    pub(crate) listeners: Vec<usize>,
+    pub(crate) live_pipes: usize,
+    /// Since when its own connection limit has kept clients waiting.
+    pub(crate) at_limit_since: Option<Instant>,
+    /// Removed by a reload: no listener, no new pipe; freed with its last
+    /// pipe.
+    pub(crate) retired: bool,
+}
+
+impl Route {
+    pub(crate) fn new(config: config::Route, targets: GroupId) -> Route {
+        Route {
+            settings: Arc::new(settings_of(&config)),
+            config,
+            targets,
+            listeners: Vec::new(),
+            live_pipes: 0,
+            at_limit_since: None,
+            retired: false,
+        }
+    }
+
+    pub(crate) fn name(&self) -> &str {
+        &self.config.name
+    }
+
+    /// Whether its own limit keeps it from taking another pipe.
+    pub(crate) fn is_at_limit(&self) -> bool {
+        self.config
+            .max_connections
+            .is_some_and(|max| self.live_pipes >= max)
+    }
+}
+
+/// What a route's config says about each of its pipes.
+pub(crate) fn settings_of(route: &config::Route) -> pipe::Settings {
+    pipe::Settings {
+        buffer_size: route.buffer_size,
+        low_water: route.low_water,
+        connect_timeout: route.connect_timeout,
+        idle_timeout: route.idle_timeout,
+        half_close_timeout: route.half_close_timeout,
+    }
+}
+
+pub(crate) struct Listener {
+    pub(crate) route: RouteId,
+    /// As configured (port 0 included): what a reload compares.
+    pub(crate) configured: SocketAddr,
+    /// As bound.
+    pub(crate) local: SocketAddr,
+    pub(crate) socket: TcpListener,
+    /// False while paused at a connection limit or backing off.
+    pub(crate) registered: bool,
+    /// The last accept stopped before it saw the backlog empty: clients
+    /// may be waiting, and no new event will say so.
+    pub(crate) backlog_pending: bool,
+}
+
+/// Every route, live or draining, and every listening socket.
+pub(crate) struct Routes {
+    pub(crate) routes: Arena<Route>,
+    pub(crate) listeners: Slab<Listener>,
+}
+
+impl Routes {
+    pub(crate) fn new() -> Routes {
+        Routes {
+            routes: Arena::new(),
+            listeners: Slab::new(),
+        }
+    }
+
+    pub(crate) fn get(&self, id: RouteId) -> Option<&Route> {
+        self.routes.get(id)
+    }
+
+    pub(crate) fn get_mut(&mut self, id: RouteId) -> Option<&mut Route> {
+        self.routes.get_mut(id)
+    }
+
+    /// The route named `name` that takes new clients, if any.
+    pub(crate) fn active(&self, name: &str) -> Option<RouteId> {
+        self.routes
+            .iter()
+            .find(|(_, route)| !route.retired && route.name() == name)
+            .map(|(id, _)| id)
+    }
+
+    /// Every (route name, bound address), in route order.
+    pub(crate) fn listening(&self) -> Vec<(String, SocketAddr)> {
+        self.routes
+            .iter()
+            .filter(|(_, route)| !route.retired)
+            .flat_map(|(_, route)| {
+                route.listeners.iter().filter_map(|&key| {
+                    let listener = self.listeners.get(key)?;
+                    Some((route.name().to_string(), listener.local))
+                })
+            })
+            .collect()
+    }
+
+    /// Keys of every listener, for a sweep that may touch each.
+    pub(crate) fn listener_keys(&self) -> Vec<usize> {
+        self.listeners.iter().map(|(key, _)| key).collect()
+    }
+
+    /// The bound addresses of these listeners, as the logs show them.
+    pub(crate) fn addresses(&self, listeners: &[usize]) -> String {
+        listeners
+            .iter()
+            .filter_map(|&key| self.listeners.get(key))
+            .map(|listener| listener.local.to_string())
+            .collect::<Vec<_>>()
+            .join(", ")
+    }
+}
+
+/// How a route is described when it starts: where it listens, where it
+/// forwards, and how (after `route NAME: ` in the log line).
+pub(crate) fn describe(route: &config::Route, listening: &str) -> String {
+    let targets: Vec<&str> = route.targets.iter().map(|t| t.name.as_str()).collect();
+    let pool = if route.pool > 0 {
+        format!("; pool {} per target", route.pool)
+    } else {
+        String::new()
+    };
+    let limit = route
+        .max_connections
+        .map(|max| format!(", max {max} connections"))
+        .unwrap_or_default();
+    format!(
+        "listening on {listening}; forwarding to {} ({}{pool}; buffer {}, low-water {}{limit})",
+        targets.join(", "),
+        route.balance,
+        format_size(route.buffer_size),
+        format_size(route.low_water),
+    )
+}

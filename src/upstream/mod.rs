@@ -1,0 +1,704 @@
+//! The upstream side: every route's targets, sending clients to them, and
+//! the connections made to them before a client needs one.
+//!
+//! | module     | owns                                                        |
+//! |------------|-------------------------------------------------------------|
+//! | `target`   | the set of targets, each route's group of them, reload matching |
+//! | `balance`  | which target a new client goes to                           |
+//! | `health`   | up, down and trial, from connect outcomes                   |
+//! | `pool`     | the warm pool and its safety rule                           |
+//! | `probe`    | active health checks                                        |
+//! | `resolver` | re-resolving host names off the loop                        |
+//!
+//! Each keeps its own state and reports what happened; [`Upstreams`] acts
+//! on the reports (health, logs, refills) and keeps the timers they need,
+//! so the reactor only asks it to dial and tells it how connects and pipes
+//! ended.
+
+mod balance;
+mod health;
+mod pool;
+mod probe;
+mod resolver;
+mod target;
+
+use std::io;
+use std::net::{IpAddr, SocketAddr};
+use std::sync::Arc;
+use std::time::{Duration, Instant};
+
+use log::{debug, info, warn};
+use mio::event::Event;
+use mio::net::TcpStream;
+use mio::{Registry, Token, Waker};
+
+use crate::arena::Arena;
+use crate::config;
+use crate::metrics::Metrics;
+use crate::net;
+use crate::timers::Timers;
+use health::Change;
+use pool::WarmPool;
+use probe::Probes;
+use resolver::Resolver;
+use target::{match_targets, Group, Policy, Target};
+
+pub(crate) use target::{GroupId, TargetId};
+
+/// A pooled connection that dies younger than this is not replaced at once,
+/// so an upstream that closes every idle connection is not hammered.
+const POOL_REFILL_DELAY: Duration = Duration::from_secs(1);
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord)]
+enum Timer {
+    /// A pooled connection's connect timeout or idle limit.
+    Pooled {
+        key: usize,
+        id: u64,
+    },
+    /// A probe's connect timeout.
+    Probe {
+        key: usize,
+        id: u64,
+    },
+    Refill(TargetId),
+    /// Time for the target's next probe.
+    ProbeDue(TargetId),
+}
+
+/// One client's connect attempts: how many so far, how many its route
+/// allows, and which targets failed it.
+#[derive(Debug, Default)]
+pub(crate) struct Dial {
+    pub(crate) attempts: usize,
+    max_attempts: usize,
+    tried: Vec<TargetId>,
+}
+
+impl Dial {
+    pub(crate) fn new(max_attempts: usize) -> Dial {
+        Dial {
+            attempts: 0,
+            max_attempts,
+            tried: Vec::new(),
+        }
+    }
+
+    pub(crate) fn failed(&mut self, target: TargetId) {
+        self.tried.push(target);
+    }
+}
+
+/// A target chosen for a client, and the stream to it.
+pub(crate) struct Dialed {
+    pub(crate) target: TargetId,
+    pub(crate) stream: TcpStream,
+    /// From the warm pool: established already.
+    pub(crate) connected: bool,
+}
+
+/// An upstream socket opened before `accept`, so that a client is only
+/// accepted when its target descriptor is already in hand.
+struct SpareSocket {
+    ipv6: bool,
+    keepalive: Option<Duration>,
+    socket: socket2::Socket,
+}
+
+/// What a reload did to a route's targets, for its summary line.
+#[derive(Debug, Default)]
+pub(crate) struct TargetChanges {
+    pub(crate) added: Vec<String>,
+    pub(crate) removed: Vec<String>,
+}
+
+pub(crate) struct Upstreams {
+    targets: Arena<Target>,
+    groups: Arena<Group>,
+    pool: WarmPool,
+    probes: Probes,
+    /// Targets whose chain of probe timers is running.
+    probe_chains: Vec<TargetId>,
+    resolver: Option<Resolver>,
+    resolve_interval: Option<Duration>,
+    waker: Arc<Waker>,
+    spare: Option<SpareSocket>,
+    timers: Timers<Timer>,
+    metrics: Arc<Metrics>,
+    /// Shutting down: no refills, no probes.
+    stopped: bool,
+}
+
+pub(crate) struct Tokens {
+    pub(crate) pool: fn(usize) -> Token,
+    pub(crate) probe: fn(usize) -> Token,
+}
+
+impl Upstreams {
+    pub(crate) fn new(tokens: Tokens, waker: Arc<Waker>, metrics: Arc<Metrics>) -> Upstreams {
+        Upstreams {
+            targets: Arena::new(),
+            groups: Arena::new(),
+            pool: WarmPool::new(tokens.pool),
+            probes: Probes::new(tokens.probe),
+            probe_chains: Vec::new(),
+            resolver: None,
+            resolve_interval: None,
+            waker,
+            spare: None,
+            timers: Timers::new(),
+            metrics,
+            stopped: false,
+        }
+    }
+
+    /// How logs name a target.
+    pub(crate) fn label(&self, target: TargetId) -> String {
+        self.targets
+            .get(target)
+            .map_or_else(|| "a removed target".into(), Target::label)
+    }
+
+    // ----- routes come and go ----------------------------------------------
+
+    /// A new route's group of targets; its pools start filling and its
+    /// probes start.
+    pub(crate) fn add_group(
+        &mut self,
+        route: &config::Route,
+        registry: &Registry,
+        now: Instant,
+    ) -> GroupId {
+        let group = self.groups.insert(Group::new(route, Vec::new()));
+        self.update_group(group, route, registry, now);
+        group
+    }
+
+    /// Brings a route's group in line with its new config: targets it keeps
+    /// keep their health, load and pool; new ones join balancing; removed
+    /// ones take no new pipes and lose their pooled connections, and live
+    /// on until their last pipe ends.
+    pub(crate) fn update_group(
+        &mut self,
+        id: GroupId,
+        route: &config::Route,
+        registry: &Registry,
+        now: Instant,
+    ) -> TargetChanges {
+        let current: Vec<(TargetId, String)> = self
+            .groups
+            .get(id)
+            .map(|group| {
+                group
+                    .members
+                    .iter()
+                    .filter_map(|&t| self.targets.get(t).map(|target| (t, target.name.clone())))
+                    .collect()
+            })
+            .unwrap_or_default();
+        let current_names: Vec<(TargetId, &str)> = current
+            .iter()
+            .map(|(id, name)| (*id, name.as_str()))
+            .collect();
+        let matching = match_targets(&current_names, &route.targets);
+        let mut changes = TargetChanges::default();
+        let policy = Policy::of(route);
+        let mut members = Vec::with_capacity(route.targets.len());
+        for (kept, wanted) in matching.wanted {
+            let target = match kept {
+                Some(target) => {
+                    self.update_target(target, policy, wanted.addr);
+                    target
+                }
+                None => {
+                    changes.added.push(wanted.name.clone());
+                    self.targets.insert(Target::new(route, wanted))
+                }
+            };
+            members.push(target);
+        }
+        for removed in matching.removed {
+            if let Some(target) = self.targets.get(removed) {
+                changes.removed.push(target.name.clone());
+            }
+            self.retire(removed);
+        }
+        if let Some(group) = self.groups.get_mut(id) {
+            *group = Group::new(route, members.clone());
+        }
+        for target in members {
+            self.refill(target, registry, now);
+            self.start_probe_chain(target, now);
+        }
+        changes
+    }
+
+    /// The route is gone: its targets take no new pipes.
+    pub(crate) fn retire_group(&mut self, id: GroupId) {
+        if let Some(group) = self.groups.remove(id) {
+            for target in group.members {
+                self.retire(target);
+            }
+        }
+    }
+
+    fn update_target(&mut self, id: TargetId, policy: Policy, addr: SocketAddr) {
+        let Some(target) = self.targets.get_mut(id) else {
+            return;
+        };
+        let old = std::mem::replace(&mut target.policy, policy);
+        let moved = target.addr != addr;
+        if moved {
+            info!(
+                "target {} now resolves to {addr} (was {})",
+                target.label(),
+                target.addr
+            );
+            target.addr = addr;
+        }
+        // Pooled connections made to the old address, with the old socket
+        // options or under the old idle limit must not serve new pipes.
+        if moved || old.keepalive != policy.keepalive || old.pool_max_idle != policy.pool_max_idle {
+            self.pool.forget(id);
+        } else if policy.pool < old.pool {
+            self.pool.trim(id, policy.pool);
+        }
+    }
+
+    fn retire(&mut self, id: TargetId) {
+        self.pool.forget(id);
+        self.probes.forget(id);
+        if let Some(target) = self.targets.get_mut(id) {
+            target.retired = true;
+            if target.is_forgotten() {
+                self.targets.remove(id);
+            }
+        }
+    }
+
+    /// Re-resolves the names of every target that takes new pipes, every
+    /// `interval`, replacing the resolver that watched the old set.
+    pub(crate) fn resolve_every(&mut self, interval: Option<Duration>) {
+        self.resolve_interval = interval;
+        self.resolver = None;
+        let Some(interval) = interval.filter(|_| !self.stopped) else {
+            return;
+        };
+        let names = self
+            .targets
+            .iter()
+            .filter(|(_, target)| target.takes_new_pipes())
+            .map(|(id, target)| (id, target.name.clone(), target.addr))
+            .collect();
+        self.resolver = Resolver::spawn(names, interval, Arc::clone(&self.waker));
+    }
+
+    /// New addresses from the resolver thread.
+    pub(crate) fn apply_resolved(&mut self) {
+        let Some(resolver) = self.resolver.as_ref() else {
+            return;
+        };
+        let updates: Vec<(TargetId, SocketAddr)> = resolver.drain().collect();
+        for (id, addr) in updates {
+            if let Some(target) = self.targets.get_mut(id) {
+                if target.addr != addr {
+                    info!(
+                        "target {} now resolves to {addr} (was {})",
+                        target.label(),
+                        target.addr
+                    );
+                    target.addr = addr;
+                }
+            }
+        }
+    }
+
+    /// Shutdown: closes the pool and the probes, and makes no more.
+    pub(crate) fn stop(&mut self) {
+        self.stopped = true;
+        self.pool.clear();
+        self.probes.clear();
+        self.spare = None;
+        self.resolver = None;
+    }
+
+    // ----- clients ------------------------------------------------------------
+
+    /// Opens the upstream socket the next client of `group` will need,
+    /// before that client is accepted: a client is only taken from the
+    /// backlog when its target descriptor is already in hand.
+    pub(crate) fn reserve_socket(&mut self, group: GroupId) -> io::Result<()> {
+        let Some(group) = self.groups.get(group) else {
+            return Ok(());
+        };
+        let Some(target) = group.members.first().and_then(|&t| self.targets.get(t)) else {
+            return Ok(());
+        };
+        let (ipv6, keepalive) = (target.addr.is_ipv6(), group.keepalive);
+        if let Some(spare) = &self.spare {
+            if spare.ipv6 == ipv6 && spare.keepalive == keepalive {
+                return Ok(());
+            }
+        }
+        let socket = net::upstream_socket(target.addr, keepalive.map(net::keepalive).as_ref())?;
+        self.spare = Some(SpareSocket {
+            ipv6,
+            keepalive,
+            socket,
+        });
+        Ok(())
+    }
+
+    /// Picks targets of `group` and starts connects until one is under way
+    /// or a pooled connection is handed out, within the attempts `dial`
+    /// allows. The chosen target counts the pipe as one of its own until
+    /// [`pipe_left`](Upstreams::pipe_left).
+    pub(crate) fn dial(
+        &mut self,
+        pipe_id: u64,
+        group: GroupId,
+        client_ip: IpAddr,
+        dial: &mut Dial,
+        registry: &Registry,
+        now: Instant,
+    ) -> Option<Dialed> {
+        while dial.attempts < dial.max_attempts {
+            let group = self.groups.get_mut(group)?;
+            let keepalive = group.keepalive;
+            let target = group.balancer.pick(
+                &group.members,
+                &mut self.targets,
+                client_ip,
+                &dial.tried,
+                now,
+            )?;
+            dial.attempts += 1;
+            let pooled = self.pool.take(registry, target);
+            // Whether it handed one out or found them all stale, the pool
+            // is short now.
+            self.refill(target, registry, now);
+            let stream = match pooled {
+                Some(stream) => Ok((stream, true)),
+                None => self.connect_to(target, keepalive).map(|s| (s, false)),
+            };
+            match stream {
+                Ok((stream, connected)) => {
+                    if let Some(chosen) = self.targets.get_mut(target) {
+                        chosen.live_pipes += 1;
+                    }
+                    return Some(Dialed {
+                        target,
+                        stream,
+                        connected,
+                    });
+                }
+                Err(e) => {
+                    warn!(
+                        "pipe {pipe_id}: cannot connect to {}: {e}",
+                        self.label(target)
+                    );
+                    self.metrics.connect_failures_total.add(1);
+                    self.health_failed(target, false, now);
+                    dial.failed(target);
+                }
+            }
+        }
+        None
+    }
+
+    fn connect_to(
+        &mut self,
+        target: TargetId,
+        keepalive: Option<Duration>,
+    ) -> io::Result<TcpStream> {
+        let addr = self
+            .targets
+            .get(target)
+            .map(|t| t.addr)
+            .ok_or_else(|| io::Error::new(io::ErrorKind::NotFound, "target removed"))?;
+        let socket = match self.spare.take() {
+            Some(spare) if spare.ipv6 == addr.is_ipv6() && spare.keepalive == keepalive => {
+                spare.socket
+            }
+            other => {
+                self.spare = other;
+                net::upstream_socket(addr, keepalive.map(net::keepalive).as_ref())?
+            }
+        };
+        net::start_connect(socket, addr)
+    }
+
+    /// A pipe's connect to `target` succeeded.
+    pub(crate) fn connect_succeeded(
+        &mut self,
+        target: TargetId,
+        registry: &Registry,
+        now: Instant,
+    ) {
+        self.health_succeeded(target, registry, now);
+    }
+
+    /// A pipe's connect to `target` failed: passive health counts it.
+    pub(crate) fn connect_failed(
+        &mut self,
+        pipe_id: u64,
+        target: TargetId,
+        error: &io::Error,
+        now: Instant,
+    ) {
+        warn!(
+            "pipe {pipe_id}: cannot connect to {}: {error}",
+            self.label(target)
+        );
+        self.metrics.connect_failures_total.add(1);
+        self.health_failed(target, false, now);
+    }
+
+    /// A pipe sent to `id` has left it: it ended, or failed over to
+    /// another target. `connect_ended`: its connect had succeeded or
+    /// failed; if not, and it was the target's trial, the next client makes
+    /// the trial instead.
+    pub(crate) fn pipe_left(&mut self, id: TargetId, connect_ended: bool, now: Instant) {
+        if let Some(target) = self.targets.get_mut(id) {
+            if !connect_ended {
+                target.health.abandoned(now);
+            }
+            target.live_pipes = target.live_pipes.saturating_sub(1);
+            if target.is_forgotten() {
+                self.targets.remove(id);
+            }
+        }
+    }
+
+    // ----- health -------------------------------------------------------------
+
+    /// A target that comes back up (by a client's trial or a probe) gets
+    /// its pool back.
+    fn health_succeeded(&mut self, id: TargetId, registry: &Registry, now: Instant) {
+        let Some(target) = self.targets.get_mut(id) else {
+            return;
+        };
+        if target.health.succeeded() == Some(Change::CameUp) {
+            info!("target {} is up again", target.label());
+            self.refill(id, registry, now);
+        }
+    }
+
+    /// A target that goes down loses its idle pooled connections, so its
+    /// trial is a real connect. `decisive`: a failed probe, down at once.
+    fn health_failed(&mut self, id: TargetId, decisive: bool, now: Instant) {
+        let Some(target) = self.targets.get_mut(id) else {
+            return;
+        };
+        let policy = target.policy.health;
+        if let Some(Change::WentDown { failures, cooldown }) =
+            target.health.failed(&policy, decisive, now)
+        {
+            warn!(
+                "target {} is down after {failures} failed connects; next trial in {cooldown:?}",
+                target.label()
+            );
+            self.pool.discard_idle(id);
+        }
+    }
+
+    // ----- the warm pool ------------------------------------------------------
+
+    /// Tops up `target`'s pool; down and removed targets get no refills.
+    fn refill(&mut self, id: TargetId, registry: &Registry, now: Instant) {
+        let Some(target) = self.targets.get(id) else {
+            return;
+        };
+        let (policy, addr) = (target.policy, target.addr);
+        if self.stopped || target.retired || !target.health.is_up() {
+            return;
+        }
+        while self.pool.count(id) < policy.pool {
+            let keepalive = policy.keepalive.map(net::keepalive);
+            let added = net::upstream_socket(addr, keepalive.as_ref())
+                .and_then(|socket| net::start_connect(socket, addr))
+                .and_then(|stream| self.pool.add(registry, stream, id, now));
+            match added {
+                Ok((key, conn)) => {
+                    if let Some(due) =
+                        self.pool
+                            .deadline(key, policy.connect_timeout, policy.pool_max_idle)
+                    {
+                        self.timers.push(due, Timer::Pooled { key, id: conn });
+                    }
+                }
+                Err(e) => {
+                    debug!("cannot open a pooled connection to {}: {e}", self.label(id));
+                    self.timers.push(now + POOL_REFILL_DELAY, Timer::Refill(id));
+                    return;
+                }
+            }
+        }
+    }
+
+    pub(crate) fn on_pool_event(
+        &mut self,
+        key: usize,
+        event: &Event,
+        registry: &Registry,
+        now: Instant,
+    ) {
+        match self.pool.on_event(key, event, now) {
+            pool::Change::Connected { target, touched } => {
+                self.health_succeeded(target, registry, now);
+                match self.pool.id(key) {
+                    Some(id) => {
+                        let policy = self.targets.get(target).map(|t| t.policy);
+                        if let Some(policy) = policy {
+                            if let Some(due) = self.pool.deadline(key, None, policy.pool_max_idle) {
+                                self.timers.push(due, Timer::Pooled { key, id });
+                            }
+                        }
+                    }
+                    None if touched => self
+                        .timers
+                        .push(now + POOL_REFILL_DELAY, Timer::Refill(target)),
+                    None => {}
+                }
+            }
+            pool::Change::Failed { target, error } => {
+                self.pooled_connect_failed(target, &error, now)
+            }
+            pool::Change::Stale { target, lived } => {
+                debug!(
+                    "pooled connection to {} ended by the upstream after {lived:.1?}; replacing it",
+                    self.label(target)
+                );
+                if lived >= POOL_REFILL_DELAY {
+                    self.refill(target, registry, now);
+                } else {
+                    self.timers
+                        .push(now + POOL_REFILL_DELAY, Timer::Refill(target));
+                }
+            }
+            pool::Change::Nothing => {}
+        }
+    }
+
+    fn pooled_connect_failed(&mut self, target: TargetId, error: &io::Error, now: Instant) {
+        debug!(
+            "pooled connection to {} failed: {error}",
+            self.label(target)
+        );
+        self.health_failed(target, false, now);
+        self.timers
+            .push(now + POOL_REFILL_DELAY, Timer::Refill(target));
+    }
+
+    // ----- probes -------------------------------------------------------------
+
+    fn start_probe_chain(&mut self, target: TargetId, now: Instant) {
+        let probed = self
+            .targets
+            .get(target)
+            .is_some_and(|t| t.policy.health_interval.is_some());
+        if probed && !self.probe_chains.contains(&target) {
+            self.probe_chains.push(target);
+            self.timers.push(now, Timer::ProbeDue(target));
+        }
+    }
+
+    /// Probes `id` unless a probe is under way, and schedules the next.
+    fn probe(&mut self, id: TargetId, registry: &Registry, now: Instant) {
+        let interval = self
+            .targets
+            .get(id)
+            .filter(|target| !target.retired && !self.stopped)
+            .and_then(|target| target.policy.health_interval);
+        let Some(interval) = interval else {
+            self.probe_chains.retain(|&t| t != id);
+            return;
+        };
+        self.timers.push(now + interval, Timer::ProbeDue(id));
+        if self.probes.is_probing(id) {
+            return;
+        }
+        let Some(target) = self.targets.get(id) else {
+            return;
+        };
+        let (addr, policy) = (target.addr, target.policy);
+        let started = net::upstream_socket(addr, policy.keepalive.map(net::keepalive).as_ref())
+            .and_then(|socket| net::start_connect(socket, addr))
+            .and_then(|stream| self.probes.add(registry, stream, id, now));
+        match started {
+            Ok((key, probe)) => {
+                if let Some(due) = self.probes.deadline(key, policy.connect_timeout) {
+                    self.timers.push(due, Timer::Probe { key, id: probe });
+                }
+            }
+            // A probe that cannot even start (out of descriptors) says
+            // nothing about the target.
+            Err(e) => debug!("cannot start a probe of {}: {e}", self.label(id)),
+        }
+    }
+
+    pub(crate) fn on_probe_event(
+        &mut self,
+        key: usize,
+        event: &Event,
+        registry: &Registry,
+        now: Instant,
+    ) {
+        match self.probes.on_event(key, event) {
+            Some((target, Ok(()))) => self.health_succeeded(target, registry, now),
+            Some((target, Err(e))) => {
+                debug!("probe connection to {} failed: {e}", self.label(target));
+                self.health_failed(target, true, now);
+            }
+            None => {}
+        }
+    }
+
+    // ----- timers -------------------------------------------------------------
+
+    pub(crate) fn next_deadline(&self) -> Option<Instant> {
+        self.timers.next_deadline()
+    }
+
+    pub(crate) fn fire_timers(&mut self, registry: &Registry, now: Instant) {
+        while let Some((_, timer)) = self.timers.pop_due(now) {
+            match timer {
+                Timer::Pooled { key, id } => self.on_pooled_timer(key, id, registry, now),
+                Timer::Probe { key, id } => {
+                    if let Some(target) = self.probes.on_timer(key, id) {
+                        debug!(
+                            "probe connection to {} failed: connect timed out",
+                            self.label(target)
+                        );
+                        self.health_failed(target, true, now);
+                    }
+                }
+                Timer::Refill(target) => self.refill(target, registry, now),
+                Timer::ProbeDue(target) => self.probe(target, registry, now),
+            }
+        }
+    }
+
+    fn on_pooled_timer(&mut self, key: usize, id: u64, registry: &Registry, now: Instant) {
+        let Some(target) = self.pool.target_of(key, id) else {
+            return;
+        };
+        let Some(policy) = self.targets.get(target).map(|t| t.policy) else {
+            return;
+        };
+        match self
+            .pool
+            .on_timer(key, id, policy.connect_timeout, policy.pool_max_idle, now)
+        {
+            Some(pool::Expired::Connect(target)) => {
+                let error = io::Error::new(io::ErrorKind::TimedOut, "connect timed out");
+                self.pooled_connect_failed(target, &error, now);
+            }
+            // Replaced before the upstream's own idle timeout can bite.
+            Some(pool::Expired::Idle(target)) => self.refill(target, registry, now),
+            // The connect deadline of a connection that has connected since:
+            // its idle deadline was armed then.
+            None => {}
+        }
+    }
+}

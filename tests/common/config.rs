@@ -1,0 +1,140 @@
+//! Helpers for the tests of routes and reloads: config files in a private
+//! temporary directory, the forwarder started from one, each route's
+//! addresses (routes listen on port 0, and the forwarder logs what it got),
+//! and reloads by SIGHUP that wait until the forwarder has acted.
+#![allow(dead_code)] // each test file uses a different subset
+
+use std::net::SocketAddr;
+use std::path::{Path, PathBuf};
+use std::sync::atomic::{AtomicUsize, Ordering};
+
+use crate::common::{wait_until, Tcpipe, DEADLINE};
+
+/// A config file that is removed with the value.
+pub struct ConfigFile {
+    dir: PathBuf,
+    path: PathBuf,
+}
+
+impl ConfigFile {
+    pub fn new(text: &str) -> ConfigFile {
+        static NEXT: AtomicUsize = AtomicUsize::new(0);
+        let dir = std::env::temp_dir().join(format!(
+            "tcpipe-test-{}-{}",
+            std::process::id(),
+            NEXT.fetch_add(1, Ordering::SeqCst)
+        ));
+        std::fs::create_dir_all(&dir).expect("create a temporary directory");
+        let file = ConfigFile {
+            path: dir.join("tcpipe.toml"),
+            dir,
+        };
+        file.write(text);
+        file
+    }
+
+    pub fn path(&self) -> &Path {
+        &self.path
+    }
+
+    pub fn path_str(&self) -> &str {
+        self.path.to_str().expect("a UTF-8 temporary path")
+    }
+
+    /// Replaces the content (in one rename, as an editor or a deploy tool
+    /// would, so a reload never reads half a file).
+    pub fn write(&self, text: &str) {
+        let staging = self.dir.join("tcpipe.toml.new");
+        std::fs::write(&staging, text).expect("write the config file");
+        std::fs::rename(&staging, &self.path).expect("move the config file in place");
+    }
+}
+
+impl Drop for ConfigFile {
+    fn drop(&mut self) {
+        let _ = std::fs::remove_dir_all(&self.dir);
+    }
+}
+
+/// One `[[route]]` table: a name, listening on a fresh port, to `targets`,
+/// with `options` (more `key = value` lines) after them.
+pub fn route(name: &str, targets: &[SocketAddr], options: &str) -> String {
+    let targets: Vec<String> = targets.iter().map(|t| format!("\"{t}\"")).collect();
+    format!(
+        "[[route]]\nname = \"{name}\"\nlisten = \"127.0.0.1:0\"\ntargets = [{}]\n{options}\n",
+        targets.join(", ")
+    )
+}
+
+impl Tcpipe {
+    /// `tcpipe --config FILE`, logging at `info`.
+    pub fn start_config(file: &ConfigFile) -> Tcpipe {
+        Tcpipe::start_args(&["--config", file.path_str()])
+    }
+
+    /// The addresses route `name` listens on, from the latest line that
+    /// says so (at startup, or when a reload added it or moved it).
+    pub fn route_addrs(&self, name: &str) -> Vec<SocketAddr> {
+        let prefix = format!("route {name}: ");
+        let mut found = Vec::new();
+        let seen = wait_until(DEADLINE, || {
+            found = self
+                .logs()
+                .iter()
+                .rev()
+                .filter_map(|line| {
+                    let rest = &line[line.find(&prefix)? + prefix.len()..];
+                    let listening = rest
+                        .split("listening on ")
+                        .nth(1)?
+                        .split([';', '('])
+                        .next()?;
+                    let addrs: Vec<SocketAddr> = listening
+                        .split(", ")
+                        .map(|a| a.trim().parse())
+                        .collect::<Result<_, _>>()
+                        .ok()?;
+                    Some(addrs)
+                })
+                .next()
+                .unwrap_or_default();
+            !found.is_empty()
+        });
+        assert!(
+            seen,
+            "route {name} never said where it listens; logs: {:#?}",
+            self.logs()
+        );
+        found
+    }
+
+    /// The first address of route `name`.
+    pub fn route_addr(&self, name: &str) -> SocketAddr {
+        self.route_addrs(name)[0]
+    }
+
+    /// Sends SIGHUP and waits until the reload is done or has failed: the
+    /// lines it logged, or the error line.
+    pub fn reload(&self) -> Result<Vec<String>, String> {
+        let mark = self.logs().len();
+        self.signal("HUP");
+        let mut outcome = None;
+        let ended = wait_until(DEADLINE, || {
+            let logs = self.logs();
+            let lines = &logs[mark.min(logs.len())..];
+            if let Some(failure) = lines.iter().find(|l| l.contains("reload failed")) {
+                outcome = Some(Err(failure.clone()));
+            } else if lines.iter().any(|l| l.contains("reload: done")) {
+                let summary = lines
+                    .iter()
+                    .filter(|l| l.contains("reload: "))
+                    .cloned()
+                    .collect();
+                outcome = Some(Ok(summary));
+            }
+            outcome.is_some()
+        });
+        assert!(ended, "the reload never ended; logs: {:#?}", self.logs());
+        outcome.expect("an outcome")
+    }
+}

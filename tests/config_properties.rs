@@ -1,0 +1,238 @@
+//! Properties of the config file parser, over generated input: no text
+//! makes it panic; every valid config written out reads back the same; an
+//! unknown key or a value of the wrong type anywhere is refused, naming its
+//! key path.
+
+use std::net::{IpAddr, Ipv4Addr, SocketAddr};
+use std::time::Duration;
+
+use proptest::prelude::*;
+use tcpipe::{format_duration, format_size, Balance, Config, Route, Target};
+
+/// Every route key that takes a duration.
+const DURATION_KEYS: [&str; 6] = [
+    "cooldown",
+    "health-interval",
+    "connect-timeout",
+    "idle-timeout",
+    "half-close-timeout",
+    "keepalive",
+];
+
+fn duration() -> impl Strategy<Value = Option<Duration>> {
+    prop_oneof![
+        Just(None),
+        (1u64..100_000).prop_map(|ms| Some(Duration::from_millis(ms))),
+        (1u64..100).prop_map(|h| Some(Duration::from_secs(h * 3600))),
+    ]
+}
+
+fn balance() -> impl Strategy<Value = Balance> {
+    prop_oneof![
+        Just(Balance::RoundRobin),
+        Just(Balance::LeastConn),
+        Just(Balance::SourceHash)
+    ]
+}
+
+fn target() -> impl Strategy<Value = Target> {
+    (any::<[u8; 4]>(), 1u16..)
+        .prop_map(|(ip, port)| Target::from(SocketAddr::new(IpAddr::V4(Ipv4Addr::from(ip)), port)))
+}
+
+/// A valid route; `index` keeps names and addresses apart across routes.
+fn route(index: usize) -> impl Strategy<Value = Route> {
+    let options = (
+        (balance(), proptest::option::of(0usize..8), 1u32..10),
+        (duration(), duration(), 0usize..5, 1u64..100_000),
+        (
+            1usize..(1 << 20),
+            duration(),
+            duration(),
+            duration(),
+            duration(),
+        ),
+        proptest::option::of(1usize..100_000),
+    );
+    (
+        "[a-z][a-z0-9_.-]{0,20}",
+        1usize..4,
+        proptest::collection::vec(target(), 1..5),
+        options,
+    )
+        .prop_map(move |(name, listeners, targets, options)| {
+            let ((balance, retries, threshold), health, flow, limit) = options;
+            let (cooldown, health_interval, pool, pool_max_idle_ms) = health;
+            let (buffer_size, connect, idle, half_close, keepalive) = flow;
+            let listen = (0..listeners)
+                .map(|n| SocketAddr::from(([127, 0, index as u8, n as u8 + 1], 7000)))
+                .collect();
+            let mut route = Route::new(
+                format!("{name}{index}"),
+                listen_first(index),
+                targets[0].addr,
+            );
+            route.listen = listen;
+            route.targets = targets;
+            route.balance = balance;
+            route.retries = retries;
+            route.fail_threshold = threshold;
+            route.cooldown = cooldown;
+            route.health_interval = health_interval;
+            route.pool = pool;
+            route.pool_max_idle = Duration::from_millis(pool_max_idle_ms);
+            route.buffer_size = buffer_size;
+            route.low_water = buffer_size / 3;
+            route.connect_timeout = connect;
+            route.idle_timeout = idle;
+            route.half_close_timeout = half_close;
+            route.keepalive = keepalive;
+            route.max_connections = limit;
+            route
+        })
+}
+
+fn listen_first(index: usize) -> SocketAddr {
+    SocketAddr::from(([127, 0, index as u8, 1], 7000))
+}
+
+fn config() -> impl Strategy<Value = Config> {
+    (1usize..4)
+        .prop_flat_map(|n| {
+            let routes: Vec<_> = (0..n).map(route).collect();
+            (routes, 1usize..1_000_000, duration(), duration())
+        })
+        .prop_map(|(routes, max, drain, resolve)| {
+            let mut config = Config::with_routes(routes);
+            config.max_connections = max;
+            config.drain_timeout = drain;
+            config.resolve_interval = resolve;
+            config
+        })
+}
+
+/// Writes `config` out in the file format, every key spelled out.
+fn render(config: &Config) -> String {
+    let quoted = |items: Vec<String>| {
+        let items: Vec<String> = items.into_iter().map(|i| format!("\"{i}\"")).collect();
+        format!("[{}]", items.join(", "))
+    };
+    let d = |duration: Option<Duration>| format!("\"{}\"", format_duration(duration));
+    let mut text = format!(
+        "[global]\nmax-connections = {}\ndrain-timeout = {}\nresolve-interval = {}\n\n",
+        config.max_connections,
+        d(config.drain_timeout),
+        d(config.resolve_interval)
+    );
+    for route in &config.routes {
+        text.push_str(&format!(
+            "[[route]]\nname = \"{}\"\nlisten = {}\ntargets = {}\nbalance = \"{}\"\n",
+            route.name,
+            quoted(route.listen.iter().map(|a| a.to_string()).collect()),
+            quoted(route.targets.iter().map(|t| t.name.clone()).collect()),
+            route.balance,
+        ));
+        if let Some(retries) = route.retries {
+            text.push_str(&format!("retries = {retries}\n"));
+        }
+        if let Some(max) = route.max_connections {
+            text.push_str(&format!("max-connections = {max}\n"));
+        }
+        text.push_str(&format!(
+            "fail-threshold = {}\ncooldown = {}\nhealth-interval = {}\npool = {}\n\
+             pool-max-idle = {}\nbuffer-size = \"{}\"\nlow-water = {}\nconnect-timeout = {}\n\
+             idle-timeout = {}\nhalf-close-timeout = {}\nkeepalive = {}\n\n",
+            route.fail_threshold,
+            d(route.cooldown),
+            d(route.health_interval),
+            route.pool,
+            d(Some(route.pool_max_idle)),
+            format_size(route.buffer_size),
+            route.low_water,
+            d(route.connect_timeout),
+            d(route.idle_timeout),
+            d(route.half_close_timeout),
+            d(route.keepalive),
+        ));
+    }
+    text
+}
+
+proptest! {
+    #[test]
+    fn any_text_is_refused_or_accepted_without_a_panic(text in "\\PC{0,400}") {
+        let _ = Config::from_toml(&text);
+    }
+
+    #[test]
+    fn a_valid_file_damaged_anywhere_is_refused_or_valid_never_a_panic(
+        config in config(),
+        cut in any::<proptest::sample::Index>(),
+        junk in "[\\[\\]=\"'\\n a-z0-9.,{}#-]{0,12}",
+    ) {
+        let text = render(&config);
+        let at = cut.index(text.len() + 1);
+        let at = (0..=at).rev().find(|&i| text.is_char_boundary(i)).unwrap_or(0);
+        let damaged = format!("{}{junk}{}", &text[..at], &text[at..]);
+        if let Ok(parsed) = Config::from_toml(&damaged) {
+            prop_assert!(parsed.validate().is_ok());
+        }
+    }
+
+    #[test]
+    fn every_valid_config_reads_back_the_same(config in config()) {
+        prop_assume!(config.validate().is_ok());
+        let text = render(&config);
+        let parsed = Config::from_toml(&text);
+        prop_assert_eq!(parsed.as_ref().ok(), Some(&config), "{}\n{:?}", text, parsed.as_ref().err());
+    }
+
+    #[test]
+    fn an_unknown_key_is_refused_with_its_path(
+        config in config(),
+        which in any::<proptest::sample::Index>(),
+        key in "[a-z]{3,12}",
+    ) {
+        prop_assume!(config.validate().is_ok());
+        let known = ["name", "listen", "targets", "balance", "retries", "pool"];
+        prop_assume!(!known.contains(&key.as_str()));
+        let index = which.index(config.routes.len());
+        let text = insert_into_route(&render(&config), index, &format!("{key} = 1"));
+        let error = Config::from_toml(&text).expect_err("an unknown key must be refused");
+        let expected = format!("route[{index}].{key}");
+        prop_assert_eq!(error.key.as_deref(), Some(expected.as_str()), "{}", error);
+    }
+
+    #[test]
+    fn a_duration_without_a_unit_is_refused_with_its_path(
+        config in config(),
+        which in any::<proptest::sample::Index>(),
+        key in proptest::sample::select(DURATION_KEYS.to_vec()),
+        amount in 1u32..1000,
+    ) {
+        prop_assume!(config.validate().is_ok());
+        let index = which.index(config.routes.len());
+        let text = render(&config);
+        let start = route_start(&text, index);
+        let line_start = start + text[start..].find(&format!("\n{key} = ")).expect("rendered") + 1;
+        let line_end = line_start + text[line_start..].find('\n').expect("a line");
+        let text = format!("{}{key} = {amount}{}", &text[..line_start], &text[line_end..]);
+        let error = Config::from_toml(&text).expect_err("a bare number must be refused");
+        let expected = format!("route[{index}].{key}");
+        prop_assert_eq!(error.key.as_deref(), Some(expected.as_str()), "{}", error);
+    }
+}
+
+/// Where the `index`-th `[[route]]` table starts.
+fn route_start(text: &str, index: usize) -> usize {
+    text.match_indices("[[route]]")
+        .nth(index)
+        .expect("the route")
+        .0
+}
+
+/// `text` with `line` added right after the `index`-th route's header.
+fn insert_into_route(text: &str, index: usize, line: &str) -> String {
+    let after_header = route_start(text, index) + "[[route]]\n".len();
+    format!("{}{line}\n{}", &text[..after_header], &text[after_header..])
+}
