@@ -66,14 +66,43 @@ impl<T> Arena<T> {
     }
 
     pub(crate) fn insert(&mut self, value: T) -> Id<T> {
+        let id = self.next_id();
+        self.entries.insert((id.serial, value));
+        id
+    }
+
+    /// Inserts what `make` builds knowing its key (a poll token is made
+    /// from it); nothing is inserted if `make` fails.
+    pub(crate) fn try_insert_with<E>(
+        &mut self,
+        make: impl FnOnce(usize) -> Result<T, E>,
+    ) -> Result<Id<T>, E> {
+        let id = self.next_id();
+        let value = make(id.key)?;
+        self.entries.insert((id.serial, value));
+        Ok(id)
+    }
+
+    /// The id the next insert gets.
+    fn next_id(&mut self) -> Id<T> {
         let serial = self.next_serial;
         self.next_serial += 1;
-        let key = self.entries.insert((serial, value));
         Id {
-            key,
+            key: self.entries.vacant_key(),
             serial,
             _of: PhantomData,
         }
+    }
+
+    /// The entry in slot `key`, whoever it is: for a poll event, which
+    /// names a slot, not an id.
+    pub(crate) fn id_at(&self, key: usize) -> Option<Id<T>> {
+        let (serial, _) = self.entries.get(key)?;
+        Some(Id {
+            key,
+            serial: *serial,
+            _of: PhantomData,
+        })
     }
 
     pub(crate) fn get(&self, id: Id<T>) -> Option<&T> {
@@ -112,6 +141,14 @@ impl<T> Arena<T> {
 
     pub(crate) fn len(&self) -> usize {
         self.entries.len()
+    }
+
+    pub(crate) fn retain(&mut self, mut keep: impl FnMut(&T) -> bool) {
+        self.entries.retain(|_, (_, value)| keep(value));
+    }
+
+    pub(crate) fn clear(&mut self) {
+        self.entries.clear();
     }
 }
 

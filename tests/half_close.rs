@@ -33,21 +33,6 @@ fn receive_to_eof(stream: &mut TcpStream) -> (usize, Fnv) {
     receive_rest(stream, 0, Fnv::default())
 }
 
-/// The same, for a stream of which `len` bytes hashing to `hash` were read.
-fn receive_rest(stream: &mut TcpStream, mut len: usize, mut hash: Fnv) -> (usize, Fnv) {
-    let mut buf = vec![0u8; 64 * 1024];
-    loop {
-        match stream.read(&mut buf) {
-            Ok(0) => return (len, hash),
-            Ok(n) => {
-                hash.update(&buf[..n]);
-                len += n;
-            }
-            Err(e) => panic!("expected a clean EOF after {len} bytes, got {e}"),
-        }
-    }
-}
-
 /// A target that serves one connection with `serve` on its own thread.
 fn target<T: Send + 'static>(
     serve: impl FnOnce(TcpStream) -> T + Send + 'static,

@@ -10,7 +10,7 @@ use common::faults::*;
 use common::upstreams::*;
 use common::*;
 
-use std::io::{ErrorKind, Read, Write};
+use std::io::{ErrorKind, Write};
 use std::net::{Shutdown, SocketAddr, TcpStream};
 use std::sync::mpsc::{self, Receiver, Sender};
 use std::thread::{self, JoinHandle};
@@ -25,7 +25,7 @@ const HALF: usize = 1 << 20;
 struct Stream {
     go: Sender<()>,
     writer: JoinHandle<Fnv>,
-    reader: JoinHandle<(Fnv, usize)>,
+    reader: JoinHandle<(usize, Fnv)>,
 }
 
 impl Stream {
@@ -33,19 +33,7 @@ impl Stream {
     fn start(addr: SocketAddr, seed: u64) -> Stream {
         let client = connect(addr);
         let mut reading = client.try_clone().expect("clone the client");
-        let reader = thread::spawn(move || {
-            let (mut hash, mut len, mut buf) = (Fnv::default(), 0, vec![0u8; 64 * 1024]);
-            loop {
-                match reading.read(&mut buf) {
-                    Ok(0) => return (hash, len),
-                    Ok(n) => {
-                        hash.update(&buf[..n]);
-                        len += n;
-                    }
-                    Err(e) => panic!("stream {seed} lost its echo after {len} bytes: {e}"),
-                }
-            }
-        });
+        let reader = thread::spawn(move || receive_rest(&mut reading, 0, Fnv::default()));
         let (go, wait): (Sender<()>, Receiver<()>) = mpsc::channel();
         let (halfway, reached) = mpsc::channel();
         let writer = thread::spawn(move || {
@@ -72,7 +60,7 @@ impl Stream {
 
     fn finish(self, what: &str) {
         let sent = self.writer.join().expect("writer");
-        let (received, len) = self.reader.join().expect("reader");
+        let (len, received) = self.reader.join().expect("reader");
         assert_eq!(len, 2 * HALF, "{what}: the echo was cut short");
         assert_eq!(received, sent, "{what}: the echo was altered");
     }
@@ -279,4 +267,60 @@ fn the_library_handle_reloads_in_place() {
     before.shutdown(Shutdown::Write).unwrap();
     assert!(read_to_end(&mut before).is_empty());
     running.join().expect("loop thread").expect("run");
+}
+
+#[test]
+fn a_kept_target_keeps_its_health_across_a_reload() {
+    // The dead target goes down after one failure, for an hour: no client
+    // may try it again, reload or not.
+    let live = Backend::echo();
+    let dead = refused_addr();
+    let mut config = tcpipe::Config::new("127.0.0.1:0".parse().unwrap(), dead);
+    let route = &mut config.routes[0];
+    route.targets.push(tcpipe::Target::from(live.addr));
+    route.fail_threshold = 1;
+    route.cooldown = Some(Duration::from_secs(3600));
+    let forwarder = tcpipe::Forwarder::bind(config.clone()).expect("bind");
+    let addr = forwarder.local_addr();
+    let handle = forwarder.handle();
+    let running = thread::spawn(move || forwarder.run());
+
+    assert_served(connect(addr), b"fails over from the dead target");
+    let failures = handle.metrics().connect_failures_total.get();
+    assert_eq!(failures, 1);
+
+    config.routes[0].idle_timeout = Some(Duration::from_secs(600));
+    handle.reload(config).expect("the reload applies");
+    for n in 0..4 {
+        assert_served(connect(addr), format!("after the reload {n}").as_bytes());
+    }
+    assert_eq!(
+        handle.metrics().connect_failures_total.get(),
+        failures,
+        "the reload forgot that the dead target is down"
+    );
+    handle.shutdown();
+    running.join().expect("loop thread").expect("run");
+}
+
+#[test]
+fn a_removed_targets_pooled_connections_are_closed() {
+    let (old_target, old_addr) = listener();
+    let replacement = Backend::echo();
+    let file = ConfigFile::new(&route("pooled", &[old_addr], "pool = 2"));
+    let tcpipe = Tcpipe::start_config(&file);
+    let mut pooled: Vec<TcpStream> = (0..2).map(|_| accept(&old_target)).collect();
+
+    file.write(&route("pooled", &[replacement.addr], "pool = 2"));
+    let summary = tcpipe.reload().expect("the reload applies");
+    assert_mentions(&summary, &[&format!("-{old_addr}")]);
+    for (n, conn) in pooled.iter_mut().enumerate() {
+        let (bytes, end) = read_until_closed(conn);
+        assert_eq!(bytes, 0, "pooled connection {n} carried bytes");
+        assert!(
+            end.is_ok(),
+            "pooled connection {n} ended with {end:?}, not closed"
+        );
+    }
+    assert_served(connect(tcpipe.route_addr("pooled")), b"to the replacement");
 }

@@ -101,3 +101,37 @@ fn a_dead_route_does_not_disturb_a_live_one() {
     }
     assert_eq!(live.served(), 5);
 }
+
+#[test]
+fn a_routes_connection_limit_holds_its_own_clients_only() {
+    use std::io::Write;
+    let (limited, free) = (Backend::echo(), Backend::echo());
+    let file = ConfigFile::new(&format!(
+        "{}{}",
+        route("limited", &[limited.addr], "max-connections = 1"),
+        route("free", &[free.addr], ""),
+    ));
+    let tcpipe = Tcpipe::start_config(&file);
+    let mut first = connect(tcpipe.route_addr("limited"));
+    assert_round_trip(&mut first, b"holding the only slot");
+    let mut waiting = connect(tcpipe.route_addr("limited"));
+    waiting.write_all(b"waiting").unwrap();
+
+    // The other route is not held back by this one's limit...
+    let others: Vec<_> = (0..3).map(|_| connect(tcpipe.route_addr("free"))).collect();
+    for (n, client) in others.into_iter().enumerate() {
+        assert_served(client, format!("free {n}").as_bytes());
+    }
+    // ...while the waiting client has not reached its target.
+    assert_eq!(
+        limited.served(),
+        1,
+        "the limit of 1 let a second client through"
+    );
+
+    first.shutdown(std::net::Shutdown::Write).unwrap();
+    assert!(read_to_end(&mut first).is_empty());
+    let mut echoed = [0u8; 7];
+    std::io::Read::read_exact(&mut waiting, &mut echoed).expect("served once a slot freed");
+    assert_eq!(&echoed, b"waiting");
+}

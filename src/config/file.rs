@@ -25,8 +25,7 @@ use std::ops::Range;
 use std::path::{Path, PathBuf};
 use std::time::Duration;
 
-use serde::de::{self, Deserializer, Visitor};
-use serde::Deserialize;
+use serde::{Deserialize, Deserializer};
 use toml::de::{DeTable, DeValue};
 
 use super::values::{parse_address, parse_duration, parse_size};
@@ -299,60 +298,55 @@ fn resolve_all(
         .collect()
 }
 
+/// A setting as written: text such as `"5s"` or `"64k"`, or a number.
+#[derive(Deserialize)]
+#[serde(
+    untagged,
+    expecting = "a string such as \"5s\" or \"64k\", or a number"
+)]
+enum Written {
+    Text(String),
+    Number(i64),
+}
+
 /// A duration written as the flags take it: `"500ms"`, `"5s"`, `"0"`.
-#[derive(Clone)]
+#[derive(Clone, Deserialize)]
+#[serde(try_from = "Written")]
 struct DurationSetting(Option<Duration>);
 
-impl<'de> Deserialize<'de> for DurationSetting {
-    fn deserialize<D: Deserializer<'de>>(deserializer: D) -> Result<Self, D::Error> {
-        struct Text;
-        impl Visitor<'_> for Text {
-            type Value = DurationSetting;
-            fn expecting(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-                f.write_str("a duration such as \"500ms\", \"5s\", \"2m\" or \"1h\" (\"0\" = off)")
-            }
-            fn visit_str<E: de::Error>(self, text: &str) -> Result<DurationSetting, E> {
-                parse_duration(text)
-                    .map(DurationSetting)
-                    .map_err(|reason| E::custom(format!("invalid duration '{text}': {reason}")))
-            }
-            fn visit_i64<E: de::Error>(self, n: i64) -> Result<DurationSetting, E> {
-                match n {
-                    0 => Ok(DurationSetting(None)),
-                    n => Err(E::custom(format!(
-                        "invalid duration {n}: give a unit, as in \"{n}s\" or \"{n}ms\""
-                    ))),
-                }
-            }
+impl TryFrom<Written> for DurationSetting {
+    type Error = String;
+
+    fn try_from(written: Written) -> Result<DurationSetting, String> {
+        match written {
+            Written::Text(text) => parse_duration(&text)
+                .map(DurationSetting)
+                .map_err(|reason| format!("invalid duration '{text}': {reason}")),
+            Written::Number(0) => Ok(DurationSetting(None)),
+            Written::Number(n) => Err(format!(
+                "invalid duration {n}: give a unit, as in \"{n}s\" or \"{n}ms\""
+            )),
         }
-        deserializer.deserialize_any(Text)
     }
 }
 
 /// A size written as the flags take it (`"64k"`), or a number of bytes.
-#[derive(Clone)]
+#[derive(Clone, Deserialize)]
+#[serde(try_from = "Written")]
 struct SizeSetting(usize);
 
-impl<'de> Deserialize<'de> for SizeSetting {
-    fn deserialize<D: Deserializer<'de>>(deserializer: D) -> Result<Self, D::Error> {
-        struct Text;
-        impl Visitor<'_> for Text {
-            type Value = SizeSetting;
-            fn expecting(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-                f.write_str("a size such as \"64k\" or \"1m\", or a number of bytes")
-            }
-            fn visit_str<E: de::Error>(self, text: &str) -> Result<SizeSetting, E> {
-                parse_size(text)
-                    .map(SizeSetting)
-                    .map_err(|reason| E::custom(format!("invalid size '{text}': {reason}")))
-            }
-            fn visit_i64<E: de::Error>(self, n: i64) -> Result<SizeSetting, E> {
-                usize::try_from(n)
-                    .map(SizeSetting)
-                    .map_err(|_| E::custom(format!("invalid size {n}: must not be negative")))
-            }
+impl TryFrom<Written> for SizeSetting {
+    type Error = String;
+
+    fn try_from(written: Written) -> Result<SizeSetting, String> {
+        match written {
+            Written::Text(text) => parse_size(&text)
+                .map(SizeSetting)
+                .map_err(|reason| format!("invalid size '{text}': {reason}")),
+            Written::Number(n) => usize::try_from(n)
+                .map(SizeSetting)
+                .map_err(|_| format!("invalid size {n}: must not be negative")),
         }
-        deserializer.deserialize_any(Text)
     }
 }
 
@@ -407,12 +401,9 @@ fn walk_value(value: &DeValue<'_>, offset: usize, path: &mut String) {
     match value {
         DeValue::Table(table) => walk_to_offset(table, offset, path),
         DeValue::Array(items) => {
-            let hit = items
-                .iter()
-                .enumerate()
-                .rfind(|(_, item)| {
-                    contains(&item.span(), offset) || within_table(item.get_ref(), offset)
-                });
+            let hit = items.iter().enumerate().rfind(|(_, item)| {
+                contains(&item.span(), offset) || within_table(item.get_ref(), offset)
+            });
             if let Some((index, item)) = hit {
                 path.push_str(&format!("[{index}]"));
                 walk_value(item.get_ref(), offset, path);

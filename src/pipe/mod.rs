@@ -436,8 +436,8 @@ impl Pipe {
     }
 
     /// A timer of this pipe came due: a timeout may have run out.
-    pub(crate) fn on_timer(&mut self, now: Instant) -> Verdict {
-        let settings = Arc::clone(&self.settings);
+    pub(crate) fn on_timer(&self, now: Instant) -> Verdict {
+        let settings = &self.settings;
         let ran_out =
             |start: Instant, limit: Option<Duration>| limit.is_some_and(|t| now >= start + t);
         if let Stage::Connecting { since, .. } = self.stage {

@@ -13,7 +13,9 @@ use mio::Interest;
 use socket2::SockRef;
 
 use super::routes::RouteId;
-use super::{listener_token, plural, Reactor, Timer, ACCEPTS_PER_TURN, ACCEPT_RETRY};
+use super::{
+    listener_token, log_unreachable, plural, Reactor, Timer, ACCEPTS_PER_TURN, ACCEPT_RETRY,
+};
 use crate::net;
 use crate::pipe::Pipe;
 use crate::upstream::Dial;
@@ -314,10 +316,7 @@ impl Reactor {
             self.now,
         );
         let Some(dialed) = dialed else {
-            warn!(
-                "pipe {id}: no target could be reached in {} attempts; resetting client {peer}",
-                dial.attempts
-            );
+            log_unreachable(id, dial.attempts, peer);
             self.metrics.aborted_total.add(1);
             net::abort_on_close(SockRef::from(&client));
             return;

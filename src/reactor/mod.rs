@@ -245,9 +245,7 @@ impl Reactor {
             Source::Pipe(key, side) => self.on_pipe_event(key, side, event),
             Source::Listener(key) => self.accept_on(key, accept::Trigger::ListenerEvent),
             Source::Pooled(key) => self.upstreams.on_pool_event(key, event, registry, self.now),
-            Source::Probe(key) => self
-                .upstreams
-                .on_probe_event(key, event, registry, self.now),
+            Source::Probe(key) => self.upstreams.on_probe_event(key, registry, self.now),
             Source::Control => self.on_control(),
             Source::Signals => self.on_signals(),
         }
@@ -386,10 +384,7 @@ impl Reactor {
             self.metrics.timed_out_total.add(1);
         }
         match &reason {
-            Reason::Unreachable { attempts } => warn!(
-                "pipe {}: no target could be reached in {attempts} attempts; resetting client {}",
-                pipe.id, pipe.peer
-            ),
+            Reason::Unreachable { attempts } => log_unreachable(pipe.id, *attempts, pipe.peer),
             Reason::Poll(_) => error!("pipe {}: {reason}", pipe.id),
             _ => {}
         }
@@ -479,6 +474,14 @@ impl Reactor {
         }
         self.free_closed_pipes();
     }
+}
+
+/// Every connect the route allows failed: the client is reset, as a direct
+/// connection would have been refused.
+fn log_unreachable(id: u64, attempts: usize, client: std::net::SocketAddr) {
+    warn!(
+        "pipe {id}: no target could be reached in {attempts} attempts; resetting client {client}"
+    );
 }
 
 /// "1 pipe", "2 pipes".

@@ -32,16 +32,15 @@ use mio::event::Event;
 use mio::net::TcpStream;
 use mio::{Registry, Token, Waker};
 
-use crate::arena::Arena;
 use crate::config;
 use crate::metrics::Metrics;
 use crate::net;
 use crate::timers::Timers;
 use health::Change;
-use pool::WarmPool;
-use probe::Probes;
+use pool::{PooledId, WarmPool};
+use probe::{ProbeId, Probes};
 use resolver::Resolver;
-use target::{match_targets, Group, Policy, Target};
+use target::Targets;
 
 pub(crate) use target::{GroupId, TargetId};
 
@@ -52,15 +51,9 @@ const POOL_REFILL_DELAY: Duration = Duration::from_secs(1);
 #[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord)]
 enum Timer {
     /// A pooled connection's connect timeout or idle limit.
-    Pooled {
-        key: usize,
-        id: u64,
-    },
+    Pooled(PooledId),
     /// A probe's connect timeout.
-    Probe {
-        key: usize,
-        id: u64,
-    },
+    Probe(ProbeId),
     Refill(TargetId),
     /// Time for the target's next probe.
     ProbeDue(TargetId),
@@ -113,14 +106,12 @@ pub(crate) struct TargetChanges {
 }
 
 pub(crate) struct Upstreams {
-    targets: Arena<Target>,
-    groups: Arena<Group>,
+    targets: Targets,
     pool: WarmPool,
     probes: Probes,
     /// Targets whose chain of probe timers is running.
     probe_chains: Vec<TargetId>,
     resolver: Option<Resolver>,
-    resolve_interval: Option<Duration>,
     waker: Arc<Waker>,
     spare: Option<SpareSocket>,
     timers: Timers<Timer>,
@@ -137,13 +128,11 @@ pub(crate) struct Tokens {
 impl Upstreams {
     pub(crate) fn new(tokens: Tokens, waker: Arc<Waker>, metrics: Arc<Metrics>) -> Upstreams {
         Upstreams {
-            targets: Arena::new(),
-            groups: Arena::new(),
+            targets: Targets::new(),
             pool: WarmPool::new(tokens.pool),
             probes: Probes::new(tokens.probe),
             probe_chains: Vec::new(),
             resolver: None,
-            resolve_interval: None,
             waker,
             spare: None,
             timers: Timers::new(),
@@ -154,9 +143,7 @@ impl Upstreams {
 
     /// How logs name a target.
     pub(crate) fn label(&self, target: TargetId) -> String {
-        self.targets
-            .get(target)
-            .map_or_else(|| "a removed target".into(), Target::label)
+        self.targets.label(target)
     }
 
     // ----- routes come and go ----------------------------------------------
@@ -169,7 +156,7 @@ impl Upstreams {
         registry: &Registry,
         now: Instant,
     ) -> GroupId {
-        let group = self.groups.insert(Group::new(route, Vec::new()));
+        let group = self.targets.add_group(route);
         self.update_group(group, route, registry, now);
         group
     }
@@ -185,112 +172,59 @@ impl Upstreams {
         registry: &Registry,
         now: Instant,
     ) -> TargetChanges {
-        let current: Vec<(TargetId, String)> = self
-            .groups
-            .get(id)
-            .map(|group| {
-                group
-                    .members
-                    .iter()
-                    .filter_map(|&t| self.targets.get(t).map(|target| (t, target.name.clone())))
-                    .collect()
-            })
-            .unwrap_or_default();
-        let current_names: Vec<(TargetId, &str)> = current
-            .iter()
-            .map(|(id, name)| (*id, name.as_str()))
-            .collect();
-        let matching = match_targets(&current_names, &route.targets);
-        let mut changes = TargetChanges::default();
-        let policy = Policy::of(route);
-        let mut members = Vec::with_capacity(route.targets.len());
-        for (kept, wanted) in matching.wanted {
-            let target = match kept {
-                Some(target) => {
-                    self.update_target(target, policy, wanted.addr);
-                    target
+        let regrouped = self.targets.regroup(id, route);
+        for &(target, old, moved) in &regrouped.kept {
+            let new = self.targets.get(target).map(|t| t.policy);
+            // Pooled connections made to the old address, with the old
+            // socket options or under the old idle limit must not serve
+            // new pipes; a smaller pool just sheds its oldest.
+            match new {
+                Some(new)
+                    if moved
+                        || old.keepalive != new.keepalive
+                        || old.pool_max_idle != new.pool_max_idle =>
+                {
+                    self.pool.forget(target)
                 }
-                None => {
-                    changes.added.push(wanted.name.clone());
-                    self.targets.insert(Target::new(route, wanted))
-                }
-            };
-            members.push(target);
-        }
-        for removed in matching.removed {
-            if let Some(target) = self.targets.get(removed) {
-                changes.removed.push(target.name.clone());
+                Some(new) if new.pool < old.pool => self.pool.trim(target, new.pool),
+                _ => {}
             }
-            self.retire(removed);
         }
-        if let Some(group) = self.groups.get_mut(id) {
-            *group = Group::new(route, members.clone());
+        for &target in &regrouped.removed {
+            self.forget(target);
         }
-        for target in members {
+        for &target in &regrouped.members {
             self.refill(target, registry, now);
             self.start_probe_chain(target, now);
         }
-        changes
+        TargetChanges {
+            added: regrouped.added_names,
+            removed: regrouped.removed_names,
+        }
     }
 
     /// The route is gone: its targets take no new pipes.
     pub(crate) fn retire_group(&mut self, id: GroupId) {
-        if let Some(group) = self.groups.remove(id) {
-            for target in group.members {
-                self.retire(target);
-            }
+        for target in self.targets.remove_group(id) {
+            self.forget(target);
         }
     }
 
-    fn update_target(&mut self, id: TargetId, policy: Policy, addr: SocketAddr) {
-        let Some(target) = self.targets.get_mut(id) else {
-            return;
-        };
-        let old = std::mem::replace(&mut target.policy, policy);
-        let moved = target.addr != addr;
-        if moved {
-            info!(
-                "target {} now resolves to {addr} (was {})",
-                target.label(),
-                target.addr
-            );
-            target.addr = addr;
-        }
-        // Pooled connections made to the old address, with the old socket
-        // options or under the old idle limit must not serve new pipes.
-        if moved || old.keepalive != policy.keepalive || old.pool_max_idle != policy.pool_max_idle {
-            self.pool.forget(id);
-        } else if policy.pool < old.pool {
-            self.pool.trim(id, policy.pool);
-        }
-    }
-
-    fn retire(&mut self, id: TargetId) {
-        self.pool.forget(id);
-        self.probes.forget(id);
-        if let Some(target) = self.targets.get_mut(id) {
-            target.retired = true;
-            if target.is_forgotten() {
-                self.targets.remove(id);
-            }
-        }
+    /// No connection is made to `target` ahead of a client any more.
+    fn forget(&mut self, target: TargetId) {
+        self.pool.forget(target);
+        self.probes.forget(target);
     }
 
     /// Re-resolves the names of every target that takes new pipes, every
     /// `interval`, replacing the resolver that watched the old set.
     pub(crate) fn resolve_every(&mut self, interval: Option<Duration>) {
-        self.resolve_interval = interval;
         self.resolver = None;
         let Some(interval) = interval.filter(|_| !self.stopped) else {
             return;
         };
-        let names = self
-            .targets
-            .iter()
-            .filter(|(_, target)| target.takes_new_pipes())
-            .map(|(id, target)| (id, target.name.clone(), target.addr))
-            .collect();
-        self.resolver = Resolver::spawn(names, interval, Arc::clone(&self.waker));
+        let watched = self.targets.watched();
+        self.resolver = Resolver::spawn(watched, interval, Arc::clone(&self.waker));
     }
 
     /// New addresses from the resolver thread.
@@ -301,14 +235,7 @@ impl Upstreams {
         let updates: Vec<(TargetId, SocketAddr)> = resolver.drain().collect();
         for (id, addr) in updates {
             if let Some(target) = self.targets.get_mut(id) {
-                if target.addr != addr {
-                    info!(
-                        "target {} now resolves to {addr} (was {})",
-                        target.label(),
-                        target.addr
-                    );
-                    target.addr = addr;
-                }
+                target.readdress(addr);
             }
         }
     }
@@ -328,7 +255,7 @@ impl Upstreams {
     /// before that client is accepted: a client is only taken from the
     /// backlog when its target descriptor is already in hand.
     pub(crate) fn reserve_socket(&mut self, group: GroupId) -> io::Result<()> {
-        let Some(group) = self.groups.get(group) else {
+        let Some(group) = self.targets.group(group) else {
             return Ok(());
         };
         let Some(target) = group.members.first().and_then(|&t| self.targets.get(t)) else {
@@ -363,29 +290,17 @@ impl Upstreams {
         now: Instant,
     ) -> Option<Dialed> {
         while dial.attempts < dial.max_attempts {
-            let group = self.groups.get_mut(group)?;
-            let keepalive = group.keepalive;
-            let target = group.balancer.pick(
-                &group.members,
-                &mut self.targets,
-                client_ip,
-                &dial.tried,
-                now,
-            )?;
+            let keepalive = self.targets.group(group)?.keepalive;
+            let target = self.targets.pick(group, client_ip, &dial.tried, now)?;
             dial.attempts += 1;
-            let pooled = self.pool.take(registry, target);
-            // Whether it handed one out or found them all stale, the pool
-            // is short now.
-            self.refill(target, registry, now);
+            let pooled = self.take_pooled(target, registry, now);
             let stream = match pooled {
                 Some(stream) => Ok((stream, true)),
                 None => self.connect_to(target, keepalive).map(|s| (s, false)),
             };
             match stream {
                 Ok((stream, connected)) => {
-                    if let Some(chosen) = self.targets.get_mut(target) {
-                        chosen.live_pipes += 1;
-                    }
+                    self.targets.assign(target);
                     return Some(Dialed {
                         target,
                         stream,
@@ -393,12 +308,7 @@ impl Upstreams {
                     });
                 }
                 Err(e) => {
-                    warn!(
-                        "pipe {pipe_id}: cannot connect to {}: {e}",
-                        self.label(target)
-                    );
-                    self.metrics.connect_failures_total.add(1);
-                    self.health_failed(target, false, now);
+                    self.connect_failed(pipe_id, target, &e, now);
                     dial.failed(target);
                 }
             }
@@ -428,16 +338,6 @@ impl Upstreams {
         net::start_connect(socket, addr)
     }
 
-    /// A pipe's connect to `target` succeeded.
-    pub(crate) fn connect_succeeded(
-        &mut self,
-        target: TargetId,
-        registry: &Registry,
-        now: Instant,
-    ) {
-        self.health_succeeded(target, registry, now);
-    }
-
     /// A pipe's connect to `target` failed: passive health counts it.
     pub(crate) fn connect_failed(
         &mut self,
@@ -456,25 +356,17 @@ impl Upstreams {
 
     /// A pipe sent to `id` has left it: it ended, or failed over to
     /// another target. `connect_ended`: its connect had succeeded or
-    /// failed; if not, and it was the target's trial, the next client makes
-    /// the trial instead.
+    /// failed (else, if it was the target's trial, the next client makes
+    /// the trial).
     pub(crate) fn pipe_left(&mut self, id: TargetId, connect_ended: bool, now: Instant) {
-        if let Some(target) = self.targets.get_mut(id) {
-            if !connect_ended {
-                target.health.abandoned(now);
-            }
-            target.live_pipes = target.live_pipes.saturating_sub(1);
-            if target.is_forgotten() {
-                self.targets.remove(id);
-            }
-        }
+        self.targets.release(id, connect_ended, now);
     }
 
     // ----- health -------------------------------------------------------------
 
-    /// A target that comes back up (by a client's trial or a probe) gets
-    /// its pool back.
-    fn health_succeeded(&mut self, id: TargetId, registry: &Registry, now: Instant) {
+    /// A connect to `id` succeeded, a client's, a pooled one or a probe. A
+    /// target that comes back up that way gets its pool back.
+    pub(crate) fn connect_succeeded(&mut self, id: TargetId, registry: &Registry, now: Instant) {
         let Some(target) = self.targets.get_mut(id) else {
             return;
         };
@@ -504,6 +396,23 @@ impl Upstreams {
 
     // ----- the warm pool ------------------------------------------------------
 
+    /// A pooled connection to `id`, if its route keeps a pool and one is
+    /// ready. Whether it handed one out or found them all stale, the pool
+    /// is short now, so it is topped up.
+    fn take_pooled(
+        &mut self,
+        id: TargetId,
+        registry: &Registry,
+        now: Instant,
+    ) -> Option<TcpStream> {
+        if self.targets.get(id)?.policy.pool == 0 {
+            return None;
+        }
+        let pooled = self.pool.take(registry, id);
+        self.refill(id, registry, now);
+        pooled
+    }
+
     /// Tops up `target`'s pool; down and removed targets get no refills.
     fn refill(&mut self, id: TargetId, registry: &Registry, now: Instant) {
         let Some(target) = self.targets.get(id) else {
@@ -519,12 +428,9 @@ impl Upstreams {
                 .and_then(|socket| net::start_connect(socket, addr))
                 .and_then(|stream| self.pool.add(registry, stream, id, now));
             match added {
-                Ok((key, conn)) => {
-                    if let Some(due) =
-                        self.pool
-                            .deadline(key, policy.connect_timeout, policy.pool_max_idle)
-                    {
-                        self.timers.push(due, Timer::Pooled { key, id: conn });
+                Ok(conn) => {
+                    if let Some(due) = policy.connect_timeout.map(|t| now + t) {
+                        self.timers.push(due, Timer::Pooled(conn));
                     }
                 }
                 Err(e) => {
@@ -544,21 +450,18 @@ impl Upstreams {
         now: Instant,
     ) {
         match self.pool.on_event(key, event, now) {
-            pool::Change::Connected { target, touched } => {
-                self.health_succeeded(target, registry, now);
-                match self.pool.id(key) {
-                    Some(id) => {
-                        let policy = self.targets.get(target).map(|t| t.policy);
-                        if let Some(policy) = policy {
-                            if let Some(due) = self.pool.deadline(key, None, policy.pool_max_idle) {
-                                self.timers.push(due, Timer::Pooled { key, id });
-                            }
-                        }
+            pool::Change::Connected { target, kept } => {
+                self.connect_succeeded(target, registry, now);
+                let max_idle = self.targets.get(target).map(|t| t.policy.pool_max_idle);
+                match (kept, max_idle) {
+                    // Replaced before the upstream's own idle timeout bites.
+                    (Some(conn), Some(max_idle)) => {
+                        self.timers.push(now + max_idle, Timer::Pooled(conn))
                     }
-                    None if touched => self
+                    (Some(_), None) => {}
+                    (None, _) => self
                         .timers
                         .push(now + POOL_REFILL_DELAY, Timer::Refill(target)),
-                    None => {}
                 }
             }
             pool::Change::Failed { target, error } => {
@@ -624,11 +527,11 @@ impl Upstreams {
         let (addr, policy) = (target.addr, target.policy);
         let started = net::upstream_socket(addr, policy.keepalive.map(net::keepalive).as_ref())
             .and_then(|socket| net::start_connect(socket, addr))
-            .and_then(|stream| self.probes.add(registry, stream, id, now));
+            .and_then(|stream| self.probes.add(registry, stream, id));
         match started {
-            Ok((key, probe)) => {
-                if let Some(due) = self.probes.deadline(key, policy.connect_timeout) {
-                    self.timers.push(due, Timer::Probe { key, id: probe });
+            Ok(probe) => {
+                if let Some(timeout) = policy.connect_timeout {
+                    self.timers.push(now + timeout, Timer::Probe(probe));
                 }
             }
             // A probe that cannot even start (out of descriptors) says
@@ -637,15 +540,9 @@ impl Upstreams {
         }
     }
 
-    pub(crate) fn on_probe_event(
-        &mut self,
-        key: usize,
-        event: &Event,
-        registry: &Registry,
-        now: Instant,
-    ) {
-        match self.probes.on_event(key, event) {
-            Some((target, Ok(()))) => self.health_succeeded(target, registry, now),
+    pub(crate) fn on_probe_event(&mut self, key: usize, registry: &Registry, now: Instant) {
+        match self.probes.on_event(key) {
+            Some((target, Ok(()))) => self.connect_succeeded(target, registry, now),
             Some((target, Err(e))) => {
                 debug!("probe connection to {} failed: {e}", self.label(target));
                 self.health_failed(target, true, now);
@@ -663,9 +560,9 @@ impl Upstreams {
     pub(crate) fn fire_timers(&mut self, registry: &Registry, now: Instant) {
         while let Some((_, timer)) = self.timers.pop_due(now) {
             match timer {
-                Timer::Pooled { key, id } => self.on_pooled_timer(key, id, registry, now),
-                Timer::Probe { key, id } => {
-                    if let Some(target) = self.probes.on_timer(key, id) {
+                Timer::Pooled(conn) => self.on_pooled_timer(conn, registry, now),
+                Timer::Probe(probe) => {
+                    if let Some(target) = self.probes.timed_out(probe) {
                         debug!(
                             "probe connection to {} failed: connect timed out",
                             self.label(target)
@@ -679,8 +576,8 @@ impl Upstreams {
         }
     }
 
-    fn on_pooled_timer(&mut self, key: usize, id: u64, registry: &Registry, now: Instant) {
-        let Some(target) = self.pool.target_of(key, id) else {
+    fn on_pooled_timer(&mut self, conn: PooledId, registry: &Registry, now: Instant) {
+        let Some(target) = self.pool.target_of(conn) else {
             return;
         };
         let Some(policy) = self.targets.get(target).map(|t| t.policy) else {
@@ -688,13 +585,12 @@ impl Upstreams {
         };
         match self
             .pool
-            .on_timer(key, id, policy.connect_timeout, policy.pool_max_idle, now)
+            .on_timer(conn, policy.connect_timeout, policy.pool_max_idle, now)
         {
             Some(pool::Expired::Connect(target)) => {
                 let error = io::Error::new(io::ErrorKind::TimedOut, "connect timed out");
                 self.pooled_connect_failed(target, &error, now);
             }
-            // Replaced before the upstream's own idle timeout can bite.
             Some(pool::Expired::Idle(target)) => self.refill(target, registry, now),
             // The connect deadline of a connection that has connected since:
             // its idle deadline was armed then.

@@ -15,15 +15,14 @@ use std::time::{Duration, Instant};
 use mio::event::Event;
 use mio::net::TcpStream;
 use mio::{Interest, Registry, Token};
-use slab::Slab;
 
 use super::target::TargetId;
+use crate::arena::{Arena, Id};
 use crate::net;
 
-struct Pooled {
-    /// Unique for the life of the process: tells a stale timer from this
-    /// connection.
-    id: u64,
+pub(crate) type PooledId = Id<Pooled>;
+
+pub(crate) struct Pooled {
     target: TargetId,
     stream: TcpStream,
     started: Instant,
@@ -34,11 +33,11 @@ struct Pooled {
 /// What an event on a pooled connection meant.
 #[derive(Debug)]
 pub(crate) enum Change {
-    /// The connect completed. `touched`: bytes or a FIN came with it, so
-    /// the connection was discarded at once.
+    /// The connect completed, and the connection waits in the pool as
+    /// `kept`; `None` if bytes or a FIN came with it, so it was discarded.
     Connected {
         target: TargetId,
-        touched: bool,
+        kept: Option<PooledId>,
     },
     Failed {
         target: TargetId,
@@ -67,23 +66,21 @@ pub(crate) enum Expired {
 #[derive(Default)]
 struct Reserve {
     count: usize,
-    idle: Vec<usize>,
+    idle: Vec<PooledId>,
 }
 
 pub(crate) struct WarmPool {
-    conns: Slab<Pooled>,
+    conns: Arena<Pooled>,
     reserves: HashMap<TargetId, Reserve>,
     token_of: fn(usize) -> Token,
-    next_id: u64,
 }
 
 impl WarmPool {
     pub(crate) fn new(token_of: fn(usize) -> Token) -> WarmPool {
         WarmPool {
-            conns: Slab::new(),
+            conns: Arena::new(),
             reserves: HashMap::new(),
             token_of,
-            next_id: 1,
         }
     }
 
@@ -94,42 +91,36 @@ impl WarmPool {
             .map_or(0, |reserve| reserve.count)
     }
 
-    /// Takes over a connecting stream; returns its key and generation.
+    /// Takes over a connecting stream.
     pub(crate) fn add(
         &mut self,
         registry: &Registry,
         mut stream: TcpStream,
         target: TargetId,
         now: Instant,
-    ) -> io::Result<(usize, u64)> {
-        let entry = self.conns.vacant_entry();
-        let key = entry.key();
-        // READABLE reports anything the upstream does while the connection
-        // waits; WRITABLE, the connect completing.
-        registry.register(
-            &mut stream,
-            (self.token_of)(key),
-            Interest::READABLE | Interest::WRITABLE,
-        )?;
-        let id = self.next_id;
-        self.next_id += 1;
-        entry.insert(Pooled {
-            id,
-            target,
-            stream,
-            started: now,
-            connected_at: None,
-        });
+    ) -> io::Result<PooledId> {
+        let id = self.conns.try_insert_with(|key| {
+            // READABLE reports anything the upstream does while the
+            // connection waits; WRITABLE, the connect completing.
+            let interest = Interest::READABLE | Interest::WRITABLE;
+            registry.register(&mut stream, (self.token_of)(key), interest)?;
+            Ok::<_, io::Error>(Pooled {
+                target,
+                stream,
+                started: now,
+                connected_at: None,
+            })
+        })?;
         self.reserves.entry(target).or_default().count += 1;
-        Ok((key, id))
+        Ok(id)
     }
 
-    pub(crate) fn id(&self, key: usize) -> Option<u64> {
-        self.conns.get(key).map(|conn| conn.id)
-    }
-
+    /// An event for the connection in slot `key`.
     pub(crate) fn on_event(&mut self, key: usize, event: &Event, now: Instant) -> Change {
-        let Some(conn) = self.conns.get_mut(key) else {
+        let Some(id) = self.conns.id_at(key) else {
+            return Change::Nothing;
+        };
+        let Some(conn) = self.conns.get_mut(id) else {
             return Change::Nothing;
         };
         let target = conn.target;
@@ -142,20 +133,21 @@ impl WarmPool {
                     // client may be handed this connection.
                     let touched = event.is_readable() || event.is_read_closed();
                     if touched {
-                        self.remove(key);
+                        self.remove(id);
                     } else {
-                        self.reserves.entry(target).or_default().idle.push(key);
+                        self.reserves.entry(target).or_default().idle.push(id);
                     }
-                    Change::Connected { target, touched }
+                    let kept = (!touched).then_some(id);
+                    Change::Connected { target, kept }
                 }
                 Err(error) => {
-                    self.remove(key);
+                    self.remove(id);
                     Change::Failed { target, error }
                 }
             },
             Some(connected_at) => {
                 if event.is_readable() || event.is_read_closed() || event.is_error() {
-                    self.remove(key);
+                    self.remove(id);
                     Change::Stale {
                         target,
                         lived: now.saturating_duration_since(connected_at),
@@ -167,38 +159,19 @@ impl WarmPool {
         }
     }
 
-    /// When the timer of `key` should next look at it.
-    pub(crate) fn deadline(
-        &self,
-        key: usize,
-        connect_timeout: Option<Duration>,
-        max_idle: Duration,
-    ) -> Option<Instant> {
-        let conn = self.conns.get(key)?;
-        match conn.connected_at {
-            None => connect_timeout.map(|t| conn.started + t),
-            Some(since) => Some(since + max_idle),
-        }
+    pub(crate) fn target_of(&self, id: PooledId) -> Option<TargetId> {
+        self.conns.get(id).map(|conn| conn.target)
     }
 
-    /// The target of `key`, if it is still generation `id`.
-    pub(crate) fn target_of(&self, key: usize, id: u64) -> Option<TargetId> {
-        self.conns
-            .get(key)
-            .filter(|conn| conn.id == id)
-            .map(|conn| conn.target)
-    }
-
-    /// The timer of `key`, generation `id`, came due.
+    /// The timer of `id` came due.
     pub(crate) fn on_timer(
         &mut self,
-        key: usize,
-        id: u64,
+        id: PooledId,
         connect_timeout: Option<Duration>,
         max_idle: Duration,
         now: Instant,
     ) -> Option<Expired> {
-        let conn = self.conns.get(key).filter(|conn| conn.id == id)?;
+        let conn = self.conns.get(id)?;
         let target = conn.target;
         let expired = match conn.connected_at {
             None => connect_timeout
@@ -207,7 +180,7 @@ impl WarmPool {
             Some(since) => (now >= since + max_idle).then_some(Expired::Idle(target)),
         };
         if expired.is_some() {
-            self.remove(key);
+            self.remove(id);
         }
         expired
     }
@@ -216,8 +189,8 @@ impl WarmPool {
     /// deregistered so its new owner can register it under its own token.
     pub(crate) fn take(&mut self, registry: &Registry, target: TargetId) -> Option<TcpStream> {
         loop {
-            let key = self.reserves.get_mut(&target)?.idle.pop()?;
-            let Some(mut conn) = self.detach(key) else {
+            let id = self.reserves.get_mut(&target)?.idle.pop()?;
+            let Some(mut conn) = self.detach(id) else {
                 continue;
             };
             if is_untouched(&conn.stream) && registry.deregister(&mut conn.stream).is_ok() {
@@ -233,8 +206,8 @@ impl WarmPool {
             Some(reserve) => std::mem::take(&mut reserve.idle),
             None => return,
         };
-        for key in idle {
-            self.remove(key);
+        for id in idle {
+            self.remove(id);
         }
     }
 
@@ -251,15 +224,7 @@ impl WarmPool {
 
     /// Closes every connection to `target`, connecting or idle.
     pub(crate) fn forget(&mut self, target: TargetId) {
-        let keys: Vec<usize> = self
-            .conns
-            .iter()
-            .filter(|(_, conn)| conn.target == target)
-            .map(|(key, _)| key)
-            .collect();
-        for key in keys {
-            self.remove(key);
-        }
+        self.conns.retain(|conn| conn.target != target);
         self.reserves.remove(&target);
     }
 
@@ -269,16 +234,16 @@ impl WarmPool {
         self.reserves.clear();
     }
 
-    fn remove(&mut self, key: usize) {
+    fn remove(&mut self, id: PooledId) {
         // Dropping the stream closes it and takes it out of the poll set.
-        drop(self.detach(key));
+        drop(self.detach(id));
     }
 
-    fn detach(&mut self, key: usize) -> Option<Pooled> {
-        let conn = self.conns.try_remove(key)?;
+    fn detach(&mut self, id: PooledId) -> Option<Pooled> {
+        let conn = self.conns.remove(id)?;
         if let Some(reserve) = self.reserves.get_mut(&conn.target) {
             reserve.count -= 1;
-            reserve.idle.retain(|&k| k != key);
+            reserve.idle.retain(|&idle| idle != id);
         }
         Some(conn)
     }

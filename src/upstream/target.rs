@@ -9,11 +9,17 @@
 use std::net::SocketAddr;
 use std::time::Duration;
 
-use crate::arena::Id;
+use log::info;
+
+use std::net::IpAddr;
+use std::time::Instant;
+
+use crate::arena::{Arena, Id};
 use crate::config;
 
 use super::balance::Balancer;
 use super::health::{Health, HealthPolicy};
+use super::resolver::Watched;
 
 pub(crate) type TargetId = Id<Target>;
 pub(crate) type GroupId = Id<Group>;
@@ -47,18 +53,33 @@ impl Target {
         }
     }
 
-    /// How logs name it: the name as given, the address too when the name
-    /// is a host name, and the route unless it is the only, default one.
+    /// How logs name it: `route/name` as HAProxy writes `backend/server`
+    /// (just the name on the command line's one route), with the address
+    /// when the name is a host name.
     pub(crate) fn label(&self) -> String {
-        let mut label = if self.name == self.addr.to_string() {
+        let mut label = if self.route == config::DEFAULT_ROUTE_NAME {
             self.name.clone()
         } else {
-            format!("{} ({})", self.name, self.addr)
+            format!("{}/{}", self.route, self.name)
         };
-        if self.route != config::DEFAULT_ROUTE_NAME {
-            label.push_str(&format!(" of route {}", self.route));
+        if self.name != self.addr.to_string() {
+            label.push_str(&format!(" ({})", self.addr));
         }
         label
+    }
+
+    /// Its name now resolves to `addr`; returns whether that moved it.
+    pub(crate) fn readdress(&mut self, addr: SocketAddr) -> bool {
+        if self.addr == addr {
+            return false;
+        }
+        info!(
+            "target {} now resolves to {addr} (was {})",
+            self.label(),
+            self.addr
+        );
+        self.addr = addr;
+        true
     }
 
     /// Whether a new client may be sent here.
@@ -115,6 +136,170 @@ impl Group {
             balancer: Balancer::new(route.balance),
             keepalive: route.keepalive,
         }
+    }
+}
+
+/// Every route's targets, and each route's group of them.
+pub(crate) struct Targets {
+    targets: Arena<Target>,
+    groups: Arena<Group>,
+}
+
+/// What bringing a group in line with its route's config did, for the
+/// caller to act on (pools, probes) and to report.
+#[derive(Default)]
+pub(crate) struct Regrouped {
+    /// The group's members now, in the config's order.
+    pub(crate) members: Vec<TargetId>,
+    /// Kept targets, with the policy they had and whether their address
+    /// moved.
+    pub(crate) kept: Vec<(TargetId, Policy, bool)>,
+    /// Targets the config no longer lists: they take no new pipes.
+    pub(crate) removed: Vec<TargetId>,
+    pub(crate) added_names: Vec<String>,
+    pub(crate) removed_names: Vec<String>,
+}
+
+impl Targets {
+    pub(crate) fn new() -> Targets {
+        Targets {
+            targets: Arena::new(),
+            groups: Arena::new(),
+        }
+    }
+
+    pub(crate) fn get(&self, id: TargetId) -> Option<&Target> {
+        self.targets.get(id)
+    }
+
+    pub(crate) fn get_mut(&mut self, id: TargetId) -> Option<&mut Target> {
+        self.targets.get_mut(id)
+    }
+
+    pub(crate) fn group(&self, id: GroupId) -> Option<&Group> {
+        self.groups.get(id)
+    }
+
+    pub(crate) fn label(&self, id: TargetId) -> String {
+        self.get(id)
+            .map_or_else(|| "a removed target".into(), Target::label)
+    }
+
+    /// A new, empty group for `route`; [`regroup`](Targets::regroup) fills it.
+    pub(crate) fn add_group(&mut self, route: &config::Route) -> GroupId {
+        self.groups.insert(Group::new(route, Vec::new()))
+    }
+
+    /// Brings a group in line with its route's config: targets it keeps
+    /// keep their identity, health and load and take the new policy and
+    /// address; new ones join; removed ones retire.
+    pub(crate) fn regroup(&mut self, id: GroupId, route: &config::Route) -> Regrouped {
+        let matching = {
+            let members = self.groups.get(id).map_or(&[][..], |g| &g.members);
+            let current: Vec<(TargetId, &str)> = members
+                .iter()
+                .filter_map(|&t| self.targets.get(t).map(|target| (t, target.name.as_str())))
+                .collect();
+            match_targets(&current, &route.targets)
+        };
+        let mut regrouped = Regrouped::default();
+        let policy = Policy::of(route);
+        for (kept, wanted) in matching.wanted {
+            let kept = kept.and_then(|id| Some((id, self.targets.get_mut(id)?)));
+            let member = match kept {
+                Some((id, target)) => {
+                    let old = std::mem::replace(&mut target.policy, policy);
+                    let moved = target.readdress(wanted.addr);
+                    regrouped.kept.push((id, old, moved));
+                    id
+                }
+                None => {
+                    regrouped.added_names.push(wanted.name.clone());
+                    self.targets.insert(Target::new(route, wanted))
+                }
+            };
+            regrouped.members.push(member);
+        }
+        for removed in matching.removed {
+            if let Some(target) = self.targets.get(removed) {
+                regrouped.removed_names.push(target.name.clone());
+            }
+            self.retire(removed);
+            regrouped.removed.push(removed);
+        }
+        if let Some(group) = self.groups.get_mut(id) {
+            *group = Group::new(route, regrouped.members.clone());
+        }
+        regrouped
+    }
+
+    /// The route is gone: every target of its group retires. Returns them.
+    pub(crate) fn remove_group(&mut self, id: GroupId) -> Vec<TargetId> {
+        let members = self
+            .groups
+            .remove(id)
+            .map(|g| g.members)
+            .unwrap_or_default();
+        for &target in &members {
+            self.retire(target);
+        }
+        members
+    }
+
+    fn retire(&mut self, id: TargetId) {
+        if let Some(target) = self.targets.get_mut(id) {
+            target.retired = true;
+            if target.is_forgotten() {
+                self.targets.remove(id);
+            }
+        }
+    }
+
+    /// A target of `group` for a client from `client_ip`, skipping those
+    /// in `tried` while others remain.
+    pub(crate) fn pick(
+        &mut self,
+        group: GroupId,
+        client_ip: IpAddr,
+        tried: &[TargetId],
+        now: Instant,
+    ) -> Option<TargetId> {
+        let group = self.groups.get_mut(group)?;
+        group
+            .balancer
+            .pick(&group.members, &mut self.targets, client_ip, tried, now)
+    }
+
+    /// A pipe was sent to `id`.
+    pub(crate) fn assign(&mut self, id: TargetId) {
+        if let Some(target) = self.targets.get_mut(id) {
+            target.live_pipes += 1;
+        }
+    }
+
+    /// A pipe sent to `id` has left it: it ended, or failed over to
+    /// another target. `connect_ended`: its connect had succeeded or
+    /// failed; if not, and it was the target's trial, the next client makes
+    /// the trial instead. A retired target is forgotten with its last pipe.
+    pub(crate) fn release(&mut self, id: TargetId, connect_ended: bool, now: Instant) {
+        if let Some(target) = self.targets.get_mut(id) {
+            if !connect_ended {
+                target.health.abandoned(now);
+            }
+            target.live_pipes = target.live_pipes.saturating_sub(1);
+            if target.is_forgotten() {
+                self.targets.remove(id);
+            }
+        }
+    }
+
+    /// The targets whose names the resolver should watch.
+    pub(crate) fn watched(&self) -> Vec<Watched> {
+        self.targets
+            .iter()
+            .filter(|(_, target)| target.takes_new_pipes())
+            .map(|(id, target)| (id, target.name.clone(), target.addr))
+            .collect()
     }
 }
 

@@ -289,6 +289,23 @@ pub fn read_to_end(stream: &mut TcpStream) -> Vec<u8> {
     out
 }
 
+/// Reads until EOF, failing on a reset or a timeout, for a stream of which
+/// `len` bytes hashing to `hash` were read already: how many bytes came in
+/// all, and their hash.
+pub fn receive_rest(stream: &mut TcpStream, mut len: usize, mut hash: Fnv) -> (usize, Fnv) {
+    let mut buf = vec![0u8; 64 * 1024];
+    loop {
+        match stream.read(&mut buf) {
+            Ok(0) => return (len, hash),
+            Ok(n) => {
+                hash.update(&buf[..n]);
+                len += n;
+            }
+            Err(e) => panic!("expected a clean EOF after {len} bytes, got {e}"),
+        }
+    }
+}
+
 /// Reads until EOF or error and returns how it ended.
 pub fn read_until_closed(stream: &mut TcpStream) -> (usize, std::io::Result<()>) {
     let mut total = 0;
