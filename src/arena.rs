@@ -71,6 +71,13 @@ impl<T> Arena<T> {
         id
     }
 
+    /// Inserts what `make` builds knowing its own id.
+    pub(crate) fn insert_with(&mut self, make: impl FnOnce(Id<T>) -> T) -> Id<T> {
+        let id = self.next_id();
+        self.entries.insert((id.serial, make(id)));
+        id
+    }
+
     /// Inserts what `make` builds knowing its key (a poll token is made
     /// from it); nothing is inserted if `make` fails.
     pub(crate) fn try_insert_with<E>(

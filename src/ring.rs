@@ -10,15 +10,20 @@ use std::io::{self, IoSlice, IoSliceMut, Read, Write};
 
 pub(crate) struct Ring {
     storage: Box<[u8]>,
-    /// Index of the oldest unsent byte.
-    head: usize,
+    /// Index of the oldest unsent byte. `u32`, like `len`, since a ring
+    /// holds at most 1 GiB and every direction of every pipe has one.
+    head: u32,
     /// Bytes waiting to be sent.
-    len: usize,
+    len: u32,
 }
 
 impl Ring {
     pub(crate) fn with_capacity(capacity: usize) -> Ring {
         assert!(capacity > 0, "a ring needs room for at least one byte");
+        assert!(
+            u32::try_from(capacity).is_ok(),
+            "a ring holds at most 4 GiB"
+        );
         Ring {
             storage: vec![0; capacity].into_boxed_slice(),
             head: 0,
@@ -31,7 +36,11 @@ impl Ring {
     }
 
     pub(crate) fn len(&self) -> usize {
-        self.len
+        self.len as usize
+    }
+
+    fn head(&self) -> usize {
+        self.head as usize
     }
 
     pub(crate) fn is_empty(&self) -> bool {
@@ -39,11 +48,11 @@ impl Ring {
     }
 
     pub(crate) fn is_full(&self) -> bool {
-        self.len == self.capacity()
+        self.len() == self.capacity()
     }
 
     pub(crate) fn free(&self) -> usize {
-        self.capacity() - self.len
+        self.capacity() - self.len()
     }
 
     /// Fills free space from `source` with one syscall. Returns what `read`
@@ -78,46 +87,50 @@ impl Ring {
     }
 
     fn free_regions(&mut self) -> (&mut [u8], &mut [u8]) {
-        let capacity = self.capacity();
-        let tail = (self.head + self.len) % capacity;
-        if self.len == capacity {
+        let (capacity, head) = (self.capacity(), self.head());
+        let tail = (head + self.len()) % capacity;
+        if self.len() == capacity {
             return (&mut [], &mut []);
         }
-        if tail >= self.head {
+        if tail >= head {
             // Free space is [tail, end) then [0, head).
             let (before_tail, from_tail) = self.storage.split_at_mut(tail);
-            (from_tail, &mut before_tail[..self.head])
+            (from_tail, &mut before_tail[..head])
         } else {
-            (&mut self.storage[tail..self.head], &mut [])
+            (&mut self.storage[tail..head], &mut [])
         }
     }
 
     fn filled_regions(&self) -> (&[u8], &[u8]) {
-        let end = self.head + self.len;
+        let head = self.head();
+        let end = head + self.len();
         if end <= self.capacity() {
-            (&self.storage[self.head..end], &[])
+            (&self.storage[head..end], &[])
         } else {
             (
-                &self.storage[self.head..],
+                &self.storage[head..],
                 &self.storage[..end - self.capacity()],
             )
         }
     }
 
+    // Casts below are lossless: every count is bounded by the capacity,
+    // which fits in a u32.
+
     fn commit(&mut self, n: usize) {
         debug_assert!(n <= self.free());
-        self.len += n;
+        self.len += n as u32;
     }
 
     fn consume(&mut self, n: usize) {
-        debug_assert!(n <= self.len);
-        self.len -= n;
+        debug_assert!(n <= self.len());
+        self.len -= n as u32;
         // An empty ring starts over at 0, so the next read gets one
         // contiguous region and the common case never wraps.
         self.head = if self.len == 0 {
             0
         } else {
-            (self.head + n) % self.capacity()
+            ((self.head() + n) % self.capacity()) as u32
         };
     }
 }
@@ -249,7 +262,7 @@ mod tests {
                                     .collect()
                             };
                             // An empty ring may start anywhere once it has wrapped.
-                            ring.head = head;
+                            ring.head = head as u32;
                             let fill_bytes = bytes(fill);
                             ring.read_from(Source {
                                 data: &fill_bytes,

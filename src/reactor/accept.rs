@@ -332,13 +332,7 @@ impl Reactor {
         );
         route.live_pipes += 1;
         let settings = Arc::clone(&route.settings);
-        let pipe = Pipe::new(
-            id,
-            (route_id, settings),
-            (client, peer),
-            (dialed, dial),
-            self.now,
-        );
+        let pipe = Pipe::new(id, settings, (client, peer), (dialed, dial), self.now);
         let key = self.pipes.insert(pipe);
         self.metrics.live_pipes.add(1);
         self.drive(key);

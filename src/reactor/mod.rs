@@ -134,8 +134,8 @@ pub(crate) struct Reactor {
     timers: Timers<Timer>,
     /// Pipes whose turn ended with bytes still ready to move.
     ready: VecDeque<(usize, u64)>,
-    /// Pipes to free at the end of this turn.
-    closing: Vec<usize>,
+    /// Pipes to free at the end of this turn, and why they ended.
+    closing: Vec<(usize, Reason)>,
     next_pipe_id: u64,
     accepting: accept::State,
     commands: Receiver<Command>,
@@ -255,7 +255,7 @@ impl Reactor {
 
     fn on_pipe_event(&mut self, key: usize, side: Side, event: &Event) {
         match self.pipes.get_mut(key) {
-            Some(pipe) if pipe.closing.is_none() => pipe.note_event(side, event),
+            Some(pipe) if !pipe.closing => pipe.note_event(side, event),
             _ => return,
         }
         self.drive(key);
@@ -316,7 +316,8 @@ impl Reactor {
         };
         let (id, failed, client_ip) = (pipe.id, pipe.target(), pipe.peer.ip());
         self.upstreams.connect_failed(id, failed, error, self.now);
-        let group = self.routes.get(pipe.route).map(|route| route.targets);
+        // A route removed by a reload dials no more.
+        let group = self.routes.get(pipe.route()).map(|route| route.targets);
         let Some(dial) = pipe.dial_mut() else {
             return;
         };
@@ -347,7 +348,7 @@ impl Reactor {
             match self.pipes.get_mut(key) {
                 Some(pipe) if pipe.id == id => {
                     pipe.queued = false;
-                    if pipe.closing.is_none() {
+                    if !pipe.closing {
                         self.drive(key);
                     }
                 }
@@ -360,7 +361,7 @@ impl Reactor {
         let Some(pipe) = self.pipes.get_mut(key) else {
             return;
         };
-        if pipe.id != id || pipe.closing.is_some() || pipe.timer_due != Some(due) {
+        if pipe.id != id || pipe.closing || pipe.timer_due != Some(due) {
             return; // stale: the slot was reused, or a newer deadline replaced this one
         }
         pipe.timer_due = None;
@@ -373,7 +374,7 @@ impl Reactor {
         let Some(pipe) = self.pipes.get_mut(key) else {
             return;
         };
-        if pipe.closing.is_some() {
+        if pipe.closing {
             return;
         }
         let how = reason.closing();
@@ -400,23 +401,22 @@ impl Reactor {
             pipe.bytes_toward_target(),
             pipe.bytes_toward_client(),
         );
-        pipe.closing = Some(reason);
-        self.closing.push(key);
+        pipe.closing = true;
+        self.closing.push((key, reason));
     }
 
     fn free_closed_pipes(&mut self) {
         if self.closing.is_empty() {
             return;
         }
-        for key in std::mem::take(&mut self.closing) {
-            let Some(mut pipe) = self.pipes.try_remove(key) else {
+        for (key, reason) in std::mem::take(&mut self.closing) {
+            let Some(pipe) = self.pipes.try_remove(key) else {
                 continue;
             };
-            let how = pipe.closing.take().map_or(Closing::Abort, |r| r.closing());
             self.upstreams
                 .pipe_left(pipe.target(), pipe.is_open(), self.now);
-            self.route_lost_pipe(pipe.route);
-            pipe.close(how, &mut self.rings, &self.metrics);
+            self.route_lost_pipe(pipe.route());
+            pipe.close(reason.closing(), &mut self.rings, &self.metrics);
             self.metrics.live_pipes.sub(1);
         }
         // Descriptors and slots were freed: clients waiting in a backlog may
@@ -478,7 +478,7 @@ impl Reactor {
 
 /// Every connect the route allows failed: the client is reset, as a direct
 /// connection would have been refused.
-fn log_unreachable(id: u64, attempts: usize, client: std::net::SocketAddr) {
+fn log_unreachable(id: u64, attempts: u32, client: std::net::SocketAddr) {
     warn!(
         "pipe {id}: no target could be reached in {attempts} attempts; resetting client {client}"
     );

@@ -61,9 +61,10 @@ impl Reactor {
                 None => {
                     let registry = self.poll.registry();
                     let group = self.upstreams.add_group(route_config, registry, self.now);
+                    let config = route_config.clone();
                     self.routes
                         .routes
-                        .insert(Route::new(route_config.clone(), group))
+                        .insert_with(|id| Route::new(id, config, group))
                 }
             };
             let keys = self.install_listeners(id, route_config, sockets);
@@ -250,7 +251,7 @@ impl Reactor {
     /// A kept route takes its new options; pipes open already keep theirs.
     fn update_route(&mut self, id: RouteId, config: &config::Route) {
         if let Some(route) = self.routes.get_mut(id) {
-            let settings = settings_of(config);
+            let settings = settings_of(id, config);
             if *route.settings != settings {
                 route.settings = Arc::new(settings);
             }
@@ -297,7 +298,7 @@ impl Reactor {
             route.name(),
             plural(route.live_pipes, "pipe")
         );
-        self.abort_all(|pipe| pipe.route == id, || crate::pipe::Reason::Drained);
+        self.abort_all(|pipe| pipe.route() == id, || crate::pipe::Reason::Drained);
     }
 
     /// The process-wide settings; a line if a reload changed any.

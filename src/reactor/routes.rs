@@ -39,9 +39,9 @@ pub(crate) struct Route {
 }
 
 impl Route {
-    pub(crate) fn new(config: config::Route, targets: GroupId) -> Route {
+    pub(crate) fn new(id: RouteId, config: config::Route, targets: GroupId) -> Route {
         Route {
-            settings: Arc::new(settings_of(&config)),
+            settings: Arc::new(settings_of(id, &config)),
             config,
             targets,
             listeners: Vec::new(),
@@ -64,8 +64,9 @@ impl Route {
 }
 
 /// What a route's config says about each of its pipes.
-pub(crate) fn settings_of(route: &config::Route) -> pipe::Settings {
+pub(crate) fn settings_of(id: RouteId, route: &config::Route) -> pipe::Settings {
     pipe::Settings {
+        route: id,
         buffer_size: route.buffer_size,
         low_water: route.low_water,
         connect_timeout: route.connect_timeout,

@@ -60,25 +60,33 @@ enum Timer {
 }
 
 /// One client's connect attempts: how many so far, how many its route
-/// allows, and which targets failed it.
+/// allows, and which targets failed it. Every connecting pipe holds one, so
+/// it is small: the list of failed targets is boxed, one empty word in the
+/// common case where the first connect works.
 #[derive(Debug, Default)]
 pub(crate) struct Dial {
-    pub(crate) attempts: usize,
-    max_attempts: usize,
-    tried: Vec<TargetId>,
+    pub(crate) attempts: u32,
+    max_attempts: u32,
+    // One word where a bare Vec takes three: the box is for size.
+    #[allow(clippy::box_collection)]
+    failed: Option<Box<Vec<TargetId>>>,
 }
 
 impl Dial {
     pub(crate) fn new(max_attempts: usize) -> Dial {
         Dial {
             attempts: 0,
-            max_attempts,
-            tried: Vec::new(),
+            max_attempts: u32::try_from(max_attempts).unwrap_or(u32::MAX),
+            failed: None,
         }
     }
 
     pub(crate) fn failed(&mut self, target: TargetId) {
-        self.tried.push(target);
+        self.failed.get_or_insert_with(Box::default).push(target);
+    }
+
+    fn tried(&self) -> &[TargetId] {
+        self.failed.as_deref().map_or(&[], Vec::as_slice)
     }
 }
 
@@ -291,7 +299,7 @@ impl Upstreams {
     ) -> Option<Dialed> {
         while dial.attempts < dial.max_attempts {
             let keepalive = self.targets.group(group)?.keepalive;
-            let target = self.targets.pick(group, client_ip, &dial.tried, now)?;
+            let target = self.targets.pick(group, client_ip, dial.tried(), now)?;
             dial.attempts += 1;
             let pooled = self.take_pooled(target, registry, now);
             let stream = match pooled {
