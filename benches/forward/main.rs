@@ -8,7 +8,9 @@
 //! cargo bench --bench forward -- --only bulk,ping-pong --peers tcpipe,haproxy
 //! ```
 //!
-//! Other flags: `--reps N`, `--duration SECONDS`, `--idle-pipes N`. Plain
+//! Other flags: `--reps N`, `--duration SECONDS`, `--idle-pipes N`, and
+//! `--baseline PATH`: another tcpipe binary run as one more contender, right
+//! after tcpipe in every repetition, for a before/after in one run. Plain
 //! `cargo bench -- --quick` also hands the flags to the lib's and bin's
 //! libtest harnesses, which reject them unless `[lib]` and `[[bin]]` say
 //! `bench = false`; `--bench forward` avoids that.
@@ -54,6 +56,7 @@ struct Options {
     settings: Settings,
     workloads: Vec<Workload>,
     kinds: Vec<Kind>,
+    baseline: Option<String>,
 }
 
 fn usage() -> String {
@@ -61,7 +64,7 @@ fn usage() -> String {
     let kinds: Vec<&str> = Kind::ALL.iter().map(|k| k.name()).collect();
     format!(
         "usage: cargo bench --bench forward -- [--quick] [--only WORKLOADS] [--peers PEERS] \
-         [--reps N] [--duration SECONDS] [--idle-pipes N]\n  workloads: {} (bulk = both bulk rows)\n  \
+         [--reps N] [--duration SECONDS] [--idle-pipes N] [--baseline PATH]\n  workloads: {} (bulk = both bulk rows)\n  \
          peers: {}",
         workloads.join(", "),
         kinds.join(", ")
@@ -75,6 +78,7 @@ fn parse_options(args: &[String]) -> Result<Options, String> {
     let mut reps = None;
     let mut duration = None;
     let mut idle_pipes = None;
+    let mut baseline = None;
     let mut i = 0;
     while i < args.len() {
         let (flag, inline) = match args[i].split_once('=') {
@@ -83,7 +87,7 @@ fn parse_options(args: &[String]) -> Result<Options, String> {
         };
         let takes_value = matches!(
             flag,
-            "--only" | "--peers" | "--reps" | "--duration" | "--idle-pipes"
+            "--only" | "--peers" | "--reps" | "--duration" | "--idle-pipes" | "--baseline"
         );
         let value = if takes_value {
             match inline {
@@ -115,6 +119,7 @@ fn parse_options(args: &[String]) -> Result<Options, String> {
             "--reps" => reps = Some(number(&value)? as usize),
             "--duration" => duration = Some(Duration::from_secs_f64(number(&value)?)),
             "--idle-pipes" => idle_pipes = Some(number(&value)? as usize),
+            "--baseline" => baseline = value,
             // cargo passes --bench; other harness flags mean nothing here.
             _ => {}
         }
@@ -144,7 +149,7 @@ fn parse_options(args: &[String]) -> Result<Options, String> {
                 .collect()
         }
     };
-    let kinds = match peers {
+    let mut kinds = match peers {
         None => Kind::ALL.to_vec(),
         Some(_) => {
             let wanted = words(&peers);
@@ -160,6 +165,13 @@ fn parse_options(args: &[String]) -> Result<Options, String> {
                 .collect()
         }
     };
+    if baseline.is_some() {
+        let after_tcpipe = kinds
+            .iter()
+            .position(|&k| k == Kind::Tcpipe)
+            .map_or(0, |i| i + 1);
+        kinds.insert(after_tcpipe, Kind::Baseline);
+    }
     let (default_reps, default_duration, warmup) = if quick {
         (2, Duration::from_secs(1), Duration::from_millis(100))
     } else {
@@ -175,6 +187,7 @@ fn parse_options(args: &[String]) -> Result<Options, String> {
         },
         workloads,
         kinds,
+        baseline,
     })
 }
 
@@ -217,7 +230,11 @@ fn main() -> ExitCode {
     // Before any thread or child: they all inherit the limit.
     let limits = Limits::from_nofile(raise_fd_limit(NOFILE_WANTED));
     let tcpipe = Path::new(env!("CARGO_BIN_EXE_tcpipe"));
-    let (peers, skipped) = peers::discover(&options.kinds, tcpipe, limits);
+    let builds = peers::Builds {
+        tcpipe,
+        baseline: options.baseline.as_deref().map(Path::new),
+    };
+    let (peers, skipped) = peers::discover(&options.kinds, builds, limits);
     for note in &skipped {
         eprintln!("note: skipping {note}");
     }

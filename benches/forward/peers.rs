@@ -50,6 +50,9 @@ use StartFailure::{Early, Late};
 pub enum Kind {
     Direct,
     Tcpipe,
+    /// Another tcpipe binary given with `--baseline`: the same workloads in
+    /// the same run, to measure a change before and after.
+    Baseline,
     Haproxy,
     Nginx,
     Socat,
@@ -68,6 +71,7 @@ impl Kind {
         match self {
             Kind::Direct => "direct",
             Kind::Tcpipe => "tcpipe",
+            Kind::Baseline => "baseline",
             Kind::Haproxy => "haproxy",
             Kind::Nginx => "nginx",
             Kind::Socat => "socat",
@@ -76,13 +80,13 @@ impl Kind {
 
     /// A forwarder other than tcpipe, i.e. a candidate for "best peer".
     pub fn is_other_forwarder(self) -> bool {
-        !matches!(self, Kind::Direct | Kind::Tcpipe)
+        !matches!(self, Kind::Direct | Kind::Tcpipe | Kind::Baseline)
     }
 
     /// Whether it can keep connected idle upstream connections ready: of the
     /// contenders, only tcpipe has such a pool (`--pool`).
     pub fn has_pool(self) -> bool {
-        self == Kind::Tcpipe
+        matches!(self, Kind::Tcpipe | Kind::Baseline)
     }
 }
 
@@ -139,12 +143,20 @@ fn word_after<'a>(text: &'a str, marker: &str) -> Option<&'a str> {
     text[start..].split_whitespace().next()
 }
 
+/// The tcpipe binaries: the one built with this bench, and an optional
+/// baseline to compare it with.
+#[derive(Clone, Copy)]
+pub struct Builds<'a> {
+    pub tcpipe: &'a Path,
+    pub baseline: Option<&'a Path>,
+}
+
 /// Finds the requested contenders; each one missing is a note, not a failure.
-pub fn discover(kinds: &[Kind], tcpipe: &Path, limits: Limits) -> (Vec<Peer>, Vec<String>) {
+pub fn discover(kinds: &[Kind], builds: Builds<'_>, limits: Limits) -> (Vec<Peer>, Vec<String>) {
     let mut found = Vec::new();
     let mut skipped = Vec::new();
     for &kind in kinds {
-        match locate(kind, tcpipe, limits) {
+        match locate(kind, builds, limits) {
             Ok(peer) => found.push(peer),
             Err(why) => skipped.push(format!("{}: {why}", kind.name())),
         }
@@ -152,7 +164,8 @@ pub fn discover(kinds: &[Kind], tcpipe: &Path, limits: Limits) -> (Vec<Peer>, Ve
     (found, skipped)
 }
 
-fn locate(kind: Kind, tcpipe: &Path, limits: Limits) -> Result<Peer, String> {
+fn locate(kind: Kind, builds: Builds<'_>, limits: Limits) -> Result<Peer, String> {
+    let tcpipe = builds.tcpipe;
     let pipes = limits.pipes;
     let on_path =
         |name: &str| find_on_path(name).ok_or_else(|| format!("`{name}` not found on PATH"));
@@ -179,6 +192,21 @@ fn locate(kind: Kind, tcpipe: &Path, limits: Limits) -> Result<Peer, String> {
                     "64 KiB ring per direction (default), low-water 32 KiB (default), \
                      --max-connections {pipes}, otherwise defaults"
                 ),
+            ))
+        }
+        Kind::Baseline => {
+            let program = builds
+                .baseline
+                .ok_or("no --baseline binary given")?
+                .to_path_buf();
+            if !program.is_file() {
+                return Err(format!("{} is not a file", program.display()));
+            }
+            let version = output_of(&program, &["--version"]).trim().to_string();
+            Ok(peer(
+                program.clone(),
+                format!("{version} at {}", program.display()),
+                "the same flags as tcpipe".into(),
             ))
         }
         Kind::Haproxy => {
@@ -347,7 +375,7 @@ impl Peer {
         let mut command = Command::new(&self.program);
         match self.kind {
             Kind::Direct => unreachable!("a direct connection has no process"),
-            Kind::Tcpipe => {
+            Kind::Tcpipe | Kind::Baseline => {
                 command
                     .args(["-l", &listen.to_string(), "-t", &target.to_string()])
                     .args(["--max-connections", &self.limits.pipes.to_string()])

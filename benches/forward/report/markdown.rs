@@ -42,9 +42,16 @@ pub fn render(run: &Run) -> String {
     for peer in &run.peers {
         let _ = write!(out, " {} |", peer.kind.name());
     }
+    let with_baseline = run.peers.iter().any(|p| p.kind == Kind::Baseline);
+    if with_baseline {
+        out.push_str(" tcpipe ÷ baseline |");
+    }
     let _ = writeln!(out, " tcpipe ÷ direct | tcpipe ÷ best peer | goal |");
     let _ = write!(out, "|---|");
     for _ in &run.peers {
+        out.push_str("---:|");
+    }
+    if with_baseline {
         out.push_str("---:|");
     }
     out.push_str("---:|---:|:---:|\n");
@@ -83,6 +90,9 @@ pub fn render(run: &Run) -> String {
             Some(false) => "✗",
             None => "—",
         };
+        if with_baseline {
+            let _ = write!(out, " {} |", ratio(row.ratio_to_baseline()));
+        }
         let _ = writeln!(out, " {} | {best} | {goal} |", ratio(row.ratio_to_direct()));
     }
     out.push('\n');

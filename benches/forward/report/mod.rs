@@ -93,6 +93,10 @@ impl Row<'_> {
         self.ratio_to(self.cell(Kind::Direct).and_then(Cell::value))
     }
 
+    fn ratio_to_baseline(&self) -> Option<f64> {
+        self.ratio_to(self.cell(Kind::Baseline).and_then(Cell::value))
+    }
+
     fn ratio_to_best(&self) -> Option<f64> {
         self.ratio_to(self.best_peer.map(|(_, v)| v))
     }

@@ -9,6 +9,7 @@ fn color(kind: Kind) -> &'static str {
     match kind {
         Kind::Direct => "#9e9e9e",
         Kind::Tcpipe => "#d9480f",
+        Kind::Baseline => "#f59f00",
         Kind::Haproxy => "#1971c2",
         Kind::Nginx => "#2f9e44",
         Kind::Socat => "#7048e8",
