@@ -3,6 +3,7 @@
 //! serves every waiting client as others close.
 
 mod common;
+use common::config::*;
 use common::*;
 
 use std::io::{ErrorKind, Read, Write};
@@ -54,9 +55,16 @@ impl Client {
 /// run out of descriptors.
 fn exhausted_forwarder() -> (Tcpipe, Vec<Client>) {
     let tcpipe = Tcpipe::start_with_fd_limit(FD_LIMIT, echo_server(), &[]);
+    let clients = exhaust(&tcpipe, tcpipe.addr);
+    (tcpipe, clients)
+}
+
+/// Connects `CLIENTS` clients to `addr`, each sending its message, and
+/// returns once the forwarder has run out of descriptors.
+fn exhaust(tcpipe: &Tcpipe, addr: std::net::SocketAddr) -> Vec<Client> {
     let clients = (0..CLIENTS)
         .map(|i| {
-            let mut stream = tcpipe.connect();
+            let mut stream = connect(addr);
             let message = format!("client {i:04}").into_bytes();
             stream.write_all(&message).expect("send a message");
             stream.set_nonblocking(true).unwrap();
@@ -72,7 +80,7 @@ fn exhausted_forwarder() -> (Tcpipe, Vec<Client>) {
         "{CLIENTS} clients under a limit of {FD_LIMIT} descriptors never made accept back off; logs: {:#?}",
         tcpipe.logs()
     );
-    (tcpipe, clients)
+    clients
 }
 
 fn count_logs(tcpipe: &Tcpipe, needle: &str) -> usize {
@@ -186,4 +194,42 @@ fn one_shortage_lasting_until_the_backlog_drains_is_logged_once() {
         "one shortage was logged as {warnings} bursts: {} recovery lines",
         count_logs(&tcpipe, RECOVERY)
     );
+}
+
+#[test]
+fn after_a_shortage_a_route_held_at_its_own_limit_does_not_hold_back_the_others() {
+    let target = echo_server();
+    let file = ConfigFile::new(&format!(
+        "{}{}",
+        route("full", &[target], "max-connections = 1"),
+        route("busy", &[target], ""),
+    ));
+    let tcpipe = Tcpipe::start_args_with_fd_limit(FD_LIMIT, &["--config", file.path_str()]);
+    // "full" sits at its own limit, a client waiting in its backlog...
+    let full = tcpipe.route_addr("full");
+    let mut holding = connect(full);
+    common::faults::assert_round_trip(&mut holding, b"the only slot");
+    let mut waiting = connect(full);
+    waiting.write_all(b"wait").unwrap();
+    // ...while "busy" runs the process out of descriptors, then drains.
+    let busy = tcpipe.route_addr("busy");
+    serve_everyone(exhaust(&tcpipe, busy));
+
+    // The shortage is over, though "full" still has a client waiting: new
+    // clients of "busy" are accepted as they come, not when a pipe closes.
+    assert!(
+        tcpipe.wait_for_log(RECOVERY, DEADLINE),
+        "the end of the shortage was not logged; logs: {:#?}",
+        tcpipe.logs()
+    );
+    for n in 0..3 {
+        let mut client = connect(busy);
+        common::faults::assert_round_trip(&mut client, format!("late {n}").as_bytes());
+    }
+    holding.shutdown(std::net::Shutdown::Write).unwrap();
+    let mut echoed = [0u8; 4];
+    waiting
+        .read_exact(&mut echoed)
+        .expect("served once the slot freed");
+    assert_eq!(&echoed, b"wait");
 }

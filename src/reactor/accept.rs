@@ -274,11 +274,13 @@ impl Reactor {
                 );
             }
         }
-        let others_waiting = self
-            .routes
-            .listeners
-            .iter()
-            .any(|(_, listener)| listener.backlog_pending);
+        // Clients held back by their own route's limit wait for that route,
+        // not for the process: they must not keep a shortage (and with it,
+        // accepting by the retry timer only) going for the other routes.
+        let others_waiting = self.routes.listeners.iter().any(|(_, listener)| {
+            listener.backlog_pending
+                && !matches!(self.blocked(listener.route), Some(Blocked::Route))
+        });
         if others_waiting {
             return;
         }

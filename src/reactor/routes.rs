@@ -160,7 +160,7 @@ pub(crate) fn describe(route: &config::Route, listening: &str) -> String {
     };
     let limit = route
         .max_connections
-        .map(|max| format!(", max {max} connections"))
+        .map(|max| format!(", max-connections {max}"))
         .unwrap_or_default();
     format!(
         "listening on {listening}; forwarding to {} ({}{pool}; buffer {}, low-water {}{limit})",

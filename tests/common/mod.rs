@@ -59,13 +59,20 @@ impl Tcpipe {
 
     /// The same under `prlimit --nofile=LIMIT`, for descriptor exhaustion.
     pub fn start_with_fd_limit(limit: u32, target: impl Display, extra: &[&str]) -> Tcpipe {
+        let mut args: Vec<String> = route_flags(target).into();
+        args.extend(extra.iter().map(|a| a.to_string()));
+        let args: Vec<&str> = args.iter().map(String::as_str).collect();
+        Tcpipe::start_args_with_fd_limit(limit, &args)
+    }
+
+    /// `tcpipe ARGS...` under `prlimit --nofile=LIMIT`.
+    pub fn start_args_with_fd_limit(limit: u32, args: &[&str]) -> Tcpipe {
         let mut command = Command::new("prlimit");
         command
             .arg(format!("--nofile={limit}:{limit}"))
             .arg("--")
             .arg(binary())
-            .args(route_flags(target))
-            .args(extra);
+            .args(args);
         Tcpipe::spawn(command, &default_log_filter())
     }
 
