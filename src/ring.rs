@@ -153,12 +153,15 @@ impl RingPool {
 
     pub(crate) fn take(&mut self, capacity: usize) -> Ring {
         // With one size in use, the last spare always fits.
-        match self
-            .spare
-            .iter()
-            .rposition(|ring| ring.capacity() == capacity)
-        {
-            Some(position) => self.spare.swap_remove(position),
+        match self.spare.pop() {
+            Some(ring) if ring.capacity() == capacity => ring,
+            Some(other) => {
+                self.spare.push(other);
+                match self.spare.iter().rposition(|r| r.capacity() == capacity) {
+                    Some(position) => self.spare.swap_remove(position),
+                    None => Ring::with_capacity(capacity),
+                }
+            }
             None => Ring::with_capacity(capacity),
         }
     }

@@ -22,8 +22,9 @@
 //! `target/bench/`).
 //!
 //! Each cell starts a fresh target server (in this process; ttfb's in a
-//! child, see `far`) and a fresh forwarder process, and repetitions cycle through the contenders
-//! (A B C A B C ...) so that drift on a shared machine hits all alike.
+//! child, see `far`) and a fresh forwarder process, and repetitions cycle through the contenders,
+//! in reverse every other time (A B C C B A ...), so that drift on a shared machine, and
+//! whatever one contender leaves behind for the next, hit all alike.
 
 #![deny(unsafe_code)]
 
@@ -263,7 +264,15 @@ fn main() -> ExitCode {
     let mut outcomes: HashMap<(Workload, Kind), Vec<Result<Sample, String>>> = HashMap::new();
     for &workload in &options.workloads {
         for rep in 0..options.reps {
-            for peer in &peers {
+            // Every other repetition runs the contenders in reverse (A B C,
+            // C B A, ...), so that no one always follows the same neighbour
+            // or sits at the same place in a drifting machine's cycle.
+            let order: Vec<&Peer> = if rep % 2 == 0 {
+                peers.iter().collect()
+            } else {
+                peers.iter().rev().collect()
+            };
+            for peer in order {
                 if workload.needs_forwarder() && peer.kind == Kind::Direct {
                     continue;
                 }
@@ -291,7 +300,8 @@ fn main() -> ExitCode {
     let method = vec![
         format!(
             "run: {}, {} repetitions per cell (median reported), {:.1} s measured per timed cell \
-             after {:.1} s warm-up, contenders interleaved per repetition; took {:.0} s",
+             after {:.1} s warm-up, contenders interleaved per repetition, in reverse order every \
+             other one; took {:.0} s",
             if options.quick { "--quick" } else { "full" },
             options.reps,
             s.duration.as_secs_f64(),

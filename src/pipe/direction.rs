@@ -73,14 +73,16 @@ impl Direction {
         self.flow == Flow::Open && source.readable && !self.paused
     }
 
-    pub(super) fn can_write(&self, destination: &Endpoint) -> bool {
-        destination.writable && self.has_pending_bytes()
+    /// `open`: the destination is established (the target side is not
+    /// while its connect is under way).
+    pub(super) fn can_write(&self, destination: &Endpoint, open: bool) -> bool {
+        open && destination.writable && self.has_pending_bytes()
     }
 
     /// Moves bytes from `source` to `destination` until both would block,
     /// the ring is full, or `budget` (bytes read this turn) is spent.
-    /// Returns whether anything moved or changed state. With no destination
-    /// yet (still connecting), bytes only gather in the ring.
+    /// Returns whether anything moved or changed state. Until the
+    /// destination is `open`, bytes only gather in the ring.
     ///
     /// `fin_by_close`: the other direction is done, so once this one is
     /// flushed the pipe is freed, and closing the destination sends the same
@@ -88,7 +90,8 @@ impl Direction {
     pub(super) fn pump(
         &mut self,
         source: &mut Endpoint,
-        mut destination: Option<&mut Endpoint>,
+        destination: &mut Endpoint,
+        open: bool,
         fin_by_close: bool,
         settings: &Settings,
         ctx: &mut Context<'_>,
@@ -128,7 +131,7 @@ impl Direction {
                     Err(e) => return Err(PumpError::Read(e)),
                 }
             }
-            if let Some(destination) = destination.as_deref_mut().filter(|d| self.can_write(d)) {
+            if self.can_write(destination, open) {
                 let Some(ring) = self.ring.as_mut() else {
                     break;
                 };
@@ -164,9 +167,7 @@ impl Direction {
                 ctx.pool.give_back(ring);
             }
         }
-        if let Some(destination) =
-            destination.filter(|_| self.flow == Flow::Flushing && self.ring.is_none())
-        {
+        if self.flow == Flow::Flushing && self.ring.is_none() && open {
             if !fin_by_close {
                 destination
                     .stream

@@ -326,8 +326,8 @@ impl Pipe {
             Verdict::Close(Reason::Finished)
         } else if self.toward_target.wants_to_read(&self.client)
             || (open && self.toward_client.wants_to_read(target))
-            || (open && self.toward_target.can_write(target))
-            || self.toward_client.can_write(&self.client)
+            || self.toward_target.can_write(target, open)
+            || self.toward_client.can_write(&self.client, true)
         {
             Verdict::Again
         } else {
@@ -348,7 +348,8 @@ impl Pipe {
             .toward_target
             .pump(
                 &mut self.client,
-                open.then_some(&mut *target),
+                target,
+                open,
                 self.toward_client.flow == Flow::Done,
                 settings,
                 ctx,
@@ -362,7 +363,8 @@ impl Pipe {
             .toward_client
             .pump(
                 target,
-                Some(&mut self.client),
+                &mut self.client,
+                true,
                 self.toward_target.flow == Flow::Done,
                 settings,
                 ctx,
