@@ -53,6 +53,8 @@ pub(crate) struct Context<'a> {
     pub(crate) pool: &'a mut RingPool,
     pub(crate) metrics: &'a Metrics,
     pub(crate) now: Instant,
+    /// Bytes the pipe may still read this turn before others get theirs.
+    pub(crate) budget: usize,
 }
 
 impl Direction {
@@ -80,7 +82,7 @@ impl Direction {
     }
 
     /// Moves bytes from `source` to `destination` until both would block,
-    /// the ring is full, or `budget` (bytes read this turn) is spent.
+    /// the ring is full, or the turn's budget of bytes read is spent.
     /// Returns whether anything moved or changed state. Until the
     /// destination is `open`, bytes only gather in the ring.
     ///
@@ -95,12 +97,11 @@ impl Direction {
         fin_by_close: bool,
         settings: &Settings,
         ctx: &mut Context<'_>,
-        budget: &mut usize,
     ) -> Result<bool, PumpError> {
         let mut moved = false;
         loop {
             let mut progressed = false;
-            if self.wants_to_read(source) && *budget > 0 {
+            if self.wants_to_read(source) && ctx.budget > 0 {
                 let ring = self.ring.get_or_insert_with(|| {
                     ctx.metrics.rings_in_use.add(1);
                     ctx.pool.take(settings.buffer_size)
@@ -113,7 +114,7 @@ impl Direction {
                     }
                     Ok(n) => {
                         progressed = true;
-                        *budget = budget.saturating_sub(n);
+                        ctx.budget = ctx.budget.saturating_sub(n);
                         ctx.metrics.buffered_bytes.add(n as u64);
                         ctx.metrics.note_direction_fill(ring.len());
                         // A short read emptied the socket: the next byte comes

@@ -288,8 +288,8 @@ impl Pipe {
         }
     }
 
-    /// Moves every byte that can move now, within `budget` bytes read.
-    pub(crate) fn drive(&mut self, ctx: &mut Context<'_>, budget: usize) -> Verdict {
+    /// Moves every byte that can move now, within the turn's budget.
+    pub(crate) fn drive(&mut self, ctx: &mut Context<'_>) -> Verdict {
         if let Stage::Connecting { .. } = self.stage {
             match finish_connect(&mut self.target.endpoint) {
                 Ok(true) => {
@@ -304,9 +304,8 @@ impl Pipe {
             return Verdict::Close(Reason::Broken(side, e));
         }
 
-        let mut budget = budget;
         let forwarded_before = (self.toward_target.forwarded, self.toward_client.forwarded);
-        let pumped = self.pump_both(ctx, &mut budget);
+        let pumped = self.pump_both(ctx);
         let metrics = ctx.metrics;
         metrics
             .bytes_toward_target_total
@@ -336,11 +335,7 @@ impl Pipe {
     }
 
     /// Pumps client → target, then (once open) target → client.
-    fn pump_both(
-        &mut self,
-        ctx: &mut Context<'_>,
-        budget: &mut usize,
-    ) -> Result<bool, (Side, io::Error)> {
+    fn pump_both(&mut self, ctx: &mut Context<'_>) -> Result<bool, (Side, io::Error)> {
         let settings = &*self.settings;
         let open = self.is_open();
         let target = &mut self.target.endpoint;
@@ -353,7 +348,6 @@ impl Pipe {
                 self.toward_client.flow == Flow::Done,
                 settings,
                 ctx,
-                budget,
             )
             .map_err(|e| e.blame(Side::Client, Side::Target))?;
         if !open {
@@ -368,7 +362,6 @@ impl Pipe {
                 self.toward_target.flow == Flow::Done,
                 settings,
                 ctx,
-                budget,
             )
             .map_err(|e| e.blame(Side::Target, Side::Client))?;
         Ok(moved_toward_target || moved_toward_client)

@@ -269,9 +269,10 @@ impl Reactor {
             pool: &mut self.rings,
             metrics: &self.metrics,
             now: self.now,
+            budget: BYTES_PER_TURN,
         };
         let was_open = pipe.is_open();
-        let verdict = pipe.drive(&mut ctx, BYTES_PER_TURN);
+        let verdict = pipe.drive(&mut ctx);
         if !was_open && pipe.is_open() {
             let target = pipe.target();
             self.upstreams
