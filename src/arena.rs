@@ -9,12 +9,14 @@
 
 use std::fmt;
 use std::marker::PhantomData;
+use std::num::NonZeroU64;
 
 use slab::Slab;
 
 pub(crate) struct Id<T> {
     key: usize,
-    serial: u64,
+    /// Never zero, so an `Option<Id>` takes no more room than an `Id`.
+    serial: NonZeroU64,
     _of: PhantomData<fn() -> T>,
 }
 
@@ -53,15 +55,15 @@ impl<T> fmt::Debug for Id<T> {
 }
 
 pub(crate) struct Arena<T> {
-    entries: Slab<(u64, T)>,
-    next_serial: u64,
+    entries: Slab<(NonZeroU64, T)>,
+    next_serial: NonZeroU64,
 }
 
 impl<T> Arena<T> {
     pub(crate) fn new() -> Arena<T> {
         Arena {
             entries: Slab::new(),
-            next_serial: 1,
+            next_serial: NonZeroU64::MIN,
         }
     }
 
@@ -93,7 +95,7 @@ impl<T> Arena<T> {
     /// The id the next insert gets.
     fn next_id(&mut self) -> Id<T> {
         let serial = self.next_serial;
-        self.next_serial += 1;
+        self.next_serial = serial.saturating_add(1);
         Id {
             key: self.entries.vacant_key(),
             serial,

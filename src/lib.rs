@@ -25,6 +25,7 @@ mod arena;
 pub mod cli;
 mod config;
 mod forwarder;
+mod hooks;
 mod metrics;
 mod net;
 mod pipe;
@@ -37,6 +38,10 @@ pub use config::{
     format_duration, format_size, load_file, parse_address, parse_duration, parse_size, Balance,
     Config, ConfigError, FileError, Naming, Route, Target,
 };
-pub use forwarder::{Forwarder, Handle, StartError};
+pub use forwarder::{Builder, Forwarder, Handle, IntoStream, StartError};
+pub use hooks::{
+    CloseReason, Connected, Direction, Hooks, PipeClosed, PipeId, PipeOpened, TargetHealth,
+    TimeoutKind,
+};
 pub use metrics::{Gauge, Metrics};
-pub use reactor::{ReloadError, Reloaded};
+pub use reactor::{AttachOptions, CommandError, PipeInfo, PipeState, ReloadError, Reloaded};

@@ -191,7 +191,7 @@ fn a_stalled_pipe_buffers_at_most_the_buffer_size_and_returns_its_ring_when_done
     config.routes[0].buffer_size = BUFFER as usize;
     config.routes[0].low_water = BUFFER as usize / 2;
     let forwarder = Forwarder::bind(config).expect("bind the forwarder");
-    let addr = forwarder.local_addr();
+    let addr = forwarder.local_addr().expect("a listener");
     let handle = forwarder.handle();
     let running = thread::spawn(move || forwarder.run());
     let metrics = handle.metrics();

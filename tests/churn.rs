@@ -186,7 +186,7 @@ fn after_2000_pipes_of_churn_the_binary_holds_only_its_baseline_descriptors() {
 fn spawn_forwarder(target: SocketAddr) -> (SocketAddr, Handle, thread::JoinHandle<()>) {
     let config = Config::new("127.0.0.1:0".parse().unwrap(), target);
     let forwarder = Forwarder::bind(config).expect("bind");
-    let addr = forwarder.local_addr();
+    let addr = forwarder.local_addr().expect("a listener");
     let handle = forwarder.handle();
     let thread = thread::spawn(move || forwarder.run().expect("event loop"));
     (addr, handle, thread)

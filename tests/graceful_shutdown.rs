@@ -225,7 +225,7 @@ fn clients_waiting_at_the_connection_limit_are_reset_by_the_shutdown() {
 fn the_library_handle_shutdown_drains_like_sigterm() {
     let config = tcpipe::Config::new("127.0.0.1:0".parse().unwrap(), echo_server());
     let forwarder = tcpipe::Forwarder::bind(config).expect("bind");
-    let addr = forwarder.local_addr();
+    let addr = forwarder.local_addr().expect("a listener");
     let handle = forwarder.handle();
     let (finished, run_result) = mpsc::channel();
     thread::spawn(move || finished.send(forwarder.run().map_err(|e| e.to_string())));

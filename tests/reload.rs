@@ -232,7 +232,7 @@ fn the_library_handle_reloads_in_place() {
     let local = "127.0.0.1:0".parse().unwrap();
     let config = tcpipe::Config::new(local, first.addr);
     let forwarder = tcpipe::Forwarder::bind(config.clone()).expect("bind");
-    let addr = forwarder.local_addr();
+    let addr = forwarder.local_addr().expect("a listener");
     let handle = forwarder.handle();
     let running = thread::spawn(move || forwarder.run());
     let mut before = connect(addr);
@@ -281,7 +281,7 @@ fn a_kept_target_keeps_its_health_across_a_reload() {
     route.fail_threshold = 1;
     route.cooldown = Some(Duration::from_secs(3600));
     let forwarder = tcpipe::Forwarder::bind(config.clone()).expect("bind");
-    let addr = forwarder.local_addr();
+    let addr = forwarder.local_addr().expect("a listener");
     let handle = forwarder.handle();
     let running = thread::spawn(move || forwarder.run());
 

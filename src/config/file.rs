@@ -187,6 +187,9 @@ impl Document {
             .enumerate()
             .map(|(index, section)| section.to_route(index, &self.defaults))
             .collect::<Result<Vec<Route>, Problem>>()?;
+        if routes.is_empty() {
+            return Err(Problem::at_key("route", "give at least one route"));
+        }
         let mut config = Config::with_routes(routes);
         if let Some(max) = self.global.max_connections {
             config.max_connections = max;

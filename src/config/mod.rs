@@ -20,7 +20,9 @@ pub use values::{format_duration, format_size, parse_address, parse_duration, pa
 /// Everything a forwarder runs: process-wide settings and the routes.
 #[derive(Clone, Debug, PartialEq)]
 pub struct Config {
-    /// At least one; names and listen addresses are unique.
+    /// Names and listen addresses are unique. A file needs at least one
+    /// route; a library forwarder may have none and pipe only the sockets
+    /// it is handed ([`Handle::attach`](crate::Handle::attach)).
     pub routes: Vec<Route>,
     /// Live pipes of all routes together at which every listener pauses.
     pub max_connections: usize,
@@ -223,9 +225,6 @@ impl Config {
 
     /// Checks every setting; errors name it the way `naming` says.
     pub fn validate_as(&self, naming: Naming) -> Result<(), ConfigError> {
-        if self.routes.is_empty() {
-            return Err(ConfigError::new("route", "[]", "give at least one route"));
-        }
         if self.max_connections == 0 {
             let key = naming.global_key("max-connections");
             return Err(ConfigError::new(key, "0", "must be at least 1"));

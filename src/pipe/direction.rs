@@ -29,6 +29,9 @@ pub(super) struct Direction {
     pub(super) flow: Flow,
     /// The ring reached high-water and has not yet drained to low-water.
     pub(super) paused: bool,
+    /// The embedder paused the pipe: the source is not read, whatever the
+    /// ring holds.
+    pub(super) held: bool,
     /// Bytes delivered to the destination.
     pub(super) forwarded: u64,
 }
@@ -63,6 +66,7 @@ impl Direction {
             ring: None,
             flow: Flow::Open,
             paused: false,
+            held: false,
             forwarded: 0,
         }
     }
@@ -71,8 +75,17 @@ impl Direction {
         self.ring.as_ref().is_some_and(|ring| !ring.is_empty())
     }
 
+    /// Whether its source may be read now: not at high-water, not held.
+    pub(super) fn reads(&self) -> bool {
+        !self.paused && !self.held
+    }
+
     pub(super) fn wants_to_read(&self, source: &Endpoint) -> bool {
-        self.flow == Flow::Open && source.readable && !self.paused
+        self.flow == Flow::Open && source.readable && self.reads()
+    }
+
+    pub(super) fn buffered(&self) -> usize {
+        self.ring.as_ref().map_or(0, Ring::len)
     }
 
     /// `open`: the destination is established (the target side is not

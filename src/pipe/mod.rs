@@ -27,7 +27,8 @@
 //! | the target cannot be reached              | [`Verdict::Redial`]: fail over to the next target (the client's bytes stay in the ring) while the route allows attempts; then [`Reason::Unreachable`]: abort the client with an RST, as a direct connection would have been refused |
 //! | idle or half-close timeout                | [`Reason::IdleTimeout`], [`Reason::HalfCloseTimeout`]: abort both sides, since a timeout is not a clean end of stream |
 //! | drain deadline (shutdown, removed route)  | [`Reason::Drained`]: the same abort                            |
-//! | a second shutdown request                 | [`Reason::Aborted`]: the same abort                            |
+//! | a second shutdown request                 | [`Reason::Shutdown`]: the same abort                           |
+//! | the embedder aborts it (`Handle::abort`)  | [`Reason::Aborted`]: the same abort                            |
 //!
 //! A hang-up or read-closed hint never ends a direction by itself: the
 //! direction reads until `read` returns 0 or `WouldBlock`, so the peer's last
@@ -46,6 +47,7 @@ use log::debug;
 use mio::event::Event;
 use mio::{Interest, Registry, Token};
 
+use crate::hooks::{CloseReason, Direction as Way, TimeoutKind};
 use crate::metrics::Metrics;
 use crate::net;
 use crate::reactor::RouteId;
@@ -104,6 +106,8 @@ pub(crate) enum Reason {
     /// Still open at the drain deadline of a shutdown or a removed route.
     Drained,
     /// A second shutdown request.
+    Shutdown,
+    /// The embedder aborted it.
     Aborted,
     /// Registering with poll failed.
     Poll(io::Error),
@@ -131,8 +135,24 @@ impl Reason {
             | Reason::IdleTimeout
             | Reason::HalfCloseTimeout
             | Reason::Drained
+            | Reason::Shutdown
             | Reason::Aborted
             | Reason::Poll(_) => Closing::Abort,
+        }
+    }
+
+    /// The reason as the embedder's hooks are told it.
+    pub(crate) fn public(&self) -> CloseReason {
+        match self {
+            Reason::Finished => CloseReason::Clean,
+            Reason::Broken(Side::Client, _) => CloseReason::ClientReset,
+            Reason::Broken(Side::Target, _) => CloseReason::TargetReset,
+            Reason::Unreachable { .. } => CloseReason::ConnectFailed,
+            Reason::IdleTimeout => CloseReason::Timeout(TimeoutKind::Idle),
+            Reason::HalfCloseTimeout => CloseReason::Timeout(TimeoutKind::HalfClose),
+            Reason::Drained | Reason::Shutdown => CloseReason::Shutdown,
+            Reason::Aborted => CloseReason::Aborted,
+            Reason::Poll(_) => CloseReason::Error,
         }
     }
 
@@ -150,7 +170,8 @@ impl fmt::Display for Reason {
             Reason::IdleTimeout => f.write_str("idle timeout"),
             Reason::HalfCloseTimeout => f.write_str("half-close timeout"),
             Reason::Drained => f.write_str("drain timeout"),
-            Reason::Aborted => f.write_str("shutdown"),
+            Reason::Shutdown => f.write_str("shutdown"),
+            Reason::Aborted => f.write_str("aborted by the embedder"),
             Reason::Poll(e) => write!(f, "cannot register with poll: {e}"),
         }
     }
@@ -160,8 +181,9 @@ impl fmt::Display for Reason {
 /// settings it opened with: a reload changes them for new pipes only.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub(crate) struct Settings {
-    /// The route it came in on; it stays the pipe's whatever a reload does.
-    pub(crate) route: RouteId,
+    /// The route it came in on, whatever a reload does since; `None` for a
+    /// pipe the embedder attached.
+    pub(crate) route: Option<RouteId>,
     /// Ring capacity per direction: the high-water mark.
     pub(crate) buffer_size: usize,
     pub(crate) low_water: usize,
@@ -170,9 +192,10 @@ pub(crate) struct Settings {
     pub(crate) half_close_timeout: Option<Duration>,
 }
 
-/// The target side: which target, and the socket to it.
+/// The target side: which target (none for an attached socket), and the
+/// socket to it.
 struct Upstream {
-    id: TargetId,
+    id: Option<TargetId>,
     endpoint: Endpoint,
 }
 
@@ -261,12 +284,66 @@ impl Pipe {
         self.target = Upstream::new(dialed);
     }
 
-    pub(crate) fn route(&self) -> RouteId {
+    pub(crate) fn route(&self) -> Option<RouteId> {
         self.settings.route
     }
 
-    pub(crate) fn target(&self) -> TargetId {
+    pub(crate) fn target(&self) -> Option<TargetId> {
         self.target.id
+    }
+
+    /// The address of the target's socket (for an attached one, which has
+    /// no name).
+    pub(crate) fn target_addr(&self) -> Option<SocketAddr> {
+        self.target.endpoint.stream.peer_addr().ok()
+    }
+
+    /// Since when its connect is under way, if it is.
+    pub(crate) fn connecting_since(&self) -> Option<Instant> {
+        match self.stage {
+            Stage::Connecting { since, .. } => Some(since),
+            Stage::Open => None,
+        }
+    }
+
+    /// Stops reading both sides, as the embedder asked; what is buffered
+    /// is still delivered, and the kernel's window pushes back on the
+    /// peers. Timeouts of an open pipe wait too.
+    pub(crate) fn hold(&mut self) {
+        self.toward_target.held = true;
+        self.toward_client.held = true;
+    }
+
+    /// Reads both sides again; the idle time starts over.
+    pub(crate) fn release_hold(&mut self, now: Instant) {
+        self.toward_target.held = false;
+        self.toward_client.held = false;
+        self.last_activity = now;
+    }
+
+    pub(crate) fn is_held(&self) -> bool {
+        self.toward_target.held
+    }
+
+    /// Whether the ring of `way` is at high-water, its source unread.
+    pub(crate) fn is_full(&self, way: Way) -> bool {
+        self.direction(way).paused
+    }
+
+    /// Bytes waiting in the ring of `way`.
+    pub(crate) fn buffered(&self, way: Way) -> usize {
+        self.direction(way).buffered()
+    }
+
+    fn direction(&self, way: Way) -> &Direction {
+        match way {
+            Way::ClientToTarget => &self.toward_target,
+            Way::TargetToClient => &self.toward_client,
+        }
+    }
+
+    pub(crate) fn is_half_closed(&self) -> bool {
+        self.toward_target.flow != Flow::Open || self.toward_client.flow != Flow::Open
     }
 
     pub(crate) fn is_open(&self) -> bool {
@@ -400,11 +477,11 @@ impl Pipe {
         tokens: [Token; 2],
     ) -> io::Result<()> {
         let client_wants = interest(
-            !self.toward_target.paused,
+            self.toward_target.reads(),
             self.toward_client.has_pending_bytes() || self.client.has_writable_interest(),
         );
         let target_wants = interest(
-            !self.toward_client.paused,
+            self.toward_client.reads(),
             !self.is_open()
                 || self.toward_target.has_pending_bytes()
                 || self.target.endpoint.has_writable_interest(),
@@ -421,6 +498,9 @@ impl Pipe {
         let settings = &self.settings;
         if let Stage::Connecting { since, .. } = self.stage {
             return settings.connect_timeout.map(|t| since + t);
+        }
+        if self.is_held() {
+            return None;
         }
         let idle = settings.idle_timeout.map(|t| self.last_activity + t);
         let half_close = if self.is_half_closed() {
@@ -446,6 +526,9 @@ impl Pipe {
             }
             return Verdict::Wait;
         }
+        if self.is_held() {
+            return Verdict::Wait;
+        }
         if self.is_half_closed() && ran_out(self.last_activity, settings.half_close_timeout) {
             return Verdict::Close(Reason::HalfCloseTimeout);
         }
@@ -453,10 +536,6 @@ impl Pipe {
             return Verdict::Close(Reason::IdleTimeout);
         }
         Verdict::Wait
-    }
-
-    fn is_half_closed(&self) -> bool {
-        self.toward_target.flow != Flow::Open || self.toward_client.flow != Flow::Open
     }
 
     pub(crate) fn bytes_toward_target(&self) -> u64 {

@@ -321,6 +321,9 @@ impl Reactor {
             log_unreachable(id, dial.attempts, peer);
             self.metrics.aborted_total.add(1);
             net::abort_on_close(SockRef::from(&client));
+            if self.hooks.is_some() {
+                self.tell_refused(id, route_id, peer);
+            }
             return;
         };
         debug!(
@@ -330,13 +333,16 @@ impl Reactor {
             } else {
                 "connecting to"
             },
-            self.upstreams.label(dialed.target)
+            self.upstreams.label_of(dialed.target)
         );
         route.live_pipes += 1;
         let settings = Arc::clone(&route.settings);
         let pipe = Pipe::new(id, settings, (client, peer), (dialed, dial), self.now);
         let key = self.pipes.insert(pipe);
         self.metrics.live_pipes.add(1);
+        if self.hooks.is_some() {
+            self.tell_opened(key);
+        }
         self.drive(key);
     }
 }

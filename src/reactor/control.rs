@@ -15,8 +15,10 @@ use mio::Interest;
 use signal_hook::consts::{SIGHUP, SIGINT, SIGQUIT, SIGTERM, SIGUSR1, SIGUSR2};
 use signal_hook_mio::v1_0::Signals;
 
+use super::commands::{AttachOptions, CommandError, PipeAction, PipeInfo};
 use super::{plural, Reactor, Timer, SIGNALS};
 use crate::config::{format_duration, load_file, Config, ConfigError, FileError};
+use crate::hooks::PipeId;
 use crate::pipe::Reason;
 
 /// What another thread asks the loop to do.
@@ -30,6 +32,21 @@ pub(crate) enum Command {
     },
     /// The config file, read and checked by a loader thread.
     FileLoaded(Box<Result<Config, FileError>>),
+    /// Pause, resume or abort one pipe.
+    Pipe {
+        id: PipeId,
+        action: PipeAction,
+        reply: Sender<Result<(), CommandError>>,
+    },
+    /// Every live pipe.
+    List(Sender<Vec<PipeInfo>>),
+    /// Pipe two sockets the embedder connected.
+    Attach {
+        client: mio::net::TcpStream,
+        target: mio::net::TcpStream,
+        options: AttachOptions,
+        reply: Sender<Result<PipeId, CommandError>>,
+    },
 }
 
 /// What a reload did.
@@ -147,6 +164,21 @@ impl Reactor {
                     let _ = reply.send(applied);
                 }
                 Command::FileLoaded(loaded) => self.on_file_loaded(*loaded),
+                // Callers that gave up waiting need no answer.
+                Command::Pipe { id, action, reply } => {
+                    let _ = reply.send(self.on_pipe_command(id, action));
+                }
+                Command::List(reply) => {
+                    let _ = reply.send(self.list_pipes());
+                }
+                Command::Attach {
+                    client,
+                    target,
+                    options,
+                    reply,
+                } => {
+                    let _ = reply.send(self.attach(client, target, &options));
+                }
             }
         }
     }
@@ -222,7 +254,7 @@ impl Reactor {
                 "second shutdown request: aborting {}",
                 plural(self.open_pipes(), "pipe")
             );
-            self.abort_all(|_| true, || Reason::Aborted);
+            self.abort_all(|_| true, || Reason::Shutdown);
             self.exit = true;
             return;
         }

@@ -13,10 +13,14 @@
 //! | `routes`   | the routes and their listening sockets                       |
 //! | `accept`   | accepting: the backlog, the per-turn cap, connection limits, back-off |
 //! | `reload`   | applying a new config in place                               |
-//! | `control`  | commands from other threads, signals, shutdown               |
+//! | `control`  | commands from other threads, signals, reloads, shutdown      |
+//! | `commands` | what the embedder asks of single pipes: pause, resume, abort, list, attach |
+//! | `events`   | telling the embedder's hooks what happened                    |
 
 mod accept;
+mod commands;
 mod control;
+mod events;
 mod reload;
 mod routes;
 
@@ -34,6 +38,7 @@ use signal_hook_mio::v1_0::Signals;
 use slab::Slab;
 
 use crate::config::Config;
+use crate::hooks::Hooks;
 use crate::metrics::Metrics;
 use crate::pipe::{Closing, Context, Pipe, Reason, Side, Verdict};
 use crate::ring::RingPool;
@@ -41,6 +46,8 @@ use crate::timers::Timers;
 use crate::upstream::{self, Upstreams};
 use routes::Routes;
 
+pub(crate) use commands::PipeAction;
+pub use commands::{AttachOptions, CommandError, PipeInfo, PipeState};
 pub(crate) use control::Command;
 pub use control::{ReloadError, Reloaded};
 pub(crate) use routes::RouteId;
@@ -145,6 +152,8 @@ pub(crate) struct Reactor {
     config_file: Option<PathBuf>,
     reloading: control::FileReload,
     metrics: Arc<Metrics>,
+    /// The embedder's; `None` costs nothing on the forwarding path.
+    hooks: Option<Box<dyn Hooks>>,
     /// A shutdown is draining the pipes.
     shutting_down: bool,
     /// The time this turn started; all activity stamps in the turn use it.
@@ -154,7 +163,10 @@ pub(crate) struct Reactor {
 
 impl Reactor {
     /// A reactor running `config`: every listener bound, every pool filling.
-    pub(crate) fn new(config: Config) -> Result<Reactor, ReloadError> {
+    pub(crate) fn new(
+        config: Config,
+        hooks: Option<Box<dyn Hooks>>,
+    ) -> Result<Reactor, ReloadError> {
         let poll = Poll::new().map_err(ReloadError::Io)?;
         let waker = Arc::new(Waker::new(poll.registry(), CONTROL).map_err(ReloadError::Io)?);
         let metrics = Arc::new(Metrics::default());
@@ -184,10 +196,14 @@ impl Reactor {
             config_file: None,
             reloading: control::FileReload::new(commands),
             metrics,
+            hooks,
             shutting_down: false,
             now: Instant::now(),
             exit: false,
         };
+        if reactor.hooks.is_some() {
+            reactor.upstreams.report_health();
+        }
         let started = reactor.apply(config)?;
         for line in started.summary {
             info!("{line}");
@@ -231,6 +247,9 @@ impl Reactor {
             self.serve_ready_list();
             self.fire_timers();
             self.free_closed_pipes();
+            if self.hooks.is_some() {
+                self.tell_health_changes();
+            }
             if self.shutting_down && self.pipes.is_empty() {
                 info!("every pipe has finished; exiting");
                 self.exit = true;
@@ -271,12 +290,17 @@ impl Reactor {
             now: self.now,
             budget: BYTES_PER_TURN,
         };
-        let was_open = pipe.is_open();
+        let before = self.hooks.is_some().then(|| events::Before::of(pipe));
+        let connecting = pipe.connecting_since();
         let verdict = pipe.drive(&mut ctx);
-        if !was_open && pipe.is_open() {
-            let target = pipe.target();
-            self.upstreams
-                .connect_succeeded(target, self.poll.registry(), self.now);
+        if connecting.is_some() && pipe.is_open() {
+            if let Some(target) = pipe.target() {
+                self.upstreams
+                    .connect_succeeded(target, self.poll.registry(), self.now);
+            }
+        }
+        if let Some(before) = before {
+            self.after_drive(key, before);
         }
         self.carry_out(key, verdict);
     }
@@ -316,13 +340,20 @@ impl Reactor {
             return;
         };
         let (id, failed, client_ip) = (pipe.id, pipe.target(), pipe.peer.ip());
-        self.upstreams.connect_failed(id, failed, error, self.now);
-        // A route removed by a reload dials no more.
-        let group = self.routes.get(pipe.route()).map(|route| route.targets);
+        // An attached socket has no target to count against, nor a route to
+        // dial another; nor has a route removed by a reload.
+        let group = pipe
+            .route()
+            .and_then(|route| self.routes.get(route))
+            .filter(|route| !route.retired)
+            .map(|route| route.targets);
         let Some(dial) = pipe.dial_mut() else {
             return;
         };
-        dial.failed(failed);
+        if let Some(failed) = failed {
+            self.upstreams.connect_failed(id, failed, error, self.now);
+            dial.failed(failed);
+        }
         let dialed = group.and_then(|group| {
             let registry = self.poll.registry();
             self.upstreams
@@ -334,9 +365,11 @@ impl Reactor {
         };
         debug!(
             "pipe {id}: trying {} (attempt {attempts})",
-            self.upstreams.label(dialed.target)
+            self.upstreams.label_of(dialed.target)
         );
-        self.upstreams.pipe_left(failed, true, self.now);
+        if let Some(failed) = failed {
+            self.upstreams.pipe_left(failed, true, self.now);
+        }
         pipe.retarget(dialed, self.now);
         self.drive(key);
     }
@@ -414,9 +447,15 @@ impl Reactor {
             let Some(pipe) = self.pipes.try_remove(key) else {
                 continue;
             };
-            self.upstreams
-                .pipe_left(pipe.target(), pipe.is_open(), self.now);
-            self.route_lost_pipe(pipe.route());
+            if self.hooks.is_some() {
+                self.tell_closed(&pipe, &reason);
+            }
+            if let Some(target) = pipe.target() {
+                self.upstreams.pipe_left(target, pipe.is_open(), self.now);
+            }
+            if let Some(route) = pipe.route() {
+                self.route_lost_pipe(route);
+            }
             pipe.close(reason.closing(), &mut self.rings, &self.metrics);
             self.metrics.live_pipes.sub(1);
         }

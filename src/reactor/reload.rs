@@ -298,7 +298,10 @@ impl Reactor {
             route.name(),
             plural(route.live_pipes, "pipe")
         );
-        self.abort_all(|pipe| pipe.route() == id, || crate::pipe::Reason::Drained);
+        self.abort_all(
+            |pipe| pipe.route() == Some(id),
+            || crate::pipe::Reason::Drained,
+        );
     }
 
     /// The process-wide settings; a line if a reload changed any.

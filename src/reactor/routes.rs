@@ -66,7 +66,7 @@ impl Route {
 /// What a route's config says about each of its pipes.
 pub(crate) fn settings_of(id: RouteId, route: &config::Route) -> pipe::Settings {
     pipe::Settings {
-        route: id,
+        route: Some(id),
         buffer_size: route.buffer_size,
         low_water: route.low_water,
         connect_timeout: route.connect_timeout,

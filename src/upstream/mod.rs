@@ -92,7 +92,8 @@ impl Dial {
 
 /// A target chosen for a client, and the stream to it.
 pub(crate) struct Dialed {
-    pub(crate) target: TargetId,
+    /// `None` for a socket the embedder attached.
+    pub(crate) target: Option<TargetId>,
     pub(crate) stream: TcpStream,
     /// From the warm pool: established already.
     pub(crate) connected: bool,
@@ -126,6 +127,17 @@ pub(crate) struct Upstreams {
     metrics: Arc<Metrics>,
     /// Shutting down: no refills, no probes.
     stopped: bool,
+    /// Targets that went down (`false`) or came up (`true`) since the last
+    /// look; kept only for someone who listens.
+    health_changes: Option<Vec<(TargetId, bool)>>,
+}
+
+/// A target that went down or came up, for the embedder.
+pub(crate) struct HealthChange {
+    pub(crate) route: String,
+    pub(crate) target: String,
+    pub(crate) addr: SocketAddr,
+    pub(crate) up: bool,
 }
 
 pub(crate) struct Tokens {
@@ -146,7 +158,42 @@ impl Upstreams {
             timers: Timers::new(),
             metrics,
             stopped: false,
+            health_changes: None,
         }
+    }
+
+    /// Keeps health changes for [`take_health_changes`](Upstreams::take_health_changes).
+    pub(crate) fn report_health(&mut self) {
+        self.health_changes.get_or_insert_with(Vec::new);
+    }
+
+    /// Health changes since the last call, oldest first.
+    pub(crate) fn take_health_changes(&mut self) -> Vec<HealthChange> {
+        let Some(changes) = self.health_changes.as_mut() else {
+            return Vec::new();
+        };
+        std::mem::take(changes)
+            .into_iter()
+            .filter_map(|(id, up)| {
+                let target = self.targets.get(id)?;
+                Some(HealthChange {
+                    route: target.route.clone(),
+                    target: target.name.clone(),
+                    addr: target.addr,
+                    up,
+                })
+            })
+            .collect()
+    }
+
+    /// A target's name as configured.
+    pub(crate) fn target_name(&self, target: TargetId) -> Option<&str> {
+        self.targets.get(target).map(|t| t.name.as_str())
+    }
+
+    /// How logs name a target, or an attached pipe's.
+    pub(crate) fn label_of(&self, target: Option<TargetId>) -> String {
+        target.map_or_else(|| "the attached target".into(), |t| self.label(t))
     }
 
     /// How logs name a target.
@@ -310,7 +357,7 @@ impl Upstreams {
                 Ok((stream, connected)) => {
                     self.targets.assign(target);
                     return Some(Dialed {
-                        target,
+                        target: Some(target),
                         stream,
                         connected,
                     });
@@ -380,6 +427,9 @@ impl Upstreams {
         };
         if target.health.succeeded() == Some(Change::CameUp) {
             info!("target {} is up again", target.label());
+            if let Some(changes) = self.health_changes.as_mut() {
+                changes.push((id, true));
+            }
             self.refill(id, registry, now);
         }
     }
@@ -398,6 +448,9 @@ impl Upstreams {
                 "target {} is down after {failures} failed connects; next trial in {cooldown:?}",
                 target.label()
             );
+            if let Some(changes) = self.health_changes.as_mut() {
+                changes.push((id, false));
+            }
             self.pool.discard_idle(id);
         }
     }

@@ -5,6 +5,7 @@
 
 pub mod config;
 pub mod faults;
+pub mod hooks;
 pub mod upstreams;
 
 use std::fmt::Display;

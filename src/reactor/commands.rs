@@ -1,0 +1,258 @@
+//! What the embedder asks of single pipes through the
+//! [`Handle`](crate::Handle): pause, resume, abort, list, and attach two
+//! sockets of its own.
+
+use std::fmt;
+use std::io;
+use std::net::SocketAddr;
+use std::sync::Arc;
+use std::time::Duration;
+
+use mio::net::TcpStream;
+use socket2::SockRef;
+
+use super::Reactor;
+use crate::config::{self, format_size, ConfigError};
+use crate::hooks::{Direction, PipeId};
+use crate::net;
+use crate::pipe::{self, Pipe, Reason, Verdict};
+use crate::upstream::{Dial, Dialed};
+
+/// Where a live pipe is in its life.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Hash)]
+pub enum PipeState {
+    /// Its target has not accepted yet; the client's first bytes wait.
+    Connecting,
+    /// Bytes flow both ways.
+    Open,
+    /// One direction has ended with a FIN; the other still flows.
+    HalfClosed,
+}
+
+/// A live pipe as [`Handle::pipes`](crate::Handle::pipes) sees it.
+#[derive(Clone, Debug)]
+#[non_exhaustive]
+pub struct PipeInfo {
+    pub id: PipeId,
+    /// The route it came in on; `None` for an attached pipe.
+    pub route: Option<String>,
+    pub client: SocketAddr,
+    /// The target's name, or the address of an attached one.
+    pub target: String,
+    pub state: PipeState,
+    /// Paused by [`Handle::pause`](crate::Handle::pause).
+    pub paused: bool,
+    /// Bytes delivered to the target so far.
+    pub bytes_toward_target: u64,
+    /// Bytes delivered to the client so far.
+    pub bytes_toward_client: u64,
+    /// Bytes read from the client and not yet delivered.
+    pub buffered_toward_target: usize,
+    /// Bytes read from the target and not yet delivered.
+    pub buffered_toward_client: usize,
+    /// Since accept (or attach).
+    pub age: Duration,
+}
+
+/// How a pipe of two attached sockets is run: what a route says of its
+/// pipes. The default is a route's defaults.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct AttachOptions {
+    /// Ring capacity per direction: the high-water mark.
+    pub buffer_size: usize,
+    /// Reading resumes once the ring drains to this.
+    pub low_water: usize,
+    /// If the target socket is still connecting, how long it may take.
+    pub connect_timeout: Option<Duration>,
+    pub idle_timeout: Option<Duration>,
+    pub half_close_timeout: Option<Duration>,
+}
+
+impl Default for AttachOptions {
+    fn default() -> AttachOptions {
+        AttachOptions {
+            buffer_size: config::DEFAULT_BUFFER_SIZE,
+            low_water: config::DEFAULT_BUFFER_SIZE / 2,
+            connect_timeout: Some(config::DEFAULT_CONNECT_TIMEOUT),
+            idle_timeout: None,
+            half_close_timeout: Some(config::DEFAULT_HALF_CLOSE_TIMEOUT),
+        }
+    }
+}
+
+/// Why a command to the forwarder could not be carried out.
+#[derive(Debug)]
+#[non_exhaustive]
+pub enum CommandError {
+    /// No live pipe has this id (it may have ended meanwhile).
+    NoSuchPipe(PipeId),
+    /// The options of an attach do not hold together.
+    Invalid(ConfigError),
+    /// A socket given to attach is unusable (not connected, not TCP, ...).
+    Io(io::Error),
+    /// The forwarder is shutting down and takes no new pipes.
+    ShuttingDown,
+    /// The forwarder is not running.
+    Stopped,
+}
+
+impl fmt::Display for CommandError {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        match self {
+            CommandError::NoSuchPipe(id) => write!(f, "no live {id}"),
+            CommandError::Invalid(e) => e.fmt(f),
+            CommandError::Io(e) => write!(f, "unusable socket: {e}"),
+            CommandError::ShuttingDown => f.write_str("shutting down"),
+            CommandError::Stopped => f.write_str("the forwarder is not running"),
+        }
+    }
+}
+
+impl std::error::Error for CommandError {}
+
+/// What to do to one pipe.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub(crate) enum PipeAction {
+    Pause,
+    Resume,
+    Abort,
+}
+
+impl Reactor {
+    fn key_of(&self, id: PipeId) -> Result<usize, CommandError> {
+        self.pipes
+            .iter()
+            .find(|(_, pipe)| pipe.id == id.0 && !pipe.closing)
+            .map(|(key, _)| key)
+            .ok_or(CommandError::NoSuchPipe(id))
+    }
+
+    pub(super) fn on_pipe_command(
+        &mut self,
+        id: PipeId,
+        action: PipeAction,
+    ) -> Result<(), CommandError> {
+        let key = self.key_of(id)?;
+        let pipe = self
+            .pipes
+            .get_mut(key)
+            .ok_or(CommandError::NoSuchPipe(id))?;
+        match action {
+            // Registrations and timers follow from what the pipe wants now.
+            PipeAction::Pause => {
+                pipe.hold();
+                self.carry_out(key, Verdict::Wait);
+            }
+            // A source may have become readable while unwatched, with no
+            // event to come: drive the pipe, which tries the reads at once.
+            PipeAction::Resume => {
+                pipe.release_hold(self.now);
+                self.drive(key);
+            }
+            PipeAction::Abort => self.close(key, Reason::Aborted),
+        }
+        Ok(())
+    }
+
+    pub(super) fn list_pipes(&self) -> Vec<PipeInfo> {
+        self.pipes
+            .iter()
+            .filter(|(_, pipe)| !pipe.closing)
+            .map(|(_, pipe)| PipeInfo {
+                id: PipeId(pipe.id),
+                route: pipe
+                    .route()
+                    .and_then(|id| self.routes.get(id))
+                    .map(|r| r.name().to_string()),
+                client: pipe.peer,
+                target: pipe
+                    .target()
+                    .and_then(|t| self.upstreams.target_name(t))
+                    .map(str::to_string)
+                    .or_else(|| pipe.target_addr().map(|a| a.to_string()))
+                    .unwrap_or_default(),
+                state: if !pipe.is_open() {
+                    PipeState::Connecting
+                } else if pipe.is_half_closed() {
+                    PipeState::HalfClosed
+                } else {
+                    PipeState::Open
+                },
+                paused: pipe.is_held(),
+                bytes_toward_target: pipe.bytes_toward_target(),
+                bytes_toward_client: pipe.bytes_toward_client(),
+                buffered_toward_target: pipe.buffered(Direction::ClientToTarget),
+                buffered_toward_client: pipe.buffered(Direction::TargetToClient),
+                age: pipe.age(self.now),
+            })
+            .collect()
+    }
+
+    /// Pipes two sockets the embedder connected itself, with the same flow
+    /// control and close rules as any other pipe. It belongs to no route:
+    /// only the process-wide connection limit counts it.
+    pub(super) fn attach(
+        &mut self,
+        client: TcpStream,
+        target: TcpStream,
+        options: &AttachOptions,
+    ) -> Result<PipeId, CommandError> {
+        if self.shutting_down {
+            return Err(CommandError::ShuttingDown);
+        }
+        check(options).map_err(CommandError::Invalid)?;
+        let peer = client.peer_addr().map_err(CommandError::Io)?;
+        // A still-connecting target is watched like one the forwarder dialed.
+        let connected = net::connect_outcome(&target).map_err(CommandError::Io)?;
+        for socket in [&client, &target] {
+            // A forwarder must not add Nagle delay.
+            net::tune(SockRef::from(socket), None).map_err(CommandError::Io)?;
+        }
+        let settings = Arc::new(pipe::Settings {
+            route: None,
+            buffer_size: options.buffer_size,
+            low_water: options.low_water,
+            connect_timeout: options.connect_timeout,
+            idle_timeout: options.idle_timeout,
+            half_close_timeout: options.half_close_timeout,
+        });
+        let mut dial = Dial::new(1);
+        dial.attempts = 1;
+        let dialed = Dialed {
+            target: None,
+            stream: target,
+            connected,
+        };
+        let id = self.next_pipe_id;
+        self.next_pipe_id += 1;
+        let pipe = Pipe::new(id, settings, (client, peer), (dialed, dial), self.now);
+        let key = self.pipes.insert(pipe);
+        self.metrics.live_pipes.add(1);
+        if self.hooks.is_some() {
+            self.tell_opened(key);
+        }
+        self.drive(key);
+        Ok(PipeId(id))
+    }
+}
+
+fn check(options: &AttachOptions) -> Result<(), ConfigError> {
+    if options.buffer_size == 0 || options.buffer_size > config::MAX_BUFFER_SIZE {
+        return Err(ConfigError::new(
+            "buffer_size",
+            format_size(options.buffer_size),
+            "must be between 1 byte and 1g",
+        ));
+    }
+    if options.low_water >= options.buffer_size {
+        return Err(ConfigError::new(
+            "low_water",
+            format_size(options.low_water),
+            format!(
+                "must be below buffer_size ({})",
+                format_size(options.buffer_size)
+            ),
+        ));
+    }
+    Ok(())
+}

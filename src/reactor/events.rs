@@ -1,0 +1,160 @@
+//! Telling the embedder's hooks what happened. Nothing here runs unless
+//! hooks are set: every caller checks first, so a forwarder without hooks
+//! pays one untaken branch per event site.
+
+use std::net::SocketAddr;
+use std::time::Instant;
+
+use super::{Reactor, RouteId};
+use crate::hooks::{
+    CloseReason, Connected, Direction, PipeClosed, PipeId, PipeOpened, TargetHealth,
+};
+use crate::pipe::{Pipe, Reason};
+
+const WAYS: [Direction; 2] = [Direction::ClientToTarget, Direction::TargetToClient];
+
+/// A pipe as it was before a drive, to tell what the drive changed.
+pub(super) struct Before {
+    delivered: [u64; 2],
+    full: [bool; 2],
+    connecting: Option<Instant>,
+}
+
+impl Before {
+    pub(super) fn of(pipe: &Pipe) -> Before {
+        Before {
+            delivered: [pipe.bytes_toward_target(), pipe.bytes_toward_client()],
+            full: WAYS.map(|way| pipe.is_full(way)),
+            connecting: pipe.connecting_since(),
+        }
+    }
+}
+
+impl Reactor {
+    /// A pipe was made (`key`): opened, and connected at once if its target
+    /// socket came established (the warm pool, or attached).
+    pub(super) fn tell_opened(&mut self, key: usize) {
+        let (Some(hooks), Some(pipe)) = (self.hooks.as_mut(), self.pipes.get(key)) else {
+            return;
+        };
+        let route = pipe
+            .route()
+            .and_then(|id| self.routes.get(id))
+            .map(|r| r.name());
+        let target = target_name(&self.upstreams, pipe);
+        let id = PipeId(pipe.id);
+        hooks.pipe_opened(&PipeOpened {
+            id,
+            route,
+            client: pipe.peer,
+            target: Some(&target),
+        });
+        if pipe.is_open() {
+            hooks.connected(&Connected {
+                id,
+                target: &target,
+                connect_time: std::time::Duration::ZERO,
+            });
+        }
+    }
+
+    /// A client was accepted, but no target could even be dialed: it is
+    /// reset at once, with no pipe made.
+    pub(super) fn tell_refused(&mut self, id: u64, route: RouteId, client: SocketAddr) {
+        let Some(hooks) = self.hooks.as_mut() else {
+            return;
+        };
+        let route = self.routes.get(route).map(|r| r.name());
+        let id = PipeId(id);
+        hooks.pipe_opened(&PipeOpened {
+            id,
+            route,
+            client,
+            target: None,
+        });
+        hooks.pipe_closed(&PipeClosed {
+            id,
+            route,
+            reason: CloseReason::ConnectFailed,
+            bytes_toward_target: 0,
+            bytes_toward_client: 0,
+            duration: std::time::Duration::ZERO,
+        });
+    }
+
+    /// What a drive of pipe `key` did: its connect ended, bytes were
+    /// delivered, a ring filled or drained.
+    pub(super) fn after_drive(&mut self, key: usize, before: Before) {
+        let (Some(hooks), Some(pipe)) = (self.hooks.as_mut(), self.pipes.get(key)) else {
+            return;
+        };
+        let id = PipeId(pipe.id);
+        if let (Some(since), true) = (before.connecting, pipe.is_open()) {
+            let target = target_name(&self.upstreams, pipe);
+            hooks.connected(&Connected {
+                id,
+                target: &target,
+                connect_time: self.now.saturating_duration_since(since),
+            });
+        }
+        let delivered = [pipe.bytes_toward_target(), pipe.bytes_toward_client()];
+        for (i, way) in WAYS.into_iter().enumerate() {
+            if delivered[i] > before.delivered[i] {
+                hooks.forwarded(id, way, delivered[i] - before.delivered[i]);
+            }
+            match (before.full[i], pipe.is_full(way)) {
+                (false, true) => hooks.buffer_full(id, way),
+                (true, false) => hooks.buffer_drained(id, way),
+                _ => {}
+            }
+        }
+    }
+
+    /// A pipe was freed.
+    pub(super) fn tell_closed(&mut self, pipe: &Pipe, reason: &Reason) {
+        let Some(hooks) = self.hooks.as_mut() else {
+            return;
+        };
+        let route = pipe
+            .route()
+            .and_then(|id| self.routes.get(id))
+            .map(|r| r.name());
+        hooks.pipe_closed(&PipeClosed {
+            id: PipeId(pipe.id),
+            route,
+            reason: reason.public(),
+            bytes_toward_target: pipe.bytes_toward_target(),
+            bytes_toward_client: pipe.bytes_toward_client(),
+            duration: pipe.age(self.now),
+        });
+    }
+
+    /// Targets that went down or came up during this turn.
+    pub(super) fn tell_health_changes(&mut self) {
+        let Some(hooks) = self.hooks.as_mut() else {
+            return;
+        };
+        for change in self.upstreams.take_health_changes() {
+            let health = TargetHealth {
+                route: &change.route,
+                target: &change.target,
+                addr: change.addr,
+            };
+            if change.up {
+                hooks.target_up(&health);
+            } else {
+                hooks.target_down(&health);
+            }
+        }
+    }
+}
+
+/// The target's name as configured, or the address of an attached one.
+fn target_name(upstreams: &crate::upstream::Upstreams, pipe: &Pipe) -> String {
+    match pipe.target().and_then(|t| upstreams.target_name(t)) {
+        Some(name) => name.to_string(),
+        None => pipe
+            .target_addr()
+            .map_or_else(|| "unknown".to_string(), |addr| addr.to_string()),
+    }
+}

@@ -1,0 +1,132 @@
+//! Pause and resume from another thread: a paused pipe reads neither side,
+//! so the kernel's windows push back on the peers; nothing buffered is lost,
+//! its timeouts wait, and after resume every byte arrives.
+
+mod common;
+use common::hooks::*;
+use common::*;
+
+use std::io::{Read, Write};
+use std::net::{Shutdown, TcpListener};
+use std::sync::atomic::{AtomicUsize, Ordering};
+use std::sync::Arc;
+use std::thread;
+use std::time::Duration;
+
+use tcpipe::{CommandError, Config};
+
+const PUSH: usize = 64 << 20;
+const PAUSE: Duration = Duration::from_secs(2);
+
+/// A target that reads to EOF, counting and hashing what it gets.
+fn sink(listener: TcpListener, progress: Arc<AtomicUsize>) -> thread::JoinHandle<Fnv> {
+    thread::spawn(move || {
+        let (mut stream, _) = listener.accept().expect("accept");
+        let (mut hash, mut buf) = (Fnv::default(), vec![0u8; 256 * 1024]);
+        loop {
+            let n = stream.read(&mut buf).expect("the target's read");
+            if n == 0 {
+                return hash;
+            }
+            hash.update(&buf[..n]);
+            progress.fetch_add(n, Ordering::SeqCst);
+        }
+    })
+}
+
+#[test]
+fn a_pipe_paused_for_2s_while_its_client_pushes_64_mib_loses_nothing_and_resumes() {
+    let (target_listener, target_addr) = listener();
+    let received = Arc::new(AtomicUsize::new(0));
+    let sink = sink(target_listener, Arc::clone(&received));
+    let mut config = Config::new("127.0.0.1:0".parse().unwrap(), target_addr);
+    // Shorter than the pause: a paused pipe's timeouts wait.
+    config.routes[0].idle_timeout = Some(Duration::from_millis(500));
+    let running = Running::start(config);
+
+    let mut client = connect(running.addr());
+    let id = running.events.pipe_of(client.local_addr().unwrap());
+    let written = Arc::new(AtomicUsize::new(0));
+    let pusher = {
+        let written = Arc::clone(&written);
+        thread::spawn(move || {
+            let (mut rng, mut sent) = (Rng::new(64), Fnv::default());
+            let mut chunk = vec![0u8; 64 * 1024];
+            for _ in 0..PUSH / chunk.len() {
+                rng.fill(&mut chunk);
+                sent.update(&chunk);
+                client.write_all(&chunk).expect("the client's write");
+                written.fetch_add(chunk.len(), Ordering::SeqCst);
+            }
+            client.shutdown(Shutdown::Write).unwrap();
+            sent
+        })
+    };
+
+    // Paused mid-stream.
+    assert!(wait_until(DEADLINE, || received.load(Ordering::SeqCst) > 1 << 20));
+    running.handle.pause(id).expect("pause a live pipe");
+    let info = running.handle.pipes().unwrap();
+    assert!(info.iter().any(|p| p.id == id && p.paused), "{info:#?}");
+    // What was buffered when it paused may still arrive; then nothing.
+    let mut settled = 0;
+    assert!(wait_until(DEADLINE, || {
+        let now = received.load(Ordering::SeqCst);
+        let same = now == settled;
+        settled = now;
+        same && running
+            .handle
+            .pipes()
+            .unwrap()
+            .iter()
+            .any(|p| p.id == id && p.buffered_toward_target == 0)
+    }));
+    // The pause itself is what is under test here.
+    thread::sleep(PAUSE);
+    assert_eq!(
+        received.load(Ordering::SeqCst),
+        settled,
+        "bytes reached the target while the pipe was paused"
+    );
+    assert!(
+        written.load(Ordering::SeqCst) < PUSH,
+        "the client wrote all 64 MiB while paused: nothing pushed back"
+    );
+    assert!(
+        running
+            .events
+            .all()
+            .iter()
+            .all(|e| !matches!(e, Event::Closed { .. })),
+        "the paused pipe ended: {:#?}",
+        running.events.of(id)
+    );
+
+    running.handle.resume(id).expect("resume it");
+    let sent = pusher.join().expect("the client pushed everything");
+    let got = sink.join().expect("the target read everything");
+    assert_eq!(received.load(Ordering::SeqCst), PUSH, "bytes were lost");
+    assert_eq!(got, sent, "bytes were altered");
+    running.stop();
+}
+
+#[test]
+fn pausing_a_pipe_that_does_not_exist_says_so() {
+    let running = Running::start(Config::new("127.0.0.1:0".parse().unwrap(), echo_server()));
+    let mut client = connect(running.addr());
+    let id = running.events.pipe_of(client.local_addr().unwrap());
+    client.shutdown(Shutdown::Write).unwrap();
+    read_to_end(&mut client);
+    running.events.closed(id);
+    for result in [
+        running.handle.pause(id),
+        running.handle.resume(id),
+        running.handle.abort(id),
+    ] {
+        assert!(
+            matches!(result, Err(CommandError::NoSuchPipe(gone)) if gone == id),
+            "{result:?}"
+        );
+    }
+    running.stop();
+}
