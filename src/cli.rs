@@ -196,11 +196,14 @@ pub struct Invocation {
 /// `code` (0 for --help and --version, which go to stdout).
 #[derive(Debug)]
 pub struct CliExit {
+    /// The process exit code.
     pub code: u8,
+    /// What to print.
     pub message: String,
 }
 
 impl CliExit {
+    /// Prints the message: to stdout for help and version, else to stderr.
     pub fn print(&self) {
         if self.code == 0 {
             print!("{}", self.message);

@@ -89,6 +89,7 @@ pub enum CloseReason {
     TargetReset,
     /// No target could be reached within the attempts the route allows.
     ConnectFailed,
+    /// A timeout of the route ran out.
     Timeout(TimeoutKind),
     /// Still open when a shutdown (or the removal of its route by a
     /// reload) ran out of drain time, or at a second shutdown request.
@@ -103,9 +104,11 @@ pub enum CloseReason {
 #[derive(Debug)]
 #[non_exhaustive]
 pub struct PipeOpened<'a> {
+    /// Its identity from now on.
     pub id: PipeId,
     /// The route it came in on; `None` for an attached pipe.
     pub route: Option<&'a str>,
+    /// The client's address.
     pub client: SocketAddr,
     /// The target it is being sent to, by name; `None` if no target could
     /// even be dialed (a [`PipeClosed`] with
@@ -117,6 +120,7 @@ pub struct PipeOpened<'a> {
 #[derive(Debug)]
 #[non_exhaustive]
 pub struct Connected<'a> {
+    /// The pipe.
     pub id: PipeId,
     /// By name, or the address of an attached pipe's target.
     pub target: &'a str,
@@ -129,8 +133,11 @@ pub struct Connected<'a> {
 #[derive(Debug)]
 #[non_exhaustive]
 pub struct TargetHealth<'a> {
+    /// The route it belongs to.
     pub route: &'a str,
+    /// Its name as configured.
     pub target: &'a str,
+    /// The address it resolved to.
     pub addr: SocketAddr,
 }
 
@@ -138,9 +145,11 @@ pub struct TargetHealth<'a> {
 #[derive(Debug)]
 #[non_exhaustive]
 pub struct PipeClosed<'a> {
+    /// The pipe.
     pub id: PipeId,
     /// The route it came in on; `None` for an attached pipe.
     pub route: Option<&'a str>,
+    /// How it ended.
     pub reason: CloseReason,
     /// Bytes delivered to the target.
     pub bytes_toward_target: u64,
@@ -161,8 +170,10 @@ pub struct PipeClosed<'a> {
 /// [`pipe_closed`](Hooks::pipe_closed) exactly once.
 #[allow(unused_variables)]
 pub trait Hooks: Send {
+    /// A pipe was made: the first event of every pipe.
     fn pipe_opened(&mut self, pipe: &PipeOpened<'_>) {}
 
+    /// A pipe's target accepted.
     fn connected(&mut self, pipe: &Connected<'_>) {}
 
     /// `bytes` were delivered in `direction` during one turn of the event
@@ -187,5 +198,6 @@ pub trait Hooks: Send {
     /// A down target answered again.
     fn target_up(&mut self, target: &TargetHealth<'_>) {}
 
+    /// A pipe ended: the last event of every pipe.
     fn pipe_closed(&mut self, pipe: &PipeClosed<'_>) {}
 }

@@ -20,6 +20,7 @@
 //! ```
 
 #![deny(unsafe_code)]
+#![warn(missing_docs)]
 
 mod arena;
 pub mod cli;

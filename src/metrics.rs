@@ -13,6 +13,7 @@ use std::sync::atomic::{AtomicU64, Ordering::Relaxed};
 pub struct Gauge(AtomicU64);
 
 impl Gauge {
+    /// The value now.
     pub fn get(&self) -> u64 {
         self.0.load(Relaxed)
     }
@@ -27,6 +28,7 @@ impl Gauge {
 }
 
 #[derive(Default, Debug)]
+/// The counters and gauges of one forwarder.
 pub struct Metrics {
     /// Pipes accepted and not yet freed.
     pub live_pipes: Gauge,

@@ -40,6 +40,7 @@ pub struct FileError {
     pub line: Option<usize>,
     /// Key path, e.g. `route[1].idle-timeout`, where known.
     pub key: Option<String>,
+    /// What is wrong.
     pub reason: String,
 }
 

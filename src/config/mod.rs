@@ -45,6 +45,7 @@ pub struct Route {
     pub listen: Vec<SocketAddr>,
     /// Where clients are forwarded; at least one.
     pub targets: Vec<Target>,
+    /// How a new client's target is chosen.
     pub balance: Balance,
     /// Further targets tried when a connect fails; `None` means one fewer
     /// than the number of targets.
@@ -64,8 +65,12 @@ pub struct Route {
     pub buffer_size: usize,
     /// Reading resumes once the bytes waiting drain to this many.
     pub low_water: usize,
+    /// A target that has not accepted by then counts as refused.
     pub connect_timeout: Option<Duration>,
+    /// Reset a pipe after this long with no byte either way.
     pub idle_timeout: Option<Duration>,
+    /// Once one direction has ended, reset the pipe if the other moves no
+    /// byte for this long.
     pub half_close_timeout: Option<Duration>,
     /// Idle time before TCP keepalive probes start, on both sides.
     pub keepalive: Option<Duration>,
@@ -80,7 +85,9 @@ pub struct Route {
 /// keeps the target, its health and its pool.
 #[derive(Clone, Debug, PartialEq, Eq)]
 pub struct Target {
+    /// As given: `host:port` or an address.
     pub name: String,
+    /// What the name resolves to now.
     pub addr: SocketAddr,
 }
 
@@ -167,7 +174,9 @@ impl Route {
 /// path in a config file.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum Naming {
+    /// As the command line writes them: `--low-water`.
     Flags,
+    /// As a config file writes them: `route[1].low-water`.
     File,
 }
 
@@ -214,6 +223,7 @@ impl Config {
         }
     }
 
+    /// The route named `name`.
     pub fn route(&self, name: &str) -> Option<&Route> {
         self.routes.iter().find(|route| route.name == name)
     }
@@ -367,11 +377,14 @@ impl Route {
 pub struct ConfigError {
     /// The flag (`--low-water`) or key path (`route[1].low-water`).
     pub key: String,
+    /// The value as written.
     pub value: String,
+    /// Why it cannot be used.
     pub reason: String,
 }
 
 impl ConfigError {
+    /// An error about `key` set to `value`.
     pub fn new(
         key: impl Into<String>,
         value: impl Into<String>,

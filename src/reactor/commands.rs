@@ -33,12 +33,15 @@ pub enum PipeState {
 #[derive(Clone, Debug)]
 #[non_exhaustive]
 pub struct PipeInfo {
+    /// Its identity, as the hooks name it.
     pub id: PipeId,
     /// The route it came in on; `None` for an attached pipe.
     pub route: Option<String>,
+    /// The client's address.
     pub client: SocketAddr,
     /// The target's name, or the address of an attached one.
     pub target: String,
+    /// Where it is in its life.
     pub state: PipeState,
     /// Paused by [`Handle::pause`](crate::Handle::pause).
     pub paused: bool,
@@ -64,7 +67,10 @@ pub struct AttachOptions {
     pub low_water: usize,
     /// If the target socket is still connecting, how long it may take.
     pub connect_timeout: Option<Duration>,
+    /// Reset the pipe after this long with no byte either way.
     pub idle_timeout: Option<Duration>,
+    /// Once one direction has ended, reset the pipe if the other moves
+    /// no byte for this long.
     pub half_close_timeout: Option<Duration>,
 }
 

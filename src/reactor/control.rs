@@ -62,13 +62,17 @@ pub struct Reloaded {
 /// Why a config could not be applied; the running one stays in force.
 #[derive(Debug)]
 pub enum ReloadError {
+    /// The config does not validate.
     Invalid(ConfigError),
+    /// The config file cannot be read or used.
     File(FileError),
     /// An address of the new config could not be bound.
     Bind(SocketAddr, io::Error),
+    /// A shutdown is under way.
     ShuttingDown,
     /// The forwarder is not running.
     Stopped,
+    /// The event loop could not take the change.
     Io(io::Error),
 }
 
