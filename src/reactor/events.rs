@@ -21,6 +21,10 @@ pub(super) struct Before {
 }
 
 impl Before {
+    // Out of line, like every function here: the forwarding path of a
+    // forwarder without hooks must stay as small as it was.
+    #[cold]
+    #[inline(never)]
     pub(super) fn of(pipe: &Pipe) -> Before {
         Before {
             delivered: [pipe.bytes_toward_target(), pipe.bytes_toward_client()],
@@ -33,6 +37,8 @@ impl Before {
 impl Reactor {
     /// A pipe was made (`key`): opened, and connected at once if its target
     /// socket came established (the warm pool, or attached).
+    #[cold]
+    #[inline(never)]
     pub(super) fn tell_opened(&mut self, key: usize) {
         let (Some(hooks), Some(pipe)) = (self.hooks.as_mut(), self.pipes.get(key)) else {
             return;
@@ -60,6 +66,8 @@ impl Reactor {
 
     /// A client was accepted, but no target could even be dialed: it is
     /// reset at once, with no pipe made.
+    #[cold]
+    #[inline(never)]
     pub(super) fn tell_refused(&mut self, id: u64, route: RouteId, client: SocketAddr) {
         let Some(hooks) = self.hooks.as_mut() else {
             return;
@@ -84,6 +92,8 @@ impl Reactor {
 
     /// What a drive of pipe `key` did: its connect ended, bytes were
     /// delivered, a ring filled or drained.
+    #[cold]
+    #[inline(never)]
     pub(super) fn after_drive(&mut self, key: usize, before: Before) {
         let (Some(hooks), Some(pipe)) = (self.hooks.as_mut(), self.pipes.get(key)) else {
             return;
@@ -111,6 +121,8 @@ impl Reactor {
     }
 
     /// A pipe was freed.
+    #[cold]
+    #[inline(never)]
     pub(super) fn tell_closed(&mut self, pipe: &Pipe, reason: &Reason) {
         let Some(hooks) = self.hooks.as_mut() else {
             return;
@@ -130,6 +142,8 @@ impl Reactor {
     }
 
     /// Targets that went down or came up during this turn.
+    #[cold]
+    #[inline(never)]
     pub(super) fn tell_health_changes(&mut self) {
         let Some(hooks) = self.hooks.as_mut() else {
             return;

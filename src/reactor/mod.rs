@@ -291,9 +291,9 @@ impl Reactor {
             budget: BYTES_PER_TURN,
         };
         let before = self.hooks.is_some().then(|| events::Before::of(pipe));
-        let connecting = pipe.connecting_since();
+        let was_open = pipe.is_open();
         let verdict = pipe.drive(&mut ctx);
-        if connecting.is_some() && pipe.is_open() {
+        if !was_open && pipe.is_open() {
             if let Some(target) = pipe.target() {
                 self.upstreams
                     .connect_succeeded(target, self.poll.registry(), self.now);
