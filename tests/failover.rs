@@ -4,12 +4,29 @@
 
 mod common;
 use common::faults::*;
+use common::hooks::*;
 use common::upstreams::*;
 use common::*;
 
 use std::io::Write;
 use std::net::{Shutdown, SocketAddr, TcpListener};
 use std::thread;
+use std::time::Duration;
+
+use tcpipe::{CloseReason, Config, Target};
+
+/// A library forwarder to `targets` in turn (round-robin, never marking
+/// one down), with recording hooks.
+fn forwarder_over(targets: &[SocketAddr], connect_timeout: Option<Duration>) -> Running {
+    let mut config = Config::new("127.0.0.1:0".parse().unwrap(), targets[0]);
+    let route = &mut config.routes[0];
+    route.targets = targets.iter().copied().map(Target::from).collect();
+    route.cooldown = None;
+    if connect_timeout.is_some() {
+        route.connect_timeout = connect_timeout;
+    }
+    Running::start(config)
+}
 
 /// Serves `count` clients one after the other, each with a whole session,
 /// through a forwarder over a dead target and two live ones.
@@ -50,10 +67,16 @@ fn three_hundred_clients_are_served_when_the_dead_target_is_tried_again_and_agai
 /// A client sends `size` bytes (then a FIN) right after connecting, before
 /// the forwarder can have reached any target; the target accepted on
 /// `live` must get exactly those bytes, and its reply must get back.
-fn assert_early_bytes_arrive_once(tcpipe: &Tcpipe, live: &TcpListener, size: usize, seed: u64) {
+fn assert_early_bytes_arrive_once(
+    forwarder: &Running,
+    live: &TcpListener,
+    size: usize,
+    seed: u64,
+) -> SocketAddr {
     let data = Rng::new(seed).bytes(size);
     let expected = Fnv::of(&data);
-    let mut client = tcpipe.connect();
+    let mut client = connect(forwarder.addr());
+    let client_addr = client.local_addr().unwrap();
     let mut sending = client.try_clone().unwrap();
     let writer = thread::spawn(move || {
         sending
@@ -86,25 +109,26 @@ fn assert_early_bytes_arrive_once(tcpipe: &Tcpipe, live: &TcpListener, size: usi
         reply.as_bytes(),
         "the reply did not reach the client whole"
     );
+    client_addr
 }
 
-/// Asserts that pipe `id` tried `dead` before anything else.
-fn assert_tried_first(tcpipe: &Tcpipe, id: usize, dead: SocketAddr) {
-    wait_for_pipe_closed(tcpipe, id);
-    let logs = tcpipe.logs();
-    let first_try = format!("pipe {id}: accepted ");
-    let line = logs
-        .iter()
-        .find(|line| line.contains(&first_try))
-        .unwrap_or_else(|| panic!("pipe {id} was never accepted; logs: {logs:#?}"));
+/// Asserts that the pipe of the client at `client` was sent to `dead`
+/// first, then connected to `live` only.
+fn assert_tried_first(forwarder: &Running, client: SocketAddr, dead: SocketAddr, live: SocketAddr) {
+    let id = forwarder.events.pipe_of(client);
+    forwarder.events.closed(id);
+    let events = forwarder.events.of(id);
     assert!(
-        line.ends_with(&format!("connecting to {dead}")),
-        "pipe {id} did not try the dead target first: {line}"
+        matches!(&events[0], Event::Opened { target: Some(t), .. } if *t == dead.to_string()),
+        "the pipe was not sent to the dead target first: {events:#?}"
     );
+    let connected: Vec<&Event> = events
+        .iter()
+        .filter(|e| matches!(e, Event::Connected { .. }))
+        .collect();
     assert!(
-        logs.iter()
-            .any(|line| line.contains(&format!("pipe {id}: {}", connect_failure_log(dead)))),
-        "pipe {id} logged no failed connect to the dead target; logs: {logs:#?}"
+        matches!(connected[..], [Event::Connected { target, .. }] if *target == live.to_string()),
+        "the pipe should connect once, to the live target: {events:#?}"
     );
 }
 
@@ -114,12 +138,14 @@ fn bytes_sent_before_a_refused_connect_arrive_exactly_once_at_the_next_target() 
     let (live, live_addr) = listener();
     // Never marked down, so round-robin sends every client to the dead
     // target first.
-    let tcpipe = start_forwarder(&[dead.addr, live_addr], &["--cooldown", "0"]);
+    let forwarder = forwarder_over(&[dead.addr, live_addr], None);
     // From a few bytes to several times the 64 KiB ring.
-    for (id, size) in [(1, 1), (2, 1000), (3, 300_000)] {
-        assert_early_bytes_arrive_once(&tcpipe, &live, size, id as u64);
-        assert_tried_first(&tcpipe, id, dead.addr);
+    for (seed, size) in [(1, 1), (2, 1000), (3, 300_000)] {
+        let client = assert_early_bytes_arrive_once(&forwarder, &live, size, seed);
+        assert_tried_first(&forwarder, client, dead.addr, live_addr);
     }
+    assert_eq!(forwarder.handle.metrics().connect_failures_total.get(), 3);
+    forwarder.stop();
 }
 
 #[test]
@@ -128,20 +154,20 @@ fn bytes_sent_while_a_target_never_answers_arrive_exactly_once_at_the_next_targe
     // buffered, up to a full ring, before the forwarder moves on.
     let black_hole = Backend::black_hole();
     let (live, live_addr) = listener();
-    let tcpipe = start_forwarder(
+    let forwarder = forwarder_over(
         &[black_hole.addr, live_addr],
-        &["--cooldown", "0", "--connect-timeout", "300ms"],
+        Some(Duration::from_millis(300)),
     );
-    for (id, size) in [(1, 1000), (2, 300_000)] {
-        assert_early_bytes_arrive_once(&tcpipe, &live, size, id as u64);
-        assert_tried_first(&tcpipe, id, black_hole.addr);
+    for (seed, size) in [(1, 1000), (2, 300_000)] {
+        let client = assert_early_bytes_arrive_once(&forwarder, &live, size, seed);
+        assert_tried_first(&forwarder, client, black_hole.addr, live_addr);
     }
     assert_eq!(
-        count_logs(&tcpipe, "connect timed out"),
+        forwarder.handle.metrics().connect_failures_total.get(),
         2,
-        "each client should have timed out once on the black hole; logs: {:#?}",
-        tcpipe.logs()
+        "each client should have timed out once on the black hole"
     );
+    forwarder.stop();
 }
 
 #[test]
@@ -183,19 +209,20 @@ fn clients_are_served_by_another_target_while_one_never_answers() {
 fn with_no_retries_a_client_sent_to_a_dead_target_is_reset() {
     let dead = Backend::refusing();
     let live = Backend::echo();
-    let tcpipe = start_forwarder(
-        &[dead.addr, live.addr],
-        &["--retries", "0", "--cooldown", "0"],
-    );
+    let mut config = Config::new("127.0.0.1:0".parse().unwrap(), dead.addr);
+    let route = &mut config.routes[0];
+    route.targets.push(Target::from(live.addr));
+    route.retries = Some(0);
+    route.cooldown = None;
+    let forwarder = Running::start(config);
     // Round-robin: the first client is sent to the dead target, the second
     // to the live one.
-    assert_reset(&mut tcpipe.connect(), "client sent to the dead target");
-    serve_client(&tcpipe, 2);
-    assert!(
-        tcpipe.wait_for_log("pipe 1: no target could be reached in 1 attempts", DEADLINE),
-        "giving up after one attempt was not logged; logs: {:#?}",
-        tcpipe.logs()
-    );
+    let mut first = connect(forwarder.addr());
+    let id = forwarder.events.pipe_of(first.local_addr().unwrap());
+    assert_reset(&mut first, "client sent to the dead target");
+    assert_served(connect(forwarder.addr()), b"client 2");
+    assert_eq!(forwarder.events.close_reason(id), CloseReason::ConnectFailed);
+    assert_eq!(forwarder.handle.metrics().connect_failures_total.get(), 1);
     assert_eq!(
         live.served(),
         1,
