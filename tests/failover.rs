@@ -221,7 +221,10 @@ fn with_no_retries_a_client_sent_to_a_dead_target_is_reset() {
     let id = forwarder.events.pipe_of(first.local_addr().unwrap());
     assert_reset(&mut first, "client sent to the dead target");
     assert_served(connect(forwarder.addr()), b"client 2");
-    assert_eq!(forwarder.events.close_reason(id), CloseReason::ConnectFailed);
+    assert_eq!(
+        forwarder.events.close_reason(id),
+        CloseReason::ConnectFailed
+    );
     assert_eq!(forwarder.handle.metrics().connect_failures_total.get(), 1);
     assert_eq!(
         live.served(),
