@@ -149,8 +149,9 @@ impl Reactor {
                 pipe.hold();
                 self.carry_out(key, Verdict::Wait);
             }
-            // A source may have become readable while unwatched, with no
-            // event to come: drive the pipe, which tries the reads at once.
+            // Re-registering READABLE would bring an event for a source
+            // that filled while unwatched; driving the pipe reads it at
+            // once instead, a poll round trip sooner.
             PipeAction::Resume => {
                 pipe.release_hold(self.now);
                 self.drive(key);
