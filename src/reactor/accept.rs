@@ -302,8 +302,7 @@ impl Reactor {
     }
 
     fn open_pipe(&mut self, route_id: RouteId, client: TcpStream, peer: SocketAddr) {
-        let id = self.next_pipe_id;
-        self.next_pipe_id += 1;
+        let id = self.next_pipe_id();
         self.metrics.accepted_total.add(1);
         let Some(route) = self.routes.get_mut(route_id) else {
             return;
@@ -337,12 +336,12 @@ impl Reactor {
         );
         route.live_pipes += 1;
         let settings = Arc::clone(&route.settings);
-        let pipe = Pipe::new(id, settings, (client, peer), (dialed, dial), self.now);
-        let key = self.pipes.insert(pipe);
-        self.metrics.live_pipes.add(1);
-        if self.hooks.is_some() {
-            self.tell_opened(key);
-        }
-        self.drive(key);
+        self.start_pipe(Pipe::new(
+            id,
+            settings,
+            (client, peer),
+            (dialed, dial),
+            self.now,
+        ));
     }
 }

@@ -230,15 +230,14 @@ impl Reactor {
             stream: target,
             connected,
         };
-        let id = self.next_pipe_id;
-        self.next_pipe_id += 1;
-        let pipe = Pipe::new(id, settings, (client, peer), (dialed, dial), self.now);
-        let key = self.pipes.insert(pipe);
-        self.metrics.live_pipes.add(1);
-        if self.hooks.is_some() {
-            self.tell_opened(key);
-        }
-        self.drive(key);
+        let id = self.next_pipe_id();
+        self.start_pipe(Pipe::new(
+            id,
+            settings,
+            (client, peer),
+            (dialed, dial),
+            self.now,
+        ));
         Ok(PipeId(id))
     }
 }

@@ -272,6 +272,24 @@ impl Reactor {
 
     // ----- pipes -------------------------------------------------------------
 
+    /// A new pipe's id: the id in logs and hooks, and its generation.
+    fn next_pipe_id(&mut self) -> u64 {
+        let id = self.next_pipe_id;
+        self.next_pipe_id += 1;
+        id
+    }
+
+    /// A new pipe joins the slab: counted, announced to the hooks, and
+    /// driven at once (its client may have sent bytes already).
+    fn start_pipe(&mut self, pipe: Pipe) {
+        let key = self.pipes.insert(pipe);
+        self.metrics.live_pipes.add(1);
+        if self.hooks.is_some() {
+            self.tell_opened(key);
+        }
+        self.drive(key);
+    }
+
     fn on_pipe_event(&mut self, key: usize, side: Side, event: &Event) {
         match self.pipes.get_mut(key) {
             Some(pipe) if !pipe.closing => pipe.note_event(side, event),
