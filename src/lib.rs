@@ -8,15 +8,21 @@
 //! half-close once the bytes before it are delivered; a reset is passed on
 //! as a reset. The rules live in `src/pipe/mod.rs`.
 //!
+//! An embedder hears every pipe's life through [`Hooks`] set on the
+//! [`Builder`], and acts from any thread through a [`Handle`]: pause,
+//! resume or abort a pipe, list the live ones, attach two sockets of its
+//! own, reload the config, shut down.
+//!
 //! ```no_run
 //! let config = tcpipe::Config::new(
 //!     "127.0.0.1:7000".parse().unwrap(),
 //!     "127.0.0.1:6379".parse().unwrap(),
 //! );
 //! let forwarder = tcpipe::Forwarder::bind(config).expect("bind");
-//! let handle = forwarder.handle(); // shutdown, reload and metrics from other threads
-//! forwarder.run().expect("event loop");
-//! # drop(handle);
+//! let handle = forwarder.handle(); // commands and metrics from other threads
+//! std::thread::spawn(move || forwarder.run().expect("event loop"));
+//! println!("{} live pipes", handle.pipes().expect("running").len());
+//! handle.shutdown();
 //! ```
 
 #![deny(unsafe_code)]
