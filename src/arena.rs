@@ -148,10 +148,6 @@ impl<T> Arena<T> {
         self.iter().map(|(id, _)| id).collect()
     }
 
-    pub(crate) fn len(&self) -> usize {
-        self.entries.len()
-    }
-
     pub(crate) fn retain(&mut self, mut keep: impl FnMut(&T) -> bool) {
         self.entries.retain(|_, (_, value)| keep(value));
     }

@@ -159,7 +159,7 @@ impl Reactor {
             match command {
                 Command::Shutdown => self.request_shutdown(),
                 Command::Reload { config, reply } => {
-                    let applied = self.apply(*config);
+                    let applied = self.apply(*config, false);
                     self.log_reload(&applied);
                     if applied.is_ok() {
                         info!("reload: done");
@@ -226,7 +226,7 @@ impl Reactor {
         let asked = self.reloading.in_flight.take();
         let applied = loaded
             .map_err(ReloadError::File)
-            .and_then(|config| self.apply(config));
+            .and_then(|config| self.apply(config, false));
         self.log_reload(&applied);
         if let (Ok(_), Some(asked)) = (&applied, asked) {
             info!(

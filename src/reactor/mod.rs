@@ -204,7 +204,7 @@ impl Reactor {
         if reactor.hooks.is_some() {
             reactor.upstreams.report_health();
         }
-        let started = reactor.apply(config)?;
+        let started = reactor.apply(config, true)?;
         for line in started.summary {
             info!("{line}");
         }

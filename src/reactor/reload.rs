@@ -38,13 +38,17 @@ enum Socket {
 }
 
 impl Reactor {
-    /// Applies `config`; on error nothing has changed.
-    pub(super) fn apply(&mut self, config: Config) -> Result<Reloaded, ReloadError> {
+    /// Applies `config`, at startup (`starting`) or as a reload; on error
+    /// nothing has changed.
+    pub(super) fn apply(
+        &mut self,
+        config: Config,
+        starting: bool,
+    ) -> Result<Reloaded, ReloadError> {
         if self.shutting_down {
             return Err(ReloadError::ShuttingDown);
         }
         config.validate().map_err(ReloadError::Invalid)?;
-        let starting = self.routes.routes.len() == 0;
         let sockets = self.claim_sockets(&config)?;
 
         let mut summary = Vec::new();
