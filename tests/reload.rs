@@ -106,6 +106,13 @@ fn a_reload_adds_and_removes_routes_and_targets_while_20_pipes_stream_every_byte
             (format!("stream {n} on {name}"), Stream::start(addr, n))
         })
         .collect();
+    // A client's write can complete into socket buffers before its bytes
+    // reach the target: wait until every stream has reached its own.
+    assert!(
+        wait_until(DEADLINE, || k1.served() + k2.served() == 11
+            && g1.served() == 10),
+        "the streams did not all reach their targets"
+    );
     let k1_before = k1.served();
     assert!(
         k1_before > 0,
@@ -323,4 +330,22 @@ fn a_removed_targets_pooled_connections_are_closed() {
         );
     }
     assert_served(connect(tcpipe.route_addr("pooled")), b"to the replacement");
+}
+
+#[test]
+fn a_forwarder_with_no_routes_gains_one_by_reload() {
+    let target = Backend::echo();
+    let forwarder = tcpipe::Forwarder::bind(tcpipe::Config::with_routes(Vec::new())).expect("bind");
+    let handle = forwarder.handle();
+    let running = thread::spawn(move || forwarder.run());
+
+    let route = tcpipe::Route::new("web", "127.0.0.1:0".parse().unwrap(), target.addr);
+    let reloaded = handle
+        .reload(tcpipe::Config::with_routes(vec![route]))
+        .expect("the reload applies");
+    assert_mentions(&reloaded.summary, &["route web: added"]);
+    let (_, addr) = reloaded.listening[0];
+    assert_served(connect(addr), b"through a route added by reload");
+    handle.shutdown();
+    running.join().expect("loop thread").expect("run");
 }
