@@ -13,9 +13,7 @@ use mio::Interest;
 use socket2::SockRef;
 
 use super::routes::RouteId;
-use super::{
-    listener_token, log_unreachable, plural, Reactor, Timer, ACCEPTS_PER_TURN, ACCEPT_RETRY,
-};
+use super::{listener_token, plural, Reactor, Timer, ACCEPTS_PER_TURN, ACCEPT_RETRY};
 use crate::net;
 use crate::pipe::Pipe;
 use crate::upstream::Dial;
@@ -317,7 +315,7 @@ impl Reactor {
             self.now,
         );
         let Some(dialed) = dialed else {
-            log_unreachable(id, dial.attempts, peer);
+            self.log_unreachable(id, dial.attempts, peer);
             self.metrics.aborted_total.add(1);
             net::abort_on_close(SockRef::from(&client));
             if self.hooks.is_some() {

@@ -42,6 +42,7 @@ use crate::hooks::Hooks;
 use crate::metrics::Metrics;
 use crate::pipe::{Closing, Context, Pipe, Reason, Side, Verdict};
 use crate::ring::RingPool;
+use crate::throttle::Throttle;
 use crate::timers::Timers;
 use crate::upstream::{self, Upstreams};
 use routes::Routes;
@@ -156,6 +157,7 @@ pub(crate) struct Reactor {
     hooks: Option<Box<dyn Hooks>>,
     /// A shutdown is draining the pipes.
     shutting_down: bool,
+    unreachable_warnings: Throttle,
     /// The time this turn started; all activity stamps in the turn use it.
     now: Instant,
     exit: bool,
@@ -198,6 +200,7 @@ impl Reactor {
             metrics,
             hooks,
             shutting_down: false,
+            unreachable_warnings: Throttle::default(),
             now: Instant::now(),
             exit: false,
         };
@@ -429,17 +432,13 @@ impl Reactor {
         if pipe.closing {
             return;
         }
+        pipe.closing = true;
         let how = reason.closing();
         if how == Closing::Abort {
             self.metrics.aborted_total.add(1);
         }
         if reason.is_timeout() {
             self.metrics.timed_out_total.add(1);
-        }
-        match &reason {
-            Reason::Unreachable { attempts } => log_unreachable(pipe.id, *attempts, pipe.peer),
-            Reason::Poll(_) => error!("pipe {}: {reason}", pipe.id),
-            _ => {}
         }
         debug!(
             "pipe {}: closing ({reason}{}) after {:.1?}, {} bytes toward target, {} toward client",
@@ -453,7 +452,12 @@ impl Reactor {
             pipe.bytes_toward_target(),
             pipe.bytes_toward_client(),
         );
-        pipe.closing = true;
+        let (id, peer) = (pipe.id, pipe.peer);
+        match &reason {
+            Reason::Unreachable { attempts } => self.log_unreachable(id, *attempts, peer),
+            Reason::Poll(_) => error!("pipe {id}: {reason}"),
+            _ => {}
+        }
         self.closing.push((key, reason));
     }
 
@@ -534,12 +538,18 @@ impl Reactor {
     }
 }
 
-/// Every connect the route allows failed: the client is reset, as a direct
-/// connection would have been refused.
-fn log_unreachable(id: u64, attempts: u32, client: std::net::SocketAddr) {
-    warn!(
-        "pipe {id}: no target could be reached in {attempts} attempts; resetting client {client}"
-    );
+impl Reactor {
+    /// Every connect the route allows failed: the client is reset, as a
+    /// direct connection would have been refused. While every target is
+    /// down this happens to every client, so it is logged once a second.
+    fn log_unreachable(&mut self, id: u64, attempts: u32, client: std::net::SocketAddr) {
+        if let Some(held_back) = self.unreachable_warnings.allow(self.now) {
+            warn!(
+                "pipe {id}: no target could be reached in {}; resetting client {client}{held_back}",
+                plural(attempts as usize, "attempt")
+            );
+        }
+    }
 }
 
 /// "1 pipe", "2 pipes".
