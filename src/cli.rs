@@ -9,8 +9,8 @@ use clap::error::ErrorKind;
 use clap::{ArgGroup, Parser, ValueEnum};
 
 use crate::config::{
-    self, load_file, parse_address, parse_duration, parse_size, Balance, Config, FileError, Naming,
-    Target, DEFAULT_ROUTE_NAME,
+    self, load_file, parse_address, parse_duration, parse_size, AccessLogConfig, Balance, Config,
+    FileError, LogDestination, LogFormat, Naming, Target, DEFAULT_ROUTE_NAME,
 };
 
 /// A duration flag where `0` means off.
@@ -45,8 +45,9 @@ impl From<BalanceArg> for Balance {
     }
 }
 
-/// Every flag that describes the route, which `--config` replaces.
-const ROUTE_FLAGS: [&str; 18] = [
+/// Every flag that `--config` replaces: the route's, and the process-wide
+/// settings a file's `[global]` holds.
+const ROUTE_FLAGS: [&str; 22] = [
     "listen",
     "targets",
     "balance",
@@ -65,6 +66,10 @@ const ROUTE_FLAGS: [&str; 18] = [
     "keepalive",
     "max_connections",
     "drain_timeout",
+    "metrics",
+    "access_log",
+    "log_format",
+    "access_log_opens",
 ];
 
 #[derive(Parser, Debug)]
@@ -179,6 +184,38 @@ struct Args {
     /// before they are reset (0 = wait for them).
     #[arg(long, value_name = "DURATION", default_value = "30s", value_parser = timeout)]
     drain_timeout: Timeout,
+
+    /// Serve Prometheus metrics at http://ADDR/metrics, e.g. 127.0.0.1:9100.
+    #[arg(long, value_name = "ADDR", value_parser = parse_address)]
+    metrics: Option<SocketAddr>,
+
+    /// Where the access log (a line per closed pipe) goes: a file, '-' for
+    /// stderr at info level, or 'off'.
+    #[arg(long, value_name = "FILE|-|off", default_value = "-", value_parser = LogDestination::parse)]
+    access_log: LogDestination,
+
+    /// How access-log lines are written.
+    #[arg(long, value_name = "FORMAT", value_enum, default_value = "text")]
+    log_format: LogFormatArg,
+
+    /// Log a line when a pipe opens too, not only when it closes.
+    #[arg(long)]
+    access_log_opens: bool,
+}
+
+#[derive(Clone, Copy, Debug, ValueEnum)]
+enum LogFormatArg {
+    Text,
+    Json,
+}
+
+impl From<LogFormatArg> for LogFormat {
+    fn from(arg: LogFormatArg) -> LogFormat {
+        match arg {
+            LogFormatArg::Text => LogFormat::Text,
+            LogFormatArg::Json => LogFormat::Json,
+        }
+    }
 }
 
 /// What the command line asks for.
@@ -281,6 +318,12 @@ impl Args {
         config.max_connections = self.max_connections;
         config.drain_timeout = self.drain_timeout.0;
         config.resolve_interval = self.resolve_interval.0;
+        config.metrics = self.metrics;
+        config.access_log = AccessLogConfig {
+            destination: self.access_log,
+            format: self.log_format.into(),
+            opens: self.access_log_opens,
+        };
         config.validate_as(Naming::Flags)?;
         Ok(config)
     }

@@ -25,6 +25,8 @@ pub enum StartError {
     Config(ConfigError),
     /// An address could not be listened on.
     Bind(SocketAddr, io::Error),
+    /// The access log file could not be opened.
+    AccessLog(PathBuf, io::Error),
     /// The event loop could not be set up.
     Io(io::Error),
 }
@@ -34,7 +36,7 @@ impl StartError {
     pub fn exit_code(&self) -> u8 {
         match self {
             StartError::Config(_) => 2,
-            StartError::Bind(..) | StartError::Io(_) => 1,
+            StartError::Bind(..) | StartError::AccessLog(..) | StartError::Io(_) => 1,
         }
     }
 }
@@ -44,6 +46,9 @@ impl fmt::Display for StartError {
         match self {
             StartError::Config(e) => e.fmt(f),
             StartError::Bind(addr, e) => write!(f, "cannot listen on {addr}: {e}"),
+            StartError::AccessLog(path, e) => {
+                write!(f, "cannot open the access log {}: {e}", path.display())
+            }
             StartError::Io(e) => write!(f, "cannot start the event loop: {e}"),
         }
     }
@@ -56,6 +61,7 @@ impl From<ReloadError> for StartError {
         match e {
             ReloadError::Invalid(e) => StartError::Config(e),
             ReloadError::Bind(addr, e) => StartError::Bind(addr, e),
+            ReloadError::AccessLog(path, e) => StartError::AccessLog(path, e),
             ReloadError::Io(e) => StartError::Io(e),
             other => StartError::Io(io::Error::other(other.to_string())),
         }
@@ -153,6 +159,14 @@ impl Handle {
         &self.metrics
     }
 
+    /// Every metric, per route and target, in the Prometheus text format:
+    /// what `GET /metrics` serves.
+    pub fn prometheus(&self) -> Result<String, CommandError> {
+        self.ask(Command::Scrape)
+            .map(|snapshot| crate::metrics::render(&snapshot))
+            .ok_or(CommandError::Stopped)
+    }
+
     fn pipe_command(&self, id: PipeId, action: PipeAction) -> Result<(), CommandError> {
         self.ask(|reply| Command::Pipe { id, action, reply })
             .ok_or(CommandError::Stopped)?
@@ -243,6 +257,11 @@ impl Forwarder {
     /// pipes attached sockets.
     pub fn local_addr(&self) -> Option<SocketAddr> {
         self.reactor.listening().first().map(|(_, addr)| *addr)
+    }
+
+    /// Where `GET /metrics` is served, as bound (`Config::metrics`).
+    pub fn metrics_addr(&self) -> Option<SocketAddr> {
+        self.reactor.metrics_addr()
     }
 
     /// Every route's bound addresses: (route name, address).

@@ -28,6 +28,7 @@
 #![deny(unsafe_code)]
 #![warn(missing_docs)]
 
+mod access_log;
 mod arena;
 pub mod cli;
 mod config;
@@ -43,8 +44,9 @@ mod timers;
 mod upstream;
 
 pub use config::{
-    format_duration, format_size, load_file, parse_address, parse_duration, parse_size, Balance,
-    Config, ConfigError, FileError, Naming, Route, Target,
+    format_duration, format_size, load_file, parse_address, parse_duration, parse_size,
+    AccessLogConfig, Balance, Config, ConfigError, FileError, LogDestination, LogFormat, Naming,
+    Route, Target,
 };
 pub use forwarder::{Builder, Forwarder, Handle, IntoStream, StartError};
 pub use hooks::{

@@ -380,8 +380,9 @@ impl Peer {
                     .args(["-l", &listen.to_string(), "-t", &target.to_string()])
                     .args(["--max-connections", &self.limits.pipes.to_string()])
                     .args(["--pool", &tuning.pool.to_string()])
-                    // The startup line and limit warnings, nothing per pipe.
-                    .env("RUST_LOG", "info");
+                    // The startup line and limit warnings, nothing per pipe:
+                    // the access log is off, as the peers run without one.
+                    .env("RUST_LOG", "info,tcpipe::access=off");
             }
             Kind::Haproxy => {
                 let pipes = self.limits.pipes;

@@ -29,7 +29,7 @@ use serde::{Deserialize, Deserializer};
 use toml::de::{DeTable, DeValue};
 
 use super::values::{parse_address, parse_duration, parse_size};
-use super::{Balance, Config, ConfigError, Naming, Route, Target};
+use super::{Balance, Config, ConfigError, LogDestination, LogFormat, Naming, Route, Target};
 
 /// Why a config file cannot be used.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -143,6 +143,10 @@ struct Global {
     max_connections: Option<usize>,
     drain_timeout: Option<DurationSetting>,
     resolve_interval: Option<DurationSetting>,
+    metrics: Option<String>,
+    access_log: Option<String>,
+    log_format: Option<LogFormat>,
+    access_log_opens: Option<bool>,
 }
 
 /// A `[[route]]`, or `[defaults]` (which has no name, listen or targets).
@@ -200,6 +204,28 @@ impl Document {
         }
         if let Some(DurationSetting(interval)) = self.global.resolve_interval {
             config.resolve_interval = interval;
+        }
+        if let Some(text) = &self.global.metrics {
+            config.metrics = Some(parse_address(text).map_err(|reason| {
+                Problem::at_key(
+                    "global.metrics",
+                    format!("invalid address '{text}': {reason}"),
+                )
+            })?);
+        }
+        if let Some(text) = &self.global.access_log {
+            config.access_log.destination = LogDestination::parse(text).map_err(|reason| {
+                Problem::at_key(
+                    "global.access-log",
+                    format!("invalid value '{text}': {reason}"),
+                )
+            })?;
+        }
+        if let Some(format) = self.global.log_format {
+            config.access_log.format = format;
+        }
+        if let Some(opens) = self.global.access_log_opens {
+            config.access_log.opens = opens;
         }
         config.validate_as(Naming::File)?;
         Ok(config)

@@ -32,6 +32,77 @@ pub struct Config {
     pub drain_timeout: Option<Duration>,
     /// Re-resolve target host names this often.
     pub resolve_interval: Option<Duration>,
+    /// Where to serve `GET /metrics` in the Prometheus text format; `None`
+    /// serves nothing.
+    pub metrics: Option<SocketAddr>,
+    /// The access log: where, in what format, and whether opens are logged.
+    pub access_log: AccessLogConfig,
+}
+
+/// The access log's settings.
+#[derive(Clone, Debug, Default, PartialEq, Eq)]
+pub struct AccessLogConfig {
+    /// Where lines go.
+    pub destination: LogDestination,
+    /// How each line is written.
+    pub format: LogFormat,
+    /// Log a line when a pipe opens too, not only when it closes.
+    pub opens: bool,
+}
+
+/// Where access-log lines go.
+#[derive(Clone, Debug, Default, PartialEq, Eq)]
+pub enum LogDestination {
+    /// Through the `log` crate at info level (target `tcpipe::access`),
+    /// which the binary writes to stderr.
+    #[default]
+    Stderr,
+    /// Nowhere.
+    Off,
+    /// Appended to this file, from a thread of its own; a reload reopens it.
+    File(std::path::PathBuf),
+}
+
+impl LogDestination {
+    /// `off`, `-` (stderr) or a file path, as `--access-log` takes it.
+    pub fn parse(text: &str) -> Result<LogDestination, String> {
+        match text {
+            "" => Err("give a file, '-' for stderr, or 'off'".into()),
+            "off" => Ok(LogDestination::Off),
+            "-" | "stderr" => Ok(LogDestination::Stderr),
+            path => Ok(LogDestination::File(path.into())),
+        }
+    }
+}
+
+impl fmt::Display for LogDestination {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        match self {
+            LogDestination::Stderr => f.write_str("stderr"),
+            LogDestination::Off => f.write_str("off"),
+            LogDestination::File(path) => write!(f, "{}", path.display()),
+        }
+    }
+}
+
+/// How an access-log line is written.
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq, serde::Deserialize)]
+#[serde(rename_all = "kebab-case")]
+pub enum LogFormat {
+    /// `key=value` pairs separated by spaces; values with spaces quoted.
+    #[default]
+    Text,
+    /// One JSON object per line, with the same keys.
+    Json,
+}
+
+impl fmt::Display for LogFormat {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str(match self {
+            LogFormat::Text => "text",
+            LogFormat::Json => "json",
+        })
+    }
 }
 
 /// One service: where clients come in, where they go, and how. Build it
@@ -220,6 +291,8 @@ impl Config {
             max_connections: DEFAULT_MAX_CONNECTIONS,
             drain_timeout: Some(DEFAULT_DRAIN_TIMEOUT),
             resolve_interval: Some(DEFAULT_RESOLVE_INTERVAL),
+            metrics: None,
+            access_log: AccessLogConfig::default(),
         }
     }
 
@@ -250,7 +323,29 @@ impl Config {
                 ));
             }
         }
-        self.check_listen_conflicts(naming)
+        self.check_listen_conflicts(naming)?;
+        self.check_metrics_address(naming)
+    }
+
+    /// The metrics endpoint cannot share a port with a route.
+    fn check_metrics_address(&self, naming: Naming) -> Result<(), ConfigError> {
+        let Some(metrics) = self.metrics else {
+            return Ok(());
+        };
+        for route in &self.routes {
+            if let Some(listen) = route
+                .listen
+                .iter()
+                .find(|&&l| addresses_overlap(metrics, l))
+            {
+                return Err(ConfigError::new(
+                    naming.global_key("metrics"),
+                    metrics.to_string(),
+                    format!("overlaps {listen}, where route '{}' listens", route.name),
+                ));
+            }
+        }
+        Ok(())
     }
 
     /// Two routes cannot share an address: the second could never bind it.

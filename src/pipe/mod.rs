@@ -217,8 +217,10 @@ enum Stage {
     /// A connect to the upstream is under way since `since`; `dial` counts
     /// the attempts this client has cost.
     Connecting { since: Instant, dial: Dial },
-    /// Both sides established: bytes flow both ways.
-    Open,
+    /// Both sides established: bytes flow both ways. `connect_time`: how
+    /// long its own connect took; `None` for a socket that came connected
+    /// (the warm pool, or attached).
+    Open { connect_time: Option<Duration> },
 }
 
 pub(crate) struct Pipe {
@@ -242,6 +244,8 @@ pub(crate) struct Pipe {
     /// Marked for freeing at the end of the event batch (the reactor keeps
     /// the reason); set once.
     pub(crate) closing: bool,
+    /// Which side sent FIN first, for the access log.
+    first_fin: Option<Side>,
 }
 
 impl Pipe {
@@ -269,6 +273,7 @@ impl Pipe {
             timer_due: None,
             queued: false,
             closing: false,
+            first_fin: None,
         }
     }
 
@@ -302,8 +307,22 @@ impl Pipe {
     pub(crate) fn connecting_since(&self) -> Option<Instant> {
         match self.stage {
             Stage::Connecting { since, .. } => Some(since),
-            Stage::Open => None,
+            Stage::Open { .. } => None,
         }
+    }
+
+    /// How long its target took to accept, once it has; `None` while
+    /// connecting and for a socket that came connected.
+    pub(crate) fn connect_time(&self) -> Option<Duration> {
+        match self.stage {
+            Stage::Open { connect_time } => connect_time,
+            Stage::Connecting { .. } => None,
+        }
+    }
+
+    /// Which side sent the first FIN, if any has.
+    pub(crate) fn first_fin(&self) -> Option<Side> {
+        self.first_fin
     }
 
     /// Stops reading both sides, as the embedder asked; what is buffered
@@ -347,14 +366,14 @@ impl Pipe {
     }
 
     pub(crate) fn is_open(&self) -> bool {
-        matches!(self.stage, Stage::Open)
+        matches!(self.stage, Stage::Open { .. })
     }
 
     /// The connect attempts made so far, while connecting.
     pub(crate) fn dial_mut(&mut self) -> Option<&mut Dial> {
         match &mut self.stage {
             Stage::Connecting { dial, .. } => Some(dial),
-            Stage::Open => None,
+            Stage::Open { .. } => None,
         }
     }
 
@@ -367,11 +386,12 @@ impl Pipe {
 
     /// Moves every byte that can move now, within the turn's budget.
     pub(crate) fn drive(&mut self, ctx: &mut Context<'_>) -> Verdict {
-        if let Stage::Connecting { .. } = self.stage {
+        if let Stage::Connecting { since, .. } = self.stage {
             match finish_connect(&mut self.target.endpoint) {
                 Ok(true) => {
                     debug!("pipe {}: connected to target", self.id);
-                    self.stage = Stage::Open;
+                    let connect_time = Some(ctx.now.saturating_duration_since(since));
+                    self.stage = Stage::Open { connect_time };
                 }
                 Ok(false) => {}
                 Err(e) => return Verdict::Redial(e),
@@ -391,7 +411,12 @@ impl Pipe {
             .bytes_toward_client_total
             .add(self.toward_client.forwarded - forwarded_before.1);
         match pumped {
-            Ok(true) => self.last_activity = ctx.now,
+            Ok(true) => {
+                self.last_activity = ctx.now;
+                if self.first_fin.is_none() {
+                    self.note_first_fin();
+                }
+            }
             Ok(false) => {}
             Err((side, e)) => return Verdict::Close(Reason::Broken(side, e)),
         }
@@ -408,6 +433,16 @@ impl Pipe {
             Verdict::Again
         } else {
             Verdict::Wait
+        }
+    }
+
+    /// A FIN ends a read that moved nothing, which still counts as a move.
+    #[cold]
+    fn note_first_fin(&mut self) {
+        if self.toward_target.flow != Flow::Open {
+            self.first_fin = Some(Side::Client);
+        } else if self.toward_client.flow != Flow::Open {
+            self.first_fin = Some(Side::Target);
         }
     }
 
@@ -567,7 +602,7 @@ impl Pipe {
 /// A pooled connection is established already; any other is connecting.
 fn stage_for(dialed: &Dialed, dial: Dial, now: Instant) -> Stage {
     if dialed.connected {
-        Stage::Open
+        Stage::Open { connect_time: None }
     } else {
         Stage::Connecting { since: now, dial }
     }
@@ -602,6 +637,10 @@ mod tests {
     /// target identities fit in the bytes a pipe had before them.
     #[test]
     fn a_pipe_stays_within_280_bytes() {
-        assert!(std::mem::size_of::<super::Pipe>() <= 280);
+        assert!(
+            std::mem::size_of::<super::Pipe>() <= 280,
+            "{}",
+            std::mem::size_of::<super::Pipe>()
+        );
     }
 }

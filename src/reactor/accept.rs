@@ -164,6 +164,7 @@ impl Reactor {
         }
         if self.accepting.at_limit_since.is_none() {
             self.accepting.at_limit_since = Some(self.now);
+            self.metrics.connection_limit_reached_total.add(1);
             info!(
                 "connection limit of {} reached; new clients wait in the backlog",
                 self.limits.max_connections
@@ -182,6 +183,7 @@ impl Reactor {
         if let Some(route) = self.routes.get_mut(id) {
             if route.at_limit_since.is_none() {
                 route.at_limit_since = Some(now);
+                route.stats.limit_reached += 1;
                 info!(
                     "route {}: connection limit of {} reached; new clients wait in the backlog",
                     route.name(),
@@ -245,6 +247,7 @@ impl Reactor {
         state.failed_accepts += 1;
         if state.backoff.is_none() {
             state.backoff = Some(self.now);
+            self.metrics.accept_backoffs_total.add(1);
             warn!(
                 "cannot accept: {e}; retrying every {} ms and whenever a pipe closes ({} live)",
                 ACCEPT_RETRY.as_millis(),
@@ -301,7 +304,7 @@ impl Reactor {
 
     fn open_pipe(&mut self, route_id: RouteId, client: TcpStream, peer: SocketAddr) {
         let id = self.next_pipe_id();
-        self.metrics.accepted_total.add(1);
+        self.count_accepted(route_id);
         let Some(route) = self.routes.get_mut(route_id) else {
             return;
         };
@@ -318,8 +321,12 @@ impl Reactor {
             self.log_unreachable(id, dial.attempts, peer);
             self.metrics.aborted_total.add(1);
             net::abort_on_close(SockRef::from(&client));
+            self.count_refused(route_id);
             if self.hooks.is_some() {
                 self.tell_refused(id, route_id, peer);
+            }
+            if self.access_log.logs_closes() {
+                self.log_refused(id, route_id, peer, dial.attempts);
             }
             return;
         };

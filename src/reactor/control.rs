@@ -19,6 +19,7 @@ use super::commands::{AttachOptions, CommandError, PipeAction, PipeInfo};
 use super::{plural, Reactor, Timer, SIGNALS};
 use crate::config::{format_duration, load_file, Config, ConfigError, FileError};
 use crate::hooks::PipeId;
+use crate::metrics::Snapshot;
 use crate::pipe::Reason;
 
 /// What another thread asks the loop to do.
@@ -40,6 +41,8 @@ pub(crate) enum Command {
     },
     /// Every live pipe.
     List(Sender<Vec<PipeInfo>>),
+    /// What the metrics endpoint shows.
+    Scrape(Sender<Snapshot>),
     /// Pipe two sockets the embedder connected.
     Attach {
         client: mio::net::TcpStream,
@@ -68,6 +71,8 @@ pub enum ReloadError {
     File(FileError),
     /// An address of the new config could not be bound.
     Bind(SocketAddr, io::Error),
+    /// The access log file could not be opened.
+    AccessLog(PathBuf, io::Error),
     /// A shutdown is under way.
     ShuttingDown,
     /// The forwarder is not running.
@@ -82,6 +87,9 @@ impl fmt::Display for ReloadError {
             ReloadError::Invalid(e) => e.fmt(f),
             ReloadError::File(e) => e.fmt(f),
             ReloadError::Bind(addr, e) => write!(f, "cannot listen on {addr}: {e}"),
+            ReloadError::AccessLog(path, e) => {
+                write!(f, "cannot open the access log {}: {e}", path.display())
+            }
             ReloadError::ShuttingDown => f.write_str("shutting down"),
             ReloadError::Stopped => f.write_str("the forwarder is not running"),
             ReloadError::Io(e) => e.fmt(f),
@@ -175,6 +183,9 @@ impl Reactor {
                 Command::List(reply) => {
                     let _ = reply.send(self.list_pipes());
                 }
+                Command::Scrape(reply) => {
+                    let _ = reply.send(self.snapshot());
+                }
                 Command::Attach {
                     client,
                     target,
@@ -240,6 +251,10 @@ impl Reactor {
     }
 
     fn log_reload(&self, applied: &Result<Reloaded, ReloadError>) {
+        match applied {
+            Ok(_) => self.metrics.reloads_ok_total.add(1),
+            Err(_) => self.metrics.reloads_failed_total.add(1),
+        }
         match applied {
             Ok(reloaded) => {
                 for line in &reloaded.summary {

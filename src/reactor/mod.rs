@@ -16,20 +16,25 @@
 //! | `control`  | commands from other threads, signals, reloads, shutdown      |
 //! | `commands` | what the embedder asks of single pipes: pause, resume, abort, list, attach |
 //! | `events`   | telling the embedder's hooks what happened                    |
+//! | `stats`    | counting for metrics, and the snapshot a scrape gets         |
+//! | `access`   | the access log's lines                                       |
 
 mod accept;
+mod access;
 mod commands;
 mod control;
 mod events;
 mod reload;
 mod routes;
+mod stats;
 
 use std::collections::VecDeque;
 use std::io::{self, ErrorKind};
+use std::net::SocketAddr;
 use std::path::PathBuf;
 use std::sync::mpsc::Receiver;
 use std::sync::Arc;
-use std::time::{Duration, Instant};
+use std::time::{Duration, Instant, SystemTime};
 
 use log::{debug, error, info, warn};
 use mio::event::Event;
@@ -37,9 +42,10 @@ use mio::{Events, Poll, Token, Waker};
 use signal_hook_mio::v1_0::Signals;
 use slab::Slab;
 
+use crate::access_log::AccessLog;
 use crate::config::Config;
 use crate::hooks::Hooks;
-use crate::metrics::Metrics;
+use crate::metrics::{Exporter, Metrics};
 use crate::pipe::{Closing, Context, Pipe, Reason, Side, Verdict};
 use crate::ring::RingPool;
 use crate::throttle::Throttle;
@@ -155,6 +161,10 @@ pub(crate) struct Reactor {
     metrics: Arc<Metrics>,
     /// The embedder's; `None` costs nothing on the forwarding path.
     hooks: Option<Box<dyn Hooks>>,
+    access_log: AccessLog,
+    /// The `/metrics` endpoint, with the address the config gave it.
+    exporter: Option<(SocketAddr, Exporter)>,
+    started: SystemTime,
     /// A shutdown is draining the pipes.
     shutting_down: bool,
     unreachable_warnings: Throttle,
@@ -199,6 +209,9 @@ impl Reactor {
             reloading: control::FileReload::new(commands),
             metrics,
             hooks,
+            access_log: AccessLog::off(),
+            exporter: None,
+            started: SystemTime::now(),
             shutting_down: false,
             unreachable_warnings: Throttle::default(),
             now: Instant::now(),
@@ -216,6 +229,11 @@ impl Reactor {
 
     pub(crate) fn metrics(&self) -> &Arc<Metrics> {
         &self.metrics
+    }
+
+    /// Where `/metrics` is served, as bound.
+    pub(crate) fn metrics_addr(&self) -> Option<SocketAddr> {
+        self.exporter.as_ref().map(|(_, exporter)| exporter.addr())
     }
 
     /// Every (route name, bound address).
@@ -290,6 +308,9 @@ impl Reactor {
         if self.hooks.is_some() {
             self.tell_opened(key);
         }
+        if self.access_log.logs_opens() {
+            self.log_opened(key);
+        }
         self.drive(key);
     }
 
@@ -312,6 +333,7 @@ impl Reactor {
             budget: BYTES_PER_TURN,
         };
         let before = self.hooks.is_some().then(|| events::Before::of(pipe));
+        let milestones = stats::Milestones::before(pipe);
         let was_open = pipe.is_open();
         let verdict = pipe.drive(&mut ctx);
         if !was_open && pipe.is_open() {
@@ -319,6 +341,9 @@ impl Reactor {
                 self.upstreams
                     .connect_succeeded(target, self.poll.registry(), self.now);
             }
+        }
+        if milestones.pending() {
+            self.count_milestones(key, &milestones);
         }
         if let Some(before) = before {
             self.after_drive(key, before);
@@ -471,6 +496,10 @@ impl Reactor {
             };
             if self.hooks.is_some() {
                 self.tell_closed(&pipe, &reason);
+            }
+            self.count_closed(&pipe, &reason);
+            if self.access_log.logs_closes() {
+                self.log_closed(&pipe, &reason);
             }
             if let Some(target) = pipe.target() {
                 self.upstreams.pipe_left(target, pipe.is_open(), self.now);

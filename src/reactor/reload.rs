@@ -16,6 +16,7 @@
 //! A live pipe never notices: it holds its route, its target and the
 //! settings it opened with.
 
+use std::io;
 use std::net::SocketAddr;
 use std::sync::Arc;
 
@@ -27,8 +28,17 @@ use socket2::SockRef;
 use super::control::{ReloadError, Reloaded};
 use super::routes::{describe, settings_of, Listener, Route, RouteId};
 use super::{accept, listener_token, plural, Reactor, Timer};
+use crate::access_log::AccessLog;
 use crate::config::{self, format_duration, format_size, Config};
+use crate::metrics::Exporter;
 use crate::net;
+
+/// The metrics endpoint and access log of a config being applied, made
+/// before anything is committed; `None` keeps the running one.
+struct Outputs {
+    exporter: Option<Option<(SocketAddr, Exporter)>>,
+    access_log: Option<AccessLog>,
+}
 
 /// A listen address of the new config, before anything is committed.
 enum Socket {
@@ -50,6 +60,7 @@ impl Reactor {
         }
         config.validate().map_err(ReloadError::Invalid)?;
         let sockets = self.claim_sockets(&config)?;
+        let outputs = self.prepare_outputs(&config)?;
 
         let mut summary = Vec::new();
         let mut wanted: Vec<RouteId> = Vec::new();
@@ -134,6 +145,7 @@ impl Reactor {
             }
         }
         summary.extend(self.apply_globals(&config, starting));
+        summary.extend(self.install_outputs(outputs, starting));
         let sizes: Vec<usize> = config.routes.iter().map(|r| r.buffer_size).collect();
         self.rings.keep_sizes(&sizes);
         self.upstreams.resolve_every(config.resolve_interval);
@@ -306,6 +318,80 @@ impl Reactor {
             |pipe| pipe.route() == Some(id),
             || crate::pipe::Reason::Drained,
         );
+    }
+
+    /// The metrics endpoint and the access log `config` asks for, where
+    /// they differ from the running ones: bound and opened now, so that a
+    /// reload that cannot have them changes nothing.
+    fn prepare_outputs(&self, config: &Config) -> Result<Outputs, ReloadError> {
+        let running = self.exporter.as_ref().map(|(configured, _)| *configured);
+        let exporter = if config.metrics == running {
+            None
+        } else {
+            Some(match config.metrics {
+                Some(addr) => {
+                    let exporter = self.start_exporter(addr).map_err(|e| {
+                        let e = io::Error::new(e.kind(), format!("{e} (the metrics address)"));
+                        ReloadError::Bind(addr, e)
+                    })?;
+                    Some((addr, exporter))
+                }
+                None => None,
+            })
+        };
+        let access_log = if *self.access_log.config() == config.access_log {
+            None
+        } else {
+            let opened = AccessLog::open(&config.access_log).map_err(|e| {
+                let path = config.access_log.destination.to_string();
+                ReloadError::AccessLog(path.into(), e)
+            })?;
+            Some(opened)
+        };
+        Ok(Outputs {
+            exporter,
+            access_log,
+        })
+    }
+
+    /// Puts prepared outputs in place; a line if a reload changed any. A
+    /// reload that keeps the access log file reopens it, so that log
+    /// rotation needs only a SIGHUP.
+    fn install_outputs(&mut self, outputs: Outputs, starting: bool) -> Option<String> {
+        let mut changes = Vec::new();
+        if let Some(exporter) = outputs.exporter {
+            let old = self.metrics_addr();
+            self.exporter = exporter;
+            let new = self.metrics_addr();
+            match new {
+                Some(addr) => info!("metrics: serving http://{addr}/metrics"),
+                None => info!("metrics: no longer served"),
+            }
+            let show = |a: Option<SocketAddr>| a.map_or_else(|| "off".into(), |a| a.to_string());
+            changes.push(format!("metrics {} -> {}", show(old), show(new)));
+        }
+        match outputs.access_log {
+            Some(access_log) => {
+                let old = self.access_log.config().clone();
+                let new = access_log.config().clone();
+                self.access_log = access_log;
+                if old.destination != new.destination {
+                    changes.push(format!(
+                        "access-log {} -> {}",
+                        old.destination, new.destination
+                    ));
+                }
+                if old.format != new.format {
+                    changes.push(format!("log-format {} -> {}", old.format, new.format));
+                }
+                if old.opens != new.opens {
+                    changes.push(format!("access-log-opens {} -> {}", old.opens, new.opens));
+                }
+            }
+            None if !starting => self.access_log.reopen(),
+            None => {}
+        }
+        (!starting && !changes.is_empty()).then(|| format!("global: {}", changes.join(", ")))
     }
 
     /// The process-wide settings; a line if a reload changed any.

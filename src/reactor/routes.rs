@@ -16,6 +16,7 @@ use slab::Slab;
 
 use crate::arena::{Arena, Id};
 use crate::config::{self, format_size};
+use crate::metrics::RouteStats;
 use crate::pipe;
 use crate::upstream::GroupId;
 
@@ -36,6 +37,8 @@ pub(crate) struct Route {
     /// Removed by a reload: no listener, no new pipe; freed with its last
     /// pipe.
     pub(crate) retired: bool,
+    /// What metrics show of it; kept across reloads that keep the route.
+    pub(crate) stats: RouteStats,
 }
 
 impl Route {
@@ -48,6 +51,7 @@ impl Route {
             live_pipes: 0,
             at_limit_since: None,
             retired: false,
+            stats: RouteStats::default(),
         }
     }
 

@@ -22,6 +22,7 @@ mod probe;
 mod resolver;
 mod target;
 
+use std::collections::HashMap;
 use std::io;
 use std::net::{IpAddr, SocketAddr};
 use std::sync::Arc;
@@ -33,7 +34,7 @@ use mio::net::TcpStream;
 use mio::{Registry, Token, Waker};
 
 use crate::config;
-use crate::metrics::Metrics;
+use crate::metrics::{Metrics, Snapshot, TargetStats};
 use crate::net;
 use crate::timers::Timers;
 use health::Change;
@@ -189,6 +190,33 @@ impl Upstreams {
     /// A target's name as configured.
     pub(crate) fn target_name(&self, target: TargetId) -> Option<&str> {
         self.targets.get(target).map(|t| t.name.as_str())
+    }
+
+    /// What metrics keep of a target.
+    pub(crate) fn stats_mut(&mut self, target: TargetId) -> Option<&mut TargetStats> {
+        self.targets.get_mut(target).map(|t| &mut t.stats)
+    }
+
+    /// Adds every target to `snapshot`, under its route's name, with the
+    /// bytes its live pipes have delivered (`live_bytes`).
+    pub(crate) fn snapshot_into(
+        &self,
+        snapshot: &mut Snapshot,
+        live_bytes: &HashMap<TargetId, [u64; 2]>,
+    ) {
+        for (id, target) in self.targets.iter() {
+            let entry = snapshot.route(&target.route).target(&target.name);
+            entry.add(
+                target.health.is_up(),
+                target.live_pipes,
+                self.pool.idle(id),
+                &target.stats,
+            );
+            if let Some(bytes) = live_bytes.get(&id) {
+                entry.bytes[0] += bytes[0];
+                entry.bytes[1] += bytes[1];
+            }
+        }
     }
 
     /// How logs name a target, or an attached pipe's.
@@ -351,7 +379,12 @@ impl Upstreams {
             let pooled = self.take_pooled(target, registry, now);
             let stream = match pooled {
                 Some(stream) => Ok((stream, true)),
-                None => self.connect_to(target, keepalive).map(|s| (s, false)),
+                None => {
+                    if let Some(target) = self.targets.get_mut(target) {
+                        target.stats.connect_attempts += 1;
+                    }
+                    self.connect_to(target, keepalive).map(|s| (s, false))
+                }
             };
             match stream {
                 Ok((stream, connected)) => {
@@ -406,6 +439,13 @@ impl Upstreams {
             self.label(target)
         );
         self.metrics.connect_failures_total.add(1);
+        if let Some(target) = self.targets.get_mut(target) {
+            if error.kind() == io::ErrorKind::TimedOut {
+                target.stats.connect_timeouts += 1;
+            } else {
+                target.stats.connect_failures += 1;
+            }
+        }
         self.health_failed(target, false, now);
     }
 

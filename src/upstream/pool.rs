@@ -91,6 +91,13 @@ impl WarmPool {
             .map_or(0, |reserve| reserve.count)
     }
 
+    /// Connected idle connections to `target`, ready for a client.
+    pub(crate) fn idle(&self, target: TargetId) -> usize {
+        self.reserves
+            .get(&target)
+            .map_or(0, |reserve| reserve.idle.len())
+    }
+
     /// Takes over a connecting stream.
     pub(crate) fn add(
         &mut self,

@@ -16,6 +16,7 @@ use std::time::Instant;
 
 use crate::arena::{Arena, Id};
 use crate::config;
+use crate::metrics::TargetStats;
 
 use super::balance::Balancer;
 use super::health::{Health, HealthPolicy};
@@ -35,6 +36,8 @@ pub(crate) struct Target {
     /// Pipes assigned here, connecting or established.
     pub(crate) live_pipes: usize,
     pub(crate) health: Health,
+    /// What metrics show of it.
+    pub(crate) stats: TargetStats,
     /// Removed by a reload: takes no new pipes, keeps no pool, and is
     /// forgotten once its last pipe has ended.
     pub(crate) retired: bool,
@@ -49,6 +52,7 @@ impl Target {
             policy: Policy::of(route),
             live_pipes: 0,
             health: Health::new(),
+            stats: TargetStats::default(),
             retired: false,
         }
     }
@@ -174,6 +178,11 @@ impl Targets {
 
     pub(crate) fn get_mut(&mut self, id: TargetId) -> Option<&mut Target> {
         self.targets.get_mut(id)
+    }
+
+    /// Every target, kept or retired.
+    pub(crate) fn iter(&self) -> impl Iterator<Item = (TargetId, &Target)> {
+        self.targets.iter()
     }
 
     pub(crate) fn group(&self, id: GroupId) -> Option<&Group> {

@@ -1,0 +1,395 @@
+//! A [`Snapshot`] in the Prometheus text exposition format (version 0.0.4).
+//!
+//! Names follow Prometheus's rules: one `tcpipe_` prefix, base units
+//! (seconds, bytes) in the name, `_total` on counters, `_info` for build
+//! data, and labels of bounded cardinality only (route and target as
+//! configured, a close reason, a direction; never a client address).
+
+use std::fmt::Write;
+
+use super::{unix_seconds, Histogram, Snapshot, CLOSE_REASON_LABELS};
+
+/// The Content-Type of what [`render`] writes.
+pub(crate) const CONTENT_TYPE: &str = "text/plain; version=0.0.4; charset=utf-8";
+
+/// The build, as `--version` describes it.
+pub(crate) struct Build {
+    pub(crate) version: &'static str,
+    pub(crate) commit: &'static str,
+    pub(crate) rustc: &'static str,
+    pub(crate) target: &'static str,
+}
+
+pub(crate) const BUILD: Build = Build {
+    version: env!("CARGO_PKG_VERSION"),
+    commit: match option_env!("TCPIPE_COMMIT") {
+        Some(commit) => commit,
+        None => "unknown",
+    },
+    rustc: match option_env!("TCPIPE_RUSTC") {
+        Some(rustc) => rustc,
+        None => "unknown",
+    },
+    target: match option_env!("TCPIPE_TARGET") {
+        Some(target) => target,
+        None => "unknown",
+    },
+};
+
+pub(crate) fn render(snapshot: &Snapshot) -> String {
+    let mut out = Out(String::with_capacity(4096 + 2048 * snapshot.routes.len()));
+    out.family("tcpipe_build_info", "gauge", "The running build; always 1.");
+    out.sample(
+        "tcpipe_build_info",
+        &[
+            ("version", BUILD.version),
+            ("commit", BUILD.commit),
+            ("rustc", BUILD.rustc),
+            ("target", BUILD.target),
+        ],
+        1,
+    );
+    out.single(
+        "tcpipe_start_time_seconds",
+        "gauge",
+        "When the forwarder started, in seconds since the Unix epoch.",
+        unix_seconds(snapshot.started),
+    );
+    out.single(
+        "tcpipe_buffered_bytes",
+        "gauge",
+        "Bytes waiting in rings now, both directions of every pipe.",
+        snapshot.buffered_bytes,
+    );
+    out.single(
+        "tcpipe_rings_in_use",
+        "gauge",
+        "Rings lent to a direction with bytes in flight (idle pipes hold none).",
+        snapshot.rings_in_use,
+    );
+    out.single(
+        "tcpipe_accept_backoffs_total",
+        "counter",
+        "Times accepting backed off for lack of descriptors or memory (one per episode).",
+        snapshot.accept_backoffs,
+    );
+    out.single(
+        "tcpipe_connection_limit_reached_total",
+        "counter",
+        "Times every listener paused at the process-wide max-connections (clients wait in the backlog).",
+        snapshot.connection_limit_reached,
+    );
+    out.family(
+        "tcpipe_reloads_total",
+        "counter",
+        "Config reloads, by result (failed: the running config stayed).",
+    );
+    out.sample(
+        "tcpipe_reloads_total",
+        &[("result", "ok")],
+        snapshot.reloads_ok,
+    );
+    out.sample(
+        "tcpipe_reloads_total",
+        &[("result", "failed")],
+        snapshot.reloads_failed,
+    );
+
+    let routes = &snapshot.routes;
+    per_route(
+        &mut out,
+        routes,
+        "tcpipe_connections_accepted_total",
+        "counter",
+        "Clients accepted.",
+        |r| r.stats.accepted,
+    );
+    per_route(
+        &mut out,
+        routes,
+        "tcpipe_connections_active",
+        "gauge",
+        "Pipes accepted and not yet closed.",
+        |r| r.active,
+    );
+    per_route(&mut out, routes, "tcpipe_route_connection_limit_reached_total", "counter",
+        "Times the route's listeners paused at its own max-connections (clients wait in the backlog).",
+        |r| r.stats.limit_reached);
+    out.family(
+        "tcpipe_pipes_closed_total",
+        "counter",
+        "Pipes ended, by how they ended (every reason but clean ends with a reset on both sides).",
+    );
+    for route in routes {
+        for (reason, count) in CLOSE_REASON_LABELS.iter().zip(route.stats.closed) {
+            out.sample(
+                "tcpipe_pipes_closed_total",
+                &[("route", &route.name), ("reason", reason)],
+                count,
+            );
+        }
+    }
+    out.family(
+        "tcpipe_pipe_duration_seconds",
+        "histogram",
+        "How long pipes lived, from accept to close.",
+    );
+    for route in routes {
+        out.histogram(
+            "tcpipe_pipe_duration_seconds",
+            &[("route", &route.name)],
+            &route.stats.duration,
+        );
+    }
+
+    let targets = || {
+        routes
+            .iter()
+            .flat_map(|r| r.targets.iter().map(move |t| (r.name.as_str(), t)))
+    };
+    type Value = fn(&super::TargetSnapshot) -> u64;
+    let per_target: [(&str, &str, &str, Value); 6] = [
+        (
+            "tcpipe_target_up",
+            "gauge",
+            "1 while the target takes clients, 0 while health checks hold it down.",
+            |t| u64::from(t.up),
+        ),
+        (
+            "tcpipe_target_connections_active",
+            "gauge",
+            "Pipes sent to the target, connecting or open.",
+            |t| t.active,
+        ),
+        (
+            "tcpipe_target_pool_idle_connections",
+            "gauge",
+            "Connected idle pooled connections ready for clients.",
+            |t| t.pool_idle,
+        ),
+        (
+            "tcpipe_target_connect_attempts_total",
+            "counter",
+            "Connects made for clients (each failover attempt counts).",
+            |t| t.stats.connect_attempts,
+        ),
+        (
+            "tcpipe_target_connect_failures_total",
+            "counter",
+            "Connects for clients refused or failed (timeouts not included).",
+            |t| t.stats.connect_failures,
+        ),
+        (
+            "tcpipe_target_connect_timeouts_total",
+            "counter",
+            "Connects for clients not accepted within the connect timeout.",
+            |t| t.stats.connect_timeouts,
+        ),
+    ];
+    for (name, kind, help, value) in per_target {
+        out.family(name, kind, help);
+        for (route, target) in targets() {
+            out.sample(
+                name,
+                &[("route", route), ("target", &target.name)],
+                value(target),
+            );
+        }
+    }
+    out.family(
+        "tcpipe_forwarded_bytes_total",
+        "counter",
+        "Bytes delivered, by direction: to_target (sent by clients) and to_client (sent by the target).",
+    );
+    for (route, target) in targets() {
+        for (direction, bytes) in ["to_target", "to_client"].into_iter().zip(target.bytes) {
+            let labels = [
+                ("route", route),
+                ("target", &target.name),
+                ("direction", direction),
+            ];
+            out.sample("tcpipe_forwarded_bytes_total", &labels, bytes);
+        }
+    }
+    type Series = fn(&super::TargetSnapshot) -> &Histogram;
+    let histograms: [(&str, &str, Series); 2] = [
+        (
+            "tcpipe_target_connect_duration_seconds",
+            "Time connects for clients took to be accepted.",
+            |t| &t.stats.connect_time,
+        ),
+        (
+            "tcpipe_target_first_byte_seconds",
+            "Time from accepting a client to the first byte its target sent.",
+            |t| &t.stats.first_byte,
+        ),
+    ];
+    for (name, help, series) in histograms {
+        out.family(name, "histogram", help);
+        for (route, target) in targets() {
+            out.histogram(
+                name,
+                &[("route", route), ("target", &target.name)],
+                series(target),
+            );
+        }
+    }
+    out.0
+}
+
+fn per_route(
+    out: &mut Out,
+    routes: &[super::RouteSnapshot],
+    name: &str,
+    kind: &str,
+    help: &str,
+    value: impl Fn(&super::RouteSnapshot) -> u64,
+) {
+    out.family(name, kind, help);
+    for route in routes {
+        out.sample(name, &[("route", &route.name)], value(route));
+    }
+}
+
+struct Out(String);
+
+impl Out {
+    fn family(&mut self, name: &str, kind: &str, help: &str) {
+        // Writing to a String cannot fail.
+        let _ = write!(self.0, "# HELP {name} ");
+        escape(&mut self.0, help, false);
+        let _ = writeln!(self.0, "\n# TYPE {name} {kind}");
+    }
+
+    fn single(&mut self, name: &str, kind: &str, help: &str, value: impl Number) {
+        self.family(name, kind, help);
+        self.sample(name, &[], value);
+    }
+
+    fn sample(&mut self, name: &str, labels: &[(&str, &str)], value: impl Number) {
+        self.0.push_str(name);
+        self.labels(labels, None);
+        self.0.push(' ');
+        value.write(&mut self.0);
+        self.0.push('\n');
+    }
+
+    fn labels(&mut self, labels: &[(&str, &str)], le: Option<f64>) {
+        if labels.is_empty() && le.is_none() {
+            return;
+        }
+        self.0.push('{');
+        for (i, (key, value)) in labels.iter().enumerate() {
+            if i > 0 {
+                self.0.push(',');
+            }
+            self.0.push_str(key);
+            self.0.push_str("=\"");
+            escape(&mut self.0, value, true);
+            self.0.push('"');
+        }
+        if let Some(le) = le {
+            if !labels.is_empty() {
+                self.0.push(',');
+            }
+            self.0.push_str("le=\"");
+            le.write(&mut self.0);
+            self.0.push('"');
+        }
+        self.0.push('}');
+    }
+
+    fn histogram(&mut self, name: &str, labels: &[(&str, &str)], histogram: &Histogram) {
+        for (bound, count) in histogram.cumulative() {
+            self.0.push_str(name);
+            self.0.push_str("_bucket");
+            self.labels(labels, Some(bound));
+            let _ = writeln!(self.0, " {count}");
+        }
+        for (suffix, value) in [
+            ("_sum", histogram.sum_seconds()),
+            ("_count", histogram.count() as f64),
+        ] {
+            self.0.push_str(name);
+            self.0.push_str(suffix);
+            self.labels(labels, None);
+            self.0.push(' ');
+            value.write(&mut self.0);
+            self.0.push('\n');
+        }
+    }
+}
+
+/// Label values escape `\`, `"` and newlines; HELP text `\` and newlines.
+fn escape(out: &mut String, text: &str, quotes: bool) {
+    for c in text.chars() {
+        match c {
+            '\\' => out.push_str("\\\\"),
+            '\n' => out.push_str("\\n"),
+            '"' if quotes => out.push_str("\\\""),
+            c => out.push(c),
+        }
+    }
+}
+
+trait Number {
+    fn write(self, out: &mut String);
+}
+
+impl Number for u64 {
+    fn write(self, out: &mut String) {
+        let _ = write!(out, "{self}");
+    }
+}
+
+impl Number for f64 {
+    fn write(self, out: &mut String) {
+        if self == f64::INFINITY {
+            out.push_str("+Inf");
+        } else {
+            let _ = write!(out, "{self}");
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::metrics::Metrics;
+    use std::time::{Duration, SystemTime};
+
+    #[test]
+    fn label_values_are_escaped() {
+        let mut out = String::new();
+        escape(&mut out, "a\"b\\c\nd", true);
+        assert_eq!(out, r#"a\"b\\c\nd"#);
+    }
+
+    #[test]
+    fn a_histogram_ends_with_inf_sum_and_count() {
+        let mut snapshot = Snapshot::new(&Metrics::default(), SystemTime::UNIX_EPOCH);
+        let route = snapshot.route("web");
+        route.stats.duration.observe(Duration::from_millis(20));
+        let text = render(&snapshot);
+        assert!(
+            text.contains("tcpipe_pipe_duration_seconds_bucket{route=\"web\",le=\"0.01\"} 0\n"),
+            "{text}"
+        );
+        assert!(
+            text.contains("tcpipe_pipe_duration_seconds_bucket{route=\"web\",le=\"0.1\"} 1\n"),
+            "{text}"
+        );
+        assert!(
+            text.contains("tcpipe_pipe_duration_seconds_bucket{route=\"web\",le=\"+Inf\"} 1\n"),
+            "{text}"
+        );
+        assert!(
+            text.contains("tcpipe_pipe_duration_seconds_count{route=\"web\"} 1\n"),
+            "{text}"
+        );
+        assert!(
+            text.contains("tcpipe_pipe_duration_seconds_sum{route=\"web\"} 0.02\n"),
+            "{text}"
+        );
+    }
+}
