@@ -67,7 +67,10 @@ pub(crate) struct AccessLog {
 impl AccessLog {
     pub(crate) fn off() -> AccessLog {
         AccessLog {
-            config: AccessLogConfig::default(),
+            config: AccessLogConfig {
+                destination: LogDestination::Off,
+                ..AccessLogConfig::default()
+            },
             sink: Sink::Off,
             dropped: 0,
         }

@@ -7,7 +7,10 @@ use std::net::{IpAddr, Ipv4Addr, SocketAddr};
 use std::time::Duration;
 
 use proptest::prelude::*;
-use tcpipe::{format_duration, format_size, Balance, Config, Route, Target};
+use tcpipe::{
+    format_duration, format_size, AccessLogConfig, Balance, Config, LogDestination, LogFormat,
+    Route, Target,
+};
 
 /// Every route key that takes a duration.
 const DURATION_KEYS: [&str; 6] = [
@@ -96,17 +99,44 @@ fn listen_first(index: usize) -> SocketAddr {
     SocketAddr::from(([127, 0, index as u8, 1], 7000))
 }
 
+/// The metrics endpoint and the access log: on a port no route uses.
+fn outputs() -> impl Strategy<Value = (Option<SocketAddr>, AccessLogConfig)> {
+    let destination = prop_oneof![
+        Just(LogDestination::Stderr),
+        Just(LogDestination::Off),
+        "/[a-z]{1,8}/[a-z.]{1,12}".prop_map(|path| LogDestination::File(path.into())),
+    ];
+    let format = prop_oneof![Just(LogFormat::Text), Just(LogFormat::Json)];
+    (
+        proptest::option::of(9000u16..9100),
+        destination,
+        format,
+        any::<bool>(),
+    )
+        .prop_map(|(port, destination, format, opens)| {
+            let metrics = port.map(|port| SocketAddr::from(([127, 0, 0, 1], port)));
+            let access_log = AccessLogConfig {
+                destination,
+                format,
+                opens,
+            };
+            (metrics, access_log)
+        })
+}
+
 fn config() -> impl Strategy<Value = Config> {
     (1usize..4)
         .prop_flat_map(|n| {
             let routes: Vec<_> = (0..n).map(route).collect();
-            (routes, 1usize..1_000_000, duration(), duration())
+            (routes, 1usize..1_000_000, duration(), duration(), outputs())
         })
-        .prop_map(|(routes, max, drain, resolve)| {
+        .prop_map(|(routes, max, drain, resolve, (metrics, access_log))| {
             let mut config = Config::with_routes(routes);
             config.max_connections = max;
             config.drain_timeout = drain;
             config.resolve_interval = resolve;
+            config.metrics = metrics;
+            config.access_log = access_log;
             config
         })
 }
@@ -119,11 +149,19 @@ fn render(config: &Config) -> String {
     };
     let d = |duration: Option<Duration>| format!("\"{}\"", format_duration(duration));
     let mut text = format!(
-        "[global]\nmax-connections = {}\ndrain-timeout = {}\nresolve-interval = {}\n\n",
+        "[global]\nmax-connections = {}\ndrain-timeout = {}\nresolve-interval = {}\n\
+         access-log = \"{}\"\nlog-format = \"{}\"\naccess-log-opens = {}\n",
         config.max_connections,
         d(config.drain_timeout),
-        d(config.resolve_interval)
+        d(config.resolve_interval),
+        config.access_log.destination,
+        config.access_log.format,
+        config.access_log.opens,
     );
+    if let Some(metrics) = config.metrics {
+        text.push_str(&format!("metrics = \"{metrics}\"\n"));
+    }
+    text.push('\n');
     for route in &config.routes {
         text.push_str(&format!(
             "[[route]]\nname = \"{}\"\nlisten = {}\ntargets = {}\nbalance = \"{}\"\n",
