@@ -357,3 +357,95 @@ fn a_metrics_address_in_use_is_a_startup_error() {
         "{stderr}"
     );
 }
+
+#[test]
+fn limits_and_accept_back_off_are_counted_once_per_episode() {
+    let target = echo_server();
+    // A process-wide limit of one pipe: the second client waits.
+    let tcpipe = Tcpipe::start(
+        target,
+        &["--metrics", "127.0.0.1:0", "--max-connections", "1"],
+    );
+    let mut first = connect(tcpipe.addr);
+    first.write_all(b"1").unwrap();
+    let mut byte = [0u8; 1];
+    first.read_exact(&mut byte).unwrap();
+    let mut second = connect(tcpipe.addr);
+    second.write_all(b"2").unwrap();
+    let scrape = scrape_until(&tcpipe, "the limit reached", |s| {
+        s.get("tcpipe_connection_limit_reached_total", &[]) == 1.0
+    });
+    assert_eq!(scrape.get("tcpipe_connections_accepted_total", &ROUTE), 1.0);
+    drop(first);
+    second.read_exact(&mut byte).unwrap();
+    assert_eq!(&byte, b"2");
+    let scrape = scrape_until(&tcpipe, "the second client accepted", |s| {
+        s.get("tcpipe_connections_accepted_total", &ROUTE) == 2.0
+    });
+    assert_eq!(
+        scrape.get("tcpipe_connection_limit_reached_total", &[]),
+        1.0
+    );
+    assert_eq!(scrape.get("tcpipe_accept_backoffs_total", &[]), 0.0);
+
+    // Out of descriptors: accepting backs off, once for the whole burst.
+    let tcpipe = Tcpipe::start_with_fd_limit(48, target, &["--metrics", "127.0.0.1:0"]);
+    let clients: Vec<_> = (0..60u8)
+        .map(|i| {
+            let mut client = connect(tcpipe.addr);
+            client.write_all(&[i]).unwrap();
+            client
+        })
+        .collect();
+    assert!(
+        tcpipe.wait_for_log("cannot accept", DEADLINE),
+        "60 clients under 48 descriptors never ran the forwarder out"
+    );
+    // Each client closes once served, so the ones waiting get descriptors.
+    for (i, mut client) in clients.into_iter().enumerate() {
+        client.read_exact(&mut byte).unwrap();
+        assert_eq!(byte[0], i as u8);
+    }
+    let scrape = scrape_until(&tcpipe, "every client served", |s| {
+        s.get("tcpipe_connections_accepted_total", &ROUTE) == 60.0
+            && s.get("tcpipe_connections_active", &ROUTE) == 0.0
+    });
+    assert_eq!(scrape.get("tcpipe_accept_backoffs_total", &[]), 1.0);
+}
+
+#[test]
+fn the_library_renders_the_same_text() {
+    let target = echo_server();
+    let config = tcpipe::Config::new("127.0.0.1:0".parse().unwrap(), target);
+    let forwarder = tcpipe::Forwarder::bind(config).expect("bind");
+    let addr = forwarder.local_addr().expect("a listener");
+    assert_eq!(forwarder.metrics_addr(), None, "no endpoint unless asked");
+    let handle = forwarder.handle();
+    let running = std::thread::spawn(move || forwarder.run());
+    let mut client = connect(addr);
+    client.write_all(b"abc").unwrap();
+    client.shutdown(Shutdown::Write).unwrap();
+    read_to_end(&mut client);
+    let mut scrape = None;
+    assert!(common::wait_until(DEADLINE, || {
+        let text = handle.prometheus().expect("running");
+        let parsed = Scrape::parse(&text);
+        let done = closed(&parsed, "clean") == 1.0;
+        scrape = Some(parsed);
+        done
+    }));
+    let scrape = scrape.unwrap();
+    let name = target.to_string();
+    let labels = [
+        ("route", "default"),
+        ("target", name.as_str()),
+        ("direction", "to_client"),
+    ];
+    assert_eq!(scrape.get("tcpipe_forwarded_bytes_total", &labels), 3.0);
+    handle.shutdown();
+    running.join().unwrap().unwrap();
+    assert!(
+        handle.prometheus().is_err(),
+        "a stopped forwarder has no metrics"
+    );
+}
