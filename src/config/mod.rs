@@ -189,6 +189,14 @@ impl Naming {
         }
     }
 
+    /// One of a route's targets: `--target`, or `route[0].targets[1]`.
+    fn target_key(self, index: usize, position: usize) -> String {
+        match self {
+            Naming::Flags => "--target".into(),
+            Naming::File => format!("route[{index}].targets[{position}]"),
+        }
+    }
+
     /// A process-wide setting's name.
     fn global_key(self, key: &str) -> String {
         match self {
@@ -327,6 +335,22 @@ impl Route {
                 key("targets"),
                 "[]",
                 "give at least one target",
+            ));
+        }
+        for (position, target) in self.targets.iter().enumerate() {
+            // The kernel would take port 0 or 0.0.0.0 as "this host", some
+            // port: never the service meant.
+            let reason = if target.addr.port() == 0 {
+                "a target needs a port other than 0"
+            } else if target.addr.ip().is_unspecified() {
+                "a target needs a host; 0.0.0.0 and [::] only mean \"every address\" to listen on"
+            } else {
+                continue;
+            };
+            return Err(ConfigError::new(
+                naming.target_key(index, position),
+                &target.name,
+                reason,
             ));
         }
         if self.fail_threshold == 0 {
