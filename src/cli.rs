@@ -322,6 +322,18 @@ impl Args {
     }
 }
 
+/// What in the settings will run but probably not as meant, named as the
+/// user gave them: flags, or key paths of the file.
+pub fn warnings(invocation: &Invocation) -> Vec<String> {
+    let naming = if invocation.file.is_some() {
+        Naming::File
+    } else {
+        Naming::Flags
+    };
+    let warnings = invocation.config.warnings(naming);
+    warnings.iter().map(ToString::to_string).collect()
+}
+
 /// What `--check` prints for settings that passed: where they came from and
 /// what they hold.
 pub fn check_summary(invocation: &Invocation) -> String {

@@ -44,7 +44,7 @@ mod upstream;
 
 pub use config::{
     format_duration, format_size, load_file, parse_address, parse_duration, parse_size, Balance,
-    Config, ConfigError, FileError, Naming, Route, Target,
+    Config, ConfigError, ConfigWarning, FileError, Naming, Route, Target,
 };
 pub use forwarder::{Builder, Forwarder, Handle, IntoStream, StartError};
 pub use hooks::{

@@ -8,6 +8,7 @@
 
 mod file;
 mod values;
+mod warnings;
 
 use std::collections::HashSet;
 use std::fmt;
@@ -15,6 +16,7 @@ use std::net::SocketAddr;
 use std::time::Duration;
 
 pub use file::{load_file, FileError};
+pub use warnings::ConfigWarning;
 pub use values::{format_duration, format_size, parse_address, parse_duration, parse_size};
 
 /// Everything a forwarder runs: process-wide settings and the routes.

@@ -8,6 +8,9 @@ use std::time::Duration;
 /// binary: `k` is 1024.
 pub fn parse_size(text: &str) -> Result<usize, String> {
     let trimmed = text.trim();
+    if trimmed.starts_with('-') {
+        return Err("must not be negative".into());
+    }
     let digits_end = trimmed
         .find(|c: char| !c.is_ascii_digit())
         .unwrap_or(trimmed.len());
@@ -35,6 +38,9 @@ pub fn parse_duration(text: &str) -> Result<Option<Duration>, String> {
     let trimmed = text.trim();
     if trimmed == "0" {
         return Ok(None);
+    }
+    if trimmed.starts_with('-') {
+        return Err("must not be negative".into());
     }
     let digits_end = trimmed
         .find(|c: char| !c.is_ascii_digit())
