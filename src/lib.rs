@@ -38,6 +38,7 @@ mod net;
 mod pipe;
 mod reactor;
 mod ring;
+mod text;
 mod throttle;
 mod timers;
 mod upstream;

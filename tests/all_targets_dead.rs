@@ -98,7 +98,7 @@ fn the_first_client_after_a_lone_target_comes_back_is_served() {
         assert_closed_promptly(&tcpipe, n);
     }
     assert!(
-        tcpipe.wait_for_log("no target could be reached in 1 attempts", DEADLINE),
+        tcpipe.wait_for_log("no target could be reached in 1 attempt;", DEADLINE),
         "giving up was not logged; logs: {:#?}",
         tcpipe.logs()
     );

@@ -16,6 +16,8 @@ use super::routes::RouteId;
 use super::{listener_token, plural, Reactor, Timer, ACCEPTS_PER_TURN, ACCEPT_RETRY};
 use crate::net;
 use crate::pipe::Pipe;
+use crate::text::format_elapsed;
+use crate::throttle::Throttle;
 use crate::upstream::Dial;
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -39,6 +41,11 @@ pub(super) struct State {
     backoff: Option<Instant>,
     retry_armed: bool,
     failed_accepts: u64,
+    /// Shortages can come and go many times a second while clients keep
+    /// coming: one "cannot accept" line a second, with the count.
+    backoff_warnings: Throttle,
+    /// The current shortage was logged, so its end is too.
+    backoff_logged: bool,
     /// Since when the process-wide limit has kept clients waiting.
     at_limit_since: Option<Instant>,
 }
@@ -245,11 +252,15 @@ impl Reactor {
         state.failed_accepts += 1;
         if state.backoff.is_none() {
             state.backoff = Some(self.now);
-            warn!(
-                "cannot accept: {e}; retrying every {} ms and whenever a pipe closes ({} live)",
-                ACCEPT_RETRY.as_millis(),
-                plural(self.pipes.len(), "pipe")
-            );
+            let held_back = state.backoff_warnings.allow(self.now);
+            state.backoff_logged = held_back.is_some();
+            if let Some(held_back) = held_back {
+                warn!(
+                    "cannot accept: {e}; retrying every {} and whenever a pipe closes ({} live){held_back}",
+                    format_elapsed(ACCEPT_RETRY),
+                    plural(self.pipes.len(), "pipe")
+                );
+            }
         }
         if !state.retry_armed {
             state.retry_armed = true;
@@ -266,9 +277,9 @@ impl Reactor {
         if let Some(route) = self.routes.get_mut(route) {
             if let Some(since) = route.at_limit_since.take() {
                 info!(
-                    "route {}: below its connection limit again after {:.1?}",
+                    "route {}: below its connection limit again after {}",
                     route.name(),
-                    now.saturating_duration_since(since)
+                    format_elapsed(now.saturating_duration_since(since))
                 );
             }
         }
@@ -284,17 +295,19 @@ impl Reactor {
         }
         let state = &mut self.accepting;
         if let Some(since) = state.backoff.take() {
-            info!(
-                "accepting again after {:.1?} ({} failed)",
-                now.saturating_duration_since(since),
-                plural(state.failed_accepts as usize, "attempt")
-            );
+            if state.backoff_logged {
+                info!(
+                    "accepting again after {} ({} failed)",
+                    format_elapsed(now.saturating_duration_since(since)),
+                    plural(state.failed_accepts as usize, "attempt")
+                );
+            }
             state.failed_accepts = 0;
         }
         if let Some(since) = state.at_limit_since.take() {
             info!(
-                "below the connection limit again after {:.1?}",
-                now.saturating_duration_since(since)
+                "below the connection limit again after {}",
+                format_elapsed(now.saturating_duration_since(since))
             );
         }
     }

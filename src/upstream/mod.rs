@@ -35,6 +35,7 @@ use mio::{Registry, Token, Waker};
 use crate::config;
 use crate::metrics::Metrics;
 use crate::net;
+use crate::text::{format_elapsed, plural};
 use crate::timers::Timers;
 use health::Change;
 use pool::{PooledId, WarmPool};
@@ -401,10 +402,20 @@ impl Upstreams {
         error: &io::Error,
         now: Instant,
     ) {
-        warn!(
-            "pipe {pipe_id}: cannot connect to {}: {error}",
+        debug!(
+            "pipe {pipe_id}: connect to {} failed: {error}",
             self.label(target)
         );
+        if let Some(entry) = self.targets.get_mut(target) {
+            // While a target is down every client fails on it: one warning
+            // a second, with the count; debug has each pipe's.
+            if let Some(held_back) = entry.connect_warnings.allow(now) {
+                warn!(
+                    "pipe {pipe_id}: cannot connect to {}: {error}{held_back}",
+                    entry.label()
+                );
+            }
+        }
         self.metrics.connect_failures_total.add(1);
         self.health_failed(target, false, now);
     }
@@ -445,8 +456,10 @@ impl Upstreams {
             target.health.failed(&policy, decisive, now)
         {
             warn!(
-                "target {} is down after {failures} failed connects; next trial in {cooldown:?}",
-                target.label()
+                "target {} is down after {}; next trial in {}",
+                target.label(),
+                plural(failures as usize, "failed connect"),
+                format_elapsed(cooldown)
             );
             if let Some(changes) = self.health_changes.as_mut() {
                 changes.push((id, false));
@@ -530,8 +543,9 @@ impl Upstreams {
             }
             pool::Change::Stale { target, lived } => {
                 debug!(
-                    "pooled connection to {} ended by the upstream after {lived:.1?}; replacing it",
-                    self.label(target)
+                    "pooled connection to {} ended by the upstream after {}; replacing it",
+                    self.label(target),
+                    format_elapsed(lived)
                 );
                 if lived >= POOL_REFILL_DELAY {
                     self.refill(target, registry, now);

@@ -16,6 +16,7 @@ use std::time::Instant;
 
 use crate::arena::{Arena, Id};
 use crate::config;
+use crate::throttle::Throttle;
 
 use super::balance::Balancer;
 use super::health::{Health, HealthPolicy};
@@ -38,6 +39,9 @@ pub(crate) struct Target {
     /// Removed by a reload: takes no new pipes, keeps no pool, and is
     /// forgotten once its last pipe has ended.
     pub(crate) retired: bool,
+    /// "cannot connect" lines: each target its own, so one target's flood
+    /// of failures does not hide another's first.
+    pub(crate) connect_warnings: Throttle,
 }
 
 impl Target {
@@ -50,6 +54,7 @@ impl Target {
             live_pipes: 0,
             health: Health::new(),
             retired: false,
+            connect_warnings: Throttle::default(),
         }
     }
 
