@@ -14,8 +14,11 @@ fn main() {
     // a worktree keeps HEAD in its own git dir, refs in the common one.
     if let Some(git_dir) = git(dir, &["rev-parse", "--absolute-git-dir"]) {
         watch(&Path::new(&git_dir).join("HEAD"));
-        let common = git(dir, &["rev-parse", "--path-format=absolute", "--git-common-dir"])
-            .map_or_else(|| PathBuf::from(&git_dir), PathBuf::from);
+        let common = git(
+            dir,
+            &["rev-parse", "--path-format=absolute", "--git-common-dir"],
+        )
+        .map_or_else(|| PathBuf::from(&git_dir), PathBuf::from);
         if let Some(head_ref) = git(dir, &["symbolic-ref", "-q", "HEAD"]) {
             watch(&common.join(head_ref));
         }
@@ -29,7 +32,12 @@ fn main() {
         .filter(|output| output.status.success())
         .and_then(|output| String::from_utf8(output.stdout).ok())
         // "rustc 1.83.0 (90b35a623 2024-11-26)": the name and version.
-        .map(|text| text.split_whitespace().take(2).collect::<Vec<_>>().join(" "))
+        .map(|text| {
+            text.split_whitespace()
+                .take(2)
+                .collect::<Vec<_>>()
+                .join(" ")
+        })
         .filter(|text| !text.is_empty())
         .unwrap_or_else(|| "rustc unknown".into());
     let target = std::env::var("TARGET").unwrap_or_else(|_| "unknown".into());

@@ -392,7 +392,10 @@ fn negative_value(e: &clap::Error, args: &[OsString]) -> Option<String> {
     let Some(ContextValue::String(found)) = e.get(ContextKind::InvalidArg) else {
         return None;
     };
-    if !found.strip_prefix('-')?.starts_with(|c: char| c.is_ascii_digit()) {
+    if !found
+        .strip_prefix('-')?
+        .starts_with(|c: char| c.is_ascii_digit())
+    {
         return None;
     }
     let command = Args::command();
@@ -408,9 +411,11 @@ fn negative_value(e: &clap::Error, args: &[OsString]) -> Option<String> {
                 }
             };
             // Only numbers can be negative; `-l -1` is no address at all.
-            let numeric = arg
-                .get_value_names()
-                .is_some_and(|names| names.iter().any(|n| ["N", "DURATION", "SIZE"].contains(&n.as_str())));
+            let numeric = arg.get_value_names().is_some_and(|names| {
+                names
+                    .iter()
+                    .any(|n| ["N", "DURATION", "SIZE"].contains(&n.as_str()))
+            });
             named && numeric
         })
     };

@@ -73,7 +73,9 @@ fn check(spec: Option<&str>) -> LogFilter {
     }
     let mut directives = if kept.is_empty() {
         if !warnings.is_empty() {
-            warnings.push(format!("{VARIABLE}: nothing usable is left; logging at '{DEFAULT}'"));
+            warnings.push(format!(
+                "{VARIABLE}: nothing usable is left; logging at '{DEFAULT}'"
+            ));
         }
         DEFAULT.to_string()
     } else {
@@ -112,7 +114,15 @@ mod tests {
     fn good_directives_pass_unchanged() {
         assert_eq!(check(None).directives, "info");
         assert_eq!(filter(""), ("info".into(), 0));
-        for good in ["debug", "WARN", "tcpipe=debug", "info,mio=trace", "tcpipe::reactor", "tcp=off", "info/pipe 3"] {
+        for good in [
+            "debug",
+            "WARN",
+            "tcpipe=debug",
+            "info,mio=trace",
+            "tcpipe::reactor",
+            "tcp=off",
+            "info/pipe 3",
+        ] {
             assert_eq!(filter(good), (good.to_string(), 0), "{good}");
         }
     }
@@ -125,6 +135,9 @@ mod tests {
         assert_eq!(filter("a=b=c,trace"), ("trace".into(), 1));
         assert_eq!(filter("info/a/b"), ("info".into(), 1));
         let warning = &check(Some("debugg")).warnings[0];
-        assert!(warning.contains("RUST_LOG") && warning.contains("'debugg'"), "{warning}");
+        assert!(
+            warning.contains("RUST_LOG") && warning.contains("'debugg'"),
+            "{warning}"
+        );
     }
 }

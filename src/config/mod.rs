@@ -16,8 +16,8 @@ use std::net::SocketAddr;
 use std::time::Duration;
 
 pub use file::{load_file, FileError};
-pub use warnings::ConfigWarning;
 pub use values::{format_duration, format_size, parse_address, parse_duration, parse_size};
+pub use warnings::ConfigWarning;
 
 /// Everything a forwarder runs: process-wide settings and the routes.
 #[derive(Clone, Debug, PartialEq)]

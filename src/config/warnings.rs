@@ -143,13 +143,24 @@ mod tests {
 
     #[test]
     fn a_duplicate_target_and_too_many_retries_are_named() {
-        let mut config = route("127.0.0.1:7000", &["10.0.0.1:80", "10.0.0.2:80", "10.0.0.1:80"]);
+        let mut config = route(
+            "127.0.0.1:7000",
+            &["10.0.0.1:80", "10.0.0.2:80", "10.0.0.1:80"],
+        );
         config.routes[0].retries = Some(3);
         let warnings = config.warnings(Naming::Flags);
         let keys: Vec<&str> = warnings.iter().map(|w| w.key.as_str()).collect();
         assert_eq!(keys, ["--target", "--retries"], "{warnings:?}");
-        assert!(warnings[0].reason.contains("target 1 of 3"), "{}", warnings[0]);
-        assert!(warnings[1].reason.contains("2 other targets"), "{}", warnings[1]);
+        assert!(
+            warnings[0].reason.contains("target 1 of 3"),
+            "{}",
+            warnings[0]
+        );
+        assert!(
+            warnings[1].reason.contains("2 other targets"),
+            "{}",
+            warnings[1]
+        );
         config.routes[0].retries = Some(2);
         assert_eq!(config.warnings(Naming::Flags).len(), 1);
     }
