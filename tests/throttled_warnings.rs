@@ -2,7 +2,9 @@
 //! target refuses, a burst of 200 clients gives one "cannot connect" line a
 //! second per target (each target its own, so one's flood hides no other's)
 //! and one "no target could be reached" line a second, and the next line of
-//! each carries the count of those held back, so none is lost.
+//! each carries the count of those held back, so none is lost. A
+//! connection limit that clients make come and go hundreds of times a
+//! second is logged the same way.
 
 mod common;
 use common::upstreams::*;
@@ -97,4 +99,59 @@ fn a_burst_of_refused_clients_gives_a_few_lines_and_a_count() {
             lines.len()
         );
     }
+}
+
+/// Three clients at once through a forwarder that takes one at a time:
+/// the limit is reached and left again.
+fn three_at_once(tcpipe: &Tcpipe) {
+    let clients: Vec<_> = (0..3)
+        .map(|_| {
+            let addr = tcpipe.addr;
+            std::thread::spawn(move || {
+                let mut client = connect(addr);
+                std::io::Write::write_all(&mut client, b"x").unwrap();
+                client.shutdown(std::net::Shutdown::Write).unwrap();
+                assert_eq!(read_to_end(&mut client), b"x");
+            })
+        })
+        .collect();
+    for client in clients {
+        client.join().expect("a client was not served");
+    }
+}
+
+#[test]
+fn a_connection_limit_that_comes_and_goes_is_logged_once_a_second() {
+    let tcpipe = Tcpipe::start(echo_server(), &["--max-connections", "1"]);
+    let reached = "connection limit of 1 reached";
+    let started = Instant::now();
+    for _ in 0..100 {
+        three_at_once(&tcpipe);
+    }
+    let seconds = started.elapsed().as_secs() as usize + 1;
+    let lines = throttled(&tcpipe, reached).len();
+    assert!(
+        (1..=seconds + 1).contains(&lines),
+        "300 clients in {seconds}s gave {lines} lines of '{reached}'; logs: {:#?}",
+        tcpipe.logs()
+    );
+    let counted = wait_until(DEADLINE, || {
+        three_at_once(&tcpipe);
+        throttled(&tcpipe, reached)
+            .iter()
+            .any(|(_, held)| *held > 0)
+    });
+    assert!(
+        counted,
+        "no later line carried a count; logs: {:#?}",
+        tcpipe.logs()
+    );
+    // An end is logged only with its start: as many of one as of the other.
+    let ends = throttled(&tcpipe, "below the connection limit again").len();
+    let starts = throttled(&tcpipe, reached).len();
+    assert!(
+        ends <= starts && starts <= ends + 1,
+        "{starts} starts but {ends} ends logged; logs: {:#?}",
+        tcpipe.logs()
+    );
 }
