@@ -73,14 +73,20 @@ impl Route {
         }
         let others = self.targets.len().saturating_sub(1);
         if let Some(retries) = self.retries.filter(|&retries| retries > others) {
-            let targets = if others == 1 { "target" } else { "targets" };
+            let reason = match others {
+                0 => "there is no other target; a client whose connect fails tries the \
+                      same target again"
+                    .to_string(),
+                n => format!(
+                    "more than the {}; a client whose connects fail tries the same \
+                     targets again",
+                    crate::text::plural(n, "other target")
+                ),
+            };
             out.push(ConfigWarning {
                 key: naming.route_key(index, "retries"),
                 value: retries.to_string(),
-                reason: format!(
-                    "more than the {others} other {targets}; a client whose connects fail \
-                     tries the same targets again"
-                ),
+                reason,
             });
         }
     }
