@@ -5,8 +5,8 @@ use std::net::SocketAddr;
 use std::path::PathBuf;
 use std::time::Duration;
 
-use clap::error::ErrorKind;
-use clap::{ArgGroup, Parser, ValueEnum};
+use clap::error::{ContextKind, ContextValue, ErrorKind};
+use clap::{ArgGroup, CommandFactory, Parser, ValueEnum};
 
 use crate::config::{
     self, load_file, parse_address, parse_duration, parse_size, AccessLogConfig, Balance, Config,
@@ -20,6 +20,31 @@ struct Timeout(Option<Duration>);
 fn timeout(text: &str) -> Result<Timeout, String> {
     parse_duration(text).map(Timeout)
 }
+
+/// A count flag (`--pool`, `--retries`, ...): digits only, so that `-1`
+/// says why it is wrong rather than what `usize` thinks of a `-`.
+fn count<T: std::str::FromStr>(text: &str) -> Result<T, String> {
+    if text.starts_with('-') {
+        return Err("must not be negative".into());
+    }
+    if text.is_empty() || !text.bytes().all(|b| b.is_ascii_digit()) {
+        return Err("expected a whole number such as 3".into());
+    }
+    text.parse().map_err(|_| "too large".into())
+}
+
+/// `tcpipe VERSION (commit abc1234, rustc 1.83.0, x86_64-unknown-linux-gnu)`:
+/// what a bug report needs. `src/build.rs` finds the commit and rustc.
+const VERSION: &str = concat!(
+    env!("CARGO_PKG_VERSION"),
+    " (commit ",
+    env!("TCPIPE_COMMIT"),
+    ", ",
+    env!("TCPIPE_RUSTC"),
+    ", ",
+    env!("TCPIPE_TARGET"),
+    ")"
+);
 
 fn target(text: &str) -> Result<Target, String> {
     parse_address(text).map(|addr| Target {
@@ -75,7 +100,7 @@ const ROUTE_FLAGS: [&str; 22] = [
 #[derive(Parser, Debug)]
 #[command(
     name = "tcpipe",
-    version,
+    version = VERSION,
     about = "Forwards TCP connections to targets, with exact half-close and bounded buffers.",
     group(ArgGroup::new("route_flags").args(ROUTE_FLAGS).multiple(true))
 )]
@@ -117,11 +142,16 @@ struct Args {
 
     /// Further targets to try when a connect fails [default: number of
     /// targets - 1].
-    #[arg(long, value_name = "N")]
+    #[arg(long, value_name = "N", value_parser = count::<usize>)]
     retries: Option<usize>,
 
     /// Consecutive connect failures that mark a target down.
-    #[arg(long, value_name = "N", default_value_t = config::DEFAULT_FAIL_THRESHOLD)]
+    #[arg(
+        long,
+        value_name = "N",
+        default_value_t = config::DEFAULT_FAIL_THRESHOLD,
+        value_parser = count::<u32>
+    )]
     fail_threshold: u32,
 
     /// How long a down target waits before one trial connection; doubles
@@ -135,7 +165,7 @@ struct Args {
 
     /// Connected idle upstream connections kept ready per target; each
     /// serves exactly one client.
-    #[arg(long, value_name = "N", default_value_t = 0)]
+    #[arg(long, value_name = "N", default_value_t = 0, value_parser = count::<usize>)]
     pool: usize,
 
     /// Replace a pooled connection after it has been idle this long.
@@ -177,7 +207,12 @@ struct Args {
 
     /// Live pipes at which accepting pauses; new clients wait in the kernel
     /// backlog.
-    #[arg(long, value_name = "N", default_value_t = config::DEFAULT_MAX_CONNECTIONS)]
+    #[arg(
+        long,
+        value_name = "N",
+        default_value_t = config::DEFAULT_MAX_CONNECTIONS,
+        value_parser = count::<usize>
+    )]
     max_connections: usize,
 
     /// On SIGTERM/SIGINT/SIGQUIT/SIGUSR1, how long live pipes may run
@@ -270,12 +305,13 @@ where
     I: IntoIterator<Item = T>,
     T: Into<OsString> + Clone,
 {
-    let args = Args::try_parse_from(args).map_err(|e| match e.kind() {
+    let args: Vec<OsString> = args.into_iter().map(Into::into).collect();
+    let args = Args::try_parse_from(&args).map_err(|e| match e.kind() {
         ErrorKind::DisplayHelp | ErrorKind::DisplayVersion => CliExit {
             code: 0,
             message: e.render().to_string(),
         },
-        _ => CliExit::usage(one_line(&e.render().to_string())),
+        _ => CliExit::usage(usage_line(&e, &args)),
     })?;
     if let Some(file) = args.config {
         return Ok(Invocation {
@@ -329,6 +365,18 @@ impl Args {
     }
 }
 
+/// What in the settings will run but probably not as meant, named as the
+/// user gave them: flags, or key paths of the file.
+pub fn warnings(invocation: &Invocation) -> Vec<String> {
+    let naming = if invocation.file.is_some() {
+        Naming::File
+    } else {
+        Naming::Flags
+    };
+    let warnings = invocation.config.warnings(naming);
+    warnings.iter().map(ToString::to_string).collect()
+}
+
 /// What `--check` prints for settings that passed: where they came from and
 /// what they hold.
 pub fn check_summary(invocation: &Invocation) -> String {
@@ -352,6 +400,78 @@ pub fn check_summary(invocation: &Invocation) -> String {
         count(listeners, "listen address", "listen addresses"),
         count(targets, "target", "targets")
     )
+}
+
+/// A usage error as one line: clap's message, the values it would take and
+/// the flag it guesses was meant, without the usage block.
+fn usage_line(e: &clap::Error, args: &[OsString]) -> String {
+    if e.kind() == ErrorKind::UnknownArgument {
+        if let Some(line) = negative_value(e, args) {
+            return line;
+        }
+    }
+    let mut line = one_line(&e.render().to_string());
+    if let Some(ContextValue::Strings(values)) = e.get(ContextKind::ValidValue) {
+        if !values.is_empty() {
+            line.push_str(&format!(" [possible values: {}]", values.join(", ")));
+        }
+    }
+    for kind in [ContextKind::SuggestedArg, ContextKind::SuggestedValue] {
+        match e.get(kind) {
+            Some(ContextValue::String(one)) => line.push_str(&format!("; did you mean '{one}'?")),
+            Some(ContextValue::Strings(many)) if !many.is_empty() => {
+                line.push_str(&format!("; did you mean '{}'?", many.join("' or '")))
+            }
+            _ => {}
+        }
+    }
+    line
+}
+
+/// clap reads `--pool -1` as the flag `-1` (and `--cooldown -1s` as `-1`);
+/// say what was meant: the value of the flag before it, which cannot be
+/// negative.
+fn negative_value(e: &clap::Error, args: &[OsString]) -> Option<String> {
+    let Some(ContextValue::String(found)) = e.get(ContextKind::InvalidArg) else {
+        return None;
+    };
+    if !found
+        .strip_prefix('-')?
+        .starts_with(|c: char| c.is_ascii_digit())
+    {
+        return None;
+    }
+    let command = Args::command();
+    let takes_value = |flag: &str| {
+        command.get_arguments().find(|arg| {
+            let named = match flag.strip_prefix("--") {
+                Some(long) => arg.get_long() == Some(long),
+                None => {
+                    let mut chars = flag.chars();
+                    chars.next() == Some('-')
+                        && chars.next() == arg.get_short()
+                        && chars.next().is_none()
+                }
+            };
+            // Only numbers can be negative; `-l -1` is no address at all.
+            let numeric = arg.get_value_names().is_some_and(|names| {
+                names
+                    .iter()
+                    .any(|n| ["N", "DURATION", "SIZE"].contains(&n.as_str()))
+            });
+            named && numeric
+        })
+    };
+    args.windows(2).find_map(|pair| {
+        let (flag, value) = (pair[0].to_str()?, pair[1].to_str()?);
+        if !value.starts_with(found.as_str()) {
+            return None;
+        }
+        let long = takes_value(flag)?.get_long()?;
+        Some(format!(
+            "invalid value '{value}' for '--{long}': must not be negative"
+        ))
+    })
 }
 
 /// clap's message on one line: its first line, plus the indented list that

@@ -39,14 +39,15 @@ mod net;
 mod pipe;
 mod reactor;
 mod ring;
+mod text;
 mod throttle;
 mod timers;
 mod upstream;
 
 pub use config::{
     format_duration, format_size, load_file, parse_address, parse_duration, parse_size,
-    AccessLogConfig, Balance, Config, ConfigError, FileError, LogDestination, LogFormat, Naming,
-    Route, Target,
+    AccessLogConfig, Balance, Config, ConfigError, ConfigWarning, FileError, LogDestination,
+    LogFormat, Naming, Route, Target,
 };
 pub use forwarder::{Builder, Forwarder, Handle, IntoStream, StartError};
 pub use hooks::{

@@ -1,5 +1,7 @@
 #![deny(unsafe_code)]
 
+mod log_filter;
+
 use std::process::ExitCode;
 
 use tcpipe::{cli, Forwarder};
@@ -13,10 +15,25 @@ fn main() -> ExitCode {
         }
     };
     if invocation.check {
+        for warning in cli::warnings(&invocation) {
+            eprintln!("tcpipe: warning: {warning}");
+        }
         println!("{}", cli::check_summary(&invocation));
         return ExitCode::SUCCESS;
     }
-    env_logger::Builder::from_env(env_logger::Env::default().default_filter_or("info")).init();
+    let filter = log_filter::from_env();
+    for warning in &filter.warnings {
+        eprintln!("tcpipe: warning: {warning}");
+    }
+    let mut logger = env_logger::Builder::new();
+    logger.parse_filters(&filter.directives);
+    if let Ok(style) = std::env::var(env_logger::DEFAULT_WRITE_STYLE_ENV) {
+        logger.parse_write_style(&style);
+    }
+    logger.init();
+    for warning in cli::warnings(&invocation) {
+        log::warn!("{warning}");
+    }
 
     let mut forwarder = match Forwarder::bind(invocation.config) {
         Ok(forwarder) => forwarder,

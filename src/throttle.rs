@@ -53,6 +53,42 @@ impl Throttle {
     }
 }
 
+/// A condition that starts and ends, such as "at the connection limit",
+/// logged once at its start and once at its end. Clients can make it come
+/// and go many times a second, so starts are throttled, and an end is
+/// logged only if its start was.
+#[derive(Debug, Default)]
+pub(crate) struct Episode {
+    since: Option<Instant>,
+    logged: bool,
+    starts: Throttle,
+}
+
+impl Episode {
+    /// Whether it is going on.
+    pub(crate) fn is_on(&self) -> bool {
+        self.since.is_some()
+    }
+
+    /// It starts (if it was not on already): `Some` if that is to be
+    /// logged, with the number of starts not logged since the last one.
+    pub(crate) fn start(&mut self, now: Instant) -> Option<Suppressed> {
+        if self.since.is_some() {
+            return None;
+        }
+        self.since = Some(now);
+        let held_back = self.starts.allow(now);
+        self.logged = held_back.is_some();
+        held_back
+    }
+
+    /// It ends (if it was on): how long it lasted, if its start was logged.
+    pub(crate) fn end(&mut self, now: Instant) -> Option<Duration> {
+        let since = self.since.take()?;
+        std::mem::take(&mut self.logged).then(|| now.saturating_duration_since(since))
+    }
+}
+
 /// How many occurrences of a warning were not logged since its last line;
 /// displays as nothing for none, else as `" (and 41 more like it)"`.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -88,6 +124,24 @@ mod tests {
             throttle.allow(start + Duration::from_secs(5)),
             Some(Suppressed(1))
         );
+    }
+
+    #[test]
+    fn an_episode_is_logged_at_most_once_a_second_and_its_end_with_its_start() {
+        let start = Instant::now();
+        let at = |ms| start + Duration::from_millis(ms);
+        let mut episode = Episode::default();
+        assert_eq!(episode.start(at(0)), Some(Suppressed(0)));
+        assert_eq!(episode.start(at(10)), None, "already on");
+        assert_eq!(episode.end(at(100)), Some(Duration::from_millis(100)));
+        assert_eq!(episode.end(at(110)), None, "already over");
+        for ms in [200, 400, 600] {
+            assert_eq!(episode.start(at(ms)), None, "throttled");
+            assert!(episode.is_on());
+            assert_eq!(episode.end(at(ms + 50)), None, "its start was not logged");
+        }
+        assert_eq!(episode.start(at(1000)), Some(Suppressed(3)));
+        assert_eq!(episode.end(at(1500)), Some(Duration::from_millis(500)));
     }
 
     #[test]

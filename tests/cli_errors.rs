@@ -1,5 +1,8 @@
 //! The command line: a usage error exits with code 2 and one line on stderr
-//! that names the flag and the value; --help and --version exit 0; a listen
+//! that names the flag, the value and the reason, keeping clap's tips (the
+//! possible values, the flag probably meant); an address is taken as
+//! written or refused, never resolved into another; --help and --version
+//! exit 0, and --version names the commit, rustc and the target; a listen
 //! address already in use exits with code 1 and names the address.
 
 mod common;
@@ -161,12 +164,198 @@ fn help_lists_every_option_and_exits_0() {
 }
 
 #[test]
-fn version_prints_the_crate_version_and_exits_0() {
+fn version_names_the_commit_the_compiler_and_the_target() {
     let version = succeeds_on_stdout(&["--version"]);
+    let version = version.trim();
+    let expected_start = format!("tcpipe {} (commit ", env!("CARGO_PKG_VERSION"));
+    let details = version
+        .strip_prefix(&expected_start)
+        .and_then(|rest| rest.strip_suffix(')'))
+        .unwrap_or_else(|| {
+            panic!("not 'tcpipe VERSION (commit ..., rustc ..., TARGET)': {version}")
+        });
+    let parts: Vec<&str> = details.split(", ").collect();
+    assert_eq!(parts.len(), 3, "commit, rustc, target: {version}");
+    let head = std::process::Command::new("git")
+        .args([
+            "-C",
+            env!("CARGO_MANIFEST_DIR"),
+            "rev-parse",
+            "--short=12",
+            "HEAD",
+        ])
+        .output()
+        .ok()
+        .filter(|output| output.status.success())
+        .map(|output| String::from_utf8_lossy(&output.stdout).trim().to_string());
     assert_eq!(
-        version.trim(),
-        format!("tcpipe {}", env!("CARGO_PKG_VERSION"))
+        parts[0],
+        head.as_deref().unwrap_or("unknown"),
+        "the commit should be HEAD's: {version}"
     );
+    assert!(
+        parts[1].starts_with("rustc 1."),
+        "the rustc version is missing: {version}"
+    );
+    let target = parts[2];
+    assert!(
+        target.starts_with(std::env::consts::ARCH) && target.contains(std::env::consts::OS),
+        "'{target}' is not this machine's target triple: {version}"
+    );
+}
+
+#[test]
+fn an_unknown_mode_lists_the_possible_values() {
+    let line = usage_error(&[
+        "-l",
+        "127.0.0.1:0",
+        "-t",
+        "127.0.0.1:1",
+        "--balance",
+        "fastest",
+    ]);
+    assert_names(
+        &line,
+        &[
+            "--balance",
+            "'fastest'",
+            "round-robin",
+            "least-conn",
+            "source-hash",
+        ],
+    );
+}
+
+#[test]
+fn a_missing_mode_lists_the_possible_values() {
+    let line = usage_error(&["-l", "127.0.0.1:0", "-t", "127.0.0.1:1", "--balance"]);
+    assert_names(
+        &line,
+        &["--balance", "round-robin", "least-conn", "source-hash"],
+    );
+}
+
+#[test]
+fn a_misspelt_flag_suggests_the_one_meant() {
+    let line = usage_error(&[
+        "-l",
+        "127.0.0.1:0",
+        "-t",
+        "127.0.0.1:1",
+        "--idle-timout",
+        "5s",
+    ]);
+    assert_names(&line, &["'--idle-timout'", "'--idle-timeout'"]);
+}
+
+#[test]
+fn a_negative_number_names_its_flag_and_why() {
+    for (flag, value) in [
+        ("--pool", "-1"),
+        ("--max-connections", "-5"),
+        ("--retries", "-1"),
+        ("--fail-threshold", "-2"),
+        ("--cooldown", "-1s"),
+        ("--buffer-size", "-1k"),
+    ] {
+        for args in [vec![flag, value], vec![]] {
+            let joined = format!("{flag}={value}");
+            let args = if args.is_empty() {
+                vec![joined.as_str()]
+            } else {
+                args
+            };
+            let mut all = vec!["-l", "127.0.0.1:0", "-t", "127.0.0.1:1"];
+            all.extend(&args);
+            let line = usage_error(&all);
+            assert_names(&line, &[flag, &format!("'{value}'"), "negative"]);
+        }
+    }
+}
+
+#[test]
+fn a_count_that_is_no_number_names_its_flag() {
+    let line = usage_error(&["-l", "127.0.0.1:0", "-t", "127.0.0.1:1", "--pool", "many"]);
+    assert_names(&line, &["--pool", "'many'", "whole number"]);
+}
+
+#[test]
+fn a_flag_given_twice_is_a_usage_error() {
+    let line = usage_error(&[
+        "-l",
+        "127.0.0.1:0",
+        "-t",
+        "127.0.0.1:1",
+        "--check",
+        "--check",
+    ]);
+    assert_names(&line, &["--check"]);
+}
+
+#[test]
+fn a_flag_without_its_value_is_a_usage_error() {
+    let line = usage_error(&["-t", "127.0.0.1:1", "-l"]);
+    assert_names(&line, &["--listen"]);
+}
+
+#[test]
+fn a_malformed_address_is_refused_not_resolved_into_another() {
+    for (flag, value, reason) in [
+        ("-l", "1.2.3:80", "IPv4"),
+        ("-l", "127.0.0.1:99999", "range"),
+        ("-l", "", "empty"),
+        ("-l", "localhost", "port"),
+        ("-l", "::1:80", "brackets"),
+        ("-l", "[::1:80", "IPv6"),
+        ("-t", "1.2.3:80", "IPv4"),
+        ("-t", "10.0.0.1:+80", "port"),
+        ("-t", "127.1:80", "IPv4"),
+    ] {
+        let args = if flag == "-l" {
+            ["-l", value, "-t", "127.0.0.1:1"]
+        } else {
+            ["-l", "127.0.0.1:0", "-t", value]
+        };
+        let line = usage_error(&args);
+        let long = if flag == "-l" { "--listen" } else { "--target" };
+        assert_names(&line, &[long, &format!("'{value}'"), reason]);
+    }
+}
+
+#[test]
+fn a_target_needs_a_host_and_a_port() {
+    let line = usage_error(&["-l", "127.0.0.1:0", "-t", "127.0.0.1:0"]);
+    assert_names(&line, &["--target", "'127.0.0.1:0'", "port"]);
+    let line = usage_error(&["-l", "127.0.0.1:0", "-t", ":6379"]);
+    assert_names(&line, &["--target", "':6379'", "host"]);
+}
+
+#[test]
+fn a_listen_address_without_a_host_means_every_ipv4_address() {
+    let target = echo_server().to_string();
+    let mut tcpipe = Tcpipe::start_args(&["-l", ":0", "-t", &target]);
+    assert!(
+        tcpipe.addr.ip().is_unspecified() && tcpipe.addr.is_ipv4(),
+        "-l :PORT should listen on 0.0.0.0, not {}",
+        tcpipe.addr
+    );
+    let mut client = connect(([127, 0, 0, 1], tcpipe.addr.port()).into());
+    std::io::Write::write_all(&mut client, b"ping").unwrap();
+    client.shutdown(std::net::Shutdown::Write).unwrap();
+    assert_eq!(read_to_end(&mut client), b"ping");
+    assert!(tcpipe.wait_exit(std::time::Duration::ZERO).is_none());
+}
+
+#[test]
+fn a_malformed_address_in_a_config_file_names_its_key() {
+    let file = common::config::ConfigFile::new(
+        "[[route]]\nname = \"web\"\nlisten = [\"127.0.0.1:0\"]\ntargets = [\"127.0.0.1:1\", \"1.2.3:80\"]\n",
+    );
+    let output = run_tcpipe(&["--check", "--config", file.path_str()]);
+    let stderr = String::from_utf8_lossy(&output.stderr);
+    assert_eq!(output.status.code(), Some(2), "stderr: {stderr}");
+    assert_eq!(stderr.lines().count(), 1, "not one line: {stderr:?}");
+    assert_names(&stderr, &["route[0].targets[1]", "'1.2.3:80'", "IPv4"]);
 }
 
 #[test]

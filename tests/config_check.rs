@@ -200,3 +200,28 @@ fn missing_keys_missing_files_and_flags_beside_a_file_are_refused() {
     let stderr = String::from_utf8_lossy(&output.stderr);
     assert_names(&stderr, &["--config", "--idle-timeout"]);
 }
+
+#[test]
+fn a_negative_count_names_its_key_and_says_why() {
+    for key in ["pool", "retries", "max-connections", "fail-threshold"] {
+        let (_file, line) = refused(&VALID.replace(
+            "idle-timeout = \"10m\"",
+            &format!("idle-timeout = \"10m\"\n{key} = -1"),
+        ));
+        assert_names(&line, &[&format!("route[1].{key}"), "-1", "negative"]);
+    }
+    let (_file, line) = refused(&VALID.replace("max-connections = 100", "max-connections = -1"));
+    assert_names(&line, &["global.max-connections", "-1", "negative"]);
+}
+
+#[test]
+fn a_listen_address_without_a_host_is_every_ipv4_address_in_a_file_too() {
+    let file = ConfigFile::new(&VALID.replace("\"127.0.0.1:0\"\ntargets", "\":0\"\ntargets"));
+    let output = check(&file);
+    assert_eq!(
+        output.status.code(),
+        Some(0),
+        "stderr: {}",
+        String::from_utf8_lossy(&output.stderr)
+    );
+}

@@ -43,7 +43,7 @@ fn probes_mark_a_refusing_target_down_without_any_client() {
     // One failed probe is decisive, well below the default threshold of 3.
     assert_logged(
         &tcpipe,
-        &format!("target {} is down after 1 failed connects", flaky.addr),
+        &format!("target {} is down after 1 failed connect;", flaky.addr),
         "a refused probe should mark the target down",
     );
     assert_no_client_yet(&tcpipe);

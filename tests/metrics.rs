@@ -296,6 +296,11 @@ fn promtool_accepts_the_output() {
     client.shutdown(Shutdown::Write).unwrap();
     read_to_end(&mut client);
     let scrape = scrape_until(&tcpipe, "the pipe closed", |s| closed(s, "clean") == 1.0);
+    let build = format!(
+        "tcpipe_build_info{{version=\"{}\",commit=\"",
+        env!("CARGO_PKG_VERSION")
+    );
+    assert!(scrape.text.contains(&build), "{}", scrape.text);
 
     let mut promtool = Command::new("promtool")
         .args(["check", "metrics"])

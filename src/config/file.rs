@@ -140,7 +140,7 @@ struct Document {
 #[derive(Deserialize, Default)]
 #[serde(deny_unknown_fields, rename_all = "kebab-case")]
 struct Global {
-    max_connections: Option<usize>,
+    max_connections: Option<Count<usize>>,
     drain_timeout: Option<DurationSetting>,
     resolve_interval: Option<DurationSetting>,
     metrics: Option<String>,
@@ -157,11 +157,11 @@ struct Section {
     listen: Option<OneOrMany>,
     targets: Option<OneOrMany>,
     balance: Option<Balance>,
-    retries: Option<usize>,
-    fail_threshold: Option<u32>,
+    retries: Option<Count<usize>>,
+    fail_threshold: Option<Count<u32>>,
     cooldown: Option<DurationSetting>,
     health_interval: Option<DurationSetting>,
-    pool: Option<usize>,
+    pool: Option<Count<usize>>,
     pool_max_idle: Option<DurationSetting>,
     buffer_size: Option<SizeSetting>,
     low_water: Option<SizeSetting>,
@@ -169,7 +169,7 @@ struct Section {
     idle_timeout: Option<DurationSetting>,
     half_close_timeout: Option<DurationSetting>,
     keepalive: Option<DurationSetting>,
-    max_connections: Option<usize>,
+    max_connections: Option<Count<usize>>,
 }
 
 impl Document {
@@ -196,7 +196,7 @@ impl Document {
             return Err(Problem::at_key("route", "give at least one route"));
         }
         let mut config = Config::with_routes(routes);
-        if let Some(max) = self.global.max_connections {
+        if let Some(Count(max)) = self.global.max_connections {
             config.max_connections = max;
         }
         if let Some(DurationSetting(drain)) = self.global.drain_timeout {
@@ -274,14 +274,16 @@ impl Section {
         if let Some(balance) = option!(balance) {
             route.balance = balance;
         }
-        route.retries = option!(retries).or(route.retries);
-        if let Some(threshold) = option!(fail_threshold) {
+        route.retries = option!(retries).map(|Count(n)| n).or(route.retries);
+        if let Some(Count(threshold)) = option!(fail_threshold) {
             route.fail_threshold = threshold;
         }
-        if let Some(pool) = option!(pool) {
+        if let Some(Count(pool)) = option!(pool) {
             route.pool = pool;
         }
-        route.max_connections = option!(max_connections).or(route.max_connections);
+        route.max_connections = option!(max_connections)
+            .map(|Count(n)| n)
+            .or(route.max_connections);
         if let Some(SizeSetting(size)) = option!(buffer_size) {
             route.buffer_size = size;
             route.low_water = size / 2;
@@ -357,6 +359,32 @@ impl TryFrom<Written> for DurationSetting {
                 "invalid duration {n}: give a unit, as in \"{n}s\" or \"{n}ms\""
             )),
         }
+    }
+}
+
+/// A count (`pool`, `retries`, ...), read as any integer so that a
+/// negative one says so, not "expected usize".
+#[derive(Clone, Copy, Deserialize)]
+#[serde(try_from = "WrittenCount", bound(deserialize = "T: TryFrom<i64>"))]
+struct Count<T>(T);
+
+#[derive(Deserialize)]
+#[serde(untagged, expecting = "expected a whole number such as 3")]
+enum WrittenCount {
+    Number(i64),
+}
+
+impl<T: TryFrom<i64>> TryFrom<WrittenCount> for Count<T> {
+    type Error = String;
+
+    fn try_from(written: WrittenCount) -> Result<Count<T>, String> {
+        let WrittenCount::Number(n) = written;
+        if n < 0 {
+            return Err(format!("invalid count {n}: must not be negative"));
+        }
+        T::try_from(n)
+            .map(Count)
+            .map_err(|_| format!("invalid count {n}: too large"))
     }
 }
 

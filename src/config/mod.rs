@@ -8,6 +8,7 @@
 
 mod file;
 mod values;
+mod warnings;
 
 use std::collections::HashSet;
 use std::fmt;
@@ -16,6 +17,7 @@ use std::time::Duration;
 
 pub use file::{load_file, FileError};
 pub use values::{format_duration, format_size, parse_address, parse_duration, parse_size};
+pub use warnings::ConfigWarning;
 
 /// Everything a forwarder runs: process-wide settings and the routes.
 #[derive(Clone, Debug, PartialEq)]
@@ -260,6 +262,14 @@ impl Naming {
         }
     }
 
+    /// One of a route's targets: `--target`, or `route[0].targets[1]`.
+    fn target_key(self, index: usize, position: usize) -> String {
+        match self {
+            Naming::Flags => "--target".into(),
+            Naming::File => format!("route[{index}].targets[{position}]"),
+        }
+    }
+
     /// A process-wide setting's name.
     fn global_key(self, key: &str) -> String {
         match self {
@@ -422,6 +432,22 @@ impl Route {
                 key("targets"),
                 "[]",
                 "give at least one target",
+            ));
+        }
+        for (position, target) in self.targets.iter().enumerate() {
+            // The kernel would take port 0 or 0.0.0.0 as "this host", some
+            // port: never the service meant.
+            let reason = if target.addr.port() == 0 {
+                "a target needs a port other than 0"
+            } else if target.addr.ip().is_unspecified() {
+                "a target needs a host; 0.0.0.0 and [::] only mean \"every address\" to listen on"
+            } else {
+                continue;
+            };
+            return Err(ConfigError::new(
+                naming.target_key(index, position),
+                &target.name,
+                reason,
             ));
         }
         if self.fail_threshold == 0 {

@@ -1,13 +1,16 @@
 //! The text forms of settings, shared by the command line and the config
 //! file: sizes, durations and addresses.
 
-use std::net::{SocketAddr, ToSocketAddrs};
+use std::net::{Ipv4Addr, Ipv6Addr, SocketAddr, ToSocketAddrs};
 use std::time::Duration;
 
 /// Parses a byte size such as `65536`, `16k`, `16KiB` or `1m`. Units are
 /// binary: `k` is 1024.
 pub fn parse_size(text: &str) -> Result<usize, String> {
     let trimmed = text.trim();
+    if trimmed.starts_with('-') {
+        return Err("must not be negative".into());
+    }
     let digits_end = trimmed
         .find(|c: char| !c.is_ascii_digit())
         .unwrap_or(trimmed.len());
@@ -35,6 +38,9 @@ pub fn parse_duration(text: &str) -> Result<Option<Duration>, String> {
     let trimmed = text.trim();
     if trimmed == "0" {
         return Ok(None);
+    }
+    if trimmed.starts_with('-') {
+        return Err("must not be negative".into());
     }
     let digits_end = trimmed
         .find(|c: char| !c.is_ascii_digit())
@@ -84,21 +90,69 @@ pub fn format_duration(duration: Option<Duration>) -> String {
     }
 }
 
-/// `host:port` or `[v6]:port`. A host name is resolved now, once; the first
-/// address it gives is used.
+/// `host:port`, `[v6]:port` or `:port` (every IPv4 address, as HAProxy's
+/// `bind :7000`). A host name is resolved now, once; the first address it
+/// gives is used. A host that looks like an IPv4 address must be one:
+/// the resolver would read `1.2.3` as 1.2.0.3, another address than meant.
 pub fn parse_address(text: &str) -> Result<SocketAddr, String> {
     if let Ok(addr) = text.parse() {
         return Ok(addr);
     }
-    if !text.contains(':') {
-        return Err("expected host:port or [v6]:port".into());
+    if text.is_empty() {
+        return Err("empty; expected host:port or [v6]:port".into());
     }
-    match text.to_socket_addrs() {
+    let Some((host, port)) = text.rsplit_once(':') else {
+        return Err("no port; expected host:port or [v6]:port".into());
+    };
+    let port = parse_port(port)?;
+    if host.is_empty() {
+        return Ok(SocketAddr::from((Ipv4Addr::UNSPECIFIED, port)));
+    }
+    if let Some(inner) = host.strip_prefix('[') {
+        return match inner.strip_suffix(']').map(str::parse::<Ipv6Addr>) {
+            Some(Ok(ip)) => Ok(SocketAddr::from((ip, port))),
+            _ => Err(format!("'{host}' is not an IPv6 address")),
+        };
+    }
+    if host.contains(':') {
+        return Err("an IPv6 address needs brackets, as in [::1]:80".into());
+    }
+    if looks_numeric(host) {
+        return host
+            .parse::<Ipv4Addr>()
+            .map(|ip| SocketAddr::from((ip, port)))
+            .map_err(|_| format!("'{host}' is not an IPv4 address (four numbers 0-255)"));
+    }
+    match (host, port).to_socket_addrs() {
         Ok(mut addrs) => addrs
             .next()
-            .ok_or_else(|| "the name resolves to no address".into()),
-        Err(e) => Err(format!("cannot resolve: {e}")),
+            .ok_or_else(|| format!("'{host}' resolves to no address")),
+        Err(e) => Err(format!("cannot resolve '{host}': {e}")),
     }
+}
+
+/// A port as digits only: `u16::from_str` would also take `+80`.
+fn parse_port(text: &str) -> Result<u16, String> {
+    if text.is_empty() {
+        return Err("no port after ':'; expected host:port".into());
+    }
+    if !text.bytes().all(|b| b.is_ascii_digit()) {
+        return Err(format!("port '{text}' is not a number"));
+    }
+    text.parse()
+        .map_err(|_| format!("port {text} is out of range (0-65535)"))
+}
+
+/// Whether a host is meant as an IPv4 literal: no top-level domain is all
+/// digits (RFC 3696), so a last label of digits (or hex, as `0x7f`) means
+/// an address, which `inet_aton` would complete in ways nobody means.
+fn looks_numeric(host: &str) -> bool {
+    let last = host.rsplit('.').next().unwrap_or(host);
+    let hex = last
+        .strip_prefix("0x")
+        .or_else(|| last.strip_prefix("0X"))
+        .is_some_and(|digits| digits.bytes().all(|b| b.is_ascii_hexdigit()));
+    hex || (!last.is_empty() && last.bytes().all(|b| b.is_ascii_digit()))
 }
 
 #[cfg(test)]
@@ -156,5 +210,30 @@ mod tests {
         assert!(parse_address("localhost:80").is_ok());
         assert!(parse_address("nonsense").is_err());
         assert!(parse_address("127.0.0.1:99999").is_err());
+    }
+
+    #[test]
+    fn a_malformed_address_is_never_resolved_into_another() {
+        assert_eq!(parse_address(":7000"), Ok("0.0.0.0:7000".parse().unwrap()));
+        assert_eq!(parse_address("[::]:7000"), Ok("[::]:7000".parse().unwrap()));
+        for bad in [
+            "",
+            "1.2.3:80",
+            "1.2.3.4.5:80",
+            "256.1.1.1:80",
+            "127.1:80",
+            "0x7f.1:80",
+            "2130706433:80",
+            "localhost",
+            "localhost:",
+            "localhost:+80",
+            "localhost:99999",
+            "::1:80",
+            "[::1:80",
+            "[nonsense]:80",
+            ":",
+        ] {
+            assert!(parse_address(bad).is_err(), "{bad:?} should be rejected");
+        }
     }
 }

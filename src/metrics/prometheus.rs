@@ -12,43 +12,19 @@ use super::{unix_seconds, Histogram, Snapshot, CLOSE_REASON_LABELS};
 /// The Content-Type of what [`render`] writes.
 pub(crate) const CONTENT_TYPE: &str = "text/plain; version=0.0.4; charset=utf-8";
 
-/// The build, as `--version` describes it.
-pub(crate) struct Build {
-    pub(crate) version: &'static str,
-    pub(crate) commit: &'static str,
-    pub(crate) rustc: &'static str,
-    pub(crate) target: &'static str,
-}
-
-pub(crate) const BUILD: Build = Build {
-    version: env!("CARGO_PKG_VERSION"),
-    commit: match option_env!("TCPIPE_COMMIT") {
-        Some(commit) => commit,
-        None => "unknown",
-    },
-    rustc: match option_env!("TCPIPE_RUSTC") {
-        Some(rustc) => rustc,
-        None => "unknown",
-    },
-    target: match option_env!("TCPIPE_TARGET") {
-        Some(target) => target,
-        None => "unknown",
-    },
-};
+/// The build, as `--version` describes it (`src/build.rs` finds them).
+const BUILD: [(&str, &str); 4] = [
+    ("version", env!("CARGO_PKG_VERSION")),
+    ("commit", env!("TCPIPE_COMMIT")),
+    ("rustc", env!("TCPIPE_RUSTC")),
+    ("target", env!("TCPIPE_TARGET")),
+];
 
 pub(crate) fn render(snapshot: &Snapshot) -> String {
     let mut out = Out(String::with_capacity(4096 + 2048 * snapshot.routes.len()));
     out.family("tcpipe_build_info", "gauge", "The running build; always 1.");
-    out.sample(
-        "tcpipe_build_info",
-        &[
-            ("version", BUILD.version),
-            ("commit", BUILD.commit),
-            ("rustc", BUILD.rustc),
-            ("target", BUILD.target),
-        ],
-        1,
-    );
+    let build = BUILD.map(|(key, value)| (key, value.trim_start_matches("rustc ")));
+    out.sample("tcpipe_build_info", &build, 1);
     out.single(
         "tcpipe_start_time_seconds",
         "gauge",

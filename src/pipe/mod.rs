@@ -166,7 +166,11 @@ impl fmt::Display for Reason {
         match self {
             Reason::Finished => f.write_str("both sides finished"),
             Reason::Broken(side, e) => write!(f, "{} side: {e}", side.name()),
-            Reason::Unreachable { attempts } => write!(f, "unreachable in {attempts} attempts"),
+            Reason::Unreachable { attempts } => write!(
+                f,
+                "unreachable in {}",
+                crate::text::plural(*attempts as usize, "attempt")
+            ),
             Reason::IdleTimeout => f.write_str("idle timeout"),
             Reason::HalfCloseTimeout => f.write_str("half-close timeout"),
             Reason::Drained => f.write_str("drain timeout"),

@@ -5,7 +5,6 @@
 use std::io::{self, ErrorKind};
 use std::net::SocketAddr;
 use std::sync::Arc;
-use std::time::Instant;
 
 use log::{debug, error, info, warn};
 use mio::net::TcpStream;
@@ -16,6 +15,8 @@ use super::routes::RouteId;
 use super::{listener_token, plural, Reactor, Timer, ACCEPTS_PER_TURN, ACCEPT_RETRY};
 use crate::net;
 use crate::pipe::Pipe;
+use crate::text::format_elapsed;
+use crate::throttle::Episode;
 use crate::upstream::Dial;
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -35,12 +36,13 @@ pub(super) struct State {
     /// Some listener stopped at the per-turn cap with connections possibly
     /// still queued.
     pub(super) more_pending: bool,
-    /// Since when accepting fails for lack of descriptors or memory.
-    backoff: Option<Instant>,
+    /// Accepting fails for lack of descriptors or memory.
+    backoff: Episode,
     retry_armed: bool,
+    /// Failed accepts in this shortage.
     failed_accepts: u64,
-    /// Since when the process-wide limit has kept clients waiting.
-    at_limit_since: Option<Instant>,
+    /// The process-wide limit keeps clients waiting.
+    at_limit: Episode,
 }
 
 /// Why a listener may not take a client now.
@@ -54,7 +56,7 @@ enum Blocked {
 impl Reactor {
     /// Accepts on listener `key` until its backlog is empty or it must stop.
     pub(super) fn accept_on(&mut self, key: usize, trigger: Trigger) {
-        if self.accepting.backoff.is_some() && trigger == Trigger::ListenerEvent {
+        if self.accepting.backoff.is_on() && trigger == Trigger::ListenerEvent {
             // Only the retry timer or a freed pipe may try again, or we spin.
             if let Some(listener) = self.routes.listeners.get_mut(key) {
                 listener.backlog_pending = true;
@@ -144,7 +146,7 @@ impl Reactor {
 
     pub(super) fn on_accept_retry(&mut self) {
         self.accepting.retry_armed = false;
-        if self.accepting.backoff.is_some() {
+        if self.accepting.backoff.is_on() {
             self.accept_waiting(Trigger::Retry);
         }
     }
@@ -162,11 +164,12 @@ impl Reactor {
         for key in self.routes.listener_keys() {
             self.pause_listener(key);
         }
-        if self.accepting.at_limit_since.is_none() {
-            self.accepting.at_limit_since = Some(self.now);
+        if !self.accepting.at_limit.is_on() {
             self.metrics.connection_limit_reached_total.add(1);
+        }
+        if let Some(held_back) = self.accepting.at_limit.start(self.now) {
             info!(
-                "connection limit of {} reached; new clients wait in the backlog",
+                "connection limit of {} reached; new clients wait in the backlog{held_back}",
                 self.limits.max_connections
             );
         }
@@ -181,11 +184,12 @@ impl Reactor {
         }
         let now = self.now;
         if let Some(route) = self.routes.get_mut(id) {
-            if route.at_limit_since.is_none() {
-                route.at_limit_since = Some(now);
+            if !route.at_limit.is_on() {
                 route.stats.limit_reached += 1;
+            }
+            if let Some(held_back) = route.at_limit.start(now) {
                 info!(
-                    "route {}: connection limit of {} reached; new clients wait in the backlog",
+                    "route {}: connection limit of {} reached; new clients wait in the backlog{held_back}",
                     route.name(),
                     route.live_pipes
                 );
@@ -244,13 +248,17 @@ impl Reactor {
             listener.backlog_pending = true;
         }
         let state = &mut self.accepting;
+        if !state.backoff.is_on() {
+            state.failed_accepts = 0;
+        }
         state.failed_accepts += 1;
-        if state.backoff.is_none() {
-            state.backoff = Some(self.now);
+        if !state.backoff.is_on() {
             self.metrics.accept_backoffs_total.add(1);
+        }
+        if let Some(held_back) = state.backoff.start(self.now) {
             warn!(
-                "cannot accept: {e}; retrying every {} ms and whenever a pipe closes ({} live)",
-                ACCEPT_RETRY.as_millis(),
+                "cannot accept: {e}; retrying every {} and whenever a pipe closes ({} live){held_back}",
+                format_elapsed(ACCEPT_RETRY),
                 plural(self.pipes.len(), "pipe")
             );
         }
@@ -267,11 +275,11 @@ impl Reactor {
     fn backlog_drained(&mut self, route: RouteId) {
         let now = self.now;
         if let Some(route) = self.routes.get_mut(route) {
-            if let Some(since) = route.at_limit_since.take() {
+            if let Some(lasted) = route.at_limit.end(now) {
                 info!(
-                    "route {}: below its connection limit again after {:.1?}",
+                    "route {}: below its connection limit again after {}",
                     route.name(),
-                    now.saturating_duration_since(since)
+                    format_elapsed(lasted)
                 );
             }
         }
@@ -286,18 +294,17 @@ impl Reactor {
             return;
         }
         let state = &mut self.accepting;
-        if let Some(since) = state.backoff.take() {
+        if let Some(lasted) = state.backoff.end(now) {
             info!(
-                "accepting again after {:.1?} ({} failed)",
-                now.saturating_duration_since(since),
+                "accepting again after {} ({} failed)",
+                format_elapsed(lasted),
                 plural(state.failed_accepts as usize, "attempt")
             );
-            state.failed_accepts = 0;
         }
-        if let Some(since) = state.at_limit_since.take() {
+        if let Some(lasted) = state.at_limit.end(now) {
             info!(
-                "below the connection limit again after {:.1?}",
-                now.saturating_duration_since(since)
+                "below the connection limit again after {}",
+                format_elapsed(lasted)
             );
         }
     }

@@ -21,6 +21,7 @@ use crate::config::{format_duration, load_file, Config, ConfigError, FileError};
 use crate::hooks::PipeId;
 use crate::metrics::Snapshot;
 use crate::pipe::Reason;
+use crate::text::format_elapsed;
 
 /// What another thread asks the loop to do.
 pub(crate) enum Command {
@@ -241,8 +242,8 @@ impl Reactor {
         self.log_reload(&applied);
         if let (Ok(_), Some(asked)) = (&applied, asked) {
             info!(
-                "reload: done, {:.1?} after it was asked for",
-                self.now.saturating_duration_since(asked)
+                "reload: done, {} after it was asked for",
+                format_elapsed(self.now.saturating_duration_since(asked))
             );
         }
         if std::mem::take(&mut self.reloading.again) {

@@ -48,6 +48,7 @@ use crate::hooks::Hooks;
 use crate::metrics::{Exporter, Metrics};
 use crate::pipe::{Closing, Context, Pipe, Reason, Side, Verdict};
 use crate::ring::RingPool;
+use crate::text::format_elapsed;
 use crate::throttle::Throttle;
 use crate::timers::Timers;
 use crate::upstream::{self, Upstreams};
@@ -466,16 +467,16 @@ impl Reactor {
             self.metrics.timed_out_total.add(1);
         }
         debug!(
-            "pipe {}: closing ({reason}{}) after {:.1?}, {} bytes toward target, {} toward client",
+            "pipe {}: closing ({reason}{}) after {}, {} toward target, {} toward client",
             pipe.id,
             if how == Closing::Abort {
                 ", RST both sides"
             } else {
                 ""
             },
-            pipe.age(self.now),
-            pipe.bytes_toward_target(),
-            pipe.bytes_toward_client(),
+            format_elapsed(pipe.age(self.now)),
+            plural(pipe.bytes_toward_target() as usize, "byte"),
+            plural(pipe.bytes_toward_client() as usize, "byte"),
         );
         let (id, peer) = (pipe.id, pipe.peer);
         match &reason {
@@ -581,11 +582,4 @@ impl Reactor {
     }
 }
 
-/// "1 pipe", "2 pipes".
-pub(crate) fn plural(count: usize, noun: &str) -> String {
-    if count == 1 {
-        format!("1 {noun}")
-    } else {
-        format!("{count} {noun}s")
-    }
-}
+pub(crate) use crate::text::plural;

@@ -29,7 +29,7 @@ use super::control::{ReloadError, Reloaded};
 use super::routes::{describe, settings_of, Listener, Route, RouteId};
 use super::{accept, listener_token, plural, Reactor, Timer};
 use crate::access_log::AccessLog;
-use crate::config::{self, format_duration, format_size, Config};
+use crate::config::{self, format_duration, format_size, Config, Naming};
 use crate::metrics::Exporter;
 use crate::net;
 
@@ -61,6 +61,12 @@ impl Reactor {
         config.validate().map_err(ReloadError::Invalid)?;
         let sockets = self.claim_sockets(&config)?;
         let outputs = self.prepare_outputs(&config)?;
+        // At startup the caller warns, naming settings as it was given them.
+        if !starting {
+            for warning in config.warnings(Naming::File) {
+                warn!("reload: {warning}");
+            }
+        }
 
         let mut summary = Vec::new();
         let mut wanted: Vec<RouteId> = Vec::new();

@@ -9,7 +9,6 @@
 
 use std::net::SocketAddr;
 use std::sync::Arc;
-use std::time::Instant;
 
 use mio::net::TcpListener;
 use slab::Slab;
@@ -18,6 +17,7 @@ use crate::arena::{Arena, Id};
 use crate::config::{self, format_size};
 use crate::metrics::RouteStats;
 use crate::pipe;
+use crate::throttle::Episode;
 use crate::upstream::GroupId;
 
 pub(crate) type RouteId = Id<Route>;
@@ -32,8 +32,8 @@ pub(crate) struct Route {
     /// Keys of its listeners.
     pub(crate) listeners: Vec<usize>,
     pub(crate) live_pipes: usize,
-    /// Since when its own connection limit has kept clients waiting.
-    pub(crate) at_limit_since: Option<Instant>,
+    /// Its own connection limit keeps clients waiting.
+    pub(crate) at_limit: Episode,
     /// Removed by a reload: no listener, no new pipe; freed with its last
     /// pipe.
     pub(crate) retired: bool,
@@ -49,7 +49,7 @@ impl Route {
             targets,
             listeners: Vec::new(),
             live_pipes: 0,
-            at_limit_since: None,
+            at_limit: Episode::default(),
             retired: false,
             stats: RouteStats::default(),
         }

@@ -36,6 +36,7 @@ use mio::{Registry, Token, Waker};
 use crate::config;
 use crate::metrics::{Metrics, Snapshot, TargetStats};
 use crate::net;
+use crate::text::{format_elapsed, plural};
 use crate::timers::Timers;
 use health::Change;
 use pool::{PooledId, WarmPool};
@@ -434,10 +435,20 @@ impl Upstreams {
         error: &io::Error,
         now: Instant,
     ) {
-        warn!(
-            "pipe {pipe_id}: cannot connect to {}: {error}",
+        debug!(
+            "pipe {pipe_id}: connect to {} failed: {error}",
             self.label(target)
         );
+        if let Some(entry) = self.targets.get_mut(target) {
+            // While a target is down every client fails on it: one warning
+            // a second, with the count; debug has each pipe's.
+            if let Some(held_back) = entry.connect_warnings.allow(now) {
+                warn!(
+                    "pipe {pipe_id}: cannot connect to {}: {error}{held_back}",
+                    entry.label()
+                );
+            }
+        }
         self.metrics.connect_failures_total.add(1);
         if let Some(target) = self.targets.get_mut(target) {
             if error.kind() == io::ErrorKind::TimedOut {
@@ -485,8 +496,10 @@ impl Upstreams {
             target.health.failed(&policy, decisive, now)
         {
             warn!(
-                "target {} is down after {failures} failed connects; next trial in {cooldown:?}",
-                target.label()
+                "target {} is down after {}; next trial in {}",
+                target.label(),
+                plural(failures as usize, "failed connect"),
+                format_elapsed(cooldown)
             );
             if let Some(changes) = self.health_changes.as_mut() {
                 changes.push((id, false));
@@ -570,8 +583,9 @@ impl Upstreams {
             }
             pool::Change::Stale { target, lived } => {
                 debug!(
-                    "pooled connection to {} ended by the upstream after {lived:.1?}; replacing it",
-                    self.label(target)
+                    "pooled connection to {} ended by the upstream after {}; replacing it",
+                    self.label(target),
+                    format_elapsed(lived)
                 );
                 if lived >= POOL_REFILL_DELAY {
                     self.refill(target, registry, now);

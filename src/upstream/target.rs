@@ -17,6 +17,7 @@ use std::time::Instant;
 use crate::arena::{Arena, Id};
 use crate::config;
 use crate::metrics::TargetStats;
+use crate::throttle::Throttle;
 
 use super::balance::Balancer;
 use super::health::{Health, HealthPolicy};
@@ -41,6 +42,9 @@ pub(crate) struct Target {
     /// Removed by a reload: takes no new pipes, keeps no pool, and is
     /// forgotten once its last pipe has ended.
     pub(crate) retired: bool,
+    /// "cannot connect" lines: each target its own, so one target's flood
+    /// of failures does not hide another's first.
+    pub(crate) connect_warnings: Throttle,
 }
 
 impl Target {
@@ -54,6 +58,7 @@ impl Target {
             health: Health::new(),
             stats: TargetStats::default(),
             retired: false,
+            connect_warnings: Throttle::default(),
         }
     }
 

@@ -38,10 +38,11 @@ pub fn count_logs(tcpipe: &Tcpipe, needle: &str) -> usize {
         .count()
 }
 
-/// The needle of the line logged for every failed connect to `target`. The
-/// colon after the address keeps `127.0.0.1:4000` from matching `...:40001`.
+/// The needle of the debug line logged for every failed connect to
+/// `target` (the warning is throttled). The space after the address keeps
+/// `127.0.0.1:4000` from matching `...:40001`.
 pub fn connect_failure_log(target: SocketAddr) -> String {
-    format!("cannot connect to {target}:")
+    format!("connect to {target} failed:")
 }
 
 /// Waits until pipe `id` has logged that it closed, so every line it logged
