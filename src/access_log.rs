@@ -50,6 +50,33 @@ pub(crate) struct Entry<'a> {
     pub(crate) detail: Option<String>,
 }
 
+impl<'a> Entry<'a> {
+    /// What any line says: the pipe, its ends, and now; the rest empty.
+    pub(crate) fn new(
+        event: Event,
+        pipe: u64,
+        route: Option<&'a str>,
+        client: SocketAddr,
+        target: Option<&'a str>,
+    ) -> Entry<'a> {
+        Entry {
+            event,
+            time: SystemTime::now(),
+            pipe,
+            route,
+            client,
+            target,
+            connect_time: None,
+            duration: Duration::ZERO,
+            bytes_to_target: 0,
+            bytes_to_client: 0,
+            end: None,
+            first_fin: None,
+            detail: None,
+        }
+    }
+}
+
 enum Sink {
     Off,
     Stderr,

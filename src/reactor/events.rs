@@ -165,10 +165,5 @@ impl Reactor {
 
 /// The target's name as configured, or the address of an attached one.
 fn target_name(upstreams: &crate::upstream::Upstreams, pipe: &Pipe) -> String {
-    match pipe.target().and_then(|t| upstreams.target_name(t)) {
-        Some(name) => name.to_string(),
-        None => pipe
-            .target_addr()
-            .map_or_else(|| "unknown".to_string(), |addr| addr.to_string()),
-    }
+    super::access::target_label(upstreams, pipe).unwrap_or_else(|| "unknown".to_string())
 }
