@@ -53,18 +53,31 @@ pub enum Kind {
     /// Another tcpipe binary given with `--baseline`: the same workloads in
     /// the same run, to measure a change before and after.
     Baseline,
+    /// tcpipe with `--splice never`: what splicing buys, in the same run.
+    TcpipeCopy,
+    /// tcpipe with `--workers 2`.
+    TcpipeWorkers,
     Haproxy,
+    /// HAProxy with `option splice-auto`, as it can be tuned for bulk.
+    HaproxySplice,
     Nginx,
     Socat,
+    /// The reference article's Go forwarder (`benches/forward/goforward`),
+    /// built with `go` when it is installed.
+    Go,
 }
 
 impl Kind {
-    pub const ALL: [Kind; 5] = [
+    pub const ALL: [Kind; 9] = [
         Kind::Direct,
         Kind::Tcpipe,
+        Kind::TcpipeCopy,
+        Kind::TcpipeWorkers,
         Kind::Haproxy,
+        Kind::HaproxySplice,
         Kind::Nginx,
         Kind::Socat,
+        Kind::Go,
     ];
 
     pub fn name(self) -> &'static str {
@@ -72,21 +85,33 @@ impl Kind {
             Kind::Direct => "direct",
             Kind::Tcpipe => "tcpipe",
             Kind::Baseline => "baseline",
+            Kind::TcpipeCopy => "tcpipe-copy",
+            Kind::TcpipeWorkers => "tcpipe-w2",
             Kind::Haproxy => "haproxy",
+            Kind::HaproxySplice => "haproxy-splice",
             Kind::Nginx => "nginx",
             Kind::Socat => "socat",
+            Kind::Go => "go-forward",
         }
+    }
+
+    /// One of tcpipe's own builds or tunings.
+    pub fn is_tcpipe(self) -> bool {
+        matches!(
+            self,
+            Kind::Tcpipe | Kind::Baseline | Kind::TcpipeCopy | Kind::TcpipeWorkers
+        )
     }
 
     /// A forwarder other than tcpipe, i.e. a candidate for "best peer".
     pub fn is_other_forwarder(self) -> bool {
-        !matches!(self, Kind::Direct | Kind::Tcpipe | Kind::Baseline)
+        self != Kind::Direct && !self.is_tcpipe()
     }
 
     /// Whether it can keep connected idle upstream connections ready: of the
     /// contenders, only tcpipe has such a pool (`--pool`).
     pub fn has_pool(self) -> bool {
-        matches!(self, Kind::Tcpipe | Kind::Baseline)
+        self.is_tcpipe()
     }
 }
 
@@ -209,17 +234,48 @@ fn locate(kind: Kind, builds: Builds<'_>, limits: Limits) -> Result<Peer, String
                 "the same flags as tcpipe".into(),
             ))
         }
-        Kind::Haproxy => {
+        Kind::TcpipeCopy | Kind::TcpipeWorkers => {
+            let (flag, setup) = match kind {
+                Kind::TcpipeCopy => ("--splice", "tcpipe's flags plus --splice never"),
+                _ => ("--workers", "tcpipe's flags plus --workers 2"),
+            };
+            let help = output_of(tcpipe, &["--help"]);
+            if !help.contains(flag) {
+                return Err(format!("this tcpipe has no {flag}"));
+            }
+            let version = output_of(tcpipe, &["--version"]).trim().to_string();
+            Ok(peer(tcpipe.to_path_buf(), version, setup.into()))
+        }
+        Kind::Haproxy | Kind::HaproxySplice => {
             let program = on_path("haproxy")?;
             let text = output_of(&program, &["-v"]);
             let version = word_after(&text, "version ").unwrap_or("unknown");
+            let splicing = match kind {
+                Kind::Haproxy => "no splicing (default)",
+                _ => "option splice-auto (maxconn lowered by a quarter for the pipes' descriptors)",
+            };
             Ok(peer(
                 program,
                 format!("HAProxy {version}"),
                 format!(
-                    "mode tcp, nbthread 1, tune.bufsize 16 KiB (default), no splicing (default), \
+                    "mode tcp, nbthread 1, tune.bufsize 16 KiB (default), {splicing}, \
                      maxconn {pipes}, timeouts 5s connect / 1h client+server, no logging"
                 ),
+            ))
+        }
+        Kind::Go => {
+            let go = on_path("go")?;
+            let version = output_of(&go, &["version"]);
+            let version = word_after(&version, "go version ")
+                .unwrap_or("go")
+                .to_string();
+            let program = build_go_forwarder(&go)?;
+            Ok(peer(
+                program,
+                format!("Go forwarder ({version})"),
+                "the reference article's: a goroutine per direction, io.Copy (splice(2) \
+                 between TCP sockets), GOMAXPROCS 1; passes EOF on as a half-close"
+                    .into(),
             ))
         }
         Kind::Nginx => {
@@ -375,7 +431,12 @@ impl Peer {
         let mut command = Command::new(&self.program);
         match self.kind {
             Kind::Direct => unreachable!("a direct connection has no process"),
-            Kind::Tcpipe | Kind::Baseline => {
+            Kind::Tcpipe | Kind::Baseline | Kind::TcpipeCopy | Kind::TcpipeWorkers => {
+                match self.kind {
+                    Kind::TcpipeCopy => command.args(["--splice", "never"]),
+                    Kind::TcpipeWorkers => command.args(["--workers", "2"]),
+                    _ => &mut command,
+                };
                 command
                     .args(["-l", &listen.to_string(), "-t", &target.to_string()])
                     .args(["--max-connections", &self.limits.pipes.to_string()])
@@ -384,8 +445,26 @@ impl Peer {
                     // the access log is off, as the peers run without one.
                     .env("RUST_LOG", "info,tcpipe::access=off");
             }
-            Kind::Haproxy => {
-                let pipes = self.limits.pipes;
+            Kind::Go => {
+                command.args([
+                    "-listen",
+                    &listen.to_string(),
+                    "-target",
+                    &target.to_string(),
+                ]);
+            }
+            Kind::Haproxy | Kind::HaproxySplice => {
+                let splice = match self.kind {
+                    Kind::HaproxySplice => "\x20   option splice-auto\n",
+                    _ => "",
+                };
+                // Splicing needs two descriptors per kernel pipe too, and
+                // HAProxy keeps up to maxconn / 4 of them: it refuses to
+                // start unless 2.5 descriptors per connection fit.
+                let pipes = match self.kind {
+                    Kind::HaproxySplice => self.limits.pipes * 3 / 4,
+                    _ => self.limits.pipes,
+                };
                 let config = format!(
                     "global\n\
                      \x20   nbthread 1\n\
@@ -396,6 +475,7 @@ impl Peer {
                      \x20   timeout connect 5s\n\
                      \x20   timeout client 1h\n\
                      \x20   timeout server 1h\n\
+                     {splice}\
                      frontend bench\n\
                      \x20   bind {listen}\n\
                      \x20   default_backend target\n\
@@ -452,6 +532,40 @@ impl Peer {
         }
         Ok(command)
     }
+}
+
+/// Builds the Go forwarder into the bench's output directory, unless a
+/// build newer than its source is there.
+fn build_go_forwarder(go: &Path) -> Result<PathBuf, String> {
+    let source = Path::new(env!("CARGO_MANIFEST_DIR")).join("benches/forward/goforward/main.go");
+    let dir = crate::report::output_dir();
+    fs::create_dir_all(&dir).map_err(|e| format!("cannot create {}: {e}", dir.display()))?;
+    let program = dir.join("goforward");
+    let modified = |path: &Path| fs::metadata(path).and_then(|m| m.modified()).ok();
+    if let (Some(built), Some(written)) = (modified(&program), modified(&source)) {
+        if built >= written {
+            return Ok(program);
+        }
+    }
+    let output = Command::new(go)
+        .arg("build")
+        .arg("-o")
+        .arg(&program)
+        .arg(&source)
+        .env("GOCACHE", dir.join("go-cache"))
+        .env("GOPATH", dir.join("go"))
+        .env("GOTOOLCHAIN", "local")
+        .env("GOFLAGS", "")
+        .stdin(Stdio::null())
+        .output()
+        .map_err(|e| format!("cannot run {}: {e}", go.display()))?;
+    if !output.status.success() {
+        return Err(format!(
+            "go build failed: {}",
+            String::from_utf8_lossy(&output.stderr).trim()
+        ));
+    }
+    Ok(program)
 }
 
 /// A started contender. Dropping it stops it and reaps every process it

@@ -10,9 +10,13 @@ fn color(kind: Kind) -> &'static str {
         Kind::Direct => "#9e9e9e",
         Kind::Tcpipe => "#d9480f",
         Kind::Baseline => "#f59f00",
+        Kind::TcpipeCopy => "#e8590c",
+        Kind::TcpipeWorkers => "#c2255c",
         Kind::Haproxy => "#1971c2",
+        Kind::HaproxySplice => "#4dabf7",
         Kind::Nginx => "#2f9e44",
         Kind::Socat => "#7048e8",
+        Kind::Go => "#0ca678",
     }
 }
 
