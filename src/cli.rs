@@ -8,10 +8,12 @@ use std::time::Duration;
 use clap::error::ErrorKind;
 use clap::{ArgGroup, Parser, ValueEnum};
 
+use crate::acl::Cidr;
 use crate::config::{
     self, load_file, parse_address, parse_duration, parse_size, Balance, Config, FileError, Naming,
     Target, DEFAULT_ROUTE_NAME,
 };
+use crate::proxy_protocol::ProxyVersion;
 
 /// A duration flag where `0` means off.
 #[derive(Clone, Copy, Debug)]
@@ -46,7 +48,7 @@ impl From<BalanceArg> for Balance {
 }
 
 /// Every flag that describes the route, which `--config` replaces.
-const ROUTE_FLAGS: [&str; 18] = [
+const ROUTE_FLAGS: [&str; 24] = [
     "listen",
     "targets",
     "balance",
@@ -65,7 +67,32 @@ const ROUTE_FLAGS: [&str; 18] = [
     "keepalive",
     "max_connections",
     "drain_timeout",
+    "send_proxy",
+    "accept_proxy",
+    "proxy_timeout",
+    "allow",
+    "deny",
+    "max_connections_per_source",
 ];
+
+#[derive(Clone, Copy, Debug, ValueEnum)]
+enum ProxyVersionArg {
+    V1,
+    V2,
+}
+
+impl From<ProxyVersionArg> for ProxyVersion {
+    fn from(arg: ProxyVersionArg) -> ProxyVersion {
+        match arg {
+            ProxyVersionArg::V1 => ProxyVersion::V1,
+            ProxyVersionArg::V2 => ProxyVersion::V2,
+        }
+    }
+}
+
+fn cidr(text: &str) -> Result<Cidr, String> {
+    text.parse()
+}
 
 #[derive(Parser, Debug)]
 #[command(
@@ -179,6 +206,36 @@ struct Args {
     /// before they are reset (0 = wait for them).
     #[arg(long, value_name = "DURATION", default_value = "30s", value_parser = timeout)]
     drain_timeout: Timeout,
+
+    /// Send a PROXY protocol header of this version to the target before
+    /// any client byte, with the client's address.
+    #[arg(long, value_name = "VERSION", value_enum)]
+    send_proxy: Option<ProxyVersionArg>,
+
+    /// Read a PROXY protocol header (v1 or v2) from each client before
+    /// connecting; the client's address is the one it names.
+    #[arg(long)]
+    accept_proxy: bool,
+
+    /// With --accept-proxy, close a client whose header is not complete
+    /// within this (0 = wait for it).
+    #[arg(long, value_name = "DURATION", default_value = "3s", value_parser = timeout)]
+    proxy_timeout: Timeout,
+
+    /// Serve only clients in this address block (10.0.0.0/8, 2001:db8::/32,
+    /// or one address); repeat for several.
+    #[arg(long, value_name = "CIDR", value_parser = cidr)]
+    allow: Vec<Cidr>,
+
+    /// Close clients in this address block at once, whatever --allow says;
+    /// repeat for several.
+    #[arg(long, value_name = "CIDR", value_parser = cidr)]
+    deny: Vec<Cidr>,
+
+    /// Live pipes per client IP beyond which a new client from that IP is
+    /// closed at once.
+    #[arg(long, value_name = "N")]
+    max_connections_per_source: Option<usize>,
 }
 
 /// What the command line asks for.
@@ -278,6 +335,12 @@ impl Args {
         route.idle_timeout = self.idle_timeout.0;
         route.half_close_timeout = self.half_close_timeout.0;
         route.keepalive = self.keepalive.0;
+        route.send_proxy = self.send_proxy.map(ProxyVersion::from);
+        route.accept_proxy = self.accept_proxy;
+        route.proxy_timeout = self.proxy_timeout.0;
+        route.allow = self.allow;
+        route.deny = self.deny;
+        route.max_connections_per_source = self.max_connections_per_source;
         config.max_connections = self.max_connections;
         config.drain_timeout = self.drain_timeout.0;
         config.resolve_interval = self.resolve_interval.0;

@@ -28,6 +28,7 @@
 #![deny(unsafe_code)]
 #![warn(missing_docs)]
 
+mod acl;
 mod arena;
 pub mod cli;
 mod config;
@@ -36,12 +37,14 @@ mod hooks;
 mod metrics;
 mod net;
 mod pipe;
+mod proxy_protocol;
 mod reactor;
 mod ring;
 mod throttle;
 mod timers;
 mod upstream;
 
+pub use acl::Cidr;
 pub use config::{
     format_duration, format_size, load_file, parse_address, parse_duration, parse_size, Balance,
     Config, ConfigError, FileError, Naming, Route, Target,
@@ -52,4 +55,5 @@ pub use hooks::{
     TimeoutKind,
 };
 pub use metrics::{Gauge, Metrics};
+pub use proxy_protocol::ProxyVersion;
 pub use reactor::{AttachOptions, CommandError, PipeInfo, PipeState, ReloadError, Reloaded};
