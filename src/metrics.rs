@@ -51,6 +51,23 @@ pub struct Metrics {
     pub peak_direction_buffered_bytes: Gauge,
     /// Rings lent to a direction that has bytes in flight. Idle pipes hold none.
     pub rings_in_use: Gauge,
+    /// Clients of `accept-proxy` routes whose PROXY header is still awaited
+    /// (not yet pipes, not in `live_pipes`, but counted against the
+    /// connection limits).
+    pub awaiting_proxy_header: Gauge,
+    /// Clients of `accept-proxy` routes reset because their PROXY header was
+    /// malformed, of an unsupported kind, or missing (the client ended or
+    /// failed before completing it).
+    pub proxy_header_rejected_total: Gauge,
+    /// Clients of `accept-proxy` routes reset because their PROXY header was
+    /// not complete within `proxy-timeout`.
+    pub proxy_header_timeouts_total: Gauge,
+    /// Clients reset because the route's `allow`/`deny` rules do not admit
+    /// their (real) address.
+    pub denied_total: Gauge,
+    /// Clients reset because their (real) address had
+    /// `max-connections-per-source` pipes on the route already.
+    pub refused_per_source_total: Gauge,
 }
 
 impl Metrics {

@@ -17,9 +17,6 @@ pub(crate) const V2_SIGNATURE: [u8; 12] = *b"\r\n\r\n\0\r\nQUIT\n";
 pub(crate) const V1_MAX: usize = 107;
 /// The fixed part of a v2 header, before its addresses and TLVs.
 pub(crate) const V2_FIXED: usize = 16;
-/// Enough to hold any v1 header and a v2 header with TCP or UNIX
-/// addresses and no TLV: what a reader first asks for.
-pub(crate) const TYPICAL_MAX: usize = V2_FIXED + 216;
 
 /// The protocol version a route sends.
 #[derive(Clone, Copy, Debug, PartialEq, Eq, Hash, serde::Deserialize)]

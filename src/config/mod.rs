@@ -154,6 +154,10 @@ pub const DEFAULT_POOL_MAX_IDLE: Duration = Duration::from_secs(30);
 pub const DEFAULT_RESOLVE_INTERVAL: Duration = Duration::from_secs(30);
 pub const DEFAULT_PROXY_TIMEOUT: Duration = Duration::from_secs(3);
 
+/// Smallest ring of a route with `send-proxy`: room for the longest header
+/// tcpipe sends (107 bytes, v1 with two IPv6 addresses).
+pub const MIN_SEND_PROXY_BUFFER: usize = 128;
+
 /// Largest ring accepted; beyond this a single pipe could pin a gigabyte.
 pub const MAX_BUFFER_SIZE: usize = 1 << 30;
 
@@ -392,6 +396,19 @@ impl Route {
                 key("max-connections"),
                 "0",
                 "must be at least 1",
+            ));
+        }
+        if self.send_proxy.is_some() && self.buffer_size < MIN_SEND_PROXY_BUFFER {
+            // The header waits in the ring toward the target, ahead of the
+            // client's bytes.
+            return Err(ConfigError::new(
+                key("buffer-size"),
+                format_size(self.buffer_size),
+                format!(
+                    "must be at least {} with {}, to hold the header",
+                    format_size(MIN_SEND_PROXY_BUFFER),
+                    naming.sibling("send-proxy")
+                ),
             ));
         }
         if self.max_connections_per_source == Some(0) {

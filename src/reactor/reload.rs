@@ -302,6 +302,7 @@ impl Reactor {
             route.name(),
             plural(route.live_pipes, "pipe")
         );
+        self.refuse_awaiting(|route| route == id);
         self.abort_all(
             |pipe| pipe.route() == Some(id),
             || crate::pipe::Reason::Drained,

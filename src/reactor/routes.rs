@@ -31,6 +31,8 @@ pub(crate) struct Route {
     /// Keys of its listeners.
     pub(crate) listeners: Vec<usize>,
     pub(crate) live_pipes: usize,
+    /// Its live pipes per client address.
+    pub(crate) per_source: super::admission::SourceCounts,
     /// Since when its own connection limit has kept clients waiting.
     pub(crate) at_limit_since: Option<Instant>,
     /// Removed by a reload: no listener, no new pipe; freed with its last
@@ -46,6 +48,7 @@ impl Route {
             targets,
             listeners: Vec::new(),
             live_pipes: 0,
+            per_source: Default::default(),
             at_limit_since: None,
             retired: false,
         }
