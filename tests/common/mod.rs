@@ -6,6 +6,7 @@
 pub mod config;
 pub mod faults;
 pub mod hooks;
+pub mod proxy;
 pub mod upstreams;
 
 use std::fmt::Display;
