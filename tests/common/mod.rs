@@ -5,6 +5,7 @@
 
 pub mod config;
 pub mod faults;
+pub mod haproxy;
 pub mod hooks;
 pub mod proxy;
 pub mod upstreams;
