@@ -142,3 +142,25 @@ fn the_per_source_limit_counts_the_address_in_the_proxy_header() {
     assert_served(b, b"b");
     running.stop();
 }
+
+#[test]
+fn a_reload_applies_new_rules_to_new_clients_only() {
+    let target = echo_server();
+    let mut config = Config::new("127.0.0.1:0".parse().unwrap(), target);
+    let running = Running::start(config.clone());
+    let before = connect_from(ip("127.0.0.2"), running.addr());
+    running.events.pipe_of(before.local_addr().unwrap());
+    config.routes[0].listen = vec![running.addr()];
+    config.routes[0].deny = vec!["127.0.0.2".parse().unwrap()];
+    let reloaded = running.handle.reload(config).expect("reload");
+    assert!(
+        reloaded.summary.iter().any(|line| line.contains("deny [] -> [127.0.0.2/32]")),
+        "{:?}",
+        reloaded.summary
+    );
+    let mut after = connect_from(ip("127.0.0.2"), running.addr());
+    assert_reset(&mut after, "client denied by the reloaded rules");
+    wait_denied(&running, 1);
+    assert_served(before, b"the pipe from before is still served");
+    running.stop();
+}
