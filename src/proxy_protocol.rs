@@ -572,8 +572,17 @@ mod tests {
         prop_oneof![v4, v6]
     }
 
+    /// 4096 cases per property in every `cargo test`; a long run sets
+    /// `TCPIPE_PROPTEST_CASES` (the README says what ran).
+    fn cases() -> u32 {
+        std::env::var("TCPIPE_PROPTEST_CASES")
+            .ok()
+            .and_then(|n| n.parse().ok())
+            .unwrap_or(4096)
+    }
+
     proptest! {
-        #![proptest_config(ProptestConfig::with_cases(4096))]
+        #![proptest_config(ProptestConfig::with_cases(cases()))]
 
         /// Whatever arrives, the parser answers without panicking, and a
         /// header it accepts lies within what arrived.

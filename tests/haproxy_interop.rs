@@ -37,9 +37,15 @@ fn haproxy_in_front_of_tcpipe(server_option: &str) {
             client.shutdown(Shutdown::Write).unwrap();
         })
     };
-    assert_eq!(read_to_end(&mut client), payload, "through HAProxy and tcpipe and back");
+    assert_eq!(
+        read_to_end(&mut client),
+        payload,
+        "through HAProxy and tcpipe and back"
+    );
     writer.join().unwrap();
-    let opened = running.events.wait_for("the pipe", |e| matches!(e, Event::Opened { .. }));
+    let opened = running
+        .events
+        .wait_for("the pipe", |e| matches!(e, Event::Opened { .. }));
     let Event::Opened { client: named, .. } = opened else {
         unreachable!()
     };
@@ -48,7 +54,10 @@ fn haproxy_in_front_of_tcpipe(server_option: &str) {
         client.local_addr().unwrap(),
         "tcpipe must see the client HAProxy saw, not HAProxy"
     );
-    assert_eq!(running.handle.metrics().proxy_header_rejected_total.get(), 0);
+    assert_eq!(
+        running.handle.metrics().proxy_header_rejected_total.get(),
+        0
+    );
     running.stop();
 }
 
@@ -86,7 +95,8 @@ fn tcpipe_in_front_of_haproxy(version: ProxyVersion) {
         }
         let bytes = backend.bytes(0);
         got = proxy::parse(&bytes).map(|(header, len)| (header, bytes[len..].to_vec()));
-        got.as_ref().is_some_and(|(_, rest)| rest == b"through both")
+        got.as_ref()
+            .is_some_and(|(_, rest)| rest == b"through both")
     });
     assert!(arrived, "the backend got {:?}", backend.bytes(0));
     let (header, _) = got.unwrap();

@@ -54,7 +54,13 @@ fn round_trip(running: &Running, header: &[u8], payload: &[u8], bytewise: bool) 
 /// The client address the hooks were told for the last pipe opened.
 fn last_client(running: &Running) -> SocketAddr {
     let opened = running.events.wait_for("a pipe with a target", |e| {
-        matches!(e, Event::Opened { target: Some(_), .. })
+        matches!(
+            e,
+            Event::Opened {
+                target: Some(_),
+                ..
+            }
+        )
     });
     match opened {
         Event::Opened { client, .. } => client,
@@ -81,7 +87,12 @@ fn a_v2_header_with_tlvs_names_an_ipv6_client() {
     tlvs.extend_from_slice(b"example.com");
     tlvs.extend_from_slice(&[0x04, 0x00, 0x03, 0, 0, 0]);
     let header = proxy::v2(sa("[2001:db8::5]:5000"), sa("[2001:db8::1]:80"), &tlvs);
-    round_trip(&running, &header, b"\r\n\r\nbinary-looking payload\0", false);
+    round_trip(
+        &running,
+        &header,
+        b"\r\n\r\nbinary-looking payload\0",
+        false,
+    );
     assert_eq!(last_client(&running), sa("[2001:db8::5]:5000"));
     running.stop();
 }
@@ -110,7 +121,11 @@ fn a_v2_local_header_keeps_the_connections_own_address() {
     client.write_all(b"health check").unwrap();
     client.shutdown(Shutdown::Write).unwrap();
     assert_eq!(read_to_end(&mut client), b"health check");
-    assert_eq!(last_client(&running), own, "LOCAL: the dummy addresses are skipped");
+    assert_eq!(
+        last_client(&running),
+        own,
+        "LOCAL: the dummy addresses are skipped"
+    );
     running.stop();
 }
 
@@ -119,11 +134,20 @@ fn a_v2_local_header_keeps_the_connections_own_address() {
 fn assert_refused(running: &Running, target: &Recorder, client: &mut std::net::TcpStream) {
     assert_reset(client, "client");
     let closed = running.events.wait_for("the refusal", |e| {
-        matches!(e, Event::Closed { reason: CloseReason::BadProxyHeader, .. })
+        matches!(
+            e,
+            Event::Closed {
+                reason: CloseReason::BadProxyHeader,
+                ..
+            }
+        )
     });
     let id = closed.pipe().unwrap();
     assert!(
-        matches!(&running.events.of(id)[0], Event::Opened { target: None, .. }),
+        matches!(
+            &running.events.of(id)[0],
+            Event::Opened { target: None, .. }
+        ),
         "a refused client is opened with no target: {:?}",
         running.events.of(id)
     );
@@ -145,8 +169,14 @@ fn garbage_instead_of_a_header_resets_the_client_and_is_counted() {
         client.write_all(garbage).unwrap();
         assert_refused(&running, &target, &mut client);
     }
-    assert_eq!(running.handle.metrics().proxy_header_rejected_total.get(), 5);
-    assert_eq!(running.handle.metrics().proxy_header_timeouts_total.get(), 0);
+    assert_eq!(
+        running.handle.metrics().proxy_header_rejected_total.get(),
+        5
+    );
+    assert_eq!(
+        running.handle.metrics().proxy_header_timeouts_total.get(),
+        0
+    );
     assert_eq!(running.handle.metrics().live_pipes.get(), 0);
     running.stop();
 }
@@ -160,8 +190,14 @@ fn a_header_cut_short_by_the_clients_fin_is_rejected_at_once() {
     client.write_all(b"PROXY TCP4 1.2.3.4 ").unwrap();
     client.shutdown(Shutdown::Write).unwrap();
     assert_refused(&running, &target, &mut client);
-    assert!(started.elapsed() < Duration::from_secs(10), "it waited for the timeout");
-    assert_eq!(running.handle.metrics().proxy_header_rejected_total.get(), 1);
+    assert!(
+        started.elapsed() < Duration::from_secs(10),
+        "it waited for the timeout"
+    );
+    assert_eq!(
+        running.handle.metrics().proxy_header_rejected_total.get(),
+        1
+    );
     running.stop();
 }
 
@@ -175,12 +211,17 @@ fn a_header_not_complete_within_the_proxy_timeout_resets_the_client() {
     let started = Instant::now();
     let v2 = proxy::v2(sa("10.0.0.1:1"), sa("10.0.0.2:2"), &[]);
     slow.write_all(&v2[..20]).unwrap();
-    wait_until(DEADLINE, || running.handle.metrics().awaiting_proxy_header.get() == 2);
+    wait_until(DEADLINE, || {
+        running.handle.metrics().awaiting_proxy_header.get() == 2
+    });
     assert_refused(&running, &target, &mut silent);
     assert_reset(&mut slow, "slow client");
     assert!(started.elapsed() >= timeout, "reset before the timeout");
     let metrics = running.handle.metrics();
-    assert!(wait_until(DEADLINE, || metrics.proxy_header_timeouts_total.get() == 2));
+    assert!(wait_until(DEADLINE, || metrics
+        .proxy_header_timeouts_total
+        .get()
+        == 2));
     assert_eq!(metrics.proxy_header_rejected_total.get(), 0);
     assert_eq!(metrics.awaiting_proxy_header.get(), 0);
     running.stop();
@@ -194,7 +235,9 @@ fn clients_awaiting_a_header_count_against_the_connection_limit() {
     config.max_connections = 1;
     let running = Running::start(config);
     let mut first = connect(running.addr());
-    wait_until(DEADLINE, || running.handle.metrics().awaiting_proxy_header.get() == 1);
+    wait_until(DEADLINE, || {
+        running.handle.metrics().awaiting_proxy_header.get() == 1
+    });
     // The second waits in the backlog until the first is done.
     let mut second = connect(running.addr());
     let header = proxy::v1(sa("10.9.9.9:9"), sa("10.0.0.1:1"));
@@ -208,5 +251,26 @@ fn clients_awaiting_a_header_count_against_the_connection_limit() {
     assert_eq!(read_to_end(&mut first), b"first");
     second.shutdown(Shutdown::Write).unwrap();
     assert_eq!(read_to_end(&mut second), b"second");
+    running.stop();
+}
+
+#[test]
+fn a_shutdown_resets_clients_still_sending_their_header_at_once() {
+    let target = Recorder::start();
+    let running = accepting(target.addr, Duration::from_secs(30));
+    let mut client = connect(running.addr());
+    client.write_all(b"PROXY TCP4 ").unwrap();
+    wait_until(DEADLINE, || {
+        running.handle.metrics().awaiting_proxy_header.get() == 1
+    });
+    let started = Instant::now();
+    running.handle.shutdown();
+    assert_reset(&mut client, "client awaiting its header");
+    assert!(
+        started.elapsed() < Duration::from_secs(10),
+        "it waited for the proxy-timeout"
+    );
+    assert_eq!(running.handle.metrics().awaiting_proxy_header.get(), 0);
+    assert_eq!(target.accepted(), 0);
     running.stop();
 }

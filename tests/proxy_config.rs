@@ -35,13 +35,19 @@ fn bad_flags_name_the_flag_the_value_and_the_reason() {
     let line = refused(&flags(&["--deny", "10.0.0.0/33"]));
     assert_names(&line, &["--deny", "10.0.0.0/33", "0 to 32"]);
     let line = refused(&flags(&["--deny", "example.com"]));
-    assert_names(&line, &["--deny", "example.com", "not an IPv4 or IPv6 address"]);
+    assert_names(
+        &line,
+        &["--deny", "example.com", "not an IPv4 or IPv6 address"],
+    );
     let line = refused(&flags(&["--send-proxy", "v3"]));
     assert_names(&line, &["--send-proxy", "v3"]);
     let line = refused(&flags(&["--max-connections-per-source", "0"]));
     assert_names(&line, &["max-connections-per-source", "0", "at least 1"]);
     let line = refused(&flags(&["--send-proxy", "v1", "--buffer-size", "64"]));
-    assert_names(&line, &["buffer-size", "64", "send-proxy", "hold the header"]);
+    assert_names(
+        &line,
+        &["buffer-size", "64", "send-proxy", "hold the header"],
+    );
     let line = refused(&flags(&["--proxy-timeout", "soon"]));
     assert_names(&line, &["--proxy-timeout", "soon"]);
 }
@@ -54,10 +60,16 @@ fn bad_keys_in_a_file_name_the_key_the_value_and_the_reason() {
             r#"deny = ["10.0.0.0/8", "::1/129"]"#,
             &["route[0].deny", "::1/129", "0 to 128"][..],
         ),
-        (r#"allow = "10.0.0.1/8""#, &["route[0].allow", "10.0.0.1/8", "host bits"]),
+        (
+            r#"allow = "10.0.0.1/8""#,
+            &["route[0].allow", "10.0.0.1/8", "host bits"],
+        ),
         (r#"send-proxy = "v3""#, &["route[0].send-proxy", "v3", "v1"]),
         (r#"accept-proxy = "yes""#, &["route[0].accept-proxy", "yes"]),
-        (r#"proxy-timeout = "soon""#, &["route[0].proxy-timeout", "soon"]),
+        (
+            r#"proxy-timeout = "soon""#,
+            &["route[0].proxy-timeout", "soon"],
+        ),
         (
             "max-connections-per-source = 0",
             &["route[0].max-connections-per-source", "0", "at least 1"],

@@ -5,7 +5,7 @@
 
 mod common;
 use common::hooks::*;
-use common::proxy::{self, Recorder, Received};
+use common::proxy::{self, Received, Recorder};
 use common::*;
 
 use std::io::Write;
@@ -39,7 +39,11 @@ fn received(target: &Recorder, i: usize, payload_len: usize) -> (Received, Vec<u
         got.as_ref()
             .is_some_and(|(_, rest)| rest.len() >= payload_len)
     });
-    assert!(done, "no header and payload; target got {:?}", target.bytes(i));
+    assert!(
+        done,
+        "no header and payload; target got {:?}",
+        target.bytes(i)
+    );
     got.unwrap()
 }
 
@@ -83,7 +87,10 @@ fn v1_and_v2_headers_go_first_with_the_client_and_listener_addresses() {
             .sum();
         assert_eq!(delivered, payload.len() as u64);
         let metrics = running.handle.metrics();
-        assert_eq!(metrics.bytes_toward_target_total.get(), payload.len() as u64);
+        assert_eq!(
+            metrics.bytes_toward_target_total.get(),
+            payload.len() as u64
+        );
         running.stop();
     }
 }
@@ -120,8 +127,14 @@ fn a_pooled_connection_gets_the_header_when_it_is_handed_out() {
     let mut config = sending(&[target.addr], ProxyVersion::V2);
     config.routes[0].pool = 1;
     let running = Running::start(config);
-    assert!(wait_until(DEADLINE, || target.accepted() == 1), "no pooled connection");
-    assert!(target.bytes(0).is_empty(), "a pooled connection is sent nothing while idle");
+    assert!(
+        wait_until(DEADLINE, || target.accepted() == 1),
+        "no pooled connection"
+    );
+    assert!(
+        target.bytes(0).is_empty(),
+        "a pooled connection is sent nothing while idle"
+    );
     let client = send(&running, b"pooled");
     let (header, rest) = received(&target, 0, 6);
     assert_eq!(

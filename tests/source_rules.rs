@@ -30,7 +30,15 @@ fn wait_denied(running: &Running, n: usize) {
             .events
             .all()
             .iter()
-            .filter(|e| matches!(e, Event::Closed { reason: CloseReason::Denied, .. }))
+            .filter(|e| {
+                matches!(
+                    e,
+                    Event::Closed {
+                        reason: CloseReason::Denied,
+                        ..
+                    }
+                )
+            })
             .count()
             == n
     });
@@ -106,7 +114,10 @@ fn a_source_over_its_limit_is_reset_while_others_are_served() {
     assert_reset(&mut third, "third client of 127.0.0.2");
     wait_denied(&running, 1);
     assert_eq!(running.handle.metrics().refused_per_source_total.get(), 1);
-    assert_served(connect_from(ip("127.0.0.3"), running.addr()), b"another source");
+    assert_served(
+        connect_from(ip("127.0.0.3"), running.addr()),
+        b"another source",
+    );
     // A pipe that ends makes room again.
     assert_served(first, b"first");
     assert_served(connect_from(ip("127.0.0.2"), running.addr()), b"room again");
@@ -154,7 +165,10 @@ fn a_reload_applies_new_rules_to_new_clients_only() {
     config.routes[0].deny = vec!["127.0.0.2".parse().unwrap()];
     let reloaded = running.handle.reload(config).expect("reload");
     assert!(
-        reloaded.summary.iter().any(|line| line.contains("deny [] -> [127.0.0.2/32]")),
+        reloaded
+            .summary
+            .iter()
+            .any(|line| line.contains("deny [] -> [127.0.0.2/32]")),
         "{:?}",
         reloaded.summary
     );
@@ -163,4 +177,53 @@ fn a_reload_applies_new_rules_to_new_clients_only() {
     wait_denied(&running, 1);
     assert_served(before, b"the pipe from before is still served");
     running.stop();
+}
+
+#[test]
+fn a_flood_of_denied_clients_is_logged_once_a_second_with_a_count() {
+    let target = echo_server();
+    let tcpipe = Tcpipe::start(target, &["--deny", "127.0.0.0/8"]);
+    let denied = |tcpipe: &Tcpipe| -> Vec<String> {
+        tcpipe
+            .logs()
+            .into_iter()
+            .filter(|line| line.contains("denied by the route's allow/deny rules"))
+            .collect()
+    };
+    // Lines logged plus the clients they say were held back: every denial.
+    let accounted = |lines: &[String]| -> usize {
+        lines
+            .iter()
+            .map(|line| {
+                let held_back = line
+                    .split("(and ")
+                    .nth(1)
+                    .and_then(|rest| rest.split(' ').next())
+                    .map_or(0, |n| n.parse::<usize>().expect("a count"));
+                1 + held_back
+            })
+            .sum()
+    };
+    for _ in 0..20 {
+        let mut client = tcpipe.connect();
+        assert_reset(&mut client, "denied client");
+    }
+    // One throttle interval later, a 21st denial is logged with the count
+    // of those held back since the line before.
+    let interval_over = std::time::Instant::now() + std::time::Duration::from_millis(1100);
+    wait_until(DEADLINE, || std::time::Instant::now() >= interval_over);
+    let mut client = tcpipe.connect();
+    assert_reset(&mut client, "denied client");
+    let complete = wait_until(DEADLINE, || accounted(&denied(&tcpipe)) == 21);
+    let lines = denied(&tcpipe);
+    assert!(complete, "21 denials, lines: {lines:#?}");
+    assert!(
+        lines.len() <= 3,
+        "a line per denial instead of one a second: {lines:#?}"
+    );
+    assert!(
+        lines[0].contains("127.0.0.1"),
+        "the client is named: {}",
+        lines[0]
+    );
 }

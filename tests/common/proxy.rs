@@ -131,18 +131,21 @@ pub fn parse(bytes: &[u8]) -> Option<(Received, usize)> {
     Some((received, end))
 }
 
+/// What each accepted connection has sent so far, in accept order.
+type Connections = Arc<Mutex<Vec<Arc<Mutex<Vec<u8>>>>>>;
+
 /// A target that keeps everything each connection sent, until EOF or
 /// reset. Lives until the test process ends.
 #[derive(Clone)]
 pub struct Recorder {
     pub addr: SocketAddr,
-    connections: Arc<Mutex<Vec<Arc<Mutex<Vec<u8>>>>>>,
+    connections: Connections,
 }
 
 impl Recorder {
     pub fn start() -> Recorder {
         let (listener, addr) = listener();
-        let connections: Arc<Mutex<Vec<Arc<Mutex<Vec<u8>>>>>> = Arc::default();
+        let connections: Connections = Arc::default();
         let all = Arc::clone(&connections);
         thread::spawn(move || {
             for stream in listener.incoming() {
