@@ -47,10 +47,11 @@ fn with_every_target_dead_each_client_is_closed_within_a_second() {
     for n in 0..6 {
         assert_closed_promptly(&tcpipe, n);
     }
+    // Logged once a second with a count (crate::throttle), not per client.
     let gave_up = "no target could be reached in 2 attempts";
     assert!(
-        wait_until(DEADLINE, || count_logs(&tcpipe, gave_up) == 6),
-        "expected '{gave_up}' once per client; logs: {:#?}",
+        wait_until(DEADLINE, || count_logs(&tcpipe, gave_up) >= 1),
+        "expected '{gave_up}'; logs: {:#?}",
         tcpipe.logs()
     );
     assert_still_running(&mut tcpipe);
@@ -98,7 +99,7 @@ fn the_first_client_after_a_lone_target_comes_back_is_served() {
         assert_closed_promptly(&tcpipe, n);
     }
     assert!(
-        tcpipe.wait_for_log("no target could be reached in 1 attempts", DEADLINE),
+        tcpipe.wait_for_log("no target could be reached in 1 attempt;", DEADLINE),
         "giving up was not logged; logs: {:#?}",
         tcpipe.logs()
     );
