@@ -8,10 +8,12 @@ use std::time::Duration;
 use clap::error::{ContextKind, ContextValue, ErrorKind};
 use clap::{ArgGroup, CommandFactory, Parser, ValueEnum};
 
+use crate::acl::Cidr;
 use crate::config::{
     self, load_file, parse_address, parse_duration, parse_size, AccessLogConfig, Balance, Config,
     FileError, LogDestination, LogFormat, Naming, Target, DEFAULT_ROUTE_NAME,
 };
+use crate::proxy_protocol::ProxyVersion;
 
 /// A duration flag where `0` means off.
 #[derive(Clone, Copy, Debug)]
@@ -72,7 +74,7 @@ impl From<BalanceArg> for Balance {
 
 /// Every flag that `--config` replaces: the route's, and the process-wide
 /// settings a file's `[global]` holds.
-const ROUTE_FLAGS: [&str; 22] = [
+const ROUTE_FLAGS: [&str; 28] = [
     "listen",
     "targets",
     "balance",
@@ -95,7 +97,32 @@ const ROUTE_FLAGS: [&str; 22] = [
     "access_log",
     "log_format",
     "access_log_opens",
+    "send_proxy",
+    "accept_proxy",
+    "proxy_timeout",
+    "allow",
+    "deny",
+    "max_connections_per_source",
 ];
+
+#[derive(Clone, Copy, Debug, ValueEnum)]
+enum ProxyVersionArg {
+    V1,
+    V2,
+}
+
+impl From<ProxyVersionArg> for ProxyVersion {
+    fn from(arg: ProxyVersionArg) -> ProxyVersion {
+        match arg {
+            ProxyVersionArg::V1 => ProxyVersion::V1,
+            ProxyVersionArg::V2 => ProxyVersion::V2,
+        }
+    }
+}
+
+fn cidr(text: &str) -> Result<Cidr, String> {
+    text.parse()
+}
 
 #[derive(Parser, Debug)]
 #[command(
@@ -219,6 +246,36 @@ struct Args {
     /// before they are reset (0 = wait for them).
     #[arg(long, value_name = "DURATION", default_value = "30s", value_parser = timeout)]
     drain_timeout: Timeout,
+
+    /// Send a PROXY protocol header of this version to the target before
+    /// any client byte, with the client's address.
+    #[arg(long, value_name = "VERSION", value_enum)]
+    send_proxy: Option<ProxyVersionArg>,
+
+    /// Read a PROXY protocol header (v1 or v2) from each client before
+    /// connecting; the client's address is the one it names.
+    #[arg(long)]
+    accept_proxy: bool,
+
+    /// With --accept-proxy, close a client whose header is not complete
+    /// within this (0 = wait for it).
+    #[arg(long, value_name = "DURATION", default_value = "3s", value_parser = timeout)]
+    proxy_timeout: Timeout,
+
+    /// Serve only clients in this address block (10.0.0.0/8, 2001:db8::/32,
+    /// or one address); repeat for several.
+    #[arg(long, value_name = "CIDR", value_parser = cidr)]
+    allow: Vec<Cidr>,
+
+    /// Close clients in this address block at once, whatever --allow says;
+    /// repeat for several.
+    #[arg(long, value_name = "CIDR", value_parser = cidr)]
+    deny: Vec<Cidr>,
+
+    /// Live pipes per client IP beyond which a new client from that IP is
+    /// closed at once.
+    #[arg(long, value_name = "N", value_parser = count::<usize>)]
+    max_connections_per_source: Option<usize>,
 
     /// Serve Prometheus metrics at http://ADDR/metrics, e.g. 127.0.0.1:9100.
     #[arg(long, value_name = "ADDR", value_parser = parse_address)]
@@ -351,6 +408,12 @@ impl Args {
         route.idle_timeout = self.idle_timeout.0;
         route.half_close_timeout = self.half_close_timeout.0;
         route.keepalive = self.keepalive.0;
+        route.send_proxy = self.send_proxy.map(ProxyVersion::from);
+        route.accept_proxy = self.accept_proxy;
+        route.proxy_timeout = self.proxy_timeout.0;
+        route.allow = self.allow;
+        route.deny = self.deny;
+        route.max_connections_per_source = self.max_connections_per_source;
         config.max_connections = self.max_connections;
         config.drain_timeout = self.drain_timeout.0;
         config.resolve_interval = self.resolve_interval.0;

@@ -98,6 +98,15 @@ pub enum CloseReason {
     Aborted,
     /// The forwarder could not watch one of its sockets.
     Error,
+    /// The client was turned away before any target was dialed: the
+    /// route's `allow`/`deny` rules do not admit its address, or it has
+    /// `max-connections-per-source` pipes already. The pipe's
+    /// [`PipeOpened`] names no target.
+    Denied,
+    /// The route accepts the PROXY protocol and the client's header was
+    /// malformed, of a kind tcpipe does not use, cut short, or not complete
+    /// within `proxy-timeout`. The pipe's [`PipeOpened`] names no target.
+    BadProxyHeader,
 }
 
 /// A client was accepted (or two sockets attached) and a pipe made for it.

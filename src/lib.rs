@@ -29,6 +29,7 @@
 #![warn(missing_docs)]
 
 mod access_log;
+mod acl;
 mod arena;
 pub mod cli;
 mod config;
@@ -37,6 +38,7 @@ mod hooks;
 mod metrics;
 mod net;
 mod pipe;
+mod proxy_protocol;
 mod reactor;
 mod ring;
 mod text;
@@ -44,6 +46,7 @@ mod throttle;
 mod timers;
 mod upstream;
 
+pub use acl::Cidr;
 pub use config::{
     format_duration, format_size, load_file, parse_address, parse_duration, parse_size,
     AccessLogConfig, Balance, Config, ConfigError, ConfigWarning, FileError, LogDestination,
@@ -55,4 +58,5 @@ pub use hooks::{
     TimeoutKind,
 };
 pub use metrics::{Gauge, Metrics};
+pub use proxy_protocol::ProxyVersion;
 pub use reactor::{AttachOptions, CommandError, PipeInfo, PipeState, ReloadError, Reloaded};

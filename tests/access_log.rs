@@ -357,3 +357,16 @@ fn a_reload_reopens_the_file_for_log_rotation() {
     assert_eq!(old.len(), 1, "{old:?}");
     close_line_of(&old, before);
 }
+
+#[test]
+fn a_refused_client_gets_a_line_saying_why() {
+    let dir = LogDir::new("refused");
+    let tcpipe = start_logging_to(&dir.file(), echo_server(), &["--deny", "127.0.0.0/8"]);
+    let mut client = connect(tcpipe.addr);
+    let client_addr = client.local_addr().unwrap();
+    assert_reset(&mut client, "denied client");
+    let line = close_line_of(&lines_of(&dir.file(), 1), client_addr);
+    assert_eq!(line["end"], "denied");
+    assert_eq!(line["target"], "-");
+    assert_ne!(line["detail"], "-", "{line:?}");
+}

@@ -454,3 +454,45 @@ fn the_library_renders_the_same_text() {
         "a stopped forwarder has no metrics"
     );
 }
+
+#[test]
+fn refused_clients_are_counted_by_route_and_reason() {
+    let target = echo_server();
+    let refused = |s: &Scrape, reason: &str| {
+        s.get(
+            "tcpipe_connections_refused_total",
+            &[("route", "default"), ("reason", reason)],
+        )
+    };
+    let denying = Tcpipe::start(target, &["--metrics", "127.0.0.1:0", "--deny", "127.0.0.1"]);
+    let mut client = connect(denying.addr);
+    assert_reset(&mut client, "denied client");
+    let scrape = scrape_until(&denying, "the denial", |s| refused(s, "denied") == 1.0);
+    assert_eq!(closed(&scrape, "denied"), 1.0);
+    assert_eq!(refused(&scrape, "bad_proxy_header"), 0.0);
+    assert_eq!(scrape.get("tcpipe_connections_accepted_total", &ROUTE), 1.0);
+
+    let proxied = Tcpipe::start(
+        target,
+        &[
+            "--metrics",
+            "127.0.0.1:0",
+            "--accept-proxy",
+            "--proxy-timeout",
+            "300ms",
+        ],
+    );
+    let mut garbage = connect(proxied.addr);
+    garbage.write_all(b"GET / HTTP/1.1\r\n\r\n").unwrap();
+    assert_reset(&mut garbage, "client sending no PROXY header");
+    let _silent = connect(proxied.addr);
+    let scrape = scrape_until(&proxied, "the silent client waiting", |s| {
+        s.get("tcpipe_awaiting_proxy_header", &[]) == 1.0
+    });
+    assert_eq!(refused(&scrape, "bad_proxy_header"), 1.0);
+    let scrape = scrape_until(&proxied, "the proxy timeout", |s| {
+        refused(s, "proxy_timeout") == 1.0
+    });
+    assert_eq!(scrape.get("tcpipe_awaiting_proxy_header", &[]), 0.0);
+    assert_eq!(closed(&scrape, "bad_proxy_header"), 2.0);
+}

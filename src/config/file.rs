@@ -30,6 +30,8 @@ use toml::de::{DeTable, DeValue};
 
 use super::values::{parse_address, parse_duration, parse_size};
 use super::{Balance, Config, ConfigError, LogDestination, LogFormat, Naming, Route, Target};
+use crate::acl::Cidr;
+use crate::proxy_protocol::ProxyVersion;
 
 /// Why a config file cannot be used.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -170,6 +172,12 @@ struct Section {
     half_close_timeout: Option<DurationSetting>,
     keepalive: Option<DurationSetting>,
     max_connections: Option<Count<usize>>,
+    send_proxy: Option<ProxyVersion>,
+    accept_proxy: Option<bool>,
+    proxy_timeout: Option<DurationSetting>,
+    allow: Option<Blocks>,
+    deny: Option<Blocks>,
+    max_connections_per_source: Option<Count<usize>>,
 }
 
 impl Document {
@@ -284,6 +292,19 @@ impl Section {
         route.max_connections = option!(max_connections)
             .map(|Count(n)| n)
             .or(route.max_connections);
+        route.max_connections_per_source = option!(max_connections_per_source)
+            .map(|Count(n)| n)
+            .or(route.max_connections_per_source);
+        route.send_proxy = option!(send_proxy).or(route.send_proxy);
+        if let Some(accept) = option!(accept_proxy) {
+            route.accept_proxy = accept;
+        }
+        if let Some(Blocks(allow)) = option!(allow) {
+            route.allow = allow;
+        }
+        if let Some(Blocks(deny)) = option!(deny) {
+            route.deny = deny;
+        }
         if let Some(SizeSetting(size)) = option!(buffer_size) {
             route.buffer_size = size;
             route.low_water = size / 2;
@@ -298,6 +319,7 @@ impl Section {
             (option!(idle_timeout), &mut route.idle_timeout),
             (option!(half_close_timeout), &mut route.half_close_timeout),
             (option!(keepalive), &mut route.keepalive),
+            (option!(proxy_timeout), &mut route.proxy_timeout),
         ] {
             if let Some(DurationSetting(duration)) = setting {
                 *field = duration;
@@ -424,6 +446,27 @@ impl<'de> Deserialize<'de> for OneOrMany {
             Form::One(one) => vec![one],
             Form::Many(many) => many,
         }))
+    }
+}
+
+/// Address blocks: one as a string, or several as an array of strings.
+#[derive(Clone, Deserialize)]
+#[serde(try_from = "OneOrMany")]
+struct Blocks(Vec<Cidr>);
+
+impl TryFrom<OneOrMany> for Blocks {
+    type Error = String;
+
+    fn try_from(written: OneOrMany) -> Result<Blocks, String> {
+        written
+            .0
+            .iter()
+            .map(|text| {
+                text.parse::<Cidr>()
+                    .map_err(|reason| format!("invalid address block '{text}': {reason}"))
+            })
+            .collect::<Result<Vec<Cidr>, String>>()
+            .map(Blocks)
     }
 }
 

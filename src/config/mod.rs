@@ -15,6 +15,9 @@ use std::fmt;
 use std::net::SocketAddr;
 use std::time::Duration;
 
+use crate::acl::Cidr;
+use crate::proxy_protocol::ProxyVersion;
+
 pub use file::{load_file, FileError};
 pub use values::{format_duration, format_size, parse_address, parse_duration, parse_size};
 pub use warnings::ConfigWarning;
@@ -150,6 +153,22 @@ pub struct Route {
     /// Live pipes of this route at which its listeners pause; `None`: only
     /// the process-wide limit applies.
     pub max_connections: Option<usize>,
+    /// Send a PROXY protocol header of this version to the target before
+    /// any client byte (`send-proxy`).
+    pub send_proxy: Option<ProxyVersion>,
+    /// Read a PROXY protocol header (v1 or v2) from each client before
+    /// connecting, and take the client's address from it (`accept-proxy`).
+    pub accept_proxy: bool,
+    /// With `accept_proxy`, close a client whose header is not complete by
+    /// then; `None` waits however long it takes.
+    pub proxy_timeout: Option<Duration>,
+    /// If not empty, only clients in one of these blocks are served.
+    pub allow: Vec<Cidr>,
+    /// Clients in one of these blocks are closed at once, whatever `allow` says.
+    pub deny: Vec<Cidr>,
+    /// Live pipes of this route per client IP beyond which a new client
+    /// from that IP is closed at once; `None`: no limit.
+    pub max_connections_per_source: Option<usize>,
 }
 
 /// One target: the name it was given as (`host:port`), and the address
@@ -206,6 +225,11 @@ pub const DEFAULT_FAIL_THRESHOLD: u32 = 3;
 pub const DEFAULT_COOLDOWN: Duration = Duration::from_secs(5);
 pub const DEFAULT_POOL_MAX_IDLE: Duration = Duration::from_secs(30);
 pub const DEFAULT_RESOLVE_INTERVAL: Duration = Duration::from_secs(30);
+pub const DEFAULT_PROXY_TIMEOUT: Duration = Duration::from_secs(3);
+
+/// Smallest ring of a route with `send-proxy`: room for the longest header
+/// tcpipe sends (107 bytes, v1 with two IPv6 addresses).
+pub const MIN_SEND_PROXY_BUFFER: usize = 128;
 
 /// Largest ring accepted; beyond this a single pipe could pin a gigabyte.
 pub const MAX_BUFFER_SIZE: usize = 1 << 30;
@@ -234,6 +258,12 @@ impl Route {
             half_close_timeout: Some(DEFAULT_HALF_CLOSE_TIMEOUT),
             keepalive: Some(DEFAULT_KEEPALIVE),
             max_connections: None,
+            send_proxy: None,
+            accept_proxy: false,
+            proxy_timeout: Some(DEFAULT_PROXY_TIMEOUT),
+            allow: Vec::new(),
+            deny: Vec::new(),
+            max_connections_per_source: None,
         }
     }
 
@@ -485,6 +515,26 @@ impl Route {
         if self.max_connections == Some(0) {
             return Err(ConfigError::new(
                 key("max-connections"),
+                "0",
+                "must be at least 1",
+            ));
+        }
+        if self.send_proxy.is_some() && self.buffer_size < MIN_SEND_PROXY_BUFFER {
+            // The header waits in the ring toward the target, ahead of the
+            // client's bytes.
+            return Err(ConfigError::new(
+                key("buffer-size"),
+                format_size(self.buffer_size),
+                format!(
+                    "must be at least {} with {}, to hold the header",
+                    format_size(MIN_SEND_PROXY_BUFFER),
+                    naming.sibling("send-proxy")
+                ),
+            ));
+        }
+        if self.max_connections_per_source == Some(0) {
+            return Err(ConfigError::new(
+                key("max-connections-per-source"),
                 "0",
                 "must be at least 1",
             ));

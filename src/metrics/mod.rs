@@ -84,6 +84,23 @@ pub struct Metrics {
     pub reloads_ok_total: Gauge,
     /// Reloads refused (the running config stayed).
     pub reloads_failed_total: Gauge,
+    /// Clients of `accept-proxy` routes whose PROXY header is still awaited
+    /// (not yet pipes, not in `live_pipes`, but counted against the
+    /// connection limits).
+    pub awaiting_proxy_header: Gauge,
+    /// Clients of `accept-proxy` routes reset because their PROXY header was
+    /// malformed, of an unsupported kind, or missing (the client ended or
+    /// failed before completing it).
+    pub proxy_header_rejected_total: Gauge,
+    /// Clients of `accept-proxy` routes reset because their PROXY header was
+    /// not complete within `proxy-timeout`.
+    pub proxy_header_timeouts_total: Gauge,
+    /// Clients reset because the route's `allow`/`deny` rules do not admit
+    /// their (real) address.
+    pub denied_total: Gauge,
+    /// Clients reset because their (real) address had
+    /// `max-connections-per-source` pipes on the route already.
+    pub refused_per_source_total: Gauge,
 }
 
 impl Metrics {
@@ -97,7 +114,7 @@ impl Metrics {
 }
 
 /// Every way a pipe can end, as metrics and the access log name it.
-pub(crate) const CLOSE_REASONS: usize = 9;
+pub(crate) const CLOSE_REASONS: usize = 11;
 
 /// The index of `reason` in a per-reason counter array, and its label.
 pub(crate) fn close_reason_slot(reason: CloseReason) -> usize {
@@ -112,6 +129,8 @@ pub(crate) fn close_reason_slot(reason: CloseReason) -> usize {
         CloseReason::Shutdown => 6,
         CloseReason::Aborted => 7,
         CloseReason::Error => 8,
+        CloseReason::Denied => 9,
+        CloseReason::BadProxyHeader => 10,
     }
 }
 
@@ -126,6 +145,17 @@ pub(crate) const CLOSE_REASON_LABELS: [&str; CLOSE_REASONS] = [
     "shutdown",
     "aborted",
     "error",
+    "denied",
+    "bad_proxy_header",
+];
+
+/// Why a client was turned away before any target was dialed, as
+/// `tcpipe_connections_refused_total` names it.
+pub(crate) const REFUSAL_LABELS: [&str; 4] = [
+    "denied",
+    "per_source_limit",
+    "bad_proxy_header",
+    "proxy_timeout",
 ];
 
 /// What one route counted, kept by the reactor in the route's entry.
@@ -138,6 +168,8 @@ pub(crate) struct RouteStats {
     pub(crate) duration: Histogram,
     /// Times its listeners paused at its own `max-connections`.
     pub(crate) limit_reached: u64,
+    /// Clients turned away, per [`REFUSAL_LABELS`].
+    pub(crate) refused: [u64; 4],
 }
 
 impl Default for RouteStats {
@@ -147,6 +179,7 @@ impl Default for RouteStats {
             closed: [0; CLOSE_REASONS],
             duration: Histogram::new(LIFETIME_BOUNDS),
             limit_reached: 0,
+            refused: [0; 4],
         }
     }
 }
@@ -159,6 +192,7 @@ impl RouteStats {
         add_all(&mut self.closed, &other.closed);
         self.duration.absorb(&other.duration);
         self.limit_reached += other.limit_reached;
+        add_all(&mut self.refused, &other.refused);
     }
 }
 
@@ -220,6 +254,7 @@ pub(crate) struct Snapshot {
     pub(crate) connection_limit_reached: u64,
     pub(crate) reloads_ok: u64,
     pub(crate) reloads_failed: u64,
+    pub(crate) awaiting_proxy_header: u64,
     /// One per route name, in the order first seen.
     pub(crate) routes: Vec<RouteSnapshot>,
 }
@@ -255,6 +290,7 @@ impl Snapshot {
             connection_limit_reached: metrics.connection_limit_reached_total.get(),
             reloads_ok: metrics.reloads_ok_total.get(),
             reloads_failed: metrics.reloads_failed_total.get(),
+            awaiting_proxy_header: metrics.awaiting_proxy_header.get(),
             routes: Vec::new(),
         }
     }

@@ -7,7 +7,7 @@
 
 use std::fmt::Write;
 
-use super::{unix_seconds, Histogram, Snapshot, CLOSE_REASON_LABELS};
+use super::{unix_seconds, Histogram, Snapshot, CLOSE_REASON_LABELS, REFUSAL_LABELS};
 
 /// The Content-Type of what [`render`] writes.
 pub(crate) const CONTENT_TYPE: &str = "text/plain; version=0.0.4; charset=utf-8";
@@ -55,6 +55,12 @@ pub(crate) fn render(snapshot: &Snapshot) -> String {
         "Times every listener paused at the process-wide max-connections (clients wait in the backlog).",
         snapshot.connection_limit_reached,
     );
+    out.single(
+        "tcpipe_awaiting_proxy_header",
+        "gauge",
+        "Clients of accept-proxy routes whose PROXY header has not arrived yet.",
+        snapshot.awaiting_proxy_header,
+    );
     out.family(
         "tcpipe_reloads_total",
         "counter",
@@ -100,6 +106,21 @@ pub(crate) fn render(snapshot: &Snapshot) -> String {
         for (reason, count) in CLOSE_REASON_LABELS.iter().zip(route.stats.closed) {
             out.sample(
                 "tcpipe_pipes_closed_total",
+                &[("route", &route.name), ("reason", reason)],
+                count,
+            );
+        }
+    }
+    out.family(
+        "tcpipe_connections_refused_total",
+        "counter",
+        "Clients reset before any target was dialed, by why: denied by allow/deny, \
+         over max-connections-per-source, a bad PROXY header, or none within proxy-timeout.",
+    );
+    for route in routes {
+        for (reason, count) in REFUSAL_LABELS.iter().zip(route.stats.refused) {
+            out.sample(
+                "tcpipe_connections_refused_total",
                 &[("route", &route.name), ("reason", reason)],
                 count,
             );

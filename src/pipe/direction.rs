@@ -32,7 +32,11 @@ pub(super) struct Direction {
     /// The embedder paused the pipe: the source is not read, whatever the
     /// ring holds.
     pub(super) held: bool,
-    /// Bytes delivered to the destination.
+    /// Bytes at the front of the ring that are not the source's (a PROXY
+    /// header for the target) and are not counted as delivered. A header
+    /// is at most 107 bytes; the field sits in padding.
+    preamble: u8,
+    /// Bytes of the source delivered to the destination.
     pub(super) forwarded: u64,
 }
 
@@ -67,7 +71,32 @@ impl Direction {
             flow: Flow::Open,
             paused: false,
             held: false,
+            preamble: 0,
             forwarded: 0,
+        }
+    }
+
+    /// Puts `bytes` ahead of anything the source sends. Called on a new
+    /// direction only, whose ring is fresh and holds them whole (the config
+    /// keeps rings of a route that sends a header large enough).
+    pub(super) fn preload(
+        &mut self,
+        bytes: &[u8],
+        buffer_size: usize,
+        pool: &mut RingPool,
+        metrics: &Metrics,
+    ) {
+        debug_assert!(self.ring.is_none() && bytes.len() <= usize::from(u8::MAX));
+        let ring = self.ring.get_or_insert_with(|| {
+            metrics.rings_in_use.add(1);
+            pool.take(buffer_size)
+        });
+        // Reading from a slice cannot fail.
+        let n = ring.read_from(bytes).unwrap_or(0);
+        self.preamble = u8::try_from(n).unwrap_or(u8::MAX);
+        metrics.buffered_bytes.add(n as u64);
+        if ring.is_full() {
+            self.paused = true;
         }
     }
 
@@ -155,7 +184,13 @@ impl Direction {
                     Ok(0) => return Err(PumpError::Write(ErrorKind::WriteZero.into())),
                     Ok(n) => {
                         progressed = true;
-                        self.forwarded += n as u64;
+                        let mut delivered = n;
+                        if self.preamble > 0 {
+                            let preamble = n.min(usize::from(self.preamble));
+                            self.preamble -= preamble as u8;
+                            delivered -= preamble;
+                        }
+                        self.forwarded += delivered as u64;
                         ctx.metrics.buffered_bytes.sub(n as u64);
                         // A short write filled the socket buffer; its draining
                         // brings a new edge.
@@ -200,6 +235,7 @@ impl Direction {
             metrics.buffered_bytes.sub(ring.len() as u64);
             metrics.rings_in_use.sub(1);
             ring.clear();
+            self.preamble = 0;
             pool.give_back(ring);
         }
     }

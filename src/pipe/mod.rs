@@ -29,6 +29,7 @@
 //! | drain deadline (shutdown, removed route)  | [`Reason::Drained`]: the same abort                            |
 //! | a second shutdown request                 | [`Reason::Shutdown`]: the same abort                           |
 //! | the embedder aborts it (`Handle::abort`)  | [`Reason::Aborted`]: the same abort                            |
+//! | a PROXY header is malformed, missing or late, or the client is denied by the route's ACL or per-source limit | [`Reason::Refused`]: the client is reset before any target is dialed (no pipe is made; the rule lives here all the same) |
 //!
 //! A hang-up or read-closed hint never ends a direction by itself: the
 //! direction reads until `read` returns 0 or `WouldBlock`, so the peer's last
@@ -111,6 +112,42 @@ pub(crate) enum Reason {
     Aborted,
     /// Registering with poll failed.
     Poll(io::Error),
+    /// The client was turned away before any target was dialed.
+    Refused(Refusal),
+}
+
+/// Why a client was turned away before it became a pipe.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub(crate) enum Refusal {
+    /// Its PROXY header is malformed, of a kind tcpipe does not use, or the
+    /// client ended or failed before completing it.
+    ProxyHeader(String),
+    /// Its PROXY header was not complete within the route's `proxy-timeout`.
+    ProxyTimeout,
+    /// The route's `allow`/`deny` rules do not admit its address.
+    Denied,
+    /// It has `max-connections-per-source` pipes on the route already.
+    SourceLimit(usize),
+    /// Its route was removed, or the forwarder is shutting down, while its
+    /// PROXY header was awaited.
+    Gone,
+}
+
+impl fmt::Display for Refusal {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        match self {
+            Refusal::ProxyHeader(why) => write!(f, "bad PROXY header: {why}"),
+            Refusal::ProxyTimeout => f.write_str("PROXY header not complete within proxy-timeout"),
+            Refusal::Denied => f.write_str("denied by the route's allow/deny rules"),
+            Refusal::SourceLimit(max) => {
+                write!(
+                    f,
+                    "already {max} connections from this address (max-connections-per-source)"
+                )
+            }
+            Refusal::Gone => f.write_str("shutting down or route removed"),
+        }
+    }
 }
 
 /// How a pipe's sockets are closed when it is freed.
@@ -137,7 +174,10 @@ impl Reason {
             | Reason::Drained
             | Reason::Shutdown
             | Reason::Aborted
-            | Reason::Poll(_) => Closing::Abort,
+            | Reason::Poll(_)
+            // Reset, as HAProxy's `tcp-request connection reject` does: the
+            // client must not take the close for an answer.
+            | Reason::Refused(_) => Closing::Abort,
         }
     }
 
@@ -153,6 +193,11 @@ impl Reason {
             Reason::Drained | Reason::Shutdown => CloseReason::Shutdown,
             Reason::Aborted => CloseReason::Aborted,
             Reason::Poll(_) => CloseReason::Error,
+            Reason::Refused(Refusal::Denied | Refusal::SourceLimit(_)) => CloseReason::Denied,
+            Reason::Refused(Refusal::ProxyHeader(_) | Refusal::ProxyTimeout) => {
+                CloseReason::BadProxyHeader
+            }
+            Reason::Refused(Refusal::Gone) => CloseReason::Shutdown,
         }
     }
 
@@ -177,6 +222,7 @@ impl fmt::Display for Reason {
             Reason::Shutdown => f.write_str("shutdown"),
             Reason::Aborted => f.write_str("aborted by the embedder"),
             Reason::Poll(e) => write!(f, "cannot register with poll: {e}"),
+            Reason::Refused(why) => why.fmt(f),
         }
     }
 }
@@ -215,8 +261,9 @@ impl Upstream {
 }
 
 /// Where a pipe is in its life. Each stage holds what only it needs; the
-/// upstream lives beside it (a stage that reads a PROXY protocol header
-/// before dialing would come first and make it optional).
+/// upstream lives beside it. A client whose PROXY header is awaited is not
+/// a pipe yet: it waits in the reactor's table of its own
+/// (`reactor::awaiting`), and becomes a pipe once its header is read.
 enum Stage {
     /// A connect to the upstream is under way since `since`; `dial` counts
     /// the attempts this client has cost.
@@ -279,6 +326,22 @@ impl Pipe {
             closing: false,
             first_fin: None,
         }
+    }
+
+    /// Sends `header` (a PROXY protocol header) to the target ahead of
+    /// every client byte. It waits at the front of the ring toward the
+    /// target, so it goes first to whichever target the pipe ends up
+    /// connected to (after a failover too, since nothing is written before
+    /// a connect succeeds), and to a pooled connection at once; it is not
+    /// counted as bytes delivered.
+    pub(crate) fn send_proxy_header(
+        &mut self,
+        header: &[u8],
+        pool: &mut RingPool,
+        metrics: &Metrics,
+    ) {
+        self.toward_target
+            .preload(header, self.settings.buffer_size, pool, metrics);
     }
 
     /// After a failed connect, moves to another target. What the client

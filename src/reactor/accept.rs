@@ -11,10 +11,13 @@ use mio::net::TcpStream;
 use mio::Interest;
 use socket2::SockRef;
 
+use super::admission;
 use super::routes::RouteId;
 use super::{listener_token, plural, Reactor, Timer, ACCEPTS_PER_TURN, ACCEPT_RETRY};
+use crate::hooks::CloseReason;
 use crate::net;
 use crate::pipe::Pipe;
+use crate::proxy_protocol;
 use crate::text::format_elapsed;
 use crate::throttle::Episode;
 use crate::upstream::Dial;
@@ -89,8 +92,9 @@ impl Reactor {
             let Some(listener) = self.routes.listeners.get_mut(key) else {
                 return;
             };
+            let local = listener.local;
             match listener.socket.accept() {
-                Ok((client, peer)) => self.open_pipe(route_id, client, peer),
+                Ok((client, peer)) => self.open_pipe(route_id, client, (peer, local)),
                 Err(e) => {
                     if e.kind() == ErrorKind::WouldBlock {
                         listener.backlog_pending = false;
@@ -151,9 +155,10 @@ impl Reactor {
         }
     }
 
-    /// A pipe is counted against the limits from accept until it is freed.
+    /// A pipe is counted against the limits from accept until it is freed,
+    /// and so is a client awaiting its PROXY header.
     fn blocked(&self, route: RouteId) -> Option<Blocked> {
-        if self.pipes.len() >= self.limits.max_connections {
+        if self.pipes.len() + self.awaiting.len() >= self.limits.max_connections {
             return Some(Blocked::Process);
         }
         let at_route_limit = self.routes.get(route).is_some_and(|r| r.is_at_limit());
@@ -309,12 +314,43 @@ impl Reactor {
         }
     }
 
-    fn open_pipe(&mut self, route_id: RouteId, client: TcpStream, peer: SocketAddr) {
+    /// A client was accepted on a listener at `listener`: it awaits its
+    /// PROXY header if its route wants one, else it is admitted by its
+    /// peer address.
+    fn open_pipe(
+        &mut self,
+        route_id: RouteId,
+        client: TcpStream,
+        (peer, listener): (SocketAddr, SocketAddr),
+    ) {
         let id = self.next_pipe_id();
         self.count_accepted(route_id);
+        let Some(route) = self.routes.get(route_id) else {
+            return;
+        };
+        if route.config.accept_proxy {
+            return self.await_proxy_header(route_id, id, client, (peer, listener));
+        }
+        let local = client.local_addr().unwrap_or(listener);
+        self.admit(route_id, id, client, (peer, local));
+    }
+
+    /// Client `id` of `route_id`, at `peer` (its real address) and
+    /// connected to `local`: checked against the route's source rules and
+    /// limits, then joined to a target.
+    pub(super) fn admit(
+        &mut self,
+        route_id: RouteId,
+        id: u64,
+        client: TcpStream,
+        (peer, local): (SocketAddr, SocketAddr),
+    ) {
         let Some(route) = self.routes.get_mut(route_id) else {
             return;
         };
+        if let Err(refusal) = admission::check(route, peer.ip()) {
+            return self.refuse(id, route_id, client, peer, refusal);
+        }
         let mut dial = Dial::new(route.config.max_attempts());
         let dialed = self.upstreams.dial(
             id,
@@ -328,12 +364,13 @@ impl Reactor {
             self.log_unreachable(id, dial.attempts, peer);
             self.metrics.aborted_total.add(1);
             net::abort_on_close(SockRef::from(&client));
-            self.count_refused(route_id);
+            self.count_turned_away(route_id, CloseReason::ConnectFailed);
             if self.hooks.is_some() {
-                self.tell_refused(id, route_id, peer);
+                self.tell_refused(id, route_id, peer, CloseReason::ConnectFailed);
             }
             if self.access_log.logs_closes() {
-                self.log_refused(id, route_id, peer, dial.attempts);
+                let attempts = plural(dial.attempts as usize, "attempt");
+                self.log_turned_away(id, route_id, peer, (CloseReason::ConnectFailed, attempts));
             }
             return;
         };
@@ -347,13 +384,14 @@ impl Reactor {
             self.upstreams.label_of(dialed.target)
         );
         route.live_pipes += 1;
+        route.per_source.add(peer.ip());
         let settings = Arc::clone(&route.settings);
-        self.start_pipe(Pipe::new(
-            id,
-            settings,
-            (client, peer),
-            (dialed, dial),
-            self.now,
-        ));
+        let send_proxy = route.config.send_proxy;
+        let mut pipe = Pipe::new(id, settings, (client, peer), (dialed, dial), self.now);
+        if let Some(version) = send_proxy {
+            let header = proxy_protocol::encode(version, peer, local);
+            pipe.send_proxy_header(&header, &mut self.rings, &self.metrics);
+        }
+        self.start_pipe(pipe);
     }
 }

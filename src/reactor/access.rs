@@ -44,19 +44,20 @@ impl Reactor {
         self.access_log.write(&entry);
     }
 
-    /// A client of `route` was reset at accept: no target could be dialed.
+    /// A client of `route` was reset before a pipe was made for it: no
+    /// target could be dialed, or it was refused; `detail` says why.
     #[cold]
-    pub(super) fn log_refused(
+    pub(super) fn log_turned_away(
         &mut self,
         id: u64,
         route: RouteId,
         client: SocketAddr,
-        attempts: u32,
+        (reason, detail): (CloseReason, String),
     ) {
         let route = route_name(&self.routes, Some(route));
         let mut entry = Entry::new(Event::Close, id, route, client, None);
-        entry.end = Some(end_label(CloseReason::ConnectFailed));
-        entry.detail = Some(plural(attempts as usize, "attempt"));
+        entry.end = Some(end_label(reason));
+        entry.detail = Some(detail);
         self.access_log.write(&entry);
     }
 }

@@ -279,6 +279,9 @@ impl Reactor {
             return;
         }
         self.shutting_down = true;
+        // Clients still sending their PROXY header have had nothing
+        // forwarded: turned away now rather than let in to be drained.
+        self.refuse_awaiting(|_| true);
         // Closing the listeners makes new connects fail at once instead of
         // waiting in a backlog nobody will serve.
         self.routes.listeners.clear();

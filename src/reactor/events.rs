@@ -64,11 +64,18 @@ impl Reactor {
         }
     }
 
-    /// A client was accepted, but no target could even be dialed: it is
-    /// reset at once, with no pipe made.
+    /// A client was accepted, but turned away before any target was
+    /// dialed (none could be, or the route does not admit it): it is reset
+    /// at once, with no pipe made.
     #[cold]
     #[inline(never)]
-    pub(super) fn tell_refused(&mut self, id: u64, route: RouteId, client: SocketAddr) {
+    pub(super) fn tell_refused(
+        &mut self,
+        id: u64,
+        route: RouteId,
+        client: SocketAddr,
+        reason: CloseReason,
+    ) {
         let Some(hooks) = self.hooks.as_mut() else {
             return;
         };
@@ -83,7 +90,7 @@ impl Reactor {
         hooks.pipe_closed(&PipeClosed {
             id,
             route,
-            reason: CloseReason::ConnectFailed,
+            reason,
             bytes_toward_target: 0,
             bytes_toward_client: 0,
             duration: std::time::Duration::ZERO,

@@ -12,6 +12,8 @@
 //! | `mod`      | poll, tokens, dispatch, driving pipes and carrying out their verdicts, timers |
 //! | `routes`   | the routes and their listening sockets                       |
 //! | `accept`   | accepting: the backlog, the per-turn cap, connection limits, back-off |
+//! | `awaiting` | clients of `accept-proxy` routes until their PROXY header is read |
+//! | `admission`| the routes' source rules and per-source limits; turning clients away |
 //! | `reload`   | applying a new config in place                               |
 //! | `control`  | commands from other threads, signals, reloads, shutdown      |
 //! | `commands` | what the embedder asks of single pipes: pause, resume, abort, list, attach |
@@ -21,6 +23,8 @@
 
 mod accept;
 mod access;
+mod admission;
+mod awaiting;
 mod commands;
 mod control;
 mod events;
@@ -73,11 +77,12 @@ const SPARE_RINGS: usize = 64;
 
 /// Tokens, from the bottom: a pipe's two sockets are `2 × key` (client) and
 /// `2 × key + 1` (target), so one slab entry serves both; then listeners,
-/// pooled connections and probes, each in a range of its own; the waker
-/// and the signals at the top.
+/// pooled connections, probes and clients awaiting a PROXY header, each in
+/// a range of its own; the waker and the signals at the top.
 const LISTENER_BASE: usize = usize::MAX / 2;
 const POOLED_BASE: usize = LISTENER_BASE + (usize::MAX / 8);
 const PROBE_BASE: usize = POOLED_BASE + (usize::MAX / 8);
+const AWAITING_BASE: usize = PROBE_BASE + (usize::MAX / 8);
 const CONTROL: Token = Token(usize::MAX);
 const SIGNALS: Token = Token(usize::MAX - 1);
 
@@ -86,6 +91,7 @@ enum Source {
     Listener(usize),
     Pooled(usize),
     Probe(usize),
+    Awaiting(usize),
     Control,
     Signals,
 }
@@ -94,6 +100,7 @@ fn decode(token: Token) -> Source {
     match token {
         CONTROL => Source::Control,
         SIGNALS => Source::Signals,
+        Token(t) if t >= AWAITING_BASE => Source::Awaiting(t - AWAITING_BASE),
         Token(t) if t >= PROBE_BASE => Source::Probe(t - PROBE_BASE),
         Token(t) if t >= POOLED_BASE => Source::Pooled(t - POOLED_BASE),
         Token(t) if t >= LISTENER_BASE => Source::Listener(t - LISTENER_BASE),
@@ -118,6 +125,10 @@ fn probe_token(key: usize) -> Token {
     Token(PROBE_BASE + key)
 }
 
+fn awaiting_token(key: usize) -> Token {
+    Token(AWAITING_BASE + key)
+}
+
 // ----- the reactor ---------------------------------------------------------------
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord)]
@@ -131,6 +142,11 @@ enum Timer {
     DrainDeadline,
     /// A removed route's drain deadline.
     RouteDrained(RouteId),
+    /// The `proxy-timeout` of a client awaiting its PROXY header.
+    ProxyHeader {
+        key: usize,
+        id: u64,
+    },
 }
 
 /// Process-wide settings of the running config.
@@ -145,6 +161,10 @@ pub(crate) struct Reactor {
     upstreams: Upstreams,
     limits: Limits,
     pipes: Slab<Pipe>,
+    /// Clients awaiting their PROXY header, not pipes yet.
+    awaiting: Slab<awaiting::Awaiting>,
+    /// Slots of `awaiting` to free at the end of this turn.
+    awaiting_left: Vec<usize>,
     rings: RingPool,
     timers: Timers<Timer>,
     /// Pipes whose turn ended with bytes still ready to move.
@@ -169,6 +189,7 @@ pub(crate) struct Reactor {
     /// A shutdown is draining the pipes.
     shutting_down: bool,
     unreachable_warnings: Throttle,
+    refusal_warnings: admission::RefusalWarnings,
     /// The time this turn started; all activity stamps in the turn use it.
     now: Instant,
     exit: bool,
@@ -197,6 +218,8 @@ impl Reactor {
                 drain_timeout: config.drain_timeout,
             },
             pipes: Slab::new(),
+            awaiting: Slab::new(),
+            awaiting_left: Vec::new(),
             rings: RingPool::new(SPARE_RINGS),
             timers: Timers::new(),
             ready: VecDeque::new(),
@@ -215,6 +238,7 @@ impl Reactor {
             started: SystemTime::now(),
             shutting_down: false,
             unreachable_warnings: Throttle::default(),
+            refusal_warnings: admission::RefusalWarnings::default(),
             now: Instant::now(),
             exit: false,
         };
@@ -287,6 +311,7 @@ impl Reactor {
             Source::Listener(key) => self.accept_on(key, accept::Trigger::ListenerEvent),
             Source::Pooled(key) => self.upstreams.on_pool_event(key, event, registry, self.now),
             Source::Probe(key) => self.upstreams.on_probe_event(key, registry, self.now),
+            Source::Awaiting(key) => self.on_awaiting_event(key, event),
             Source::Control => self.on_control(),
             Source::Signals => self.on_signals(),
         }
@@ -488,7 +513,8 @@ impl Reactor {
     }
 
     fn free_closed_pipes(&mut self) {
-        if self.closing.is_empty() {
+        let awaiting_freed = self.free_left_awaiting();
+        if self.closing.is_empty() && !awaiting_freed {
             return;
         }
         for (key, reason) in std::mem::take(&mut self.closing) {
@@ -506,6 +532,9 @@ impl Reactor {
                 self.upstreams.pipe_left(target, pipe.is_open(), self.now);
             }
             if let Some(route) = pipe.route() {
+                if let Some(counted) = self.routes.get_mut(route) {
+                    counted.per_source.remove(pipe.peer.ip());
+                }
                 self.route_lost_pipe(route);
             }
             pipe.close(reason.closing(), &mut self.rings, &self.metrics);
@@ -545,6 +574,7 @@ impl Reactor {
                     self.exit = true;
                 }
                 Timer::RouteDrained(route) => self.on_route_drained(route),
+                Timer::ProxyHeader { key, id } => self.on_proxy_header_timer(key, id),
             }
         }
     }

@@ -320,6 +320,7 @@ impl Reactor {
             route.name(),
             plural(route.live_pipes, "pipe")
         );
+        self.refuse_awaiting(|route| route == id);
         self.abort_all(
             |pipe| pipe.route() == Some(id),
             || crate::pipe::Reason::Drained,
@@ -436,6 +437,15 @@ fn option_changes(old: &config::Route, new: &config::Route) -> Vec<String> {
             .max_connections
             .map_or_else(|| "none".to_string(), |n| n.to_string())
     };
+    let per_source = |route: &config::Route| {
+        route
+            .max_connections_per_source
+            .map_or_else(|| "none".to_string(), |n| n.to_string())
+    };
+    let blocks = |blocks: &[crate::acl::Cidr]| {
+        let all: Vec<String> = blocks.iter().map(ToString::to_string).collect();
+        format!("[{}]", all.join(" "))
+    };
     [
         ("balance", old.balance.to_string(), new.balance.to_string()),
         ("retries", retries(old), retries(new)),
@@ -491,6 +501,28 @@ fn option_changes(old: &config::Route, new: &config::Route) -> Vec<String> {
             format_duration(new.keepalive),
         ),
         ("max-connections", limit(old), limit(new)),
+        (
+            "send-proxy",
+            old.send_proxy.map_or("none".into(), |v| v.to_string()),
+            new.send_proxy.map_or("none".into(), |v| v.to_string()),
+        ),
+        (
+            "accept-proxy",
+            old.accept_proxy.to_string(),
+            new.accept_proxy.to_string(),
+        ),
+        (
+            "proxy-timeout",
+            format_duration(old.proxy_timeout),
+            format_duration(new.proxy_timeout),
+        ),
+        ("allow", blocks(&old.allow), blocks(&new.allow)),
+        ("deny", blocks(&old.deny), blocks(&new.deny)),
+        (
+            "max-connections-per-source",
+            per_source(old),
+            per_source(new),
+        ),
     ]
     .into_iter()
     .filter(|(_, before, after)| before != after)

@@ -34,6 +34,8 @@ pub(crate) struct Route {
     pub(crate) live_pipes: usize,
     /// Its own connection limit keeps clients waiting.
     pub(crate) at_limit: Episode,
+    /// Its live pipes per client address.
+    pub(crate) per_source: super::admission::SourceCounts,
     /// Removed by a reload: no listener, no new pipe; freed with its last
     /// pipe.
     pub(crate) retired: bool,
@@ -50,6 +52,7 @@ impl Route {
             listeners: Vec::new(),
             live_pipes: 0,
             at_limit: Episode::default(),
+            per_source: Default::default(),
             retired: false,
             stats: RouteStats::default(),
         }
@@ -167,10 +170,46 @@ pub(crate) fn describe(route: &config::Route, listening: &str) -> String {
         .map(|max| format!(", max-connections {max}"))
         .unwrap_or_default();
     format!(
-        "listening on {listening}; forwarding to {} ({}{pool}; buffer {}, low-water {}{limit})",
+        "listening on {listening}; forwarding to {} ({}{pool}; buffer {}, low-water {}{limit}){}",
         targets.join(", "),
         route.balance,
         format_size(route.buffer_size),
         format_size(route.low_water),
+        describe_proxying(route),
     )
+}
+
+/// The PROXY protocol and source rules of a route, if it has any.
+fn describe_proxying(route: &config::Route) -> String {
+    let mut parts = Vec::new();
+    if route.accept_proxy {
+        parts.push(format!(
+            "accept-proxy within {}",
+            config::format_duration(route.proxy_timeout)
+        ));
+    }
+    if let Some(version) = route.send_proxy {
+        parts.push(format!("send-proxy {version}"));
+    }
+    let blocks = |blocks: &[crate::acl::Cidr]| {
+        blocks
+            .iter()
+            .map(ToString::to_string)
+            .collect::<Vec<_>>()
+            .join(" ")
+    };
+    if !route.allow.is_empty() {
+        parts.push(format!("allow {}", blocks(&route.allow)));
+    }
+    if !route.deny.is_empty() {
+        parts.push(format!("deny {}", blocks(&route.deny)));
+    }
+    if let Some(max) = route.max_connections_per_source {
+        parts.push(format!("max-connections-per-source {max}"));
+    }
+    if parts.is_empty() {
+        String::new()
+    } else {
+        format!("; {}", parts.join(", "))
+    }
 }

@@ -8,8 +8,9 @@
 use std::collections::HashMap;
 
 use super::{Command, Reactor, RouteId};
+use crate::hooks::CloseReason;
 use crate::metrics::{close_reason_slot, Exporter, Snapshot};
-use crate::pipe::{Pipe, Reason};
+use crate::pipe::{Pipe, Reason, Refusal};
 use crate::upstream::TargetId;
 
 /// How long a scrape waits for the loop; a loop that takes longer is stuck.
@@ -46,13 +47,27 @@ impl Reactor {
         }
     }
 
-    /// A client of `route` was reset at accept, no target dialable: it
-    /// counts as a pipe that ended in a connect failure at once.
-    pub(super) fn count_refused(&mut self, route: RouteId) {
+    /// A client of `route` was reset before any pipe was made for it (no
+    /// target could be dialed, or it was refused): it counts as a pipe that
+    /// ended at once, for `reason`.
+    pub(super) fn count_turned_away(&mut self, route: RouteId, reason: CloseReason) {
         if let Some(route) = self.routes.get_mut(route) {
-            let slot = close_reason_slot(crate::hooks::CloseReason::ConnectFailed);
-            route.stats.closed[slot] += 1;
+            route.stats.closed[close_reason_slot(reason)] += 1;
             route.stats.duration.observe(std::time::Duration::ZERO);
+        }
+    }
+
+    /// A client of `route` was refused by its rules or its PROXY header.
+    pub(super) fn count_refusal(&mut self, route: RouteId, refusal: &Refusal) {
+        let slot = match refusal {
+            Refusal::Denied => 0,
+            Refusal::SourceLimit(_) => 1,
+            Refusal::ProxyHeader(_) => 2,
+            Refusal::ProxyTimeout => 3,
+            Refusal::Gone => return,
+        };
+        if let Some(route) = self.routes.get_mut(route) {
+            route.stats.refused[slot] += 1;
         }
     }
 

@@ -5,7 +5,9 @@
 
 pub mod config;
 pub mod faults;
+pub mod haproxy;
 pub mod hooks;
+pub mod proxy;
 pub mod scrape;
 pub mod upstreams;
 

@@ -1,0 +1,245 @@
+//! Clients of `accept-proxy` routes whose PROXY header is not complete yet.
+//!
+//! Such a client is not a pipe: nothing is dialed, no ring is lent, and the
+//! hooks hear of it only once its header is read (or it is turned away).
+//! It waits here, in a table of its own with a token range of its own, and
+//! counts against the connection limits like a pipe.
+//!
+//! The header is read with `MSG_PEEK` into a stack buffer, re-parsing
+//! everything received so far at each readable edge, so a header split
+//! over any number of segments reads the same as one in a single segment.
+//! Once it is complete, exactly its bytes are consumed: what the client
+//! sent after it stays in the socket, and the pipe forwards it untouched.
+
+use std::io::{ErrorKind, Read};
+use std::net::SocketAddr;
+
+use log::{debug, error};
+use mio::event::Event;
+use mio::net::TcpStream;
+use mio::Interest;
+use socket2::SockRef;
+
+use super::routes::RouteId;
+use super::{awaiting_token, Reactor, Timer};
+use crate::net;
+use crate::pipe::Refusal;
+use crate::proxy_protocol::{self, Header, Parsed};
+
+/// The longest header accepted. v1 needs at most 107 bytes and a v2 header
+/// with IPv6 addresses 52; the rest is room for TLVs (AWS, GCP and Azure
+/// send a few dozen bytes of them). Capping it bounds what one client
+/// can make the loop copy at each of its segments.
+pub(super) const MAX_HEADER: usize = 4096;
+
+/// A client whose header is awaited.
+pub(super) struct Awaiting {
+    /// The pipe id it will have (the id in its log lines already).
+    id: u64,
+    route: RouteId,
+    /// `None` once it has left the table, until its slot is freed at the
+    /// end of the turn (so that an event of it still in the batch cannot
+    /// reach a client that reused the slot).
+    stream: Option<TcpStream>,
+    peer: SocketAddr,
+    /// The listener's address: the destination of a header sent onwards,
+    /// should the socket not say.
+    listener: SocketAddr,
+    /// The OS reported the client's FIN: an incomplete header will stay so.
+    read_closed: bool,
+}
+
+/// What the bytes received so far amount to.
+enum Progress {
+    Pending,
+    Complete(Header),
+    Failed(String),
+}
+
+impl Reactor {
+    /// Client `id` of an `accept-proxy` route is accepted: it waits for its
+    /// header, for at most the route's `proxy-timeout`.
+    pub(super) fn await_proxy_header(
+        &mut self,
+        route_id: RouteId,
+        id: u64,
+        mut client: TcpStream,
+        (peer, listener): (SocketAddr, SocketAddr),
+    ) {
+        let Some(route) = self.routes.get_mut(route_id) else {
+            return;
+        };
+        let entry = self.awaiting.vacant_entry();
+        let key = entry.key();
+        if let Err(e) =
+            self.poll
+                .registry()
+                .register(&mut client, awaiting_token(key), Interest::READABLE)
+        {
+            error!("pipe {id}: cannot register with poll: {e}");
+            self.metrics.aborted_total.add(1);
+            net::abort_on_close(SockRef::from(&client));
+            return;
+        }
+        route.live_pipes += 1;
+        let timeout = route.config.proxy_timeout;
+        entry.insert(Awaiting {
+            id,
+            route: route_id,
+            stream: Some(client),
+            peer,
+            listener,
+            read_closed: false,
+        });
+        self.metrics.awaiting_proxy_header.add(1);
+        if let Some(timeout) = timeout {
+            self.timers
+                .push(self.now + timeout, Timer::ProxyHeader { key, id });
+        }
+        debug!("pipe {id}: accepted {peer}; awaiting its PROXY header");
+    }
+
+    /// The client's socket is readable (or closed, or failed): its header
+    /// may be complete now.
+    pub(super) fn on_awaiting_event(&mut self, key: usize, event: &Event) {
+        let Some(entry) = self.awaiting.get_mut(key) else {
+            return;
+        };
+        let Some(stream) = &entry.stream else {
+            return;
+        };
+        entry.read_closed |= event.is_read_closed();
+        let progress = match read_header(stream) {
+            Progress::Pending if entry.read_closed => {
+                Progress::Failed("the client closed before completing it".into())
+            }
+            progress => progress,
+        };
+        match progress {
+            Progress::Pending => {}
+            Progress::Failed(why) => self.leave_awaiting(key, Err(Refusal::ProxyHeader(why))),
+            Progress::Complete(header) => self.leave_awaiting(key, Ok(header)),
+        }
+    }
+
+    /// The client's `proxy-timeout` ran out, unless it has left already.
+    pub(super) fn on_proxy_header_timer(&mut self, key: usize, id: u64) {
+        let waiting = self
+            .awaiting
+            .get(key)
+            .is_some_and(|entry| entry.id == id && entry.stream.is_some());
+        if waiting {
+            self.leave_awaiting(key, Err(Refusal::ProxyTimeout));
+        }
+    }
+
+    /// Turns away every waiting client for which `which` holds (of a
+    /// removed route at its drain deadline, or all at a shutdown: none has
+    /// had a byte forwarded yet).
+    pub(super) fn refuse_awaiting(&mut self, which: impl Fn(RouteId) -> bool) {
+        let keys: Vec<usize> = self
+            .awaiting
+            .iter()
+            .filter(|(_, entry)| entry.stream.is_some() && which(entry.route))
+            .map(|(key, _)| key)
+            .collect();
+        for key in keys {
+            self.leave_awaiting(key, Err(Refusal::Gone));
+        }
+    }
+
+    /// The client leaves the table: with its header, to be admitted by its
+    /// real address and become a pipe; or turned away.
+    fn leave_awaiting(&mut self, key: usize, outcome: Result<Header, Refusal>) {
+        let Some(entry) = self.awaiting.get_mut(key) else {
+            return;
+        };
+        let Some(mut stream) = entry.stream.take() else {
+            return;
+        };
+        let (id, route_id, peer, listener) = (entry.id, entry.route, entry.peer, entry.listener);
+        self.awaiting_left.push(key);
+        self.metrics.awaiting_proxy_header.sub(1);
+        // Its pipe, if it gets one, registers it afresh under its own token.
+        let _ = self.poll.registry().deregister(&mut stream);
+        let live = self.routes.get(route_id).filter(|route| !route.retired);
+        let outcome = match (outcome, live) {
+            (Ok(_), None) => Err(Refusal::Gone),
+            (outcome, _) => outcome,
+        };
+        match outcome {
+            Ok(header) => {
+                if let Some(route) = self.routes.get_mut(route_id) {
+                    // The pipe counts from here, as if just accepted.
+                    route.live_pipes -= 1;
+                }
+                let (client, local) = match header.addresses {
+                    Some((source, destination)) => (source, destination),
+                    // LOCAL (a balancer's health check), UNKNOWN, UNSPEC or
+                    // UNIX: the connection's own addresses stand.
+                    None => (peer, stream.local_addr().unwrap_or(listener)),
+                };
+                debug!(
+                    "pipe {id}: {} header from {peer}: client {client}, to {local}",
+                    header.version
+                );
+                self.admit(route_id, id, stream, (client, local));
+            }
+            Err(refusal) => {
+                self.refuse(id, route_id, stream, peer, refusal);
+                self.route_lost_pipe(route_id);
+            }
+        }
+    }
+
+    /// Frees the slots of the clients that left the table during this turn.
+    pub(super) fn free_left_awaiting(&mut self) -> bool {
+        if self.awaiting_left.is_empty() {
+            return false;
+        }
+        for key in std::mem::take(&mut self.awaiting_left) {
+            self.awaiting.try_remove(key);
+        }
+        true
+    }
+}
+
+/// Looks at what the client has sent so far, and once it holds a complete
+/// header, consumes exactly that header.
+fn read_header(stream: &TcpStream) -> Progress {
+    let mut buf = [0u8; MAX_HEADER];
+    let received = loop {
+        match stream.peek(&mut buf) {
+            Ok(0) => return Progress::Failed("the client closed before sending it".into()),
+            Ok(n) => break n,
+            Err(e) if e.kind() == ErrorKind::WouldBlock => return Progress::Pending,
+            Err(e) if e.kind() == ErrorKind::Interrupted => {}
+            Err(e) => return Progress::Failed(format!("the client's side failed: {e}")),
+        }
+    };
+    let (header, len) = match proxy_protocol::parse(&buf[..received]) {
+        Err(malformed) => return Progress::Failed(malformed.to_string()),
+        Ok(Parsed::Incomplete { total: Some(total) }) if total > MAX_HEADER => {
+            return Progress::Failed(format!(
+                "v2 header of {total} bytes; at most {MAX_HEADER} are accepted"
+            ))
+        }
+        Ok(Parsed::Incomplete { .. }) => return Progress::Pending,
+        Ok(Parsed::Complete { header, len }) => (header, len),
+    };
+    // The bytes are in the socket's receive queue already: this read takes
+    // them all, and nothing after them.
+    let mut consumed = 0;
+    while consumed < len {
+        match (&*stream).read(&mut buf[consumed..len]) {
+            Ok(0) => break,
+            Ok(n) => consumed += n,
+            Err(e) if e.kind() == ErrorKind::Interrupted => {}
+            Err(e) => return Progress::Failed(format!("the client's side failed: {e}")),
+        }
+    }
+    if consumed < len {
+        return Progress::Failed("the header vanished from the socket".into());
+    }
+    Progress::Complete(header)
+}
