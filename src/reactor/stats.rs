@@ -86,6 +86,9 @@ impl Reactor {
             .map(|since| self.now.saturating_duration_since(since));
         let first_byte =
             (!before.had_reply && pipe.bytes_toward_client() > 0).then(|| pipe.age(self.now));
+        if connect_time.is_none() && first_byte.is_none() {
+            return; // a one-way stream with no reply yet: nothing crossed
+        }
         let Some(stats) = self.upstreams.stats_mut(target) else {
             return;
         };
