@@ -370,3 +370,29 @@ fn a_refused_client_gets_a_line_saying_why() {
     assert_eq!(line["target"], "-");
     assert_ne!(line["detail"], "-", "{line:?}");
 }
+
+#[test]
+fn a_pipe_the_embedder_aborts_is_logged_as_aborted() {
+    let dir = LogDir::new("aborted");
+    let (target, target_addr) = common::listener();
+    let mut config = tcpipe::Config::new("127.0.0.1:0".parse().unwrap(), target_addr);
+    config.access_log.destination = tcpipe::LogDestination::File(dir.file());
+    config.access_log.format = tcpipe::LogFormat::Json;
+    let running = common::hooks::Running::start(config);
+    let mut client = connect(running.addr.expect("a listener"));
+    let client_addr = client.local_addr().unwrap();
+    let _upstream = accept(&target);
+    let mut pipes = Vec::new();
+    assert!(wait_until(DEADLINE, || {
+        pipes = running.handle.pipes().expect("running");
+        !pipes.is_empty()
+    }));
+    running.handle.abort(pipes[0].id).expect("abort the pipe");
+    assert_reset(&mut client, "client of an aborted pipe");
+    let line: serde_json::Value =
+        serde_json::from_str(&lines_of(&dir.file(), 1)[0]).expect("valid JSON");
+    assert_eq!(line["end"], "aborted");
+    assert_eq!(line["client"], client_addr.to_string());
+    assert_eq!(line["pipe"], pipes[0].id.get());
+    running.stop();
+}
