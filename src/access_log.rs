@@ -130,9 +130,14 @@ impl AccessLog {
     }
 
     /// Whether close lines are wanted at all; callers check before they
-    /// gather an entry.
+    /// gather an entry. On stderr that is also the logger's say: with
+    /// `tcpipe::access=off` in `RUST_LOG` no line is even made.
     pub(crate) fn logs_closes(&self) -> bool {
-        !matches!(self.sink, Sink::Off)
+        match self.sink {
+            Sink::Off => false,
+            Sink::Stderr => log::log_enabled!(target: "tcpipe::access", log::Level::Info),
+            Sink::File(_) => true,
+        }
     }
 
     /// Whether open lines are wanted.
