@@ -306,7 +306,12 @@ fn the_default_is_stderr_and_off_means_nothing() {
     let target = echo_server();
     let logged = Tcpipe::start(target, &[]);
     let silent = Tcpipe::start(target, &["--access-log", "off", "--metrics", "127.0.0.1:0"]);
-    for tcpipe in [&logged, &silent] {
+    let filtered = Tcpipe::start_logging(
+        "info,tcpipe::access=off",
+        target,
+        &["--metrics", "127.0.0.1:0"],
+    );
+    for tcpipe in [&logged, &silent, &filtered] {
         let mut client = connect(tcpipe.addr);
         client.write_all(b"hi").unwrap();
         client.shutdown(Shutdown::Write).unwrap();
@@ -317,14 +322,19 @@ fn the_default_is_stderr_and_off_means_nothing() {
         "no access line on stderr"
     );
     let of = [("route", "default"), ("reason", "clean")];
-    scrape_until(&silent, "the pipe closed", |s| {
-        s.get("tcpipe_pipes_closed_total", &of) == 1.0
-    });
-    assert!(
-        !silent.logs().iter().any(|l| l.contains("event=")),
-        "--access-log off still logged: {:?}",
-        silent.logs()
-    );
+    for (tcpipe, how) in [
+        (&silent, "--access-log off"),
+        (&filtered, "tcpipe::access=off"),
+    ] {
+        scrape_until(tcpipe, "the pipe closed", |s| {
+            s.get("tcpipe_pipes_closed_total", &of) == 1.0
+        });
+        assert!(
+            !tcpipe.logs().iter().any(|l| l.contains("event=")),
+            "{how} still logged: {:?}",
+            tcpipe.logs()
+        );
+    }
 }
 
 #[test]
