@@ -1,6 +1,8 @@
 //! `--keepalive`: both of a pipe's sockets (the accepted client and the
 //! connection to the target) run TCP keepalive with the configured idle
-//! time; `0` turns it off. A socket option is not visible to the peer, so
+//! time (the upstream socket once the pipe is a second old, which spares
+//! short connections four syscalls); `0` turns it off. A socket option is
+//! not visible to the peer, so
 //! the forwarder's sockets are inspected with `ss -o`, which shows a
 //! `timer:(keepalive,44sec,0)` on a socket whose keepalive is armed.
 

@@ -47,6 +47,7 @@ use std::time::{Duration, Instant};
 use log::debug;
 use mio::event::Event;
 use mio::{Interest, Registry, Token};
+use socket2::SockRef;
 
 use crate::hooks::{CloseReason, Direction as Way, TimeoutKind};
 use crate::metrics::Metrics;
@@ -240,6 +241,20 @@ pub(crate) struct Settings {
     pub(crate) connect_timeout: Option<Duration>,
     pub(crate) idle_timeout: Option<Duration>,
     pub(crate) half_close_timeout: Option<Duration>,
+    /// TCP keepalive idle time of its upstream socket, set once the pipe
+    /// has lived [`keepalive_delay`]; `None`: none (the client's socket
+    /// has it from the listener).
+    pub(crate) keepalive: Option<Duration>,
+}
+
+/// How old a pipe gets before its upstream socket's keepalive is set: a
+/// second, or half the keepalive idle time if that is shorter. Most
+/// connections are over by then, and four `setsockopt` calls are a sixth
+/// of a short connection's syscalls; a dead peer is found that much later
+/// at most, since the kernel starts counting idle time when keepalive is
+/// switched on.
+fn keepalive_delay(idle: Duration) -> Duration {
+    (idle / 2).min(Duration::from_secs(1))
 }
 
 /// The target side: which target (none for an attached socket), and the
@@ -297,6 +312,8 @@ pub(crate) struct Pipe {
     pub(crate) closing: bool,
     /// Which side sent FIN first, for the access log.
     first_fin: Option<Side>,
+    /// The upstream socket's keepalive is still to be set.
+    keepalive_pending: bool,
 }
 
 impl Pipe {
@@ -310,7 +327,8 @@ impl Pipe {
         now: Instant,
     ) -> Pipe {
         let stage = stage_for(&dialed, dial, now);
-        Pipe {
+        let connected = dialed.connected;
+        let mut pipe = Pipe {
             id,
             settings,
             peer,
@@ -325,7 +343,10 @@ impl Pipe {
             queued: false,
             closing: false,
             first_fin: None,
-        }
+            keepalive_pending: false,
+        };
+        pipe.keepalive_pending = pipe.wants_keepalive(connected);
+        pipe
     }
 
     /// Sends `header` (a PROXY protocol header) to the target ahead of
@@ -353,7 +374,21 @@ impl Pipe {
         };
         let dial = std::mem::take(dial);
         self.stage = stage_for(&dialed, dial, now);
+        self.keepalive_pending = self.wants_keepalive(dialed.connected);
         self.target = Upstream::new(dialed);
+    }
+
+    /// Whether a new upstream socket needs its keepalive set: one that
+    /// came connected is a pooled one (set when the pool made it) or the
+    /// embedder's own.
+    fn wants_keepalive(&self, connected: bool) -> bool {
+        !connected && self.settings.keepalive.is_some()
+    }
+
+    /// When the upstream's keepalive is to be set, if it still is.
+    fn keepalive_due(&self) -> Option<Instant> {
+        let idle = self.settings.keepalive.filter(|_| self.keepalive_pending)?;
+        Some(self.opened_at + keepalive_delay(idle))
     }
 
     pub(crate) fn route(&self) -> Option<RouteId> {
@@ -597,6 +632,11 @@ impl Pipe {
 
     /// The next instant at which a timeout could run out, if any applies.
     pub(crate) fn next_deadline(&self) -> Option<Instant> {
+        earliest(self.timeout_deadline(), self.keepalive_due())
+    }
+
+    /// The next instant at which a timeout could run out, if any applies.
+    fn timeout_deadline(&self) -> Option<Instant> {
         let settings = &self.settings;
         if let Stage::Connecting { since, .. } = self.stage {
             return settings.connect_timeout.map(|t| since + t);
@@ -616,8 +656,21 @@ impl Pipe {
         }
     }
 
-    /// A timer of this pipe came due: a timeout may have run out.
-    pub(crate) fn on_timer(&self, now: Instant) -> Verdict {
+    /// A timer of this pipe came due: its upstream keepalive may be due,
+    /// a timeout may have run out.
+    pub(crate) fn on_timer(&mut self, now: Instant) -> Verdict {
+        if self.keepalive_due().is_some_and(|due| now >= due) {
+            self.keepalive_pending = false;
+            if let Some(idle) = self.settings.keepalive {
+                let socket = SockRef::from(&self.target.endpoint.stream);
+                if let Err(e) = socket.set_tcp_keepalive(&net::keepalive(idle)) {
+                    debug!(
+                        "pipe {}: cannot set keepalive on the target side: {e}",
+                        self.id
+                    );
+                }
+            }
+        }
         let settings = &self.settings;
         let ran_out =
             |start: Instant, limit: Option<Duration>| limit.is_some_and(|t| now >= start + t);
@@ -696,6 +749,13 @@ fn finish_connect(target: &mut Endpoint) -> io::Result<bool> {
     Ok(connected)
 }
 
+fn earliest(a: Option<Instant>, b: Option<Instant>) -> Option<Instant> {
+    match (a, b) {
+        (Some(a), Some(b)) => Some(a.min(b)),
+        (a, b) => a.or(b),
+    }
+}
+
 fn interest(read: bool, write: bool) -> Option<Interest> {
     match (read, write) {
         (true, true) => Some(Interest::READABLE | Interest::WRITABLE),
@@ -707,6 +767,15 @@ fn interest(read: bool, write: bool) -> Option<Interest> {
 
 #[cfg(all(test, target_pointer_width = "64"))]
 mod tests {
+    use std::time::Duration;
+
+    #[test]
+    fn the_upstream_keepalive_waits_a_second_or_half_its_idle_time() {
+        let delay = super::keepalive_delay;
+        assert_eq!(delay(Duration::from_secs(60)), Duration::from_secs(1));
+        assert_eq!(delay(Duration::from_secs(1)), Duration::from_millis(500));
+    }
+
     /// Idle pipes cost memory in proportion to this: routes, stages and
     /// target identities fit in the bytes a pipe had before them.
     #[test]

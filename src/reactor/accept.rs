@@ -331,7 +331,12 @@ impl Reactor {
         if route.config.accept_proxy {
             return self.await_proxy_header(route_id, id, client, (peer, listener));
         }
-        let local = client.local_addr().unwrap_or(listener);
+        // The address the client reached, for a PROXY header sent onwards
+        // (a wildcard listener's is not concrete); a syscall only then.
+        let local = match route.config.send_proxy {
+            Some(_) => client.local_addr().unwrap_or(listener),
+            None => listener,
+        };
         self.admit(route_id, id, client, (peer, local));
     }
 

@@ -222,6 +222,8 @@ impl Reactor {
             connect_timeout: options.connect_timeout,
             idle_timeout: options.idle_timeout,
             half_close_timeout: options.half_close_timeout,
+            // The embedder's sockets keep the options it gave them.
+            keepalive: None,
         });
         let mut dial = Dial::new(1);
         dial.attempts = 1;

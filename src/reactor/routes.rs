@@ -79,6 +79,7 @@ pub(crate) fn settings_of(id: RouteId, route: &config::Route) -> pipe::Settings 
         connect_timeout: route.connect_timeout,
         idle_timeout: route.idle_timeout,
         half_close_timeout: route.half_close_timeout,
+        keepalive: route.keepalive,
     }
 }
 

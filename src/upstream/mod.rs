@@ -105,7 +105,6 @@ pub(crate) struct Dialed {
 /// accepted when its target descriptor is already in hand.
 struct SpareSocket {
     ipv6: bool,
-    keepalive: Option<Duration>,
     socket: socket2::Socket,
 }
 
@@ -345,18 +344,12 @@ impl Upstreams {
         let Some(target) = group.members.first().and_then(|&t| self.targets.get(t)) else {
             return Ok(());
         };
-        let (ipv6, keepalive) = (target.addr.is_ipv6(), group.keepalive);
-        if let Some(spare) = &self.spare {
-            if spare.ipv6 == ipv6 && spare.keepalive == keepalive {
-                return Ok(());
-            }
+        let ipv6 = target.addr.is_ipv6();
+        if self.spare.as_ref().is_some_and(|spare| spare.ipv6 == ipv6) {
+            return Ok(());
         }
-        let socket = net::upstream_socket(target.addr, keepalive.map(net::keepalive).as_ref())?;
-        self.spare = Some(SpareSocket {
-            ipv6,
-            keepalive,
-            socket,
-        });
+        let socket = net::upstream_socket(target.addr, None)?;
+        self.spare = Some(SpareSocket { ipv6, socket });
         Ok(())
     }
 
@@ -374,7 +367,6 @@ impl Upstreams {
         now: Instant,
     ) -> Option<Dialed> {
         while dial.attempts < dial.max_attempts {
-            let keepalive = self.targets.group(group)?.keepalive;
             let target = self.targets.pick(group, client_ip, dial.tried(), now)?;
             dial.attempts += 1;
             let pooled = self.take_pooled(target, registry, now);
@@ -384,7 +376,7 @@ impl Upstreams {
                     if let Some(target) = self.targets.get_mut(target) {
                         target.stats.connect_attempts += 1;
                     }
-                    self.connect_to(target, keepalive).map(|s| (s, false))
+                    self.connect_to(target).map(|s| (s, false))
                 }
             };
             match stream {
@@ -405,23 +397,21 @@ impl Upstreams {
         None
     }
 
-    fn connect_to(
-        &mut self,
-        target: TargetId,
-        keepalive: Option<Duration>,
-    ) -> io::Result<TcpStream> {
+    /// A connect for a client, on the spare socket if it fits. Its
+    /// keepalive is left to the pipe, which sets it once the pipe has
+    /// lived a moment: most connections are over before then, and four
+    /// `setsockopt` calls are a sixth of a short connection's syscalls.
+    fn connect_to(&mut self, target: TargetId) -> io::Result<TcpStream> {
         let addr = self
             .targets
             .get(target)
             .map(|t| t.addr)
             .ok_or_else(|| io::Error::new(io::ErrorKind::NotFound, "target removed"))?;
         let socket = match self.spare.take() {
-            Some(spare) if spare.ipv6 == addr.is_ipv6() && spare.keepalive == keepalive => {
-                spare.socket
-            }
+            Some(spare) if spare.ipv6 == addr.is_ipv6() => spare.socket,
             other => {
                 self.spare = other;
-                net::upstream_socket(addr, keepalive.map(net::keepalive).as_ref())?
+                net::upstream_socket(addr, None)?
             }
         };
         net::start_connect(socket, addr)
@@ -640,7 +630,8 @@ impl Upstreams {
             return;
         };
         let (addr, policy) = (target.addr, target.policy);
-        let started = net::upstream_socket(addr, policy.keepalive.map(net::keepalive).as_ref())
+        // A probe closes as soon as it connects: no keepalive to set.
+        let started = net::upstream_socket(addr, None)
             .and_then(|socket| net::start_connect(socket, addr))
             .and_then(|stream| self.probes.add(registry, stream, id));
         match started {

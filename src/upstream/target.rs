@@ -134,8 +134,6 @@ impl Policy {
 pub(crate) struct Group {
     pub(crate) members: Vec<TargetId>,
     pub(crate) balancer: Balancer,
-    /// TCP keepalive of the route's upstream sockets.
-    pub(crate) keepalive: Option<Duration>,
 }
 
 impl Group {
@@ -143,7 +141,6 @@ impl Group {
         Group {
             members,
             balancer: Balancer::new(route.balance),
-            keepalive: route.keepalive,
         }
     }
 }
