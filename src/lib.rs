@@ -43,6 +43,7 @@ mod text;
 mod throttle;
 mod timers;
 mod upstream;
+mod workers;
 
 pub use config::{
     format_duration, format_size, load_file, parse_address, parse_duration, parse_size,

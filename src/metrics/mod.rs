@@ -49,6 +49,10 @@ impl Gauge {
     pub(crate) fn sub(&self, n: u64) {
         self.0.store(self.0.load(Relaxed).wrapping_sub(n), Relaxed);
     }
+
+    fn set(&self, n: u64) {
+        self.0.store(n, Relaxed);
+    }
 }
 
 #[derive(Default, Debug)]
@@ -93,6 +97,37 @@ impl Metrics {
                 .0
                 .store(fill as u64, Relaxed);
         }
+    }
+}
+
+impl Metrics {
+    /// Makes every counter and gauge the sum of `parts`' (each worker's),
+    /// and the peak the largest of theirs. Each worker writes only its own
+    /// `Metrics`, so their updates stay plain stores; a sum is taken when
+    /// someone reads.
+    pub(crate) fn set_to_sum(&self, parts: &[std::sync::Arc<Metrics>]) {
+        let sum = |field: fn(&Metrics) -> &Gauge| parts.iter().map(|m| field(m).get()).sum();
+        let fields: [fn(&Metrics) -> &Gauge; 13] = [
+            |m| &m.live_pipes,
+            |m| &m.accepted_total,
+            |m| &m.connect_failures_total,
+            |m| &m.aborted_total,
+            |m| &m.timed_out_total,
+            |m| &m.bytes_toward_target_total,
+            |m| &m.bytes_toward_client_total,
+            |m| &m.buffered_bytes,
+            |m| &m.rings_in_use,
+            |m| &m.accept_backoffs_total,
+            |m| &m.connection_limit_reached_total,
+            |m| &m.reloads_ok_total,
+            |m| &m.reloads_failed_total,
+        ];
+        for field in fields {
+            field(self).set(sum(field));
+        }
+        let peak = parts.iter().map(|m| m.peak_direction_buffered_bytes.get());
+        self.peak_direction_buffered_bytes
+            .set(peak.max().unwrap_or(0));
     }
 }
 
@@ -256,6 +291,30 @@ impl Snapshot {
             reloads_ok: metrics.reloads_ok_total.get(),
             reloads_failed: metrics.reloads_failed_total.get(),
             routes: Vec::new(),
+        }
+    }
+
+    /// Adds another worker's snapshot: counts add up, entries are matched
+    /// by route and target name, a target is up if any worker has it up.
+    pub(crate) fn merge(&mut self, other: Snapshot) {
+        self.buffered_bytes += other.buffered_bytes;
+        self.rings_in_use += other.rings_in_use;
+        self.accept_backoffs += other.accept_backoffs;
+        self.connection_limit_reached += other.connection_limit_reached;
+        self.reloads_ok += other.reloads_ok;
+        self.reloads_failed += other.reloads_failed;
+        for route in other.routes {
+            let into = self.route(&route.name);
+            into.active += route.active;
+            into.stats.absorb(&route.stats);
+            for target in route.targets {
+                let entry = into.target(&target.name);
+                entry.up |= target.up;
+                entry.active += target.active;
+                entry.pool_idle += target.pool_idle;
+                entry.stats.absorb(&target.stats);
+                add_all(&mut entry.bytes, &target.bytes);
+            }
         }
     }
 

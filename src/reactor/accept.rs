@@ -153,10 +153,15 @@ impl Reactor {
 
     /// A pipe is counted against the limits from accept until it is freed.
     fn blocked(&self, route: RouteId) -> Option<Blocked> {
-        if self.pipes.len() >= self.limits.max_connections {
+        // Several workers split each limit, so their sum is the one set.
+        if self.pipes.len() >= self.share.limit(self.limits.max_connections) {
             return Some(Blocked::Process);
         }
-        let at_route_limit = self.routes.get(route).is_some_and(|r| r.is_at_limit());
+        let share = self.share;
+        let at_route_limit = self
+            .routes
+            .get(route)
+            .is_some_and(|r| r.is_at_limit(share));
         at_route_limit.then_some(Blocked::Route)
     }
 

@@ -51,6 +51,10 @@ pub(crate) enum Command {
         options: AttachOptions,
         reply: Sender<Result<PipeId, CommandError>>,
     },
+    /// A reload the leader applied, for a follower to apply too.
+    Follow(Box<super::crew::Relay>),
+    /// The leader's probe verdicts and resolved addresses, for a follower.
+    News(Vec<crate::upstream::News>),
 }
 
 /// What a reload did.
@@ -157,7 +161,11 @@ impl Reactor {
             match signal {
                 SIGHUP => self.reload_file("SIGHUP"),
                 SIGUSR2 => warn!("SIGUSR2 means nothing to tcpipe; carrying on"),
-                _ => self.request_shutdown(),
+                _ => {
+                    self.request_shutdown();
+                    // One worker takes the signals; all of them drain.
+                    self.tell_followers(|| Command::Shutdown);
+                }
             }
         }
     }
@@ -168,14 +176,22 @@ impl Reactor {
             match command {
                 Command::Shutdown => self.request_shutdown(),
                 Command::Reload { config, reply } => {
+                    let copy = self.share.has_peers().then(|| (*config).clone());
                     let applied = self.apply(*config, false);
                     self.log_reload(&applied);
                     if applied.is_ok() {
                         info!("reload: done");
                     }
-                    // The caller may have given up waiting; nothing to do then.
-                    let _ = reply.send(applied);
+                    match copy {
+                        Some(config) => self.pass_reload(config, applied, Some(reply)),
+                        // The caller may have given up waiting; nothing to do then.
+                        None => {
+                            let _ = reply.send(applied);
+                        }
+                    }
                 }
+                Command::Follow(relay) => self.on_relay(relay),
+                Command::News(news) => self.on_news(news),
                 Command::FileLoaded(loaded) => self.on_file_loaded(*loaded),
                 // Callers that gave up waiting need no answer.
                 Command::Pipe { id, action, reply } => {
@@ -236,6 +252,10 @@ impl Reactor {
 
     fn on_file_loaded(&mut self, loaded: Result<Config, FileError>) {
         let asked = self.reloading.in_flight.take();
+        let copy = match &loaded {
+            Ok(config) if self.share.has_peers() => Some(config.clone()),
+            _ => None,
+        };
         let applied = loaded
             .map_err(ReloadError::File)
             .and_then(|config| self.apply(config, false));
@@ -245,6 +265,9 @@ impl Reactor {
                 "reload: done, {} after it was asked for",
                 format_elapsed(self.now.saturating_duration_since(asked))
             );
+        }
+        if let Some(config) = copy {
+            self.pass_reload(config, applied, None);
         }
         if std::mem::take(&mut self.reloading.again) {
             self.reload_file("SIGHUP (sent during the last reload)");

@@ -18,11 +18,13 @@
 //! | `events`   | telling the embedder's hooks what happened                    |
 //! | `stats`    | counting for metrics, and the snapshot a scrape gets         |
 //! | `access`   | the access log's lines                                       |
+//! | `crew`     | one worker among several: following the leader's reloads and news |
 
 mod accept;
 mod access;
 mod commands;
 mod control;
+mod crew;
 mod events;
 mod reload;
 mod routes;
@@ -33,7 +35,7 @@ use std::io::{self, ErrorKind};
 use std::net::SocketAddr;
 use std::path::PathBuf;
 use std::sync::mpsc::Receiver;
-use std::sync::Arc;
+use std::sync::{Arc, OnceLock};
 use std::time::{Duration, Instant, SystemTime};
 
 use log::{debug, error, info, warn};
@@ -52,11 +54,13 @@ use crate::text::format_elapsed;
 use crate::throttle::Throttle;
 use crate::timers::Timers;
 use crate::upstream::{self, Upstreams};
+use crate::workers::{Crew, Share};
 use routes::Routes;
 
 pub(crate) use commands::PipeAction;
 pub use commands::{AttachOptions, CommandError, PipeInfo, PipeState};
 pub(crate) use control::Command;
+pub(crate) use crew::Follow;
 pub use control::{ReloadError, Reloaded};
 pub(crate) use routes::RouteId;
 
@@ -172,13 +176,24 @@ pub(crate) struct Reactor {
     /// The time this turn started; all activity stamps in the turn use it.
     now: Instant,
     exit: bool,
+    /// Which worker this is, of how many.
+    share: Share,
+    /// Every worker, once all are made.
+    crew: Arc<OnceLock<Arc<Crew>>>,
+    /// A follower's part of the config being applied, from the leader.
+    follow: Option<Follow>,
 }
 
 impl Reactor {
     /// A reactor running `config`: every listener bound, every pool filling.
+    /// Worker `share` of a forwarder whose workers make up `crew`; a
+    /// follower binds where the leader did (`follow`).
     pub(crate) fn new(
         config: Config,
         hooks: Option<Box<dyn Hooks>>,
+        share: Share,
+        crew: Arc<OnceLock<Arc<Crew>>>,
+        follow: Option<Follow>,
     ) -> Result<Reactor, ReloadError> {
         let poll = Poll::new().map_err(ReloadError::Io)?;
         let waker = Arc::new(Waker::new(poll.registry(), CONTROL).map_err(ReloadError::Io)?);
@@ -189,7 +204,7 @@ impl Reactor {
             probe: probe_token,
         };
         let mut reactor = Reactor {
-            upstreams: Upstreams::new(tokens, Arc::clone(&waker), Arc::clone(&metrics)),
+            upstreams: Upstreams::new(tokens, Arc::clone(&waker), Arc::clone(&metrics), share),
             poll,
             routes: Routes::new(),
             limits: Limits {
@@ -201,7 +216,7 @@ impl Reactor {
             timers: Timers::new(),
             ready: VecDeque::new(),
             closing: Vec::new(),
-            next_pipe_id: 1,
+            next_pipe_id: share.first_pipe_id(),
             accepting: accept::State::default(),
             commands: receiver,
             waker,
@@ -217,13 +232,24 @@ impl Reactor {
             unreachable_warnings: Throttle::default(),
             now: Instant::now(),
             exit: false,
+            share,
+            crew,
+            follow,
         };
         if reactor.hooks.is_some() {
             reactor.upstreams.report_health();
         }
+        if share.has_peers() && share.is_leader() {
+            reactor.upstreams.keep_news();
+        }
         let started = reactor.apply(config, true)?;
+        reactor.follow = None;
         for line in started.summary {
-            info!("{line}");
+            if share.is_leader() {
+                info!("{line}");
+            } else {
+                debug!("worker {}: {line}", share.index + 1);
+            }
         }
         Ok(reactor)
     }
@@ -242,7 +268,7 @@ impl Reactor {
         self.routes.listening()
     }
 
-    pub(crate) fn run(mut self) -> io::Result<()> {
+    pub(crate) fn run(&mut self) -> io::Result<()> {
         let mut events = Events::with_capacity(1024);
         while !self.exit {
             let timeout = if self.ready.is_empty() && !self.accepting.more_pending {
@@ -272,8 +298,13 @@ impl Reactor {
             if self.hooks.is_some() {
                 self.tell_health_changes();
             }
-            if self.shutting_down && self.pipes.is_empty() {
-                info!("every pipe has finished; exiting");
+            if self.share.has_peers() && self.share.is_leader() {
+                self.share_news();
+            }
+            if self.shutting_down && self.pipes.is_empty() && self.followers_done() {
+                if self.share.is_leader() {
+                    info!("every pipe has finished; exiting");
+                }
                 self.exit = true;
             }
         }
@@ -297,7 +328,7 @@ impl Reactor {
     /// A new pipe's id: the id in logs and hooks, and its generation.
     fn next_pipe_id(&mut self) -> u64 {
         let id = self.next_pipe_id;
-        self.next_pipe_id += 1;
+        self.next_pipe_id += self.share.pipe_id_step();
         id
     }
 
