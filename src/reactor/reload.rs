@@ -62,7 +62,7 @@ impl Reactor {
         let sockets = self.claim_sockets(&config)?;
         let outputs = self.prepare_outputs(&config)?;
         // At startup the caller warns, naming settings as it was given them.
-        if !starting {
+        if !starting && self.share.is_leader() {
             for warning in config.warnings(Naming::File) {
                 warn!("reload: {warning}");
             }
