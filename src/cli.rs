@@ -239,8 +239,8 @@ struct Args {
     access_log_opens: bool,
 
     /// Event loops, each on a thread of its own listening on every address
-    /// with SO_REUSEPORT; 'auto' is one per CPU.
-    #[arg(long, value_name = "N|auto", default_value = "1", value_parser = config::parse_workers)]
+    /// with SO_REUSEPORT; N may be 'auto': one per CPU.
+    #[arg(long, value_name = "N", default_value = "1", value_parser = config::parse_workers)]
     workers: usize,
 }
 

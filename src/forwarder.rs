@@ -288,7 +288,9 @@ impl Builder {
                 Peer { commands, waker }
             })
             .collect();
-        let metrics = workers.map(|reactor| Arc::clone(reactor.metrics())).collect();
+        let metrics = workers
+            .map(|reactor| Arc::clone(reactor.metrics()))
+            .collect();
         let crew = Arc::new(Crew::new(peers, metrics));
         // Set once, here: nothing else fills the slot.
         let _ = slot.set(Arc::clone(&crew));

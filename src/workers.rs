@@ -170,7 +170,9 @@ mod tests {
     fn shares_add_up_to_the_total_and_limits_never_reach_zero() {
         for count in 1..6 {
             for total in 0..20 {
-                let sum: usize = (0..count).map(|index| Share { index, count }.of(total)).sum();
+                let sum: usize = (0..count)
+                    .map(|index| Share { index, count }.of(total))
+                    .sum();
                 assert_eq!(sum, total, "{total} over {count} workers");
                 for index in 0..count {
                     assert!(Share { index, count }.limit(total) >= 1);

@@ -158,10 +158,7 @@ impl Reactor {
             return Some(Blocked::Process);
         }
         let share = self.share;
-        let at_route_limit = self
-            .routes
-            .get(route)
-            .is_some_and(|r| r.is_at_limit(share));
+        let at_route_limit = self.routes.get(route).is_some_and(|r| r.is_at_limit(share));
         at_route_limit.then_some(Blocked::Route)
     }
 

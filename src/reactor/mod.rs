@@ -60,8 +60,8 @@ use routes::Routes;
 pub(crate) use commands::PipeAction;
 pub use commands::{AttachOptions, CommandError, PipeInfo, PipeState};
 pub(crate) use control::Command;
-pub(crate) use crew::Follow;
 pub use control::{ReloadError, Reloaded};
+pub(crate) use crew::Follow;
 pub(crate) use routes::RouteId;
 
 /// Bytes one pipe may read per turn before others get theirs.

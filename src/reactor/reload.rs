@@ -183,7 +183,10 @@ impl Reactor {
                     None => {
                         // A follower binds the very address the leader got
                         // (port 0 included), to share it by SO_REUSEPORT.
-                        let bind = self.follow.as_ref().map_or(addr, |f| f.bind_for(i, j, addr));
+                        let bind = self
+                            .follow
+                            .as_ref()
+                            .map_or(addr, |f| f.bind_for(i, j, addr));
                         let reuse_port = self.share.has_peers();
                         let bound = net::bind_listener(bind, keepalive.as_ref(), reuse_port)
                             .and_then(|socket| Ok((socket.local_addr()?, socket)))

@@ -95,13 +95,19 @@ impl Upstreams {
                 };
                 if up {
                     if entry.health.succeeded() == Some(Change::CameUp) {
-                        debug!("target {} is up again (probed by the first worker)", entry.label());
+                        debug!(
+                            "target {} is up again (probed by the first worker)",
+                            entry.label()
+                        );
                         self.refill(id, registry, now);
                     }
                 } else {
                     let policy = entry.policy.health;
                     if let Some(Change::WentDown { .. }) = entry.health.failed(&policy, true, now) {
-                        debug!("target {} is down (probed by the first worker)", entry.label());
+                        debug!(
+                            "target {} is down (probed by the first worker)",
+                            entry.label()
+                        );
                         self.pool.discard_idle(id);
                     }
                 }
@@ -111,7 +117,10 @@ impl Upstreams {
                 target,
                 addr,
             } => {
-                if let Some(entry) = self.find(&route, &target).and_then(|id| self.targets.get_mut(id)) {
+                if let Some(entry) = self
+                    .find(&route, &target)
+                    .and_then(|id| self.targets.get_mut(id))
+                {
                     entry.readdress(addr);
                 }
             }
