@@ -191,6 +191,6 @@ impl Reactor {
     /// The leader waits for every follower before it exits, so that a
     /// second signal still reaches them and the process ends with the last.
     pub(super) fn followers_done(&self) -> bool {
-        !self.share.is_leader() || self.crew.get().is_none_or(|crew| crew.followers_done())
+        !self.share.is_leader() || self.crew.get().map_or(true, |crew| crew.followers_done())
     }
 }
