@@ -426,3 +426,37 @@ fn a_forwarder_with_hooks_runs_one_worker() {
         Ok(_) => panic!("hooks with 2 workers must be refused"),
     }
 }
+
+#[test]
+fn check_warns_of_more_workers_than_cpus_or_than_the_connection_limit() {
+    let cpus = std::thread::available_parallelism().unwrap().get();
+    let many = (cpus + 1).to_string();
+    let output = run_tcpipe(&[
+        "--check",
+        "-l",
+        "127.0.0.1:0",
+        "-t",
+        "127.0.0.1:1",
+        "--workers",
+        &many,
+        "--max-connections",
+        "1",
+    ]);
+    assert_eq!(output.status.code(), Some(0));
+    let stderr = String::from_utf8_lossy(&output.stderr);
+    let warned = |fragments: &[&str]| {
+        stderr
+            .lines()
+            .any(|line| line.contains("warning") && fragments.iter().all(|f| line.contains(f)))
+    };
+    assert!(
+        warned(&["--workers", &many, &format!("{cpus} CPUs")]),
+        "{stderr}"
+    );
+    assert!(
+        warned(&["--workers", &many, "--max-connections 1"]),
+        "{stderr}"
+    );
+    let output = run_tcpipe(&["--check", "-l", "127.0.0.1:0", "-t", "127.0.0.1:1"]);
+    assert!(!String::from_utf8_lossy(&output.stderr).contains("workers"));
+}
