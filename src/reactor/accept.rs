@@ -170,9 +170,18 @@ impl Reactor {
             self.metrics.connection_limit_reached_total.add(1);
         }
         if let Some(held_back) = self.accepting.at_limit.start(self.now) {
+            let max = self.limits.max_connections;
+            let limit = if self.share.has_peers() {
+                let worker = self.share.index + 1;
+                format!(
+                    "{} (worker {worker}'s share of {max})",
+                    self.share.limit(max)
+                )
+            } else {
+                max.to_string()
+            };
             info!(
-                "connection limit of {} reached; new clients wait in the backlog{held_back}",
-                self.limits.max_connections
+                "connection limit of {limit} reached; new clients wait in the backlog{held_back}"
             );
         }
     }
