@@ -87,7 +87,8 @@ impl Handle {
     /// Same as SIGTERM: stop accepting and let live pipes finish within the
     /// drain timeout. A second call aborts the rest at once.
     pub fn shutdown(&self) {
-        for peer in &self.crew.peers {
+        // The first worker last: it logs the shutdown for all.
+        for peer in self.crew.peers.iter().rev() {
             peer.send(Command::Shutdown);
         }
     }

@@ -101,6 +101,8 @@ pub(crate) struct Crew {
     next_attach: AtomicUsize,
     /// Workers whose loop has not ended yet.
     running: AtomicUsize,
+    /// Live pipes of every worker: what `max-connections` limits.
+    live: AtomicUsize,
 }
 
 impl Crew {
@@ -111,6 +113,7 @@ impl Crew {
             metrics,
             next_attach: AtomicUsize::new(0),
             running,
+            live: AtomicUsize::new(0),
         }
     }
 
@@ -136,6 +139,23 @@ impl Crew {
     /// Whether every worker but the leader has ended.
     pub(crate) fn followers_done(&self) -> bool {
         self.running.load(Ordering::Acquire) <= 1
+    }
+
+    /// Live pipes of every worker. Checked before an accept and counted
+    /// after it, like the per-worker count, so two workers accepting at
+    /// the same instant may each take the last place (one over per extra
+    /// worker at most, until the next close).
+    pub(crate) fn live_pipes(&self) -> usize {
+        self.live.load(Ordering::Acquire)
+    }
+
+    pub(crate) fn pipe_opened(&self) {
+        self.live.fetch_add(1, Ordering::AcqRel);
+    }
+
+    /// `n` pipes were freed; returns how many were live before.
+    pub(crate) fn pipes_freed(&self, n: usize) -> usize {
+        self.live.fetch_sub(n, Ordering::AcqRel)
     }
 
     /// Every worker's snapshot, merged; `None` if no loop answered.

@@ -52,14 +52,6 @@ impl Config {
                  turns on the same cores"
             )));
         }
-        if workers > 1 && self.max_connections < workers {
-            out.push(warn(format!(
-                "more workers than {} {}; each worker takes at least one, so up to \
-                 {workers} pipes may be live",
-                naming.sibling("max-connections"),
-                self.max_connections
-            )));
-        }
     }
 }
 

@@ -153,8 +153,9 @@ impl Reactor {
 
     /// A pipe is counted against the limits from accept until it is freed.
     fn blocked(&self, route: RouteId) -> Option<Blocked> {
-        // Several workers split each limit, so their sum is the one set.
-        if self.pipes.len() >= self.share.limit(self.limits.max_connections) {
+        // Several workers count their pipes together against this one; a
+        // route's own limit they split.
+        if self.process_pipes() >= self.limits.max_connections {
             return Some(Blocked::Process);
         }
         let share = self.share;
@@ -170,18 +171,9 @@ impl Reactor {
             self.metrics.connection_limit_reached_total.add(1);
         }
         if let Some(held_back) = self.accepting.at_limit.start(self.now) {
-            let max = self.limits.max_connections;
-            let limit = if self.share.has_peers() {
-                let worker = self.share.index + 1;
-                format!(
-                    "{} (worker {worker}'s share of {max})",
-                    self.share.limit(max)
-                )
-            } else {
-                max.to_string()
-            };
             info!(
-                "connection limit of {limit} reached; new clients wait in the backlog{held_back}"
+                "connection limit of {} reached; new clients wait in the backlog{held_back}",
+                self.limits.max_connections
             );
         }
     }

@@ -40,6 +40,8 @@ pub(crate) enum Command {
         action: PipeAction,
         reply: Sender<Result<(), CommandError>>,
     },
+    /// As `Shutdown`, answered once this loop no longer accepts.
+    ShutdownAck(Sender<()>),
     /// Every live pipe.
     List(Sender<Vec<PipeInfo>>),
     /// What the metrics endpoint shows.
@@ -55,6 +57,8 @@ pub(crate) enum Command {
     Follow(Box<super::crew::Relay>),
     /// The leader's probe verdicts and resolved addresses, for a follower.
     News(Vec<crate::upstream::News>),
+    /// Another worker freed pipes while all were at `max-connections`.
+    Freed,
 }
 
 /// What a reload did.
@@ -161,11 +165,8 @@ impl Reactor {
             match signal {
                 SIGHUP => self.reload_file("SIGHUP"),
                 SIGUSR2 => warn!("SIGUSR2 means nothing to tcpipe; carrying on"),
-                _ => {
-                    self.request_shutdown();
-                    // One worker takes the signals; all of them drain.
-                    self.tell_followers(|| Command::Shutdown);
-                }
+                // One worker takes the signals; all of them drain.
+                _ => self.shut_every_worker_down(),
             }
         }
     }
@@ -175,6 +176,10 @@ impl Reactor {
         while let Ok(command) = self.commands.try_recv() {
             match command {
                 Command::Shutdown => self.request_shutdown(),
+                Command::ShutdownAck(ack) => {
+                    self.request_shutdown();
+                    let _ = ack.send(());
+                }
                 Command::Reload { config, reply } => {
                     let copy = self.share.has_peers().then(|| (*config).clone());
                     let applied = self.apply(*config, false);
@@ -192,6 +197,7 @@ impl Reactor {
                 }
                 Command::Follow(relay) => self.on_relay(relay),
                 Command::News(news) => self.on_news(news),
+                Command::Freed => self.accept_waiting(super::accept::Trigger::PipeFreed),
                 Command::FileLoaded(loaded) => self.on_file_loaded(*loaded),
                 // Callers that gave up waiting need no answer.
                 Command::Pipe { id, action, reply } => {

@@ -170,6 +170,71 @@ impl Reactor {
         }
     }
 
+    /// A shutdown signal: the first time, every follower closes its
+    /// listeners before this one does and logs it, so that once the log
+    /// says so no worker accepts (each waited for at most a second); a
+    /// second time, every worker aborts.
+    pub(super) fn shut_every_worker_down(&mut self) {
+        if self.shutting_down {
+            self.request_shutdown();
+            self.tell_followers(|| Command::Shutdown);
+            return;
+        }
+        let acks: Vec<_> = self
+            .peers()
+            .iter()
+            .skip(1)
+            .filter_map(|peer| {
+                let (ack, acked) = std::sync::mpsc::channel();
+                peer.send(Command::ShutdownAck(ack)).then_some(acked)
+            })
+            .collect();
+        for acked in acks {
+            let _ = acked.recv_timeout(std::time::Duration::from_secs(1));
+        }
+        self.request_shutdown();
+    }
+
+    /// Live pipes of the whole process, as `max-connections` counts them.
+    pub(super) fn process_pipes(&self) -> usize {
+        match self.crew.get() {
+            Some(crew) if self.share.has_peers() => crew.live_pipes(),
+            _ => self.pipes.len(),
+        }
+    }
+
+    pub(super) fn count_opened(&self) {
+        if let Some(crew) = self.crew.get() {
+            crew.pipe_opened();
+        }
+    }
+
+    /// `freed` pipes were freed here; returns whether the process was at
+    /// its limit before.
+    pub(super) fn count_freed(&self, freed: usize) -> bool {
+        let Some(crew) = self.crew.get().filter(|_| freed > 0) else {
+            return false;
+        };
+        crew.pipes_freed(freed) >= self.limits.max_connections
+    }
+
+    /// The process was at its limit and this worker has served its own
+    /// waiting clients first: places still free go to the other workers,
+    /// whose waiting clients no event of theirs will announce.
+    pub(super) fn offer_freed_places(&self) {
+        let Some(crew) = self.crew.get() else {
+            return;
+        };
+        if crew.live_pipes() >= self.limits.max_connections {
+            return;
+        }
+        for (index, peer) in crew.peers.iter().enumerate() {
+            if index != self.share.index {
+                peer.send(Command::Freed);
+            }
+        }
+    }
+
     /// The leader's probe verdicts and new addresses go to every follower.
     pub(super) fn share_news(&mut self) {
         let news = self.upstreams.take_news();

@@ -337,6 +337,9 @@ impl Reactor {
     fn start_pipe(&mut self, pipe: Pipe) {
         let key = self.pipes.insert(pipe);
         self.metrics.live_pipes.add(1);
+        if self.share.has_peers() {
+            self.count_opened();
+        }
         if self.hooks.is_some() {
             self.tell_opened(key);
         }
@@ -522,10 +525,12 @@ impl Reactor {
         if self.closing.is_empty() {
             return;
         }
+        let mut freed = 0;
         for (key, reason) in std::mem::take(&mut self.closing) {
             let Some(pipe) = self.pipes.try_remove(key) else {
                 continue;
             };
+            freed += 1;
             if self.hooks.is_some() {
                 self.tell_closed(&pipe, &reason);
             }
@@ -542,9 +547,13 @@ impl Reactor {
             pipe.close(reason.closing(), &mut self.rings, &self.metrics);
             self.metrics.live_pipes.sub(1);
         }
+        let was_full = self.share.has_peers() && self.count_freed(freed);
         // Descriptors and slots were freed: clients waiting in a backlog may
         // now be served, with no new event to say so.
         self.accept_waiting(accept::Trigger::PipeFreed);
+        if was_full {
+            self.offer_freed_places();
+        }
     }
 
     /// A pipe of `route` was freed; a removed route goes with its last pipe.
