@@ -454,3 +454,54 @@ fn check_warns_of_more_workers_than_cpus() {
     let output = run_tcpipe(&["--check", "-l", "127.0.0.1:0", "-t", "127.0.0.1:1"]);
     assert!(!String::from_utf8_lossy(&output.stderr).contains("workers"));
 }
+
+/// How many of `clients` have had their echo since the last look.
+fn echoes_arrived(clients: &mut [TcpStream], seen: &mut [bool]) -> usize {
+    for (client, seen) in clients.iter_mut().zip(seen.iter_mut()) {
+        let mut byte = [0u8; 1];
+        if !*seen && matches!(client.read(&mut byte), Ok(1)) {
+            *seen = true;
+        }
+    }
+    seen.iter().filter(|&&s| s).count()
+}
+
+#[test]
+fn max_connections_is_one_count_for_all_workers() {
+    let tcpipe = Tcpipe::start(echo_server(), &["--workers", "2", "--max-connections", "4"]);
+    let mut served: Vec<TcpStream> = (0..4).map(|_| served_client(tcpipe.addr)).collect();
+    let mut waiting: Vec<TcpStream> = (0..8)
+        .map(|_| {
+            let mut client = connect(tcpipe.addr);
+            client.write_all(b"w").unwrap();
+            client.set_nonblocking(true).unwrap();
+            client
+        })
+        .collect();
+    let mut seen = vec![false; waiting.len()];
+    assert!(
+        !wait_until(Duration::from_millis(400), || echoes_arrived(
+            &mut waiting,
+            &mut seen
+        ) > 0),
+        "a client beyond the limit of 4 was served"
+    );
+    // Each place freed on either worker admits exactly one waiting client,
+    // on whichever worker it waits.
+    for admitted in 1..=4 {
+        drop(served.remove(0));
+        assert!(
+            wait_until(DEADLINE, || echoes_arrived(&mut waiting, &mut seen)
+                >= admitted),
+            "a freed place was not taken"
+        );
+        assert!(
+            !wait_until(Duration::from_millis(300), || echoes_arrived(
+                &mut waiting,
+                &mut seen
+            ) > admitted),
+            "one freed place admitted two clients"
+        );
+    }
+    assert!(served.is_empty());
+}
