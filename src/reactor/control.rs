@@ -10,7 +10,7 @@ use std::sync::mpsc::Sender;
 use std::thread;
 use std::time::Instant;
 
-use log::{error, info, warn};
+use log::{debug, error, info, warn};
 use mio::Interest;
 use signal_hook::consts::{SIGHUP, SIGINT, SIGQUIT, SIGTERM, SIGUSR1, SIGUSR2};
 use signal_hook_mio::v1_0::Signals;
@@ -320,9 +320,20 @@ impl Reactor {
             }
             None => "however long they take".into(),
         };
+        // With several workers the first one speaks for all, counting the
+        // pipes of every worker.
+        if !self.share.is_leader() {
+            debug!("worker {}: shutting down", self.share.index + 1);
+            return;
+        }
+        let open = if self.share.has_peers() {
+            self.process_pipes()
+        } else {
+            self.open_pipes()
+        };
         info!(
             "shutting down: no longer accepting; {} may finish {within}",
-            plural(self.open_pipes(), "pipe")
+            plural(open, "pipe")
         );
     }
 }
