@@ -379,3 +379,64 @@ pub(crate) fn unix_seconds(at: SystemTime) -> f64 {
         .unwrap_or(Duration::ZERO)
         .as_secs_f64()
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use std::sync::Arc;
+
+    #[test]
+    fn workers_snapshots_merge_by_route_and_target_name() {
+        let metrics = Metrics::default();
+        let mut first = Snapshot::new(&metrics, SystemTime::UNIX_EPOCH);
+        let mut second = first.clone();
+        first.buffered_bytes = 10;
+        second.buffered_bytes = 5;
+        let mut stats = RouteStats {
+            accepted: 3,
+            ..RouteStats::default()
+        };
+        first.route("web").add(2, &stats);
+        stats.accepted = 4;
+        second.route("web").add(1, &stats);
+        second.route("db").add(1, &RouteStats::default());
+        let target = first.route("web").target("a");
+        target.add(false, 1, 2, &TargetStats::default());
+        target.bytes = [100, 200];
+        let target = second.route("web").target("a");
+        target.add(true, 3, 1, &TargetStats::default());
+        target.bytes = [1, 2];
+
+        first.merge(second);
+        assert_eq!(first.buffered_bytes, 15);
+        let names: Vec<&str> = first.routes.iter().map(|r| r.name.as_str()).collect();
+        assert_eq!(names, ["web", "db"]);
+        let web = &first.routes[0];
+        assert_eq!((web.active, web.stats.accepted), (3, 7));
+        assert_eq!(web.targets.len(), 1);
+        let a = &web.targets[0];
+        assert!(a.up, "up in one worker is up");
+        assert_eq!((a.active, a.pool_idle, a.bytes), (4, 3, [101, 202]));
+    }
+
+    #[test]
+    fn a_sum_of_workers_metrics_adds_counters_and_keeps_the_largest_peak() {
+        let parts: Vec<Arc<Metrics>> = (1..=3)
+            .map(|n| {
+                let m = Metrics::default();
+                m.live_pipes.add(n);
+                m.accepted_total.add(10 * n);
+                m.note_direction_fill(n as usize * 100);
+                Arc::new(m)
+            })
+            .collect();
+        let total = Metrics::default();
+        total.set_to_sum(&parts);
+        assert_eq!(total.live_pipes.get(), 6);
+        assert_eq!(total.accepted_total.get(), 60);
+        assert_eq!(total.peak_direction_buffered_bytes.get(), 300);
+        parts[0].live_pipes.sub(1);
+        total.set_to_sum(&parts);
+        assert_eq!(total.live_pipes.get(), 5, "a new sum replaces the old");
+    }
+}
