@@ -13,7 +13,7 @@
 //! - the leader alone receives signals, reads the config file, serves
 //!   `/metrics` (asking every worker) and owns the access log's writer.
 
-use std::sync::atomic::{AtomicUsize, Ordering};
+use std::sync::atomic::{AtomicBool, AtomicUsize, Ordering};
 use std::sync::mpsc::{self, Sender};
 use std::sync::Arc;
 use std::time::Duration;
@@ -103,6 +103,9 @@ pub(crate) struct Crew {
     running: AtomicUsize,
     /// Live pipes of every worker: what `max-connections` limits.
     live: AtomicUsize,
+    /// Some worker is paused at `max-connections`: the process's episode,
+    /// counted once however many workers pause in it.
+    at_limit: AtomicBool,
 }
 
 impl Crew {
@@ -114,6 +117,7 @@ impl Crew {
             next_attach: AtomicUsize::new(0),
             running,
             live: AtomicUsize::new(0),
+            at_limit: AtomicBool::new(false),
         }
     }
 
@@ -156,6 +160,18 @@ impl Crew {
     /// `n` pipes were freed; returns how many were live before.
     pub(crate) fn pipes_freed(&self, n: usize) -> usize {
         self.live.fetch_sub(n, Ordering::AcqRel)
+    }
+
+    /// A worker pauses at the limit: true if it is the first of this
+    /// episode, which is counted once.
+    pub(crate) fn limit_reached(&self) -> bool {
+        !self.at_limit.swap(true, Ordering::AcqRel)
+    }
+
+    /// A worker's stretch at the limit is over; the next pause starts a
+    /// new episode.
+    pub(crate) fn limit_left(&self) {
+        self.at_limit.store(false, Ordering::Release);
     }
 
     /// Every worker's snapshot, merged; `None` if no loop answered.

@@ -295,7 +295,9 @@ impl Snapshot {
     }
 
     /// Adds another worker's snapshot: counts add up, entries are matched
-    /// by route and target name, a target is up if any worker has it up.
+    /// by route and target name. A target is up only if every worker has it
+    /// up: each judges passive health from its own clients, and one that
+    /// has stopped sending clients there is worth an operator's look.
     pub(crate) fn merge(&mut self, other: Snapshot) {
         self.buffered_bytes += other.buffered_bytes;
         self.rings_in_use += other.rings_in_use;
@@ -308,8 +310,9 @@ impl Snapshot {
             into.active += route.active;
             into.stats.absorb(&route.stats);
             for target in route.targets {
+                let known = into.targets.iter().any(|t| t.name == target.name);
                 let entry = into.target(&target.name);
-                entry.up |= target.up;
+                entry.up = target.up && (entry.up || !known);
                 entry.active += target.active;
                 entry.pool_idle += target.pool_idle;
                 entry.stats.absorb(&target.stats);
@@ -415,7 +418,7 @@ mod tests {
         assert_eq!((web.active, web.stats.accepted), (3, 7));
         assert_eq!(web.targets.len(), 1);
         let a = &web.targets[0];
-        assert!(a.up, "up in one worker is up");
+        assert!(!a.up, "down in one worker is down");
         assert_eq!((a.active, a.pool_idle, a.bytes), (4, 3, [101, 202]));
     }
 

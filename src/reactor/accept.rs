@@ -167,7 +167,7 @@ impl Reactor {
         for key in self.routes.listener_keys() {
             self.pause_listener(key);
         }
-        if !self.accepting.at_limit.is_on() {
+        if !self.accepting.at_limit.is_on() && self.first_at_limit() {
             self.metrics.connection_limit_reached_total.add(1);
         }
         if let Some(held_back) = self.accepting.at_limit.start(self.now) {
@@ -309,6 +309,9 @@ impl Reactor {
                 "below the connection limit again after {}",
                 format_elapsed(lasted)
             );
+            if self.share.has_peers() {
+                self.left_limit();
+            }
         }
     }
 

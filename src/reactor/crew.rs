@@ -203,6 +203,21 @@ impl Reactor {
         }
     }
 
+    /// Whether this worker's pause at `max-connections` starts an episode
+    /// of the process (always, with one worker).
+    pub(super) fn first_at_limit(&self) -> bool {
+        match self.crew.get() {
+            Some(crew) if self.share.has_peers() => crew.limit_reached(),
+            _ => true,
+        }
+    }
+
+    pub(super) fn left_limit(&self) {
+        if let Some(crew) = self.crew.get() {
+            crew.limit_left();
+        }
+    }
+
     pub(super) fn count_opened(&self) {
         if let Some(crew) = self.crew.get() {
             crew.pipe_opened();
