@@ -80,7 +80,8 @@ impl<'a> Entry<'a> {
 enum Sink {
     Off,
     Stderr,
-    File(Writer),
+    /// Shared by every worker's loop: one writer thread per process.
+    File(std::sync::Arc<Writer>),
 }
 
 /// Where access lines go, and in what shape.
@@ -109,7 +110,7 @@ impl AccessLog {
         let sink = match &config.destination {
             LogDestination::Off => Sink::Off,
             LogDestination::Stderr => Sink::Stderr,
-            LogDestination::File(path) => Sink::File(Writer::start(path)?),
+            LogDestination::File(path) => Sink::File(std::sync::Arc::new(Writer::start(path)?)),
         };
         Ok(AccessLog {
             config: config.clone(),
@@ -118,13 +119,27 @@ impl AccessLog {
         })
     }
 
+    /// The same log for another worker: lines go to the same writer.
+    pub(crate) fn share(&self) -> AccessLog {
+        let sink = match &self.sink {
+            Sink::Off => Sink::Off,
+            Sink::Stderr => Sink::Stderr,
+            Sink::File(writer) => Sink::File(std::sync::Arc::clone(writer)),
+        };
+        AccessLog {
+            config: self.config.clone(),
+            sink,
+            dropped: 0,
+        }
+    }
+
     pub(crate) fn config(&self) -> &AccessLogConfig {
         &self.config
     }
 
     /// Reopens the file (after logrotate moved it away), on a reload.
     pub(crate) fn reopen(&mut self) {
-        if let Sink::File(writer) = &mut self.sink {
+        if let Sink::File(writer) = &self.sink {
             writer.send(Line::Reopen, &mut self.dropped);
         }
     }
@@ -339,7 +354,7 @@ impl Writer {
         })
     }
 
-    fn send(&mut self, line: Line, dropped: &mut u64) {
+    fn send(&self, line: Line, dropped: &mut u64) {
         let Some(lines) = &self.lines else {
             return;
         };

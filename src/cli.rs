@@ -74,7 +74,7 @@ impl From<BalanceArg> for Balance {
 
 /// Every flag that `--config` replaces: the route's, and the process-wide
 /// settings a file's `[global]` holds.
-const ROUTE_FLAGS: [&str; 28] = [
+const ROUTE_FLAGS: [&str; 29] = [
     "listen",
     "targets",
     "balance",
@@ -103,6 +103,7 @@ const ROUTE_FLAGS: [&str; 28] = [
     "allow",
     "deny",
     "max_connections_per_source",
+    "workers",
 ];
 
 #[derive(Clone, Copy, Debug, ValueEnum)]
@@ -293,6 +294,11 @@ struct Args {
     /// Log a line when a pipe opens too, not only when it closes.
     #[arg(long)]
     access_log_opens: bool,
+
+    /// Event loops, each on a thread of its own listening on every address
+    /// with SO_REUSEPORT; N may be 'auto': one per CPU.
+    #[arg(long, value_name = "N", default_value = "1", value_parser = config::parse_workers)]
+    workers: usize,
 }
 
 #[derive(Clone, Copy, Debug, ValueEnum)]
@@ -418,6 +424,7 @@ impl Args {
         config.drain_timeout = self.drain_timeout.0;
         config.resolve_interval = self.resolve_interval.0;
         config.metrics = self.metrics;
+        config.workers = self.workers;
         config.access_log = AccessLogConfig {
             destination: self.access_log,
             format: self.log_format.into(),

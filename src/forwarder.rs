@@ -6,10 +6,10 @@ use std::io;
 use std::net::SocketAddr;
 use std::path::PathBuf;
 use std::sync::mpsc::{self, Sender};
-use std::sync::Arc;
+use std::sync::{Arc, OnceLock};
+use std::thread;
 
 use log::error;
-use mio::Waker;
 
 use crate::config::{Config, ConfigError};
 use crate::hooks::{Hooks, PipeId};
@@ -17,6 +17,7 @@ use crate::metrics::Metrics;
 use crate::reactor::{
     AttachOptions, Command, CommandError, PipeAction, PipeInfo, Reactor, ReloadError, Reloaded,
 };
+use crate::workers::{owner_of, Crew, Peer, Share};
 
 /// Why a forwarder could not start.
 #[derive(Debug)]
@@ -72,27 +73,35 @@ impl From<ReloadError> for StartError {
 /// the pipe commands. Every method but [`shutdown`](Handle::shutdown) and
 /// [`metrics`](Handle::metrics) waits for the event loop's answer, so none
 /// may be called on the loop's own thread (from a hook), and none is
-/// answered before [`Forwarder::run`] has started.
+/// answered before [`Forwarder::run`] has started. With several workers
+/// (`Config::workers`) each command goes to every worker, or to the one
+/// that owns the pipe.
 #[derive(Clone)]
 pub struct Handle {
-    commands: Sender<Command>,
-    waker: Arc<Waker>,
-    metrics: Arc<Metrics>,
+    crew: Arc<Crew>,
+    /// With several workers: their metrics summed at each call.
+    total: Arc<Metrics>,
 }
 
 impl Handle {
     /// Same as SIGTERM: stop accepting and let live pipes finish within the
     /// drain timeout. A second call aborts the rest at once.
     pub fn shutdown(&self) {
-        self.send(Command::Shutdown);
+        // The first worker last: it logs the shutdown for all.
+        for peer in self.crew.peers.iter().rev() {
+            peer.send(Command::Shutdown);
+        }
     }
 
     /// Applies `config` in place, as SIGHUP does with the config file:
     /// routes are matched by name; live pipes keep their route, target and
     /// settings. Returns once the event loop has applied it, or refused it
-    /// (then the running config stays in force, unchanged).
+    /// (then the running config stays in force, unchanged). With several
+    /// workers the first applies it, then each of the others in turn; the
+    /// summary is the first worker's, and an error is the first one met.
+    /// The number of workers stays as it started.
     pub fn reload(&self, config: Config) -> Result<Reloaded, ReloadError> {
-        self.ask(|reply| Command::Reload {
+        self.ask(self.leader(), |reply| Command::Reload {
             config: Box::new(config),
             reply,
         })
@@ -118,14 +127,30 @@ impl Handle {
         self.pipe_command(id, PipeAction::Abort)
     }
 
-    /// Every live pipe: its route, ends, state and counters.
+    /// Every live pipe, of every worker: its route, ends, state and counters.
     pub fn pipes(&self) -> Result<Vec<PipeInfo>, CommandError> {
-        self.ask(Command::List).ok_or(CommandError::Stopped)
+        let answers: Vec<_> = self
+            .crew
+            .peers
+            .iter()
+            .filter_map(|peer| {
+                let (reply, answer) = mpsc::channel();
+                peer.send(Command::List(reply)).then_some(answer)
+            })
+            .collect();
+        let mut pipes: Option<Vec<PipeInfo>> = None;
+        for answer in answers {
+            if let Ok(listed) = answer.recv() {
+                pipes.get_or_insert_with(Vec::new).extend(listed);
+            }
+        }
+        pipes.ok_or(CommandError::Stopped)
     }
 
     /// Pipes two sockets the caller connected itself (Workerman's
     /// `setSource`/`setTarget`/`pipe()`), with route defaults: the same
-    /// flow control, close rules and hooks as any other pipe.
+    /// flow control, close rules and hooks as any other pipe. With several
+    /// workers, pairs go to them in turn.
     pub fn attach(
         &self,
         client: impl IntoStream,
@@ -145,7 +170,7 @@ impl Handle {
     ) -> Result<PipeId, CommandError> {
         let client = client.into_stream().map_err(CommandError::Io)?;
         let target = target.into_stream().map_err(CommandError::Io)?;
-        self.ask(|reply| Command::Attach {
+        self.ask(self.crew.next_for_attach(), |reply| Command::Attach {
             client,
             target,
             options,
@@ -154,39 +179,48 @@ impl Handle {
         .ok_or(CommandError::Stopped)?
     }
 
-    /// The forwarder's counters and gauges.
+    /// The forwarder's counters and gauges. With one worker (the default)
+    /// they are live: read them as often as you like. With several, each
+    /// worker keeps its own (so that updating them stays a plain store on
+    /// its own thread) and this returns their sum taken now: call it again
+    /// for newer values.
     pub fn metrics(&self) -> &Metrics {
-        &self.metrics
+        match self.crew.metrics.as_slice() {
+            [only] => only,
+            all => {
+                self.total.set_to_sum(all);
+                &self.total
+            }
+        }
     }
 
     /// Every metric, per route and target, in the Prometheus text format:
-    /// what `GET /metrics` serves.
+    /// what `GET /metrics` serves (with several workers, their sum).
     pub fn prometheus(&self) -> Result<String, CommandError> {
-        self.ask(Command::Scrape)
+        self.crew
+            .scrape()
             .map(|snapshot| crate::metrics::render(&snapshot))
             .ok_or(CommandError::Stopped)
     }
 
     fn pipe_command(&self, id: PipeId, action: PipeAction) -> Result<(), CommandError> {
-        self.ask(|reply| Command::Pipe { id, action, reply })
+        let owner = &self.crew.peers[owner_of(id.0, self.crew.count())];
+        self.ask(owner, |reply| Command::Pipe { id, action, reply })
             .ok_or(CommandError::Stopped)?
     }
 
-    /// Sends the command `make` builds around a reply channel, and waits
-    /// for the answer; `None` if the loop has ended.
-    fn ask<T>(&self, make: impl FnOnce(Sender<T>) -> Command) -> Option<T> {
-        let (reply, answer) = mpsc::channel();
-        self.send(make(reply));
-        answer.recv().ok()
+    fn leader(&self) -> &Peer {
+        &self.crew.peers[0]
     }
 
-    fn send(&self, command: Command) {
-        if self.commands.send(command).is_err() {
-            return; // the loop has ended
+    /// Sends `peer` the command `make` builds around a reply channel, and
+    /// waits for the answer; `None` if the loop has ended.
+    fn ask<T>(&self, peer: &Peer, make: impl FnOnce(Sender<T>) -> Command) -> Option<T> {
+        let (reply, answer) = mpsc::channel();
+        if !peer.send(make(reply)) {
+            return None;
         }
-        if let Err(e) = self.waker.wake() {
-            error!("cannot wake the event loop: {e}");
-        }
+        answer.recv().ok()
     }
 }
 
@@ -224,17 +258,58 @@ impl Builder {
         self
     }
 
-    /// Validates the config and binds every route's listeners.
+    /// Validates the config and binds every route's listeners, in every
+    /// worker.
     pub fn bind(self) -> Result<Forwarder, StartError> {
-        self.config.validate().map_err(StartError::Config)?;
-        let reactor = Reactor::new(self.config, self.hooks)?;
-        Ok(Forwarder { reactor })
+        let config = self.config;
+        config.validate().map_err(StartError::Config)?;
+        let count = config.workers;
+        if self.hooks.is_some() && count > 1 {
+            return Err(StartError::Config(ConfigError::new(
+                "workers",
+                count.to_string(),
+                "must be 1 for a forwarder with hooks: they are called on its one event loop's thread",
+            )));
+        }
+        let slot = Arc::new(OnceLock::new());
+        let first = Share { index: 0, count };
+        let leader = Reactor::new(config.clone(), self.hooks, first, Arc::clone(&slot), None)?;
+        let mut followers = Vec::with_capacity(count - 1);
+        for index in 1..count {
+            let share = Share { index, count };
+            let follow = Some(leader.follow(&config));
+            let follower = Reactor::new(config.clone(), None, share, Arc::clone(&slot), follow)?;
+            followers.push(follower);
+        }
+        let workers = std::iter::once(&leader).chain(&followers);
+        let peers = workers
+            .clone()
+            .map(|reactor| {
+                let (commands, waker) = reactor.commands();
+                Peer { commands, waker }
+            })
+            .collect();
+        let metrics = workers
+            .map(|reactor| Arc::clone(reactor.metrics()))
+            .collect();
+        let crew = Arc::new(Crew::new(peers, metrics));
+        // Set once, here: nothing else fills the slot.
+        let _ = slot.set(Arc::clone(&crew));
+        Ok(Forwarder {
+            reactor: leader,
+            followers,
+            crew,
+        })
     }
 }
 
 /// A bound forwarder, ready to [`run`](Forwarder::run).
 pub struct Forwarder {
+    /// The first worker: it takes signals, reads the config file and
+    /// serves `/metrics` for all.
     reactor: Reactor,
+    followers: Vec<Reactor>,
+    crew: Arc<Crew>,
 }
 
 impl Forwarder {
@@ -271,17 +346,21 @@ impl Forwarder {
 
     /// A handle to the forwarder for other threads.
     pub fn handle(&self) -> Handle {
-        let (commands, waker) = self.reactor.commands();
         Handle {
-            commands,
-            waker,
-            metrics: Arc::clone(self.reactor.metrics()),
+            crew: Arc::clone(&self.crew),
+            total: Arc::default(),
         }
     }
 
-    /// The forwarder's counters and gauges.
+    /// The forwarder's counters and gauges: live with one worker; with
+    /// several, their sum as of now (see [`Handle::metrics`]).
     pub fn metrics(&self) -> Arc<Metrics> {
-        Arc::clone(self.reactor.metrics())
+        if self.followers.is_empty() {
+            return Arc::clone(self.reactor.metrics());
+        }
+        let total = Arc::new(Metrics::default());
+        total.set_to_sum(&self.crew.metrics);
+        total
     }
 
     /// The config file SIGHUP reloads. Reading it again happens on a thread
@@ -301,8 +380,63 @@ impl Forwarder {
     }
 
     /// Forwards until shut down. Returns `Ok` after a shutdown request once
-    /// every pipe has finished or been aborted.
+    /// every pipe of every worker has finished or been aborted. The first
+    /// worker runs on the calling thread, each other on a thread of its own.
     pub fn run(self) -> io::Result<()> {
-        self.reactor.run()
+        let Forwarder {
+            mut reactor,
+            followers,
+            crew,
+        } = self;
+        let mut threads = Vec::with_capacity(followers.len());
+        for (n, mut follower) in followers.into_iter().enumerate() {
+            let done = Arc::clone(&crew);
+            let spawned = thread::Builder::new()
+                .name(format!("tcpipe-worker-{}", n + 2))
+                .spawn(move || {
+                    let ran = follower.run();
+                    done.finished();
+                    ran
+                });
+            match spawned {
+                Ok(thread) => threads.push(thread),
+                Err(e) => {
+                    abort_all(&crew);
+                    let _ = join(threads);
+                    return Err(e);
+                }
+            }
+        }
+        let ran = reactor.run();
+        if ran.is_err() {
+            abort_all(&crew);
+        }
+        let followers_ran = join(threads);
+        ran.and(followers_ran)
     }
+}
+
+/// Two shutdown requests: every worker aborts its pipes and ends.
+fn abort_all(crew: &Crew) {
+    for peer in &crew.peers {
+        peer.send(Command::Shutdown);
+        peer.send(Command::Shutdown);
+    }
+}
+
+/// Waits for every follower's thread; the first error any of them met.
+fn join(threads: Vec<thread::JoinHandle<io::Result<()>>>) -> io::Result<()> {
+    let mut result = Ok(());
+    for thread in threads {
+        let ran = thread
+            .join()
+            .unwrap_or_else(|_| Err(io::Error::other("a worker thread panicked")));
+        if let Err(e) = ran {
+            error!("a worker's event loop failed: {e}");
+            if result.is_ok() {
+                result = Err(e);
+            }
+        }
+    }
+    result
 }

@@ -45,6 +45,7 @@ mod text;
 mod throttle;
 mod timers;
 mod upstream;
+mod workers;
 
 pub use acl::Cidr;
 pub use config::{

@@ -15,9 +15,13 @@ const LISTEN_BACKLOG: i32 = 1024;
 /// The listener carries the client side's TCP options: Linux copies
 /// `TCP_NODELAY` and the keepalive settings (and starts the keepalive timer)
 /// into every accepted socket, which saves five syscalls per client.
+/// `reuse_port`: several workers each bind a socket of their own to `addr`
+/// and the kernel spreads new connections over them (`SO_REUSEPORT`); a
+/// single worker does without.
 pub(crate) fn bind_listener(
     addr: SocketAddr,
     keepalive: Option<&TcpKeepalive>,
+    reuse_port: bool,
 ) -> io::Result<TcpListener> {
     let socket = Socket::new(
         Domain::for_address(addr),
@@ -25,6 +29,9 @@ pub(crate) fn bind_listener(
         Some(Protocol::TCP),
     )?;
     socket.set_reuse_address(true)?;
+    if reuse_port {
+        socket.set_reuse_port(true)?;
+    }
     tune(SockRef::from(&socket), keepalive)?;
     socket.bind(&addr.into())?;
     socket.listen(LISTEN_BACKLOG)?;

@@ -149,6 +149,7 @@ struct Global {
     access_log: Option<String>,
     log_format: Option<LogFormat>,
     access_log_opens: Option<bool>,
+    workers: Option<WorkersSetting>,
 }
 
 /// A `[[route]]`, or `[defaults]` (which has no name, listen or targets).
@@ -234,6 +235,14 @@ impl Document {
         }
         if let Some(opens) = self.global.access_log_opens {
             config.access_log.opens = opens;
+        }
+        if let Some(workers) = &self.global.workers {
+            config.workers = workers.count().map_err(|reason| {
+                Problem::at_key(
+                    "global.workers",
+                    format!("invalid value '{workers}': {reason}"),
+                )
+            })?;
         }
         config.validate_as(Naming::File)?;
         Ok(config)
@@ -407,6 +416,32 @@ impl<T: TryFrom<i64>> TryFrom<WrittenCount> for Count<T> {
         T::try_from(n)
             .map(Count)
             .map_err(|_| format!("invalid count {n}: too large"))
+    }
+}
+
+/// `workers`: a number, or `"auto"`.
+#[derive(Deserialize)]
+#[serde(untagged, expecting = "expected a whole number such as 2, or \"auto\"")]
+enum WorkersSetting {
+    Number(i64),
+    Text(String),
+}
+
+impl WorkersSetting {
+    fn count(&self) -> Result<usize, String> {
+        match self {
+            WorkersSetting::Number(n) => super::parse_workers(&n.to_string()),
+            WorkersSetting::Text(text) => super::parse_workers(text),
+        }
+    }
+}
+
+impl std::fmt::Display for WorkersSetting {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        match self {
+            WorkersSetting::Number(n) => write!(f, "{n}"),
+            WorkersSetting::Text(text) => f.write_str(text),
+        }
     }
 }
 

@@ -19,6 +19,7 @@ use crate::acl::Cidr;
 use crate::proxy_protocol::ProxyVersion;
 
 pub use file::{load_file, FileError};
+pub(crate) use values::parse_workers;
 pub use values::{format_duration, format_size, parse_address, parse_duration, parse_size};
 pub use warnings::ConfigWarning;
 
@@ -42,6 +43,10 @@ pub struct Config {
     pub metrics: Option<SocketAddr>,
     /// The access log: where, in what format, and whether opens are logged.
     pub access_log: AccessLogConfig,
+    /// Event loops, each on a thread of its own with its own listening
+    /// sockets (`SO_REUSEPORT`); set at startup, a reload keeps the running
+    /// number. 1 is one loop and no `SO_REUSEPORT`.
+    pub workers: usize,
 }
 
 /// The access log's settings.
@@ -220,6 +225,8 @@ pub const DEFAULT_CONNECT_TIMEOUT: Duration = Duration::from_secs(5);
 pub const DEFAULT_HALF_CLOSE_TIMEOUT: Duration = Duration::from_secs(60);
 pub const DEFAULT_KEEPALIVE: Duration = Duration::from_secs(60);
 pub const DEFAULT_MAX_CONNECTIONS: usize = 10_000;
+/// More event loops than this is a typo, not a machine.
+pub const MAX_WORKERS: usize = 1024;
 pub const DEFAULT_DRAIN_TIMEOUT: Duration = Duration::from_secs(30);
 pub const DEFAULT_FAIL_THRESHOLD: u32 = 3;
 pub const DEFAULT_COOLDOWN: Duration = Duration::from_secs(5);
@@ -333,6 +340,7 @@ impl Config {
             resolve_interval: Some(DEFAULT_RESOLVE_INTERVAL),
             metrics: None,
             access_log: AccessLogConfig::default(),
+            workers: 1,
         }
     }
 
@@ -351,6 +359,13 @@ impl Config {
         if self.max_connections == 0 {
             let key = naming.global_key("max-connections");
             return Err(ConfigError::new(key, "0", "must be at least 1"));
+        }
+        if self.workers == 0 || self.workers > MAX_WORKERS {
+            return Err(ConfigError::new(
+                naming.global_key("workers"),
+                self.workers.to_string(),
+                format!("must be between 1 and {MAX_WORKERS}, or auto (one per CPU)"),
+            ));
         }
         let mut names = HashSet::new();
         for (index, route) in self.routes.iter().enumerate() {

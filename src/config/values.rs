@@ -4,6 +4,22 @@
 use std::net::{Ipv4Addr, Ipv6Addr, SocketAddr, ToSocketAddrs};
 use std::time::Duration;
 
+/// `auto` (one per CPU the process may run on) or a whole number, as
+/// `--workers` and `global.workers` take it; the range is checked by
+/// [`Config::validate`](crate::Config::validate).
+pub(crate) fn parse_workers(text: &str) -> Result<usize, String> {
+    if text == "auto" {
+        return Ok(std::thread::available_parallelism().map_or(1, |n| n.get()));
+    }
+    if text.starts_with('-') {
+        return Err("must not be negative".into());
+    }
+    if text.is_empty() || !text.bytes().all(|b| b.is_ascii_digit()) {
+        return Err("expected a whole number such as 2, or auto".into());
+    }
+    text.parse().map_err(|_| "too large".into())
+}
+
 /// Parses a byte size such as `65536`, `16k`, `16KiB` or `1m`. Units are
 /// binary: `k` is 1024.
 pub fn parse_size(text: &str) -> Result<usize, String> {

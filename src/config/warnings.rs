@@ -31,10 +31,27 @@ impl Config {
     /// names the setting the way `naming` says.
     pub fn warnings(&self, naming: Naming) -> Vec<ConfigWarning> {
         let mut warnings = Vec::new();
+        self.worker_warnings(naming, &mut warnings);
         for (index, route) in self.routes.iter().enumerate() {
             route.warnings(index, naming, &mut warnings);
         }
         warnings
+    }
+
+    fn worker_warnings(&self, naming: Naming, out: &mut Vec<ConfigWarning>) {
+        let workers = self.workers;
+        let warn = |reason: String| ConfigWarning {
+            key: naming.global_key("workers"),
+            value: workers.to_string(),
+            reason,
+        };
+        let cpus = std::thread::available_parallelism().map_or(1, |n| n.get());
+        if workers > cpus {
+            out.push(warn(format!(
+                "more workers than the {cpus} CPUs this process may run on; they take \
+                 turns on the same cores"
+            )));
+        }
     }
 }
 

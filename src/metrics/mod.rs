@@ -49,6 +49,10 @@ impl Gauge {
     pub(crate) fn sub(&self, n: u64) {
         self.0.store(self.0.load(Relaxed).wrapping_sub(n), Relaxed);
     }
+
+    fn set(&self, n: u64) {
+        self.0.store(n, Relaxed);
+    }
 }
 
 #[derive(Default, Debug)]
@@ -110,6 +114,37 @@ impl Metrics {
                 .0
                 .store(fill as u64, Relaxed);
         }
+    }
+}
+
+impl Metrics {
+    /// Makes every counter and gauge the sum of `parts`' (each worker's),
+    /// and the peak the largest of theirs. Each worker writes only its own
+    /// `Metrics`, so their updates stay plain stores; a sum is taken when
+    /// someone reads.
+    pub(crate) fn set_to_sum(&self, parts: &[std::sync::Arc<Metrics>]) {
+        let sum = |field: fn(&Metrics) -> &Gauge| parts.iter().map(|m| field(m).get()).sum();
+        let fields: [fn(&Metrics) -> &Gauge; 13] = [
+            |m| &m.live_pipes,
+            |m| &m.accepted_total,
+            |m| &m.connect_failures_total,
+            |m| &m.aborted_total,
+            |m| &m.timed_out_total,
+            |m| &m.bytes_toward_target_total,
+            |m| &m.bytes_toward_client_total,
+            |m| &m.buffered_bytes,
+            |m| &m.rings_in_use,
+            |m| &m.accept_backoffs_total,
+            |m| &m.connection_limit_reached_total,
+            |m| &m.reloads_ok_total,
+            |m| &m.reloads_failed_total,
+        ];
+        for field in fields {
+            field(self).set(sum(field));
+        }
+        let peak = parts.iter().map(|m| m.peak_direction_buffered_bytes.get());
+        self.peak_direction_buffered_bytes
+            .set(peak.max().unwrap_or(0));
     }
 }
 
@@ -295,6 +330,33 @@ impl Snapshot {
         }
     }
 
+    /// Adds another worker's snapshot: counts add up, entries are matched
+    /// by route and target name. A target is up only if every worker has it
+    /// up: each judges passive health from its own clients, and one that
+    /// has stopped sending clients there is worth an operator's look.
+    pub(crate) fn merge(&mut self, other: Snapshot) {
+        self.buffered_bytes += other.buffered_bytes;
+        self.rings_in_use += other.rings_in_use;
+        self.accept_backoffs += other.accept_backoffs;
+        self.connection_limit_reached += other.connection_limit_reached;
+        self.reloads_ok += other.reloads_ok;
+        self.reloads_failed += other.reloads_failed;
+        for route in other.routes {
+            let into = self.route(&route.name);
+            into.active += route.active;
+            into.stats.absorb(&route.stats);
+            for target in route.targets {
+                let known = into.targets.iter().any(|t| t.name == target.name);
+                let entry = into.target(&target.name);
+                entry.up = target.up && (entry.up || !known);
+                entry.active += target.active;
+                entry.pool_idle += target.pool_idle;
+                entry.stats.absorb(&target.stats);
+                add_all(&mut entry.bytes, &target.bytes);
+            }
+        }
+    }
+
     /// The entry for route `name`, made if new.
     pub(crate) fn route(&mut self, name: &str) -> &mut RouteSnapshot {
         let at = match self.routes.iter().position(|r| r.name == name) {
@@ -355,4 +417,65 @@ pub(crate) fn unix_seconds(at: SystemTime) -> f64 {
     at.duration_since(SystemTime::UNIX_EPOCH)
         .unwrap_or(Duration::ZERO)
         .as_secs_f64()
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use std::sync::Arc;
+
+    #[test]
+    fn workers_snapshots_merge_by_route_and_target_name() {
+        let metrics = Metrics::default();
+        let mut first = Snapshot::new(&metrics, SystemTime::UNIX_EPOCH);
+        let mut second = first.clone();
+        first.buffered_bytes = 10;
+        second.buffered_bytes = 5;
+        let mut stats = RouteStats {
+            accepted: 3,
+            ..RouteStats::default()
+        };
+        first.route("web").add(2, &stats);
+        stats.accepted = 4;
+        second.route("web").add(1, &stats);
+        second.route("db").add(1, &RouteStats::default());
+        let target = first.route("web").target("a");
+        target.add(false, 1, 2, &TargetStats::default());
+        target.bytes = [100, 200];
+        let target = second.route("web").target("a");
+        target.add(true, 3, 1, &TargetStats::default());
+        target.bytes = [1, 2];
+
+        first.merge(second);
+        assert_eq!(first.buffered_bytes, 15);
+        let names: Vec<&str> = first.routes.iter().map(|r| r.name.as_str()).collect();
+        assert_eq!(names, ["web", "db"]);
+        let web = &first.routes[0];
+        assert_eq!((web.active, web.stats.accepted), (3, 7));
+        assert_eq!(web.targets.len(), 1);
+        let a = &web.targets[0];
+        assert!(!a.up, "down in one worker is down");
+        assert_eq!((a.active, a.pool_idle, a.bytes), (4, 3, [101, 202]));
+    }
+
+    #[test]
+    fn a_sum_of_workers_metrics_adds_counters_and_keeps_the_largest_peak() {
+        let parts: Vec<Arc<Metrics>> = (1..=3)
+            .map(|n| {
+                let m = Metrics::default();
+                m.live_pipes.add(n);
+                m.accepted_total.add(10 * n);
+                m.note_direction_fill(n as usize * 100);
+                Arc::new(m)
+            })
+            .collect();
+        let total = Metrics::default();
+        total.set_to_sum(&parts);
+        assert_eq!(total.live_pipes.get(), 6);
+        assert_eq!(total.accepted_total.get(), 60);
+        assert_eq!(total.peak_direction_buffered_bytes.get(), 300);
+        parts[0].live_pipes.sub(1);
+        total.set_to_sum(&parts);
+        assert_eq!(total.live_pipes.get(), 5, "a new sum replaces the old");
+    }
 }

@@ -158,10 +158,14 @@ impl Reactor {
     /// A pipe is counted against the limits from accept until it is freed,
     /// and so is a client awaiting its PROXY header.
     fn blocked(&self, route: RouteId) -> Option<Blocked> {
-        if self.pipes.len() + self.awaiting.len() >= self.limits.max_connections {
+        // Several workers count their pipes together against this one (a
+        // worker adds the clients awaiting a header in its own table); a
+        // route's own limit they split.
+        if self.process_pipes() + self.awaiting.len() >= self.limits.max_connections {
             return Some(Blocked::Process);
         }
-        let at_route_limit = self.routes.get(route).is_some_and(|r| r.is_at_limit());
+        let share = self.share;
+        let at_route_limit = self.routes.get(route).is_some_and(|r| r.is_at_limit(share));
         at_route_limit.then_some(Blocked::Route)
     }
 
@@ -169,7 +173,7 @@ impl Reactor {
         for key in self.routes.listener_keys() {
             self.pause_listener(key);
         }
-        if !self.accepting.at_limit.is_on() {
+        if !self.accepting.at_limit.is_on() && self.first_at_limit() {
             self.metrics.connection_limit_reached_total.add(1);
         }
         if let Some(held_back) = self.accepting.at_limit.start(self.now) {
@@ -311,6 +315,9 @@ impl Reactor {
                 "below the connection limit again after {}",
                 format_elapsed(lasted)
             );
+            if self.share.has_peers() {
+                self.left_limit();
+            }
         }
     }
 

@@ -10,7 +10,7 @@ use std::sync::mpsc::Sender;
 use std::thread;
 use std::time::Instant;
 
-use log::{error, info, warn};
+use log::{debug, error, info, warn};
 use mio::Interest;
 use signal_hook::consts::{SIGHUP, SIGINT, SIGQUIT, SIGTERM, SIGUSR1, SIGUSR2};
 use signal_hook_mio::v1_0::Signals;
@@ -40,6 +40,8 @@ pub(crate) enum Command {
         action: PipeAction,
         reply: Sender<Result<(), CommandError>>,
     },
+    /// As `Shutdown`, answered once this loop no longer accepts.
+    ShutdownAck(Sender<()>),
     /// Every live pipe.
     List(Sender<Vec<PipeInfo>>),
     /// What the metrics endpoint shows.
@@ -51,6 +53,12 @@ pub(crate) enum Command {
         options: AttachOptions,
         reply: Sender<Result<PipeId, CommandError>>,
     },
+    /// A reload the leader applied, for a follower to apply too.
+    Follow(Box<super::crew::Relay>),
+    /// The leader's probe verdicts and resolved addresses, for a follower.
+    News(Vec<crate::upstream::News>),
+    /// Another worker freed pipes while all were at `max-connections`.
+    Freed,
 }
 
 /// What a reload did.
@@ -157,7 +165,8 @@ impl Reactor {
             match signal {
                 SIGHUP => self.reload_file("SIGHUP"),
                 SIGUSR2 => warn!("SIGUSR2 means nothing to tcpipe; carrying on"),
-                _ => self.request_shutdown(),
+                // One worker takes the signals; all of them drain.
+                _ => self.shut_every_worker_down(),
             }
         }
     }
@@ -167,15 +176,28 @@ impl Reactor {
         while let Ok(command) = self.commands.try_recv() {
             match command {
                 Command::Shutdown => self.request_shutdown(),
+                Command::ShutdownAck(ack) => {
+                    self.request_shutdown();
+                    let _ = ack.send(());
+                }
                 Command::Reload { config, reply } => {
+                    let copy = self.share.has_peers().then(|| (*config).clone());
                     let applied = self.apply(*config, false);
                     self.log_reload(&applied);
                     if applied.is_ok() {
                         info!("reload: done");
                     }
-                    // The caller may have given up waiting; nothing to do then.
-                    let _ = reply.send(applied);
+                    match copy {
+                        Some(config) => self.pass_reload(config, applied, Some(reply)),
+                        // The caller may have given up waiting; nothing to do then.
+                        None => {
+                            let _ = reply.send(applied);
+                        }
+                    }
                 }
+                Command::Follow(relay) => self.on_relay(relay),
+                Command::News(news) => self.on_news(news),
+                Command::Freed => self.accept_waiting(super::accept::Trigger::PipeFreed),
                 Command::FileLoaded(loaded) => self.on_file_loaded(*loaded),
                 // Callers that gave up waiting need no answer.
                 Command::Pipe { id, action, reply } => {
@@ -236,6 +258,10 @@ impl Reactor {
 
     fn on_file_loaded(&mut self, loaded: Result<Config, FileError>) {
         let asked = self.reloading.in_flight.take();
+        let copy = match &loaded {
+            Ok(config) if self.share.has_peers() => Some(config.clone()),
+            _ => None,
+        };
         let applied = loaded
             .map_err(ReloadError::File)
             .and_then(|config| self.apply(config, false));
@@ -245,6 +271,9 @@ impl Reactor {
                 "reload: done, {} after it was asked for",
                 format_elapsed(self.now.saturating_duration_since(asked))
             );
+        }
+        if let Some(config) = copy {
+            self.pass_reload(config, applied, None);
         }
         if std::mem::take(&mut self.reloading.again) {
             self.reload_file("SIGHUP (sent during the last reload)");
@@ -294,9 +323,20 @@ impl Reactor {
             }
             None => "however long they take".into(),
         };
+        // With several workers the first one speaks for all, counting the
+        // pipes of every worker.
+        if !self.share.is_leader() {
+            debug!("worker {}: shutting down", self.share.index + 1);
+            return;
+        }
+        let open = if self.share.has_peers() {
+            self.process_pipes()
+        } else {
+            self.open_pipes()
+        };
         info!(
             "shutting down: no longer accepting; {} may finish {within}",
-            plural(self.open_pipes(), "pipe")
+            plural(open, "pipe")
         );
     }
 }

@@ -20,6 +20,7 @@
 //! | `events`   | telling the embedder's hooks what happened                    |
 //! | `stats`    | counting for metrics, and the snapshot a scrape gets         |
 //! | `access`   | the access log's lines                                       |
+//! | `crew`     | one worker among several: following the leader's reloads and news |
 
 mod accept;
 mod access;
@@ -27,6 +28,7 @@ mod admission;
 mod awaiting;
 mod commands;
 mod control;
+mod crew;
 mod events;
 mod reload;
 mod routes;
@@ -37,7 +39,7 @@ use std::io::{self, ErrorKind};
 use std::net::SocketAddr;
 use std::path::PathBuf;
 use std::sync::mpsc::Receiver;
-use std::sync::Arc;
+use std::sync::{Arc, OnceLock};
 use std::time::{Duration, Instant, SystemTime};
 
 use log::{debug, error, info, warn};
@@ -56,12 +58,14 @@ use crate::text::format_elapsed;
 use crate::throttle::Throttle;
 use crate::timers::Timers;
 use crate::upstream::{self, Upstreams};
+use crate::workers::{Crew, Share};
 use routes::Routes;
 
 pub(crate) use commands::PipeAction;
 pub use commands::{AttachOptions, CommandError, PipeInfo, PipeState};
 pub(crate) use control::Command;
 pub use control::{ReloadError, Reloaded};
+pub(crate) use crew::Follow;
 pub(crate) use routes::RouteId;
 
 /// Bytes one pipe may read per turn before others get theirs.
@@ -193,13 +197,24 @@ pub(crate) struct Reactor {
     /// The time this turn started; all activity stamps in the turn use it.
     now: Instant,
     exit: bool,
+    /// Which worker this is, of how many.
+    share: Share,
+    /// Every worker, once all are made.
+    crew: Arc<OnceLock<Arc<Crew>>>,
+    /// A follower's part of the config being applied, from the leader.
+    follow: Option<Follow>,
 }
 
 impl Reactor {
     /// A reactor running `config`: every listener bound, every pool filling.
+    /// Worker `share` of a forwarder whose workers make up `crew`; a
+    /// follower binds where the leader did (`follow`).
     pub(crate) fn new(
         config: Config,
         hooks: Option<Box<dyn Hooks>>,
+        share: Share,
+        crew: Arc<OnceLock<Arc<Crew>>>,
+        follow: Option<Follow>,
     ) -> Result<Reactor, ReloadError> {
         let poll = Poll::new().map_err(ReloadError::Io)?;
         let waker = Arc::new(Waker::new(poll.registry(), CONTROL).map_err(ReloadError::Io)?);
@@ -210,7 +225,7 @@ impl Reactor {
             probe: probe_token,
         };
         let mut reactor = Reactor {
-            upstreams: Upstreams::new(tokens, Arc::clone(&waker), Arc::clone(&metrics)),
+            upstreams: Upstreams::new(tokens, Arc::clone(&waker), Arc::clone(&metrics), share),
             poll,
             routes: Routes::new(),
             limits: Limits {
@@ -224,7 +239,7 @@ impl Reactor {
             timers: Timers::new(),
             ready: VecDeque::new(),
             closing: Vec::new(),
-            next_pipe_id: 1,
+            next_pipe_id: share.first_pipe_id(),
             accepting: accept::State::default(),
             commands: receiver,
             waker,
@@ -241,13 +256,24 @@ impl Reactor {
             refusal_warnings: admission::RefusalWarnings::default(),
             now: Instant::now(),
             exit: false,
+            share,
+            crew,
+            follow,
         };
         if reactor.hooks.is_some() {
             reactor.upstreams.report_health();
         }
+        if share.has_peers() && share.is_leader() {
+            reactor.upstreams.keep_news();
+        }
         let started = reactor.apply(config, true)?;
+        reactor.follow = None;
         for line in started.summary {
-            info!("{line}");
+            if share.is_leader() {
+                info!("{line}");
+            } else {
+                debug!("worker {}: {line}", share.index + 1);
+            }
         }
         Ok(reactor)
     }
@@ -266,7 +292,7 @@ impl Reactor {
         self.routes.listening()
     }
 
-    pub(crate) fn run(mut self) -> io::Result<()> {
+    pub(crate) fn run(&mut self) -> io::Result<()> {
         let mut events = Events::with_capacity(1024);
         while !self.exit {
             let timeout = if self.ready.is_empty() && !self.accepting.more_pending {
@@ -296,8 +322,13 @@ impl Reactor {
             if self.hooks.is_some() {
                 self.tell_health_changes();
             }
-            if self.shutting_down && self.pipes.is_empty() {
-                info!("every pipe has finished; exiting");
+            if self.share.has_peers() && self.share.is_leader() {
+                self.share_news();
+            }
+            if self.shutting_down && self.pipes.is_empty() && self.followers_done() {
+                if self.share.is_leader() {
+                    info!("every pipe has finished; exiting");
+                }
                 self.exit = true;
             }
         }
@@ -322,7 +353,7 @@ impl Reactor {
     /// A new pipe's id: the id in logs and hooks, and its generation.
     fn next_pipe_id(&mut self) -> u64 {
         let id = self.next_pipe_id;
-        self.next_pipe_id += 1;
+        self.next_pipe_id += self.share.pipe_id_step();
         id
     }
 
@@ -331,6 +362,9 @@ impl Reactor {
     fn start_pipe(&mut self, pipe: Pipe) {
         let key = self.pipes.insert(pipe);
         self.metrics.live_pipes.add(1);
+        if self.share.has_peers() {
+            self.count_opened();
+        }
         if self.hooks.is_some() {
             self.tell_opened(key);
         }
@@ -517,10 +551,12 @@ impl Reactor {
         if self.closing.is_empty() && !awaiting_freed {
             return;
         }
+        let mut freed = 0;
         for (key, reason) in std::mem::take(&mut self.closing) {
             let Some(pipe) = self.pipes.try_remove(key) else {
                 continue;
             };
+            freed += 1;
             if self.hooks.is_some() {
                 self.tell_closed(&pipe, &reason);
             }
@@ -540,9 +576,13 @@ impl Reactor {
             pipe.close(reason.closing(), &mut self.rings, &self.metrics);
             self.metrics.live_pipes.sub(1);
         }
+        let was_full = self.share.has_peers() && self.count_freed(freed);
         // Descriptors and slots were freed: clients waiting in a backlog may
         // now be served, with no new event to say so.
         self.accept_waiting(accept::Trigger::PipeFreed);
+        if was_full {
+            self.offer_freed_places();
+        }
     }
 
     /// A pipe of `route` was freed; a removed route goes with its last pipe.

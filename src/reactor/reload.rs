@@ -62,7 +62,7 @@ impl Reactor {
         let sockets = self.claim_sockets(&config)?;
         let outputs = self.prepare_outputs(&config)?;
         // At startup the caller warns, naming settings as it was given them.
-        if !starting {
+        if !starting && self.share.is_leader() {
             for warning in config.warnings(Naming::File) {
                 warn!("reload: {warning}");
             }
@@ -170,10 +170,10 @@ impl Reactor {
     fn claim_sockets(&self, config: &Config) -> Result<Vec<Vec<Socket>>, ReloadError> {
         let mut taken: Vec<usize> = Vec::new();
         let mut all = Vec::with_capacity(config.routes.len());
-        for route in &config.routes {
+        for (i, route) in config.routes.iter().enumerate() {
             let keepalive = route.keepalive.map(net::keepalive);
             let mut sockets = Vec::with_capacity(route.listen.len());
-            for &addr in &route.listen {
+            for (j, &addr) in route.listen.iter().enumerate() {
                 match self.listening_on(&route.name, addr, &taken) {
                     Some(key) => {
                         taken.push(key);
@@ -181,7 +181,14 @@ impl Reactor {
                     }
                     // Returning drops every socket bound so far: closed.
                     None => {
-                        let bound = net::bind_listener(addr, keepalive.as_ref())
+                        // A follower binds the very address the leader got
+                        // (port 0 included), to share it by SO_REUSEPORT.
+                        let bind = self
+                            .follow
+                            .as_ref()
+                            .map_or(addr, |f| f.bind_for(i, j, addr));
+                        let reuse_port = self.share.has_peers();
+                        let bound = net::bind_listener(bind, keepalive.as_ref(), reuse_port)
                             .and_then(|socket| Ok((socket.local_addr()?, socket)))
                             .map_err(|e| ReloadError::Bind(addr, e))?;
                         sockets.push(Socket::Bound(bound.1, bound.0));
@@ -331,6 +338,13 @@ impl Reactor {
     /// they differ from the running ones: bound and opened now, so that a
     /// reload that cannot have them changes nothing.
     fn prepare_outputs(&self, config: &Config) -> Result<Outputs, ReloadError> {
+        // A follower serves no endpoint and writes through the leader's log.
+        if let Some(follow) = &self.follow {
+            return Ok(Outputs {
+                exporter: None,
+                access_log: Some(follow.access_log.share()),
+            });
+        }
         let running = self.exporter.as_ref().map(|(configured, _)| *configured);
         let exporter = if config.metrics == running {
             None
@@ -395,7 +409,7 @@ impl Reactor {
                     changes.push(format!("access-log-opens {} -> {}", old.opens, new.opens));
                 }
             }
-            None if !starting => self.access_log.reopen(),
+            None if !starting && self.share.is_leader() => self.access_log.reopen(),
             None => {}
         }
         (!starting && !changes.is_empty()).then(|| format!("global: {}", changes.join(", ")))
@@ -418,6 +432,7 @@ impl Reactor {
         .into_iter()
         .filter(|(_, old, new)| old != new)
         .map(|(key, old, new)| format!("{key} {old} -> {new}"))
+        .chain(self.workers_kept(config, starting))
         .collect();
         self.limits.max_connections = config.max_connections;
         self.limits.drain_timeout = config.drain_timeout;

@@ -62,11 +62,12 @@ impl Route {
         &self.config.name
     }
 
-    /// Whether its own limit keeps it from taking another pipe.
-    pub(crate) fn is_at_limit(&self) -> bool {
+    /// Whether its own limit (this worker's part of it) keeps it from
+    /// taking another pipe.
+    pub(crate) fn is_at_limit(&self, share: crate::workers::Share) -> bool {
         self.config
             .max_connections
-            .is_some_and(|max| self.live_pipes >= max)
+            .is_some_and(|max| self.live_pipes >= share.limit(max))
     }
 }
 

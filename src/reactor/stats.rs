@@ -115,6 +115,11 @@ impl Reactor {
     /// Serves `/metrics` on `addr`; each scrape asks this loop for a
     /// snapshot through the command channel.
     pub(super) fn start_exporter(&self, addr: std::net::SocketAddr) -> std::io::Result<Exporter> {
+        // With several workers a scrape asks each and merges the answers.
+        if self.share.has_peers() {
+            let crew = std::sync::Arc::clone(&self.crew);
+            return Exporter::start(addr, move || crew.get()?.scrape());
+        }
         let (commands, waker) = self.commands();
         Exporter::start(addr, move || {
             let (reply, answer) = std::sync::mpsc::channel();

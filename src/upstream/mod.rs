@@ -9,6 +9,7 @@
 //! | `pool`     | the warm pool and its safety rule                           |
 //! | `probe`    | active health checks                                        |
 //! | `resolver` | re-resolving host names off the loop                        |
+//! | `shared`   | what the leader of several workers tells the others         |
 //!
 //! Each keeps its own state and reports what happened; [`Upstreams`] acts
 //! on the reports (health, logs, refills) and keeps the timers they need,
@@ -20,6 +21,7 @@ mod health;
 mod pool;
 mod probe;
 mod resolver;
+mod shared;
 mod target;
 
 use std::collections::HashMap;
@@ -38,12 +40,14 @@ use crate::metrics::{Metrics, Snapshot, TargetStats};
 use crate::net;
 use crate::text::{format_elapsed, plural};
 use crate::timers::Timers;
+use crate::workers::Share;
 use health::Change;
 use pool::{PooledId, WarmPool};
 use probe::{ProbeId, Probes};
 use resolver::Resolver;
 use target::Targets;
 
+pub(crate) use shared::News;
 pub(crate) use target::{GroupId, TargetId};
 
 /// A pooled connection that dies younger than this is not replaced at once,
@@ -131,6 +135,12 @@ pub(crate) struct Upstreams {
     /// Targets that went down (`false`) or came up (`true`) since the last
     /// look; kept only for someone who listens.
     health_changes: Option<Vec<(TargetId, bool)>>,
+    /// Which worker this is: its part of each pool, and whether it probes
+    /// and resolves for all.
+    share: Share,
+    /// Probe verdicts and new addresses for the other workers; kept only
+    /// by the leader of several.
+    news: Option<Vec<News>>,
 }
 
 /// A target that went down or came up, for the embedder.
@@ -147,7 +157,12 @@ pub(crate) struct Tokens {
 }
 
 impl Upstreams {
-    pub(crate) fn new(tokens: Tokens, waker: Arc<Waker>, metrics: Arc<Metrics>) -> Upstreams {
+    pub(crate) fn new(
+        tokens: Tokens,
+        waker: Arc<Waker>,
+        metrics: Arc<Metrics>,
+        share: Share,
+    ) -> Upstreams {
         Upstreams {
             targets: Targets::new(),
             pool: WarmPool::new(tokens.pool),
@@ -160,7 +175,15 @@ impl Upstreams {
             metrics,
             stopped: false,
             health_changes: None,
+            share,
+            news: None,
         }
+    }
+
+    /// This worker's part of a pool of `size` per target: the workers'
+    /// parts add up to `size`.
+    fn pool_size(&self, size: usize) -> usize {
+        self.share.of(size)
     }
 
     /// Keeps health changes for [`take_health_changes`](Upstreams::take_health_changes).
@@ -269,7 +292,10 @@ impl Upstreams {
                 {
                     self.pool.forget(target)
                 }
-                Some(new) if new.pool < old.pool => self.pool.trim(target, new.pool),
+                Some(new) if new.pool < old.pool => {
+                    let keep = self.pool_size(new.pool);
+                    self.pool.trim(target, keep)
+                }
                 _ => {}
             }
         }
@@ -303,7 +329,8 @@ impl Upstreams {
     /// `interval`, replacing the resolver that watched the old set.
     pub(crate) fn resolve_every(&mut self, interval: Option<Duration>) {
         self.resolver = None;
-        let Some(interval) = interval.filter(|_| !self.stopped) else {
+        // The leader resolves for every worker.
+        let Some(interval) = interval.filter(|_| !self.stopped && self.share.is_leader()) else {
             return;
         };
         let watched = self.targets.watched();
@@ -318,7 +345,9 @@ impl Upstreams {
         let updates: Vec<(TargetId, SocketAddr)> = resolver.drain().collect();
         for (id, addr) in updates {
             if let Some(target) = self.targets.get_mut(id) {
-                target.readdress(addr);
+                if target.readdress(addr) {
+                    self.readdressed(id, addr);
+                }
             }
         }
     }
@@ -509,7 +538,7 @@ impl Upstreams {
         registry: &Registry,
         now: Instant,
     ) -> Option<TcpStream> {
-        if self.targets.get(id)?.policy.pool == 0 {
+        if self.pool_size(self.targets.get(id)?.policy.pool) == 0 {
             return None;
         }
         let pooled = self.pool.take(registry, id);
@@ -526,7 +555,8 @@ impl Upstreams {
         if self.stopped || target.retired || !target.health.is_up() {
             return;
         }
-        while self.pool.count(id) < policy.pool {
+        let size = self.pool_size(policy.pool);
+        while self.pool.count(id) < size {
             let keepalive = policy.keepalive.map(net::keepalive);
             let added = net::upstream_socket(addr, keepalive.as_ref())
                 .and_then(|socket| net::start_connect(socket, addr))
@@ -601,10 +631,13 @@ impl Upstreams {
     // ----- probes -------------------------------------------------------------
 
     fn start_probe_chain(&mut self, target: TargetId, now: Instant) {
-        let probed = self
-            .targets
-            .get(target)
-            .is_some_and(|t| t.policy.health_interval.is_some());
+        // The leader probes for every worker, so a target gets one probe
+        // per interval however many workers there are.
+        let probed = self.share.is_leader()
+            && self
+                .targets
+                .get(target)
+                .is_some_and(|t| t.policy.health_interval.is_some());
         if probed && !self.probe_chains.contains(&target) {
             self.probe_chains.push(target);
             self.timers.push(now, Timer::ProbeDue(target));
@@ -648,10 +681,16 @@ impl Upstreams {
 
     pub(crate) fn on_probe_event(&mut self, key: usize, registry: &Registry, now: Instant) {
         match self.probes.on_event(key) {
-            Some((target, Ok(()))) => self.connect_succeeded(target, registry, now),
+            Some((target, Ok(()))) => {
+                let was_up = self.is_up(target);
+                self.connect_succeeded(target, registry, now);
+                self.probe_decided(target, was_up);
+            }
             Some((target, Err(e))) => {
                 debug!("probe connection to {} failed: {e}", self.label(target));
+                let was_up = self.is_up(target);
                 self.health_failed(target, true, now);
+                self.probe_decided(target, was_up);
             }
             None => {}
         }
@@ -673,7 +712,9 @@ impl Upstreams {
                             "probe connection to {} failed: connect timed out",
                             self.label(target)
                         );
+                        let was_up = self.is_up(target);
                         self.health_failed(target, true, now);
+                        self.probe_decided(target, was_up);
                     }
                 }
                 Timer::Refill(target) => self.refill(target, registry, now),

@@ -89,6 +89,7 @@ impl Tcpipe {
     }
 
     fn spawn(mut command: Command, log_filter: &str) -> Tcpipe {
+        command.args(extra_test_args());
         command
             .env("RUST_LOG", log_filter)
             .stdin(Stdio::null())
@@ -220,6 +221,27 @@ fn clock_ticks_per_second() -> u64 {
         .and_then(|o| String::from_utf8(o.stdout).ok())
         .and_then(|s| s.trim().parse().ok())
         .unwrap_or(100)
+}
+
+/// Flags from `TCPIPE_TEST_ARGS` (split on whitespace), appended to every
+/// forwarder the helpers start, so that a whole test file can run again
+/// with, say, `--workers 2`. Not for files whose forwarders use `--config`
+/// (flags and a file do not mix).
+pub fn extra_test_args() -> Vec<String> {
+    std::env::var("TCPIPE_TEST_ARGS")
+        .unwrap_or_default()
+        .split_whitespace()
+        .map(str::to_string)
+        .collect()
+}
+
+/// The `--workers` that `TCPIPE_TEST_ARGS` gives every forwarder (1 if none).
+pub fn workers_under_test() -> usize {
+    let args = extra_test_args();
+    args.iter()
+        .position(|arg| arg == "--workers")
+        .and_then(|at| args.get(at + 1)?.parse().ok())
+        .unwrap_or(1)
 }
 
 /// Runs the binary to completion (for flags that make it exit at once).
