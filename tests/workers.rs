@@ -157,6 +157,13 @@ fn a_reload_reaches_every_worker_and_keeps_the_number_of_workers() {
     assert_eq!(workers, BTreeSet::from([0, 1]));
     assert_eq!(new.served(), 40);
     assert_eq!(old.served(), 0);
+    // Every worker applied it, and it is one reload.
+    let text = handle.prometheus().expect("running");
+    assert!(
+        text.contains("tcpipe_reloads_total{result=\"ok\"} 1\n"),
+        "{text}"
+    );
+    assert_eq!(handle.metrics().reloads_ok_total.get(), 1);
     drop(clients);
     handle.shutdown();
     handle.shutdown();

@@ -124,7 +124,7 @@ impl Metrics {
     /// someone reads.
     pub(crate) fn set_to_sum(&self, parts: &[std::sync::Arc<Metrics>]) {
         let sum = |field: fn(&Metrics) -> &Gauge| parts.iter().map(|m| field(m).get()).sum();
-        let fields: [fn(&Metrics) -> &Gauge; 13] = [
+        let fields: [fn(&Metrics) -> &Gauge; 16] = [
             |m| &m.live_pipes,
             |m| &m.accepted_total,
             |m| &m.connect_failures_total,
@@ -136,12 +136,21 @@ impl Metrics {
             |m| &m.rings_in_use,
             |m| &m.accept_backoffs_total,
             |m| &m.connection_limit_reached_total,
-            |m| &m.reloads_ok_total,
-            |m| &m.reloads_failed_total,
+            |m| &m.awaiting_proxy_header,
+            |m| &m.proxy_header_rejected_total,
+            |m| &m.proxy_header_timeouts_total,
+            |m| &m.denied_total,
+            |m| &m.refused_per_source_total,
         ];
         for field in fields {
             field(self).set(sum(field));
         }
+        // Every worker applies each reload, so each counts it once.
+        let most = |field: fn(&Metrics) -> &Gauge| parts.iter().map(|m| field(m).get()).max();
+        self.reloads_ok_total
+            .set(most(|m| &m.reloads_ok_total).unwrap_or(0));
+        self.reloads_failed_total
+            .set(most(|m| &m.reloads_failed_total).unwrap_or(0));
         let peak = parts.iter().map(|m| m.peak_direction_buffered_bytes.get());
         self.peak_direction_buffered_bytes
             .set(peak.max().unwrap_or(0));
@@ -339,8 +348,10 @@ impl Snapshot {
         self.rings_in_use += other.rings_in_use;
         self.accept_backoffs += other.accept_backoffs;
         self.connection_limit_reached += other.connection_limit_reached;
-        self.reloads_ok += other.reloads_ok;
-        self.reloads_failed += other.reloads_failed;
+        // Every worker applies each reload: it is one reload all the same.
+        self.reloads_ok = self.reloads_ok.max(other.reloads_ok);
+        self.reloads_failed = self.reloads_failed.max(other.reloads_failed);
+        self.awaiting_proxy_header += other.awaiting_proxy_header;
         for route in other.routes {
             let into = self.route(&route.name);
             into.active += route.active;
