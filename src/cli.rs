@@ -10,7 +10,7 @@ use clap::{ArgGroup, CommandFactory, Parser, ValueEnum};
 
 use crate::config::{
     self, load_file, parse_address, parse_duration, parse_size, AccessLogConfig, Balance, Config,
-    FileError, LogDestination, LogFormat, Naming, Target, DEFAULT_ROUTE_NAME,
+    FileError, LogDestination, LogFormat, Naming, Splice, Target, DEFAULT_ROUTE_NAME,
 };
 
 /// A duration flag where `0` means off.
@@ -72,7 +72,7 @@ impl From<BalanceArg> for Balance {
 
 /// Every flag that `--config` replaces: the route's, and the process-wide
 /// settings a file's `[global]` holds.
-const ROUTE_FLAGS: [&str; 22] = [
+const ROUTE_FLAGS: [&str; 23] = [
     "listen",
     "targets",
     "balance",
@@ -90,6 +90,7 @@ const ROUTE_FLAGS: [&str; 22] = [
     "half_close_timeout",
     "keepalive",
     "max_connections",
+    "splice",
     "drain_timeout",
     "metrics",
     "access_log",
@@ -215,6 +216,11 @@ struct Args {
     )]
     max_connections: usize,
 
+    /// Move bytes with splice(2), kernel to kernel: once a direction streams
+    /// (auto), from the first byte (always), or never (copy through the ring).
+    #[arg(long, value_name = "MODE", value_enum, default_value = "auto")]
+    splice: SpliceArg,
+
     /// On SIGTERM/SIGINT/SIGQUIT/SIGUSR1, how long live pipes may run
     /// before they are reset (0 = wait for them).
     #[arg(long, value_name = "DURATION", default_value = "30s", value_parser = timeout)]
@@ -236,6 +242,23 @@ struct Args {
     /// Log a line when a pipe opens too, not only when it closes.
     #[arg(long)]
     access_log_opens: bool,
+}
+
+#[derive(Clone, Copy, Debug, ValueEnum)]
+enum SpliceArg {
+    Auto,
+    Always,
+    Never,
+}
+
+impl From<SpliceArg> for Splice {
+    fn from(arg: SpliceArg) -> Splice {
+        match arg {
+            SpliceArg::Auto => Splice::Auto,
+            SpliceArg::Always => Splice::Always,
+            SpliceArg::Never => Splice::Never,
+        }
+    }
 }
 
 #[derive(Clone, Copy, Debug, ValueEnum)]
@@ -351,6 +374,7 @@ impl Args {
         route.idle_timeout = self.idle_timeout.0;
         route.half_close_timeout = self.half_close_timeout.0;
         route.keepalive = self.keepalive.0;
+        route.splice = self.splice.into();
         config.max_connections = self.max_connections;
         config.drain_timeout = self.drain_timeout.0;
         config.resolve_interval = self.resolve_interval.0;

@@ -38,7 +38,9 @@ mod metrics;
 mod net;
 mod pipe;
 mod reactor;
+mod kernel_pipe;
 mod ring;
+mod sys;
 mod text;
 mod throttle;
 mod timers;
@@ -47,7 +49,7 @@ mod upstream;
 pub use config::{
     format_duration, format_size, load_file, parse_address, parse_duration, parse_size,
     AccessLogConfig, Balance, Config, ConfigError, ConfigWarning, FileError, LogDestination,
-    LogFormat, Naming, Route, Target,
+    LogFormat, Naming, Route, Splice, Target,
 };
 pub use forwarder::{Builder, Forwarder, Handle, IntoStream, StartError};
 pub use hooks::{

@@ -29,7 +29,7 @@ use serde::{Deserialize, Deserializer};
 use toml::de::{DeTable, DeValue};
 
 use super::values::{parse_address, parse_duration, parse_size};
-use super::{Balance, Config, ConfigError, LogDestination, LogFormat, Naming, Route, Target};
+use super::{Balance, Config, Splice, ConfigError, LogDestination, LogFormat, Naming, Route, Target};
 
 /// Why a config file cannot be used.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -170,6 +170,7 @@ struct Section {
     half_close_timeout: Option<DurationSetting>,
     keepalive: Option<DurationSetting>,
     max_connections: Option<Count<usize>>,
+    splice: Option<Splice>,
 }
 
 impl Document {
@@ -273,6 +274,9 @@ impl Section {
         }
         if let Some(balance) = option!(balance) {
             route.balance = balance;
+        }
+        if let Some(splice) = option!(splice) {
+            route.splice = splice;
         }
         route.retries = option!(retries).map(|Count(n)| n).or(route.retries);
         if let Some(Count(threshold)) = option!(fail_threshold) {

@@ -75,6 +75,13 @@ pub struct Metrics {
     pub peak_direction_buffered_bytes: Gauge,
     /// Rings lent to a direction that has bytes in flight. Idle pipes hold none.
     pub rings_in_use: Gauge,
+    /// Bytes delivered through kernel pipes with `splice(2)`, never copied
+    /// through user space; part of the `bytes_toward_*` counts.
+    pub spliced_bytes_total: Gauge,
+    /// Kernel pipes (two descriptors each) lent to a spliced direction that
+    /// has bytes in flight. Idle pipes hold none; spares in the pool are not
+    /// counted.
+    pub kernel_pipes_in_use: Gauge,
     /// Times accepting had to back off for lack of descriptors or memory
     /// (one per episode, however many accepts failed in it).
     pub accept_backoffs_total: Gauge,

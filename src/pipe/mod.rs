@@ -36,6 +36,7 @@
 
 mod direction;
 mod endpoint;
+mod splice;
 
 use std::fmt;
 use std::io;
@@ -50,6 +51,8 @@ use mio::{Interest, Registry, Token};
 use crate::hooks::{CloseReason, Direction as Way, TimeoutKind};
 use crate::metrics::Metrics;
 use crate::net;
+use crate::config::Splice;
+use crate::kernel_pipe::KernelPipePool;
 use crate::reactor::RouteId;
 use crate::ring::RingPool;
 use crate::upstream::{Dial, Dialed, TargetId};
@@ -194,6 +197,7 @@ pub(crate) struct Settings {
     pub(crate) connect_timeout: Option<Duration>,
     pub(crate) idle_timeout: Option<Duration>,
     pub(crate) half_close_timeout: Option<Duration>,
+    pub(crate) splice: Splice,
 }
 
 /// The target side: which target (none for an attached socket), and the
@@ -263,6 +267,7 @@ impl Pipe {
         now: Instant,
     ) -> Pipe {
         let stage = stage_for(&dialed, dial, now);
+        let splice = settings.splice;
         Pipe {
             id,
             settings,
@@ -270,8 +275,8 @@ impl Pipe {
             client: Endpoint::new(client, true),
             target: Upstream::new(dialed),
             stage,
-            toward_target: Direction::new(),
-            toward_client: Direction::new(),
+            toward_target: Direction::new(splice),
+            toward_client: Direction::new(splice),
             opened_at: now,
             last_activity: now,
             timer_due: None,
@@ -353,7 +358,7 @@ impl Pipe {
         self.direction(way).paused
     }
 
-    /// Bytes waiting in the ring of `way`.
+    /// Bytes waiting in the ring or kernel pipe of `way`.
     pub(crate) fn buffered(&self, way: Way) -> usize {
         self.direction(way).buffered()
     }
@@ -589,11 +594,17 @@ impl Pipe {
         now.saturating_duration_since(self.opened_at)
     }
 
-    /// Returns the rings to the pool and closes both sockets as the close
-    /// rules say for `how` it ended.
-    pub(crate) fn close(mut self, how: Closing, pool: &mut RingPool, metrics: &Metrics) {
-        self.toward_target.release(pool, metrics);
-        self.toward_client.release(pool, metrics);
+    /// Returns the rings and kernel pipes to their pools and closes both
+    /// sockets as the close rules say for `how` it ended.
+    pub(crate) fn close(
+        mut self,
+        how: Closing,
+        pool: &mut RingPool,
+        kernel_pipes: &mut KernelPipePool,
+        metrics: &Metrics,
+    ) {
+        self.toward_target.release(pool, kernel_pipes, metrics);
+        self.toward_client.release(pool, kernel_pipes, metrics);
         if how == Closing::Abort {
             self.client.abort();
             self.target.endpoint.abort();

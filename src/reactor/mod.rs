@@ -47,6 +47,7 @@ use crate::config::Config;
 use crate::hooks::Hooks;
 use crate::metrics::{Exporter, Metrics};
 use crate::pipe::{Closing, Context, Pipe, Reason, Side, Verdict};
+use crate::kernel_pipe::KernelPipePool;
 use crate::ring::RingPool;
 use crate::text::format_elapsed;
 use crate::throttle::Throttle;
@@ -68,6 +69,10 @@ const ACCEPTS_PER_TURN: usize = 256;
 const ACCEPT_RETRY: Duration = Duration::from_millis(50);
 /// Idle rings kept for reuse, beyond which freed rings go back to the allocator.
 const SPARE_RINGS: usize = 64;
+/// Idle kernel pipes kept for reuse; beyond this they are closed. Fewer than
+/// rings: each costs two descriptors, counted against the same limit as
+/// the clients'.
+const SPARE_KERNEL_PIPES: usize = 16;
 
 // ----- tokens ------------------------------------------------------------------
 
@@ -146,6 +151,8 @@ pub(crate) struct Reactor {
     limits: Limits,
     pipes: Slab<Pipe>,
     rings: RingPool,
+    /// Kernel pipes for spliced directions.
+    kernel_pipes: KernelPipePool,
     timers: Timers<Timer>,
     /// Pipes whose turn ended with bytes still ready to move.
     ready: VecDeque<(usize, u64)>,
@@ -198,6 +205,7 @@ impl Reactor {
             },
             pipes: Slab::new(),
             rings: RingPool::new(SPARE_RINGS),
+            kernel_pipes: KernelPipePool::new(SPARE_KERNEL_PIPES),
             timers: Timers::new(),
             ready: VecDeque::new(),
             closing: Vec::new(),
@@ -329,6 +337,7 @@ impl Reactor {
         };
         let mut ctx = Context {
             pool: &mut self.rings,
+            kernel_pipes: &mut self.kernel_pipes,
             metrics: &self.metrics,
             now: self.now,
             budget: BYTES_PER_TURN,
@@ -508,7 +517,12 @@ impl Reactor {
             if let Some(route) = pipe.route() {
                 self.route_lost_pipe(route);
             }
-            pipe.close(reason.closing(), &mut self.rings, &self.metrics);
+            pipe.close(
+                reason.closing(),
+                &mut self.rings,
+                &mut self.kernel_pipes,
+                &self.metrics,
+            );
             self.metrics.live_pipes.sub(1);
         }
         // Descriptors and slots were freed: clients waiting in a backlog may

@@ -491,6 +491,7 @@ fn option_changes(old: &config::Route, new: &config::Route) -> Vec<String> {
             format_duration(new.keepalive),
         ),
         ("max-connections", limit(old), limit(new)),
+        ("splice", old.splice.to_string(), new.splice.to_string()),
     ]
     .into_iter()
     .filter(|(_, before, after)| before != after)
