@@ -119,7 +119,10 @@ impl KernelPipePool {
     /// bytes: never more than the pipe's real size, and never an
     /// unbounded length (realm#157: `usize::MAX` gives EINVAL).
     pub(crate) fn room(&self, lent: &Lent, limit: usize) -> usize {
-        self.pipe(lent).capacity.min(limit).saturating_sub(lent.len())
+        self.pipe(lent)
+            .capacity
+            .min(limit)
+            .saturating_sub(lent.len())
     }
 
     /// Splices up to `max` bytes from `source` in. `Ok(0)` is the source's FIN.

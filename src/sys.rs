@@ -27,8 +27,8 @@ pub(crate) fn pipe() -> io::Result<(OwnedFd, OwnedFd)> {
 /// Asks for a pipe of `size` bytes; returns the size the kernel gave
 /// (rounded up to a power of two pages).
 pub(crate) fn set_pipe_size(pipe: BorrowedFd<'_>, size: usize) -> io::Result<usize> {
-    let size = libc::c_int::try_from(size)
-        .map_err(|_| io::Error::from_raw_os_error(libc::EINVAL))?;
+    let size =
+        libc::c_int::try_from(size).map_err(|_| io::Error::from_raw_os_error(libc::EINVAL))?;
     // SAFETY: F_SETPIPE_SZ takes an int and touches no memory of ours; the
     // descriptor is borrowed, so open for the whole call.
     let rc = unsafe { libc::fcntl(pipe.as_raw_fd(), libc::F_SETPIPE_SZ, size) };
@@ -144,9 +144,11 @@ mod tests {
         assert_eq!(e.kind(), io::ErrorKind::WouldBlock);
 
         drop(a);
-        assert!(std::iter::repeat_with(|| splice(b.as_fd(), write.as_fd(), 7))
-            .take(1000)
-            .any(|r| matches!(r, Ok(0))));
+        assert!(
+            std::iter::repeat_with(|| splice(b.as_fd(), write.as_fd(), 7))
+                .take(1000)
+                .any(|r| matches!(r, Ok(0)))
+        );
         c.flush().unwrap();
     }
 

@@ -29,7 +29,9 @@ use serde::{Deserialize, Deserializer};
 use toml::de::{DeTable, DeValue};
 
 use super::values::{parse_address, parse_duration, parse_size};
-use super::{Balance, Config, Splice, ConfigError, LogDestination, LogFormat, Naming, Route, Target};
+use super::{
+    Balance, Config, ConfigError, LogDestination, LogFormat, Naming, Route, Splice, Target,
+};
 
 /// Why a config file cannot be used.
 #[derive(Debug, Clone, PartialEq, Eq)]

@@ -48,11 +48,11 @@ use log::debug;
 use mio::event::Event;
 use mio::{Interest, Registry, Token};
 
+use crate::config::Splice;
 use crate::hooks::{CloseReason, Direction as Way, TimeoutKind};
+use crate::kernel_pipe::KernelPipePool;
 use crate::metrics::Metrics;
 use crate::net;
-use crate::config::Splice;
-use crate::kernel_pipe::KernelPipePool;
 use crate::reactor::RouteId;
 use crate::ring::RingPool;
 use crate::upstream::{Dial, Dialed, TargetId};

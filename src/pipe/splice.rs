@@ -144,7 +144,8 @@ impl Direction {
         let mut ring = ctx.pool.take(settings.buffer_size);
         ctx.metrics.rings_in_use.add(1);
         let moved = ctx.kernel_pipes.move_into(lent, &mut ring);
-        if let Buffer::Kernel(Some(lent)) = std::mem::replace(&mut self.buffer, Buffer::Ring(ring)) {
+        if let Buffer::Kernel(Some(lent)) = std::mem::replace(&mut self.buffer, Buffer::Ring(ring))
+        {
             // Nothing is left unless the move failed, and then it is lost.
             ctx.metrics.buffered_bytes.sub(lent.len() as u64);
             ctx.metrics.kernel_pipes_in_use.sub(1);

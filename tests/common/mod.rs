@@ -87,6 +87,7 @@ impl Tcpipe {
     }
 
     fn spawn(mut command: Command, log_filter: &str) -> Tcpipe {
+        add_test_args(&mut command);
         command
             .env("RUST_LOG", log_filter)
             .stdin(Stdio::null())
@@ -192,6 +193,36 @@ impl Drop for Tcpipe {
     fn drop(&mut self) {
         let _ = self.child.kill();
         let _ = self.child.wait();
+    }
+}
+
+/// `TCPIPE_TEST_ARGS` (split on spaces) goes after the flags of every
+/// tcpipe a test starts with route flags, e.g. `TCPIPE_TEST_ARGS="--splice
+/// always"` runs a test file with every pipe spliced. Not for one started
+/// with `--config`, which takes no route flag.
+fn add_test_args(command: &mut Command) {
+    let Ok(extra) = std::env::var("TCPIPE_TEST_ARGS") else {
+        return;
+    };
+    let with_file = command
+        .get_args()
+        .any(|a| a == "-c" || a == "--config" || a.to_string_lossy().starts_with("--config="));
+    if !with_file {
+        command.args(extra.split_whitespace());
+    }
+}
+
+/// The `--splice` mode `TCPIPE_TEST_ARGS` asks for, for tests that run the
+/// library rather than the binary.
+pub fn splice_from_test_args() -> Option<tcpipe::Splice> {
+    let args = std::env::var("TCPIPE_TEST_ARGS").ok()?;
+    let mut words = args.split_whitespace();
+    words.position(|w| w == "--splice")?;
+    match words.next()? {
+        "auto" => Some(tcpipe::Splice::Auto),
+        "always" => Some(tcpipe::Splice::Always),
+        "never" => Some(tcpipe::Splice::Never),
+        other => panic!("TCPIPE_TEST_ARGS: unknown --splice mode {other}"),
     }
 }
 
