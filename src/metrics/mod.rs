@@ -69,7 +69,8 @@ pub struct Metrics {
     pub bytes_toward_target_total: Gauge,
     /// Bytes written to clients.
     pub bytes_toward_client_total: Gauge,
-    /// Bytes sitting in rings right now, both directions, all pipes.
+    /// Bytes sitting in rings and kernel pipes right now, both directions,
+    /// all pipes.
     pub buffered_bytes: Gauge,
     /// The most bytes one direction of one pipe has ever held at once.
     pub peak_direction_buffered_bytes: Gauge,
