@@ -148,6 +148,16 @@ impl Tcpipe {
             .count()
     }
 
+    /// Open sockets of the process: its descriptors less the kernel pipes
+    /// that splicing keeps pooled, and its files.
+    pub fn socket_count(&self) -> usize {
+        std::fs::read_dir(format!("/proc/{}/fd", self.pid()))
+            .expect("read /proc/PID/fd")
+            .filter_map(|entry| std::fs::read_link(entry.ok()?.path()).ok())
+            .filter(|target| target.to_string_lossy().starts_with("socket:"))
+            .count()
+    }
+
     /// Resident set size in KiB.
     pub fn rss_kib(&self) -> u64 {
         let status =
