@@ -22,6 +22,14 @@ use crate::sys;
 const DEFAULT_PIPE_SIZE: usize = 16 * PAGE;
 /// The smallest pipe: one page.
 const PAGE: usize = 4096;
+/// How many times the bytes it may hold a pipe is sized to. A pipe has one
+/// slot per page of its size, and a splice from a socket takes a slot per
+/// piece of a segment, often far less than a page (an MSS of 1448 bytes on
+/// Ethernet): a pipe of exactly the high-water mark runs out of slots at
+/// about a third of it. Four times as many slots let the bytes, not the
+/// slots, reach the high-water mark first; the kernel allocates no memory
+/// for slots that hold nothing.
+const SLOTS_PER_BYTE: usize = 4;
 
 struct KernelPipe {
     /// A `File` so that the bytes can be read back with `read(2)` if the
@@ -92,12 +100,16 @@ impl KernelPipePool {
         }
     }
 
-    /// A pipe for a direction whose high-water mark is `buffer_size`: as
-    /// big as that, rounded up to a power of two pages, within the
-    /// system's limit.
+    /// A pipe for a direction whose high-water mark is `buffer_size`:
+    /// [`SLOTS_PER_BYTE`] times that, rounded up to a power of two pages,
+    /// within the system's limit. Only `buffer_size` bytes ever go in.
     pub(crate) fn take(&mut self, buffer_size: usize) -> io::Result<Lent> {
         let max = *self.max_size.get_or_insert_with(pipe_max_size);
-        let size = buffer_size.max(PAGE).next_power_of_two().min(max.max(PAGE));
+        let size = buffer_size
+            .saturating_mul(SLOTS_PER_BYTE)
+            .max(PAGE)
+            .next_power_of_two()
+            .min(max.max(PAGE));
         let pipe = match self.spare.iter().rposition(|p| p.asked == size) {
             Some(position) => self.spare.swap_remove(position),
             None => KernelPipe::open(size)?,
@@ -217,8 +229,8 @@ mod tests {
         let mut pool = KernelPipePool::new(4);
         let lent = pool.take(64 * 1024).unwrap();
         let capacity = pool.pipe(&lent).capacity;
-        assert!(capacity >= 64 * 1024, "{capacity}");
-        assert_eq!(pool.room(&lent, 1000), 1000);
+        assert_eq!(capacity, 256 * 1024, "four times the slots");
+        assert_eq!(pool.room(&lent, 64 * 1024), 64 * 1024);
         assert_eq!(pool.room(&lent, usize::MAX), capacity);
         // A 1k ring's direction gets a page-sized pipe, used to 1k only.
         let small = pool.take(1000).unwrap();
