@@ -1,6 +1,6 @@
-//! One direction of a pipe: a ring between a source and a destination, and
-//! the three states it goes through (open, flushing after the source's FIN,
-//! done once the destination has its FIN).
+//! One direction of a pipe: a ring (or, spliced, a kernel pipe) between a
+//! source and a destination, and the three states it goes through (open,
+//! flushing after the source's FIN, done once the destination has its FIN).
 
 use std::io::{self, ErrorKind};
 use std::net::Shutdown;
@@ -35,9 +35,9 @@ pub(super) struct Direction {
     pub(super) held: bool,
     /// The source may still hold bytes, but its next read waits until the
     /// destination has taken some of those waiting. A splice that says
-    /// `WouldBlock` while the kernel pipe holds bytes may mean the pipe is
-    /// full (it takes 16 segments, often fewer bytes than its size), not
-    /// that the socket is drained: the source stays readable (losing that
+    /// `WouldBlock` while the kernel pipe holds bytes may mean the pipe ran
+    /// out of slots (one per piece of a segment, often well before its size
+    /// in bytes), not that the socket is drained: the source stays readable (losing that
     /// edge stalls the tail: sozu#1323) but is not retried before anything
     /// drained (which spins: h2o#3075).
     pub(super) read_waits: bool,
