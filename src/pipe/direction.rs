@@ -39,7 +39,9 @@ pub(super) struct Direction {
     /// out of slots (one per piece of a segment, often well before its size
     /// in bytes), not that the socket is drained: the source stays readable (losing that
     /// edge stalls the tail: sozu#1323) but is not retried before anything
-    /// drained (which spins: h2o#3075).
+    /// drained (which spins: h2o#3075) or a new readable edge came (then
+    /// the `WouldBlock` meant "drained", and waiting for the destination
+    /// would hold the direction below high-water).
     pub(super) read_waits: bool,
     pub(super) mode: Mode,
     /// Bytes delivered to the destination.

@@ -387,9 +387,20 @@ impl Pipe {
     }
 
     pub(crate) fn note_event(&mut self, side: Side, event: &Event) {
-        match side {
-            Side::Client => self.client.note(event),
-            Side::Target => self.target.endpoint.note(event),
+        let reader = match side {
+            Side::Client => {
+                self.client.note(event);
+                &mut self.toward_target
+            }
+            Side::Target => {
+                self.target.endpoint.note(event);
+                &mut self.toward_client
+            }
+        };
+        // New bytes arrived since a splice said `WouldBlock`: that one meant
+        // "drained", so the next may move some. One retry per edge.
+        if event.is_readable() {
+            reader.read_waits = false;
         }
     }
 
