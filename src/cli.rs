@@ -11,7 +11,7 @@ use clap::{ArgGroup, CommandFactory, Parser, ValueEnum};
 use crate::acl::Cidr;
 use crate::config::{
     self, load_file, parse_address, parse_duration, parse_size, AccessLogConfig, Balance, Config,
-    FileError, LogDestination, LogFormat, Naming, Target, DEFAULT_ROUTE_NAME,
+    FileError, LogDestination, LogFormat, Naming, Splice, Target, DEFAULT_ROUTE_NAME,
 };
 use crate::proxy_protocol::ProxyVersion;
 
@@ -74,7 +74,7 @@ impl From<BalanceArg> for Balance {
 
 /// Every flag that `--config` replaces: the route's, and the process-wide
 /// settings a file's `[global]` holds.
-const ROUTE_FLAGS: [&str; 29] = [
+const ROUTE_FLAGS: [&str; 30] = [
     "listen",
     "targets",
     "balance",
@@ -92,6 +92,7 @@ const ROUTE_FLAGS: [&str; 29] = [
     "half_close_timeout",
     "keepalive",
     "max_connections",
+    "splice",
     "drain_timeout",
     "metrics",
     "access_log",
@@ -243,6 +244,11 @@ struct Args {
     )]
     max_connections: usize,
 
+    /// Move bytes with splice(2), kernel to kernel: once a direction streams
+    /// (auto), from the first byte (always), or never (copy through the ring).
+    #[arg(long, value_name = "MODE", value_enum, default_value = "auto")]
+    splice: SpliceArg,
+
     /// On SIGTERM/SIGINT/SIGQUIT/SIGUSR1, how long live pipes may run
     /// before they are reset (0 = wait for them).
     #[arg(long, value_name = "DURATION", default_value = "30s", value_parser = timeout)]
@@ -299,6 +305,23 @@ struct Args {
     /// with SO_REUSEPORT; N may be 'auto': one per CPU.
     #[arg(long, value_name = "N", default_value = "1", value_parser = config::parse_workers)]
     workers: usize,
+}
+
+#[derive(Clone, Copy, Debug, ValueEnum)]
+enum SpliceArg {
+    Auto,
+    Always,
+    Never,
+}
+
+impl From<SpliceArg> for Splice {
+    fn from(arg: SpliceArg) -> Splice {
+        match arg {
+            SpliceArg::Auto => Splice::Auto,
+            SpliceArg::Always => Splice::Always,
+            SpliceArg::Never => Splice::Never,
+        }
+    }
 }
 
 #[derive(Clone, Copy, Debug, ValueEnum)]
@@ -420,6 +443,7 @@ impl Args {
         route.allow = self.allow;
         route.deny = self.deny;
         route.max_connections_per_source = self.max_connections_per_source;
+        route.splice = self.splice.into();
         config.max_connections = self.max_connections;
         config.drain_timeout = self.drain_timeout.0;
         config.resolve_interval = self.resolve_interval.0;

@@ -190,14 +190,14 @@ pub trait Hooks: Send {
     /// writes it took.
     fn forwarded(&mut self, id: PipeId, direction: Direction, bytes: u64) {}
 
-    /// The ring of `direction` reached its high-water mark
-    /// (`buffer-size`), so its source is no longer read: the kernel's
+    /// The ring (or, spliced, the kernel pipe) of `direction` reached its
+    /// high-water mark (`buffer-size`), so its source is no longer read: the kernel's
     /// window now pushes back on the sender. Reported as the state at the
     /// end of a turn, so a ring that fills and drains within one turn
     /// (reading never paused long enough to matter) reports nothing.
     fn buffer_full(&mut self, id: PipeId, direction: Direction) {}
 
-    /// The ring of `direction` drained to its low-water mark after
+    /// The ring (or kernel pipe) of `direction` drained to its low-water mark after
     /// [`buffer_full`](Hooks::buffer_full): its source is read again.
     fn buffer_drained(&mut self, id: PipeId, direction: Direction) {}
 

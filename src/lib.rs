@@ -35,12 +35,14 @@ pub mod cli;
 mod config;
 mod forwarder;
 mod hooks;
+mod kernel_pipe;
 mod metrics;
 mod net;
 mod pipe;
 mod proxy_protocol;
 mod reactor;
 mod ring;
+mod sys;
 mod text;
 mod throttle;
 mod timers;
@@ -51,7 +53,7 @@ pub use acl::Cidr;
 pub use config::{
     format_duration, format_size, load_file, parse_address, parse_duration, parse_size,
     AccessLogConfig, Balance, Config, ConfigError, ConfigWarning, FileError, LogDestination,
-    LogFormat, Naming, Route, Target,
+    LogFormat, Naming, Route, Splice, Target,
 };
 pub use forwarder::{Builder, Forwarder, Handle, IntoStream, StartError};
 pub use hooks::{

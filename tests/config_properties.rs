@@ -9,7 +9,7 @@ use std::time::Duration;
 use proptest::prelude::*;
 use tcpipe::{
     format_duration, format_size, AccessLogConfig, Balance, Config, LogDestination, LogFormat,
-    Route, Target,
+    Route, Splice, Target,
 };
 
 /// Every route key that takes a duration.
@@ -38,6 +38,14 @@ fn balance() -> impl Strategy<Value = Balance> {
     ]
 }
 
+fn splice() -> impl Strategy<Value = Splice> {
+    prop_oneof![
+        Just(Splice::Auto),
+        Just(Splice::Always),
+        Just(Splice::Never)
+    ]
+}
+
 fn target() -> impl Strategy<Value = Target> {
     (any::<[u8; 4]>(), 1u16..)
         .prop_map(|(ip, port)| Target::from(SocketAddr::new(IpAddr::V4(Ipv4Addr::from(ip)), port)))
@@ -55,7 +63,7 @@ fn route(index: usize) -> impl Strategy<Value = Route> {
             duration(),
             duration(),
         ),
-        proptest::option::of(1usize..100_000),
+        (proptest::option::of(1usize..100_000), splice()),
     );
     (
         "[a-z][a-z0-9_.-]{0,20}",
@@ -64,7 +72,7 @@ fn route(index: usize) -> impl Strategy<Value = Route> {
         options,
     )
         .prop_map(move |(name, listeners, targets, options)| {
-            let ((balance, retries, threshold), health, flow, limit) = options;
+            let ((balance, retries, threshold), health, flow, (limit, splice)) = options;
             let (cooldown, health_interval, pool, pool_max_idle_ms) = health;
             let (buffer_size, connect, idle, half_close, keepalive) = flow;
             let listen = (0..listeners)
@@ -91,6 +99,7 @@ fn route(index: usize) -> impl Strategy<Value = Route> {
             route.half_close_timeout = half_close;
             route.keepalive = keepalive;
             route.max_connections = limit;
+            route.splice = splice;
             route
         })
 }
@@ -179,7 +188,7 @@ fn render(config: &Config) -> String {
         text.push_str(&format!(
             "fail-threshold = {}\ncooldown = {}\nhealth-interval = {}\npool = {}\n\
              pool-max-idle = {}\nbuffer-size = \"{}\"\nlow-water = {}\nconnect-timeout = {}\n\
-             idle-timeout = {}\nhalf-close-timeout = {}\nkeepalive = {}\n\n",
+             idle-timeout = {}\nhalf-close-timeout = {}\nkeepalive = {}\nsplice = \"{}\"\n\n",
             route.fail_threshold,
             d(route.cooldown),
             d(route.health_interval),
@@ -191,6 +200,7 @@ fn render(config: &Config) -> String {
             d(route.idle_timeout),
             d(route.half_close_timeout),
             d(route.keepalive),
+            route.splice,
         ));
     }
     text

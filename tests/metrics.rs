@@ -496,3 +496,26 @@ fn refused_clients_are_counted_by_route_and_reason() {
     assert_eq!(scrape.get("tcpipe_awaiting_proxy_header", &[]), 0.0);
     assert_eq!(closed(&scrape, "bad_proxy_header"), 2.0);
 }
+
+#[test]
+fn spliced_bytes_are_shown() {
+    let target = echo_server();
+    let tcpipe = Tcpipe::start(target, &["--metrics", "127.0.0.1:0", "--splice", "always"]);
+    let mut client = connect(tcpipe.addr);
+    let size = 1 << 20;
+    let writer = {
+        let mut client = client.try_clone().unwrap();
+        std::thread::spawn(move || {
+            client.write_all(&vec![3u8; size]).unwrap();
+            client.shutdown(Shutdown::Write).unwrap();
+        })
+    };
+    assert_eq!(read_to_end(&mut client).len(), size);
+    writer.join().unwrap();
+    let scrape = scrape_until(&tcpipe, "the pipe closed", |s| closed(s, "clean") == 1.0);
+    assert_eq!(
+        scrape.get("tcpipe_spliced_bytes_total", &[]),
+        (2 * size) as f64
+    );
+    assert_eq!(scrape.get("tcpipe_kernel_pipes_in_use", &[]), 0.0);
+}

@@ -29,7 +29,9 @@ use serde::{Deserialize, Deserializer};
 use toml::de::{DeTable, DeValue};
 
 use super::values::{parse_address, parse_duration, parse_size};
-use super::{Balance, Config, ConfigError, LogDestination, LogFormat, Naming, Route, Target};
+use super::{
+    Balance, Config, ConfigError, LogDestination, LogFormat, Naming, Route, Splice, Target,
+};
 use crate::acl::Cidr;
 use crate::proxy_protocol::ProxyVersion;
 
@@ -179,6 +181,7 @@ struct Section {
     allow: Option<Blocks>,
     deny: Option<Blocks>,
     max_connections_per_source: Option<Count<usize>>,
+    splice: Option<Splice>,
 }
 
 impl Document {
@@ -290,6 +293,9 @@ impl Section {
         }
         if let Some(balance) = option!(balance) {
             route.balance = balance;
+        }
+        if let Some(splice) = option!(splice) {
+            route.splice = splice;
         }
         route.retries = option!(retries).map(|Count(n)| n).or(route.retries);
         if let Some(Count(threshold)) = option!(fail_threshold) {

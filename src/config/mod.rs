@@ -174,6 +174,34 @@ pub struct Route {
     /// Live pipes of this route per client IP beyond which a new client
     /// from that IP is closed at once; `None`: no limit.
     pub max_connections_per_source: Option<usize>,
+    /// Whether its pipes move bytes with `splice(2)` instead of copying
+    /// them through the ring.
+    pub splice: Splice,
+}
+
+/// Whether a direction's bytes go socket → kernel pipe → socket with
+/// `splice(2)`, never entering user space, or are copied through the ring.
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq, serde::Deserialize)]
+#[serde(rename_all = "kebab-case")]
+pub enum Splice {
+    /// Copy at first; splice a direction once it streams (its reads keep
+    /// filling the ring), as HAProxy's `splice-auto` does.
+    #[default]
+    Auto,
+    /// Splice from the first byte.
+    Always,
+    /// Always copy through the ring.
+    Never,
+}
+
+impl fmt::Display for Splice {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str(match self {
+            Splice::Auto => "auto",
+            Splice::Always => "always",
+            Splice::Never => "never",
+        })
+    }
 }
 
 /// One target: the name it was given as (`host:port`), and the address
@@ -271,6 +299,7 @@ impl Route {
             allow: Vec::new(),
             deny: Vec::new(),
             max_connections_per_source: None,
+            splice: Splice::Auto,
         }
     }
 

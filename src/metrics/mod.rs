@@ -73,12 +73,20 @@ pub struct Metrics {
     pub bytes_toward_target_total: Gauge,
     /// Bytes written to clients.
     pub bytes_toward_client_total: Gauge,
-    /// Bytes sitting in rings right now, both directions, all pipes.
+    /// Bytes sitting in rings and kernel pipes right now, both directions,
+    /// all pipes.
     pub buffered_bytes: Gauge,
     /// The most bytes one direction of one pipe has ever held at once.
     pub peak_direction_buffered_bytes: Gauge,
     /// Rings lent to a direction that has bytes in flight. Idle pipes hold none.
     pub rings_in_use: Gauge,
+    /// Bytes delivered through kernel pipes with `splice(2)`, never copied
+    /// through user space; part of the `bytes_toward_*` counts.
+    pub spliced_bytes_total: Gauge,
+    /// Kernel pipes (two descriptors each) lent to a spliced direction that
+    /// has bytes in flight. Idle pipes hold none; spares in the pool are not
+    /// counted.
+    pub kernel_pipes_in_use: Gauge,
     /// Times accepting had to back off for lack of descriptors or memory
     /// (one per episode, however many accepts failed in it).
     pub accept_backoffs_total: Gauge,
@@ -124,7 +132,7 @@ impl Metrics {
     /// someone reads.
     pub(crate) fn set_to_sum(&self, parts: &[std::sync::Arc<Metrics>]) {
         let sum = |field: fn(&Metrics) -> &Gauge| parts.iter().map(|m| field(m).get()).sum();
-        let fields: [fn(&Metrics) -> &Gauge; 16] = [
+        let fields: [fn(&Metrics) -> &Gauge; 18] = [
             |m| &m.live_pipes,
             |m| &m.accepted_total,
             |m| &m.connect_failures_total,
@@ -137,6 +145,8 @@ impl Metrics {
             |m| &m.accept_backoffs_total,
             |m| &m.connection_limit_reached_total,
             |m| &m.awaiting_proxy_header,
+            |m| &m.spliced_bytes_total,
+            |m| &m.kernel_pipes_in_use,
             |m| &m.proxy_header_rejected_total,
             |m| &m.proxy_header_timeouts_total,
             |m| &m.denied_total,
@@ -299,6 +309,8 @@ pub(crate) struct Snapshot {
     pub(crate) reloads_ok: u64,
     pub(crate) reloads_failed: u64,
     pub(crate) awaiting_proxy_header: u64,
+    pub(crate) spliced_bytes: u64,
+    pub(crate) kernel_pipes_in_use: u64,
     /// One per route name, in the order first seen.
     pub(crate) routes: Vec<RouteSnapshot>,
 }
@@ -335,6 +347,8 @@ impl Snapshot {
             reloads_ok: metrics.reloads_ok_total.get(),
             reloads_failed: metrics.reloads_failed_total.get(),
             awaiting_proxy_header: metrics.awaiting_proxy_header.get(),
+            spliced_bytes: metrics.spliced_bytes_total.get(),
+            kernel_pipes_in_use: metrics.kernel_pipes_in_use.get(),
             routes: Vec::new(),
         }
     }
@@ -352,6 +366,8 @@ impl Snapshot {
         self.reloads_ok = self.reloads_ok.max(other.reloads_ok);
         self.reloads_failed = self.reloads_failed.max(other.reloads_failed);
         self.awaiting_proxy_header += other.awaiting_proxy_header;
+        self.spliced_bytes += other.spliced_bytes;
+        self.kernel_pipes_in_use += other.kernel_pipes_in_use;
         for route in other.routes {
             let into = self.route(&route.name);
             into.active += route.active;

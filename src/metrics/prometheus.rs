@@ -44,6 +44,18 @@ pub(crate) fn render(snapshot: &Snapshot) -> String {
         snapshot.rings_in_use,
     );
     out.single(
+        "tcpipe_spliced_bytes_total",
+        "counter",
+        "Bytes delivered through kernel pipes with splice(2), both directions (also in tcpipe_forwarded_bytes_total).",
+        snapshot.spliced_bytes,
+    );
+    out.single(
+        "tcpipe_kernel_pipes_in_use",
+        "gauge",
+        "Kernel pipes (two descriptors each) lent to spliced directions with bytes in flight.",
+        snapshot.kernel_pipes_in_use,
+    );
+    out.single(
         "tcpipe_accept_backoffs_total",
         "counter",
         "Times accepting backed off for lack of descriptors or memory (one per episode).",

@@ -37,6 +37,7 @@
 
 mod direction;
 mod endpoint;
+mod splice;
 
 use std::fmt;
 use std::io;
@@ -49,7 +50,9 @@ use mio::event::Event;
 use mio::{Interest, Registry, Token};
 use socket2::SockRef;
 
+use crate::config::Splice;
 use crate::hooks::{CloseReason, Direction as Way, TimeoutKind};
+use crate::kernel_pipe::KernelPipePool;
 use crate::metrics::Metrics;
 use crate::net;
 use crate::reactor::RouteId;
@@ -245,6 +248,8 @@ pub(crate) struct Settings {
     /// has lived [`keepalive_delay`]; `None`: none (the client's socket
     /// has it from the listener).
     pub(crate) keepalive: Option<Duration>,
+    /// When its directions move bytes through kernel pipes (`--splice`).
+    pub(crate) splice: Splice,
 }
 
 /// How old a pipe gets before its upstream socket's keepalive is set: a
@@ -328,6 +333,7 @@ impl Pipe {
     ) -> Pipe {
         let stage = stage_for(&dialed, dial, now);
         let connected = dialed.connected;
+        let splice = settings.splice;
         let mut pipe = Pipe {
             id,
             settings,
@@ -335,8 +341,8 @@ impl Pipe {
             client: Endpoint::new(client, true),
             target: Upstream::new(dialed),
             stage,
-            toward_target: Direction::new(),
-            toward_client: Direction::new(),
+            toward_target: Direction::new(splice),
+            toward_client: Direction::new(splice),
             opened_at: now,
             last_activity: now,
             timer_due: None,
@@ -451,7 +457,7 @@ impl Pipe {
         self.direction(way).paused
     }
 
-    /// Bytes waiting in the ring of `way`.
+    /// Bytes waiting in the ring or kernel pipe of `way`.
     pub(crate) fn buffered(&self, way: Way) -> usize {
         self.direction(way).buffered()
     }
@@ -480,9 +486,20 @@ impl Pipe {
     }
 
     pub(crate) fn note_event(&mut self, side: Side, event: &Event) {
-        match side {
-            Side::Client => self.client.note(event),
-            Side::Target => self.target.endpoint.note(event),
+        let reader = match side {
+            Side::Client => {
+                self.client.note(event);
+                &mut self.toward_target
+            }
+            Side::Target => {
+                self.target.endpoint.note(event);
+                &mut self.toward_client
+            }
+        };
+        // New bytes arrived since a splice said `WouldBlock`: that one meant
+        // "drained", so the next may move some. One retry per edge.
+        if event.is_readable() {
+            reader.read_waits = false;
         }
     }
 
@@ -705,11 +722,17 @@ impl Pipe {
         now.saturating_duration_since(self.opened_at)
     }
 
-    /// Returns the rings to the pool and closes both sockets as the close
-    /// rules say for `how` it ended.
-    pub(crate) fn close(mut self, how: Closing, pool: &mut RingPool, metrics: &Metrics) {
-        self.toward_target.release(pool, metrics);
-        self.toward_client.release(pool, metrics);
+    /// Returns the rings and kernel pipes to their pools and closes both
+    /// sockets as the close rules say for `how` it ended.
+    pub(crate) fn close(
+        mut self,
+        how: Closing,
+        pool: &mut RingPool,
+        kernel_pipes: &mut KernelPipePool,
+        metrics: &Metrics,
+    ) {
+        self.toward_target.release(pool, kernel_pipes, metrics);
+        self.toward_client.release(pool, kernel_pipes, metrics);
         if how == Closing::Abort {
             self.client.abort();
             self.target.endpoint.abort();

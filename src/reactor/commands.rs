@@ -72,6 +72,8 @@ pub struct AttachOptions {
     /// Once one direction has ended, reset the pipe if the other moves
     /// no byte for this long.
     pub half_close_timeout: Option<Duration>,
+    /// Whether bytes move with `splice(2)`.
+    pub splice: config::Splice,
 }
 
 impl Default for AttachOptions {
@@ -82,6 +84,7 @@ impl Default for AttachOptions {
             connect_timeout: Some(config::DEFAULT_CONNECT_TIMEOUT),
             idle_timeout: None,
             half_close_timeout: Some(config::DEFAULT_HALF_CLOSE_TIMEOUT),
+            splice: config::Splice::Auto,
         }
     }
 }
@@ -224,6 +227,7 @@ impl Reactor {
             half_close_timeout: options.half_close_timeout,
             // The embedder's sockets keep the options it gave them.
             keepalive: None,
+            splice: options.splice,
         });
         let mut dial = Dial::new(1);
         dial.attempts = 1;

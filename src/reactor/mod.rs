@@ -51,6 +51,7 @@ use slab::Slab;
 use crate::access_log::AccessLog;
 use crate::config::Config;
 use crate::hooks::Hooks;
+use crate::kernel_pipe::KernelPipePool;
 use crate::metrics::{Exporter, Metrics};
 use crate::pipe::{Closing, Context, Pipe, Reason, Side, Verdict};
 use crate::ring::RingPool;
@@ -76,6 +77,10 @@ const ACCEPTS_PER_TURN: usize = 256;
 const ACCEPT_RETRY: Duration = Duration::from_millis(50);
 /// Idle rings kept for reuse, beyond which freed rings go back to the allocator.
 const SPARE_RINGS: usize = 64;
+/// Idle kernel pipes kept for reuse; beyond this they are closed. Fewer than
+/// rings: each costs two descriptors, counted against the same limit as
+/// the clients'.
+const SPARE_KERNEL_PIPES: usize = 16;
 
 // ----- tokens ------------------------------------------------------------------
 
@@ -170,6 +175,8 @@ pub(crate) struct Reactor {
     /// Slots of `awaiting` to free at the end of this turn.
     awaiting_left: Vec<usize>,
     rings: RingPool,
+    /// Kernel pipes for spliced directions.
+    kernel_pipes: KernelPipePool,
     timers: Timers<Timer>,
     /// Pipes whose turn ended with bytes still ready to move.
     ready: VecDeque<(usize, u64)>,
@@ -236,6 +243,7 @@ impl Reactor {
             awaiting: Slab::new(),
             awaiting_left: Vec::new(),
             rings: RingPool::new(SPARE_RINGS),
+            kernel_pipes: KernelPipePool::new(SPARE_KERNEL_PIPES),
             timers: Timers::new(),
             ready: VecDeque::new(),
             closing: Vec::new(),
@@ -388,6 +396,7 @@ impl Reactor {
         };
         let mut ctx = Context {
             pool: &mut self.rings,
+            kernel_pipes: &mut self.kernel_pipes,
             metrics: &self.metrics,
             now: self.now,
             budget: BYTES_PER_TURN,
@@ -573,7 +582,12 @@ impl Reactor {
                 }
                 self.route_lost_pipe(route);
             }
-            pipe.close(reason.closing(), &mut self.rings, &self.metrics);
+            pipe.close(
+                reason.closing(),
+                &mut self.rings,
+                &mut self.kernel_pipes,
+                &self.metrics,
+            );
             self.metrics.live_pipes.sub(1);
         }
         let was_full = self.share.has_peers() && self.count_freed(freed);

@@ -538,6 +538,7 @@ fn option_changes(old: &config::Route, new: &config::Route) -> Vec<String> {
             per_source(old),
             per_source(new),
         ),
+        ("splice", old.splice.to_string(), new.splice.to_string()),
     ]
     .into_iter()
     .filter(|(_, before, after)| before != after)

@@ -81,6 +81,7 @@ pub(crate) fn settings_of(id: RouteId, route: &config::Route) -> pipe::Settings 
         idle_timeout: route.idle_timeout,
         half_close_timeout: route.half_close_timeout,
         keepalive: route.keepalive,
+        splice: route.splice,
     }
 }
 
@@ -171,8 +172,12 @@ pub(crate) fn describe(route: &config::Route, listening: &str) -> String {
         .max_connections
         .map(|max| format!(", max-connections {max}"))
         .unwrap_or_default();
+    let splice = match route.splice {
+        config::Splice::Auto => String::new(),
+        mode => format!(", splice {mode}"),
+    };
     format!(
-        "listening on {listening}; forwarding to {} ({}{pool}; buffer {}, low-water {}{limit}){}",
+        "listening on {listening}; forwarding to {} ({}{pool}; buffer {}, low-water {}{limit}{splice}){}",
         targets.join(", "),
         route.balance,
         format_size(route.buffer_size),

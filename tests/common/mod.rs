@@ -89,7 +89,7 @@ impl Tcpipe {
     }
 
     fn spawn(mut command: Command, log_filter: &str) -> Tcpipe {
-        command.args(extra_test_args());
+        add_test_args(&mut command);
         command
             .env("RUST_LOG", log_filter)
             .stdin(Stdio::null())
@@ -150,6 +150,16 @@ impl Tcpipe {
             .count()
     }
 
+    /// Open sockets of the process: its descriptors less the kernel pipes
+    /// that splicing keeps pooled, and its files.
+    pub fn socket_count(&self) -> usize {
+        std::fs::read_dir(format!("/proc/{}/fd", self.pid()))
+            .expect("read /proc/PID/fd")
+            .filter_map(|entry| std::fs::read_link(entry.ok()?.path()).ok())
+            .filter(|target| target.to_string_lossy().starts_with("socket:"))
+            .count()
+    }
+
     /// Resident set size in KiB.
     pub fn rss_kib(&self) -> u64 {
         let status =
@@ -195,6 +205,33 @@ impl Drop for Tcpipe {
     fn drop(&mut self) {
         let _ = self.child.kill();
         let _ = self.child.wait();
+    }
+}
+
+/// `TCPIPE_TEST_ARGS` (split on spaces) goes after the flags of every
+/// tcpipe a test starts with route flags, e.g. `TCPIPE_TEST_ARGS="--splice
+/// always"` runs a test file with every pipe spliced. Not for one started
+/// with `--config`, which takes no route flag.
+fn add_test_args(command: &mut Command) {
+    let with_file = command
+        .get_args()
+        .any(|a| a == "-c" || a == "--config" || a.to_string_lossy().starts_with("--config="));
+    if !with_file {
+        command.args(extra_test_args());
+    }
+}
+
+/// The `--splice` mode `TCPIPE_TEST_ARGS` asks for, for tests that run the
+/// library rather than the binary.
+pub fn splice_from_test_args() -> Option<tcpipe::Splice> {
+    let args = std::env::var("TCPIPE_TEST_ARGS").ok()?;
+    let mut words = args.split_whitespace();
+    words.position(|w| w == "--splice")?;
+    match words.next()? {
+        "auto" => Some(tcpipe::Splice::Auto),
+        "always" => Some(tcpipe::Splice::Always),
+        "never" => Some(tcpipe::Splice::Never),
+        other => panic!("TCPIPE_TEST_ARGS: unknown --splice mode {other}"),
     }
 }
 

@@ -1,0 +1,162 @@
+//! The syscalls std and mio do not wrap: `splice(2)`, `pipe2(2)` and a
+//! pipe's size (`F_SETPIPE_SZ`, `F_GETPIPE_SZ`). The only module with
+//! `unsafe` code: each call is a thin wrapper that hands the kernel
+//! descriptors borrowed for the call and null pointers, and turns `-1`
+//! into `io::Error::last_os_error()`.
+
+#![allow(unsafe_code)]
+
+use std::io;
+use std::os::fd::{AsRawFd, BorrowedFd, FromRawFd, OwnedFd};
+use std::ptr;
+
+/// A new pipe, both ends non-blocking and close-on-exec: (read end, write end).
+pub(crate) fn pipe() -> io::Result<(OwnedFd, OwnedFd)> {
+    let mut fds = [-1 as libc::c_int; 2];
+    // SAFETY: `fds` is a writable array of two ints, as pipe2 requires; it
+    // writes both only on success.
+    let rc = unsafe { libc::pipe2(fds.as_mut_ptr(), libc::O_NONBLOCK | libc::O_CLOEXEC) };
+    if rc == -1 {
+        return Err(io::Error::last_os_error());
+    }
+    // SAFETY: on success both are new descriptors that nothing else owns.
+    let ends = unsafe { (OwnedFd::from_raw_fd(fds[0]), OwnedFd::from_raw_fd(fds[1])) };
+    Ok(ends)
+}
+
+/// Asks for a pipe of `size` bytes; returns the size the kernel gave
+/// (rounded up to a power of two pages).
+pub(crate) fn set_pipe_size(pipe: BorrowedFd<'_>, size: usize) -> io::Result<usize> {
+    let size =
+        libc::c_int::try_from(size).map_err(|_| io::Error::from_raw_os_error(libc::EINVAL))?;
+    // SAFETY: F_SETPIPE_SZ takes an int and touches no memory of ours; the
+    // descriptor is borrowed, so open for the whole call.
+    let rc = unsafe { libc::fcntl(pipe.as_raw_fd(), libc::F_SETPIPE_SZ, size) };
+    if rc == -1 {
+        return Err(io::Error::last_os_error());
+    }
+    Ok(rc as usize)
+}
+
+/// The pipe's capacity in bytes.
+pub(crate) fn pipe_size(pipe: BorrowedFd<'_>) -> io::Result<usize> {
+    // SAFETY: F_GETPIPE_SZ takes no argument and touches no memory of ours.
+    let rc = unsafe { libc::fcntl(pipe.as_raw_fd(), libc::F_GETPIPE_SZ) };
+    if rc == -1 {
+        return Err(io::Error::last_os_error());
+    }
+    Ok(rc as usize)
+}
+
+/// Moves up to `len` bytes from `from` to `to` inside the kernel, without
+/// blocking; one of the two must be a pipe. `Ok(0)` from a socket is its
+/// FIN.
+pub(crate) fn splice(from: BorrowedFd<'_>, to: BorrowedFd<'_>, len: usize) -> io::Result<usize> {
+    let flags = libc::SPLICE_F_MOVE | libc::SPLICE_F_NONBLOCK;
+    // SAFETY: null offsets mean "the descriptors' own positions" (required
+    // for pipes and sockets), so the kernel writes no memory of ours; both
+    // descriptors are borrowed, so open for the whole call.
+    let rc = unsafe {
+        libc::splice(
+            from.as_raw_fd(),
+            ptr::null_mut(),
+            to.as_raw_fd(),
+            ptr::null_mut(),
+            len,
+            flags,
+        )
+    };
+    if rc == -1 {
+        return Err(io::Error::last_os_error());
+    }
+    Ok(rc as usize)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use std::io::{Read, Write};
+    use std::net::{TcpListener, TcpStream};
+    use std::os::fd::AsFd;
+
+    fn socket_pair() -> (TcpStream, TcpStream) {
+        let listener = TcpListener::bind("127.0.0.1:0").unwrap();
+        let a = TcpStream::connect(listener.local_addr().unwrap()).unwrap();
+        let (b, _) = listener.accept().unwrap();
+        (a, b)
+    }
+
+    #[test]
+    fn a_pipe_is_non_blocking_and_close_on_exec() {
+        let (read, write) = pipe().unwrap();
+        for fd in [&read, &write] {
+            let info =
+                std::fs::read_to_string(format!("/proc/self/fdinfo/{}", fd.as_raw_fd())).unwrap();
+            let flags = info
+                .lines()
+                .find_map(|l| l.strip_prefix("flags:"))
+                .and_then(|v| i32::from_str_radix(v.trim(), 8).ok())
+                .unwrap();
+            assert!(flags & libc::O_NONBLOCK != 0, "not non-blocking: {flags:o}");
+            assert!(flags & libc::O_CLOEXEC != 0, "not close-on-exec: {flags:o}");
+        }
+        let mut empty = std::fs::File::from(read);
+        let e = empty.read(&mut [0u8; 8]).unwrap_err();
+        assert_eq!(e.kind(), io::ErrorKind::WouldBlock);
+    }
+
+    #[test]
+    fn the_pipe_size_is_set_and_read_back_rounded_to_pages() {
+        let (read, _write) = pipe().unwrap();
+        let given = set_pipe_size(read.as_fd(), 100_000).unwrap();
+        assert!(given >= 100_000 && given.is_power_of_two(), "{given}");
+        assert_eq!(pipe_size(read.as_fd()).unwrap(), given);
+        let e = set_pipe_size(read.as_fd(), usize::MAX).unwrap_err();
+        assert_eq!(e.raw_os_error(), Some(libc::EINVAL));
+    }
+
+    #[test]
+    fn bytes_go_socket_to_pipe_to_socket_and_fin_reads_as_zero() {
+        let (mut a, b) = socket_pair();
+        let (mut c, d) = socket_pair();
+        let (read, write) = pipe().unwrap();
+        a.write_all(b"spliced").unwrap();
+        let mut moved = 0;
+        while moved < 7 {
+            match splice(b.as_fd(), write.as_fd(), 64 * 1024) {
+                Ok(n) => moved += n,
+                Err(e) if e.kind() == io::ErrorKind::WouldBlock => std::thread::yield_now(),
+                Err(e) => panic!("{e}"),
+            }
+        }
+        assert_eq!(moved, 7);
+        assert_eq!(splice(read.as_fd(), c.as_fd(), 7).unwrap(), 7);
+        let mut got = [0u8; 7];
+        let mut d = d;
+        d.read_exact(&mut got).unwrap();
+        assert_eq!(&got, b"spliced");
+
+        // An empty pipe would block; so would a socket with nothing to read.
+        let e = splice(read.as_fd(), c.as_fd(), 7).unwrap_err();
+        assert_eq!(e.kind(), io::ErrorKind::WouldBlock);
+        b.set_nonblocking(true).unwrap();
+        let e = splice(b.as_fd(), write.as_fd(), 7).unwrap_err();
+        assert_eq!(e.kind(), io::ErrorKind::WouldBlock);
+
+        drop(a);
+        assert!(
+            std::iter::repeat_with(|| splice(b.as_fd(), write.as_fd(), 7))
+                .take(1000)
+                .any(|r| matches!(r, Ok(0)))
+        );
+        c.flush().unwrap();
+    }
+
+    #[test]
+    fn two_descriptors_neither_a_pipe_are_refused() {
+        let (a, _b) = socket_pair();
+        let (c, _d) = socket_pair();
+        let e = splice(a.as_fd(), c.as_fd(), 1).unwrap_err();
+        assert_eq!(e.raw_os_error(), Some(libc::EINVAL));
+    }
+}
