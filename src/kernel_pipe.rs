@@ -205,14 +205,9 @@ fn pipe_max_size() -> usize {
 mod tests {
     use super::*;
     use std::io::{Read, Write};
-    use std::net::{TcpListener, TcpStream};
+    use std::net::TcpStream;
 
-    fn socket_pair() -> (TcpStream, TcpStream) {
-        let listener = TcpListener::bind("127.0.0.1:0").unwrap();
-        let a = TcpStream::connect(listener.local_addr().unwrap()).unwrap();
-        let (b, _) = listener.accept().unwrap();
-        (a, b)
-    }
+    use crate::sys::tests::socket_pair;
 
     fn fill(pool: &KernelPipePool, lent: &mut Lent, source: &TcpStream, want: usize) {
         while lent.len() < want {

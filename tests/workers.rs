@@ -198,9 +198,10 @@ fn sighup_reloads_every_worker_of_the_binary() {
     drop(clients);
 }
 
-#[test]
-fn sigterm_drains_the_pipes_of_every_worker_then_the_process_exits_0() {
-    let mut tcpipe = Tcpipe::start(
+/// The binary with two workers, a long drain, and 20 clients served (their
+/// opens logged, so their pipe ids are known).
+fn two_workers_with_20_clients() -> (Tcpipe, Vec<TcpStream>) {
+    let tcpipe = Tcpipe::start(
         echo_server(),
         &[
             "--workers",
@@ -210,8 +211,14 @@ fn sigterm_drains_the_pipes_of_every_worker_then_the_process_exits_0() {
             "--access-log-opens",
         ],
     );
-    let mut clients: Vec<TcpStream> = (0..20).map(|_| served_client(tcpipe.addr)).collect();
+    let clients: Vec<TcpStream> = (0..20).map(|_| served_client(tcpipe.addr)).collect();
     assert!(wait_until(DEADLINE, || logged_pipe_ids(&tcpipe).len() == 20));
+    (tcpipe, clients)
+}
+
+#[test]
+fn sigterm_drains_the_pipes_of_every_worker_then_the_process_exits_0() {
+    let (mut tcpipe, mut clients) = two_workers_with_20_clients();
     let workers: BTreeSet<u64> = logged_pipe_ids(&tcpipe)
         .iter()
         .map(|&id| worker_of(id))
@@ -240,18 +247,7 @@ fn sigterm_drains_the_pipes_of_every_worker_then_the_process_exits_0() {
 
 #[test]
 fn a_second_sigterm_aborts_the_pipes_of_every_worker() {
-    let mut tcpipe = Tcpipe::start(
-        echo_server(),
-        &[
-            "--workers",
-            "2",
-            "--drain-timeout",
-            "30s",
-            "--access-log-opens",
-        ],
-    );
-    let mut clients: Vec<TcpStream> = (0..20).map(|_| served_client(tcpipe.addr)).collect();
-    assert!(wait_until(DEADLINE, || logged_pipe_ids(&tcpipe).len() == 20));
+    let (mut tcpipe, mut clients) = two_workers_with_20_clients();
     tcpipe.signal("TERM");
     assert!(tcpipe.wait_for_log("shutting down", DEADLINE));
     tcpipe.signal("TERM");
