@@ -382,6 +382,42 @@ fn a_refused_client_gets_a_line_saying_why() {
 }
 
 #[test]
+fn a_refusal_has_one_name_in_the_access_log_and_in_metrics() {
+    let dir = LogDir::new("per-source");
+    let tcpipe = start_logging_to(
+        &dir.file(),
+        echo_server(),
+        &[
+            "--max-connections-per-source",
+            "1",
+            "--metrics",
+            "127.0.0.1:0",
+        ],
+    );
+    let mut held = connect(tcpipe.addr);
+    held.write_all(b"x").unwrap();
+    let mut echoed = [0u8; 1];
+    std::io::Read::read_exact(&mut held, &mut echoed).unwrap();
+    let mut second = connect(tcpipe.addr);
+    let second_addr = second.local_addr().unwrap();
+    assert_reset(&mut second, "a second client of one source");
+    let line = close_line_of(&lines_of(&dir.file(), 1), second_addr);
+    assert_eq!(line["end"], "per_source_limit", "{line:?}");
+    let route = [("route", "default"), ("reason", "per_source_limit")];
+    let scrape = scrape_until(&tcpipe, "the refusal counted", |s| {
+        s.get("tcpipe_connections_refused_total", &route) == 1.0
+    });
+    assert_eq!(scrape.get("tcpipe_pipes_closed_total", &route), 1.0);
+    assert_eq!(
+        scrape.get(
+            "tcpipe_pipes_closed_total",
+            &[("route", "default"), ("reason", "denied")]
+        ),
+        0.0
+    );
+}
+
+#[test]
 fn a_pipe_the_embedder_aborts_is_logged_as_aborted() {
     let dir = LogDir::new("aborted");
     let (target, target_addr) = common::listener();

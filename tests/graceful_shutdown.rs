@@ -29,11 +29,12 @@ fn assert_refused(addr: SocketAddr) {
     }
 }
 
-/// Sends the signal and waits until the forwarder has acted on it.
+/// Sends the signal and waits until the forwarder has acted on it, saying
+/// which signal began the shutdown.
 fn request_shutdown(tcpipe: &Tcpipe, signal: &str) {
     tcpipe.signal(signal);
     assert!(
-        tcpipe.wait_for_log("shutting down", DEADLINE),
+        tcpipe.wait_for_log(&format!("SIG{signal}: shutting down"), DEADLINE),
         "SIG{signal} did not start a shutdown; logs: {:#?}",
         tcpipe.logs()
     );

@@ -225,8 +225,13 @@ fn sigterm_drains_the_pipes_of_every_worker_then_the_process_exits_0() {
         .collect();
     assert_eq!(workers, BTreeSet::from([0, 1]));
 
+    assert!(
+        tcpipe.wait_for_log(": 2 workers, pid ", DEADLINE),
+        "the startup line gives the number of workers: {:#?}",
+        tcpipe.logs()
+    );
     tcpipe.signal("TERM");
-    assert!(tcpipe.wait_for_log("shutting down", DEADLINE));
+    assert!(tcpipe.wait_for_log("SIGTERM: shutting down", DEADLINE));
     // No worker accepts any more...
     assert!(wait_until(DEADLINE, || TcpStream::connect(tcpipe.addr)
         .is_err_and(|e| e.kind() == ErrorKind::ConnectionRefused)));

@@ -168,9 +168,11 @@ impl Metrics {
 }
 
 /// Every way a pipe can end, as metrics and the access log name it.
-pub(crate) const CLOSE_REASONS: usize = 11;
+pub(crate) const CLOSE_REASONS: usize = 13;
 
-/// The index of `reason` in a per-reason counter array, and its label.
+/// The index of `reason` in a per-reason counter array, and its label
+/// (the reactor narrows refusals further: `per_source_limit`,
+/// `proxy_timeout`).
 pub(crate) fn close_reason_slot(reason: CloseReason) -> usize {
     use crate::hooks::TimeoutKind;
     match reason {
@@ -201,6 +203,11 @@ pub(crate) const CLOSE_REASON_LABELS: [&str; CLOSE_REASONS] = [
     "error",
     "denied",
     "bad_proxy_header",
+    // Refusals the hooks' `CloseReason` folds into `denied` and
+    // `bad_proxy_header`; metrics and the access log keep them apart, with
+    // the names `tcpipe_connections_refused_total` gives them.
+    "per_source_limit",
+    "proxy_timeout",
 ];
 
 /// Why a client was turned away before any target was dialed, as

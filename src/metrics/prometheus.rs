@@ -34,7 +34,7 @@ pub(crate) fn render(snapshot: &Snapshot) -> String {
     out.single(
         "tcpipe_buffered_bytes",
         "gauge",
-        "Bytes waiting in rings now, both directions of every pipe.",
+        "Bytes read and not yet written now, in rings and kernel pipes, both directions of every pipe.",
         snapshot.buffered_bytes,
     );
     out.single(

@@ -331,7 +331,7 @@ impl Pipe {
         (dialed, dial): (Dialed, Dial),
         now: Instant,
     ) -> Pipe {
-        let stage = stage_for(&dialed, dial, now);
+        let stage = stage_for(&dialed, dial);
         let connected = dialed.connected;
         let splice = settings.splice;
         let mut pipe = Pipe {
@@ -374,12 +374,12 @@ impl Pipe {
     /// After a failed connect, moves to another target. What the client
     /// has sent so far is still in the ring, none of it delivered, so the
     /// new target gets every byte exactly once.
-    pub(crate) fn retarget(&mut self, dialed: Dialed, now: Instant) {
+    pub(crate) fn retarget(&mut self, dialed: Dialed) {
         let Stage::Connecting { dial, .. } = &mut self.stage else {
             return debug_assert!(false, "retargeting an open pipe");
         };
         let dial = std::mem::take(dial);
-        self.stage = stage_for(&dialed, dial, now);
+        self.stage = stage_for(&dialed, dial);
         self.keepalive_pending = self.wants_keepalive(dialed.connected);
         self.target = Upstream::new(dialed);
     }
@@ -509,7 +509,9 @@ impl Pipe {
             match finish_connect(&mut self.target.endpoint) {
                 Ok(true) => {
                     debug!("pipe {}: connected to target", self.id);
-                    let connect_time = Some(ctx.now.saturating_duration_since(since));
+                    // A fresh clock, not the turn's: every pipe that
+                    // connects in one turn would show the same time.
+                    let connect_time = Some(Instant::now().saturating_duration_since(since));
                     self.stage = Stage::Open { connect_time };
                 }
                 Ok(false) => {}
@@ -742,12 +744,17 @@ impl Pipe {
     }
 }
 
-/// A pooled connection is established already; any other is connecting.
-fn stage_for(dialed: &Dialed, dial: Dial, now: Instant) -> Stage {
+/// A pooled connection is established already; any other is connecting,
+/// timed from a fresh clock reading (one vDSO call per connect), since the
+/// turn's `now` may be a batch of events old by the time a dial starts.
+fn stage_for(dialed: &Dialed, dial: Dial) -> Stage {
     if dialed.connected {
         Stage::Open { connect_time: None }
     } else {
-        Stage::Connecting { since: now, dial }
+        Stage::Connecting {
+            since: Instant::now(),
+            dial,
+        }
     }
 }
 

@@ -15,6 +15,7 @@ use super::admission;
 use super::routes::RouteId;
 use super::{listener_token, plural, Reactor, Timer, ACCEPTS_PER_TURN, ACCEPT_RETRY};
 use crate::hooks::CloseReason;
+use crate::metrics::close_reason_slot;
 use crate::net;
 use crate::pipe::Pipe;
 use crate::proxy_protocol;
@@ -376,13 +377,14 @@ impl Reactor {
             self.log_unreachable(id, dial.attempts, peer);
             self.metrics.aborted_total.add(1);
             net::abort_on_close(SockRef::from(&client));
-            self.count_turned_away(route_id, CloseReason::ConnectFailed);
+            let end = close_reason_slot(CloseReason::ConnectFailed);
+            self.count_turned_away(route_id, end);
             if self.hooks.is_some() {
                 self.tell_refused(id, route_id, peer, CloseReason::ConnectFailed);
             }
             if self.access_log.logs_closes() {
                 let attempts = plural(dial.attempts as usize, "attempt");
-                self.log_turned_away(id, route_id, peer, (CloseReason::ConnectFailed, attempts));
+                self.log_turned_away(id, route_id, peer, (end, attempts));
             }
             return;
         };

@@ -4,10 +4,10 @@
 use std::net::SocketAddr;
 
 use super::routes::Routes;
+use super::stats::end_slot;
 use super::{plural, Reactor, RouteId};
 use crate::access_log::{Entry, Event};
-use crate::hooks::CloseReason;
-use crate::metrics::{close_reason_slot, CLOSE_REASON_LABELS};
+use crate::metrics::CLOSE_REASON_LABELS;
 use crate::pipe::{Pipe, Reason, Side};
 use crate::upstream::Upstreams;
 
@@ -34,7 +34,7 @@ impl Reactor {
         entry.duration = pipe.age(self.now);
         entry.bytes_to_target = pipe.bytes_toward_target();
         entry.bytes_to_client = pipe.bytes_toward_client();
-        entry.end = Some(end_label(reason.public()));
+        entry.end = Some(CLOSE_REASON_LABELS[end_slot(reason)]);
         entry.first_fin = pipe.first_fin().map(Side::name);
         entry.detail = match reason {
             Reason::Broken(_, e) | Reason::Poll(e) => Some(e.to_string()),
@@ -45,18 +45,19 @@ impl Reactor {
     }
 
     /// A client of `route` was reset before a pipe was made for it: no
-    /// target could be dialed, or it was refused; `detail` says why.
+    /// target could be dialed, or it was refused; `end` is its
+    /// [`end_slot`], `detail` says why.
     #[cold]
     pub(super) fn log_turned_away(
         &mut self,
         id: u64,
         route: RouteId,
         client: SocketAddr,
-        (reason, detail): (CloseReason, String),
+        (end, detail): (usize, String),
     ) {
         let route = route_name(&self.routes, Some(route));
         let mut entry = Entry::new(Event::Close, id, route, client, None);
-        entry.end = Some(end_label(reason));
+        entry.end = Some(CLOSE_REASON_LABELS[end]);
         entry.detail = Some(detail);
         self.access_log.write(&entry);
     }
@@ -72,9 +73,4 @@ pub(super) fn target_label(upstreams: &Upstreams, pipe: &Pipe) -> Option<String>
 
 fn route_name(routes: &Routes, route: Option<RouteId>) -> Option<&str> {
     route.and_then(|id| routes.get(id)).map(|r| r.name())
-}
-
-/// How it ended, with the names metrics use.
-fn end_label(reason: CloseReason) -> &'static str {
-    CLOSE_REASON_LABELS[close_reason_slot(reason)]
 }

@@ -116,12 +116,13 @@ impl Reactor {
             net::abort_on_close(SockRef::from(&client));
         }
         drop(client);
-        self.count_turned_away(route, reason.public());
+        let end = super::stats::end_slot(&reason);
+        self.count_turned_away(route, end);
         if self.hooks.is_some() {
             self.tell_refused(id, route, peer, reason.public());
         }
         if let Some(detail) = detail {
-            self.log_turned_away(id, route, peer, (reason.public(), detail));
+            self.log_turned_away(id, route, peer, (end, detail));
         }
     }
 }

@@ -166,7 +166,7 @@ impl Reactor {
                 SIGHUP => self.reload_file("SIGHUP"),
                 SIGUSR2 => warn!("SIGUSR2 means nothing to tcpipe; carrying on"),
                 // One worker takes the signals; all of them drain.
-                _ => self.shut_every_worker_down(),
+                other => self.shut_every_worker_down(signal_name(other)),
             }
         }
     }
@@ -175,9 +175,9 @@ impl Reactor {
         self.upstreams.apply_resolved();
         while let Ok(command) = self.commands.try_recv() {
             match command {
-                Command::Shutdown => self.request_shutdown(),
+                Command::Shutdown => self.request_shutdown("Handle::shutdown"),
                 Command::ShutdownAck(ack) => {
-                    self.request_shutdown();
+                    self.request_shutdown("the first worker");
                     let _ = ack.send(());
                 }
                 Command::Reload { config, reply } => {
@@ -296,11 +296,13 @@ impl Reactor {
     }
 
     /// Stops accepting and lets live pipes finish within the drain timeout;
-    /// a second request aborts them at once.
-    pub(super) fn request_shutdown(&mut self) {
+    /// a second request aborts them at once. `cause` (a signal's name, or
+    /// who asked) begins the log line, so an operator can tell a deploy's
+    /// SIGTERM from a stray Ctrl-C.
+    pub(super) fn request_shutdown(&mut self, cause: &str) {
         if self.shutting_down {
             info!(
-                "second shutdown request: aborting {}",
+                "{cause}: second shutdown request: aborting {}",
                 plural(self.open_pipes(), "pipe")
             );
             self.abort_all(|_| true, || Reason::Shutdown);
@@ -335,8 +337,19 @@ impl Reactor {
             self.open_pipes()
         };
         info!(
-            "shutting down: no longer accepting; {} may finish {within}",
+            "{cause}: shutting down: no longer accepting; {} may finish {within}",
             plural(open, "pipe")
         );
+    }
+}
+
+/// The signals that stop tcpipe, by the name an operator sent.
+fn signal_name(signal: i32) -> &'static str {
+    match signal {
+        SIGTERM => "SIGTERM",
+        SIGINT => "SIGINT",
+        SIGQUIT => "SIGQUIT",
+        SIGUSR1 => "SIGUSR1",
+        _ => "a signal",
     }
 }

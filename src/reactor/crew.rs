@@ -174,9 +174,9 @@ impl Reactor {
     /// listeners before this one does and logs it, so that once the log
     /// says so no worker accepts (each waited for at most a second); a
     /// second time, every worker aborts.
-    pub(super) fn shut_every_worker_down(&mut self) {
+    pub(super) fn shut_every_worker_down(&mut self, cause: &str) {
         if self.shutting_down {
-            self.request_shutdown();
+            self.request_shutdown(cause);
             self.tell_followers(|| Command::Shutdown);
             return;
         }
@@ -192,7 +192,7 @@ impl Reactor {
         for acked in acks {
             let _ = acked.recv_timeout(std::time::Duration::from_secs(1));
         }
-        self.request_shutdown();
+        self.request_shutdown(cause);
     }
 
     /// Live pipes of the whole process, as `max-connections` counts them.

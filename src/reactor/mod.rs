@@ -274,8 +274,18 @@ impl Reactor {
         if share.has_peers() && share.is_leader() {
             reactor.upstreams.keep_news();
         }
+        let starting = format!(
+            "tcpipe {}: {}, pid {}, max-connections {}",
+            env!("CARGO_PKG_VERSION"),
+            plural(share.count, "worker"),
+            std::process::id(),
+            config.max_connections
+        );
         let started = reactor.apply(config, true)?;
         reactor.follow = None;
+        if share.is_leader() {
+            info!("{starting}");
+        }
         for line in started.summary {
             if share.is_leader() {
                 info!("{line}");
@@ -485,7 +495,7 @@ impl Reactor {
         if let Some(failed) = failed {
             self.upstreams.pipe_left(failed, true, self.now);
         }
-        pipe.retarget(dialed, self.now);
+        pipe.retarget(dialed);
         self.drive(key);
     }
 

@@ -8,7 +8,6 @@
 use std::collections::HashMap;
 
 use super::{Command, Reactor, RouteId};
-use crate::hooks::CloseReason;
 use crate::metrics::{close_reason_slot, Exporter, Snapshot};
 use crate::pipe::{Pipe, Reason, Refusal};
 use crate::upstream::TargetId;
@@ -38,6 +37,18 @@ impl Milestones {
     }
 }
 
+/// Where `reason` counts in `tcpipe_pipes_closed_total` and what the
+/// access log's `end` calls it: the hooks' [`CloseReason`], with a refusal
+/// named as `tcpipe_connections_refused_total` names it, so that one client
+/// refused for its source's limit is `per_source_limit` everywhere.
+pub(super) fn end_slot(reason: &Reason) -> usize {
+    match reason {
+        Reason::Refused(Refusal::SourceLimit(_)) => 11,
+        Reason::Refused(Refusal::ProxyTimeout) => 12,
+        other => close_reason_slot(other.public()),
+    }
+}
+
 impl Reactor {
     /// A client was accepted on `route`.
     pub(super) fn count_accepted(&mut self, route: RouteId) {
@@ -50,9 +61,9 @@ impl Reactor {
     /// A client of `route` was reset before any pipe was made for it (no
     /// target could be dialed, or it was refused): it counts as a pipe that
     /// ended at once, for `reason`.
-    pub(super) fn count_turned_away(&mut self, route: RouteId, reason: CloseReason) {
+    pub(super) fn count_turned_away(&mut self, route: RouteId, slot: usize) {
         if let Some(route) = self.routes.get_mut(route) {
-            route.stats.closed[close_reason_slot(reason)] += 1;
+            route.stats.closed[slot] += 1;
             route.stats.duration.observe(std::time::Duration::ZERO);
         }
     }
@@ -83,9 +94,11 @@ impl Reactor {
         let connect_time = before
             .connecting_since
             .filter(|_| pipe.is_open())
-            .map(|since| self.now.saturating_duration_since(since));
-        let first_byte =
-            (!before.had_reply && pipe.bytes_toward_client() > 0).then(|| pipe.age(self.now));
+            .and_then(|_| pipe.connect_time());
+        // Once per pipe, a fresh clock: the turn's would give every reply
+        // of one turn the same time.
+        let first_byte = (!before.had_reply && pipe.bytes_toward_client() > 0)
+            .then(|| pipe.age(std::time::Instant::now()));
         if connect_time.is_none() && first_byte.is_none() {
             return; // a one-way stream with no reply yet: nothing crossed
         }
@@ -103,7 +116,7 @@ impl Reactor {
     /// Pipe `pipe` is being freed for `reason`.
     pub(super) fn count_closed(&mut self, pipe: &Pipe, reason: &Reason) {
         if let Some(route) = pipe.route().and_then(|id| self.routes.get_mut(id)) {
-            route.stats.closed[close_reason_slot(reason.public())] += 1;
+            route.stats.closed[end_slot(reason)] += 1;
             route.stats.duration.observe(pipe.age(self.now));
         }
         if let Some(stats) = pipe.target().and_then(|id| self.upstreams.stats_mut(id)) {
