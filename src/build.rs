@@ -1,6 +1,10 @@
 //! Build facts for `--version`: the git commit, the rustc version and the
 //! target triple, each "unknown" when it cannot be found (a source tarball,
-//! no git installed).
+//! no git installed). And which of the external tools some integration
+//! tests drive this machine has, so a test whose tool is missing is
+//! `ignored` in the test summary, with the reason, instead of passing
+//! without testing; under CI (`CI=true`) every such test runs, and fails
+//! if its tool is missing.
 
 use std::path::{Path, PathBuf};
 use std::process::Command;
@@ -47,6 +51,33 @@ fn main() {
     );
     println!("cargo:rustc-env=TCPIPE_RUSTC={rustc}");
     println!("cargo:rustc-env=TCPIPE_TARGET={target}");
+    find_test_tools();
+}
+
+/// The tools, by the cfg a test is ignored without (`has_promtool`...).
+const TEST_TOOLS: [&str; 3] = ["haproxy", "promtool", "ss"];
+
+/// Sets `has_TOOL` for each of [`TEST_TOOLS`] on the PATH (or in the sbin
+/// directories, which a non-root PATH may lack), and for all of them under
+/// CI. Installing a tool changes a directory on the PATH, which reruns this.
+fn find_test_tools() {
+    println!("cargo:rerun-if-env-changed=CI");
+    println!("cargo:rerun-if-env-changed=PATH");
+    let ci = std::env::var("CI").is_ok_and(|v| v == "true" || v == "1");
+    let mut dirs: Vec<PathBuf> = std::env::var_os("PATH")
+        .map(|path| std::env::split_paths(&path).collect())
+        .unwrap_or_default();
+    dirs.extend(["/usr/sbin", "/usr/local/sbin", "/sbin"].map(PathBuf::from));
+    dirs.retain(|dir| dir.is_dir());
+    for dir in &dirs {
+        watch(dir);
+    }
+    for tool in TEST_TOOLS {
+        println!("cargo:rustc-check-cfg=cfg(has_{tool})");
+        if ci || dirs.iter().any(|dir| dir.join(tool).is_file()) {
+            println!("cargo:rustc-cfg=has_{tool}");
+        }
+    }
 }
 
 /// `git ARGS` in `dir`: its first line of output, if it succeeded.

@@ -16,9 +16,7 @@ use std::net::{Shutdown, SocketAddr};
 use tcpipe::{Config, ProxyVersion};
 
 fn haproxy_in_front_of_tcpipe(server_option: &str) {
-    let Some(binary) = haproxy::binary() else {
-        return;
-    };
+    let binary = haproxy::binary();
     let mut config = Config::new("127.0.0.1:0".parse().unwrap(), echo_server());
     config.routes[0].accept_proxy = true;
     let running = Running::start(config);
@@ -62,19 +60,19 @@ fn haproxy_in_front_of_tcpipe(server_option: &str) {
 }
 
 #[test]
+#[cfg_attr(not(has_haproxy), ignore = "needs haproxy (Debian package haproxy)")]
 fn haproxy_send_proxy_v1_to_tcpipe_accept_proxy() {
     haproxy_in_front_of_tcpipe("send-proxy");
 }
 
 #[test]
+#[cfg_attr(not(has_haproxy), ignore = "needs haproxy (Debian package haproxy)")]
 fn haproxy_send_proxy_v2_to_tcpipe_accept_proxy() {
     haproxy_in_front_of_tcpipe("send-proxy-v2");
 }
 
 fn tcpipe_in_front_of_haproxy(version: ProxyVersion) {
-    let Some(binary) = haproxy::binary() else {
-        return;
-    };
+    let binary = haproxy::binary();
     let backend = Recorder::start();
     // HAProxy's frontend takes tcpipe's header; its backend hands the
     // client address it took from it to our listener in a v2 header.
@@ -110,11 +108,13 @@ fn tcpipe_in_front_of_haproxy(version: ProxyVersion) {
 }
 
 #[test]
+#[cfg_attr(not(has_haproxy), ignore = "needs haproxy (Debian package haproxy)")]
 fn tcpipe_send_proxy_v1_to_haproxy_accept_proxy() {
     tcpipe_in_front_of_haproxy(ProxyVersion::V1);
 }
 
 #[test]
+#[cfg_attr(not(has_haproxy), ignore = "needs haproxy (Debian package haproxy)")]
 fn tcpipe_send_proxy_v2_to_haproxy_accept_proxy() {
     tcpipe_in_front_of_haproxy(ProxyVersion::V2);
 }

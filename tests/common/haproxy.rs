@@ -15,21 +15,14 @@ pub struct Haproxy {
     pub addr: SocketAddr,
 }
 
-/// The haproxy binary, if this machine has one; prints a note if not.
-pub fn binary() -> Option<String> {
-    for candidate in ["haproxy", "/usr/sbin/haproxy", "/usr/local/sbin/haproxy"] {
-        let found = Command::new(candidate)
-            .arg("-v")
-            .stdout(Stdio::null())
-            .stderr(Stdio::null())
-            .status()
-            .is_ok_and(|status| status.success());
-        if found {
-            return Some(candidate.to_string());
-        }
-    }
-    eprintln!("note: haproxy is not installed; skipping this interop test");
-    None
+/// The haproxy binary; a test that calls this is ignored where there is
+/// none (`has_haproxy`, see `tools.rs`), and fails if run anyway.
+pub fn binary() -> String {
+    crate::common::tools::require(
+        &["haproxy", "/usr/sbin/haproxy", "/usr/local/sbin/haproxy"],
+        "-v",
+        "haproxy",
+    )
 }
 
 impl Haproxy {

@@ -9,6 +9,7 @@ pub mod haproxy;
 pub mod hooks;
 pub mod proxy;
 pub mod scrape;
+pub mod tools;
 pub mod upstreams;
 
 use std::fmt::Display;
