@@ -379,6 +379,18 @@ impl Forwarder {
         self.reactor.watch_signals()
     }
 
+    /// Tells systemd how the forwarder is doing when it runs as a
+    /// `Type=notify` (or `notify-reload`) service, as `NOTIFY_SOCKET` says:
+    /// `READY=1` once the loop runs (every listener is bound by then),
+    /// `RELOADING=1` and `READY=1` around each reload, `STOPPING=1` at a
+    /// shutdown, `STATUS=` lines, and `WATCHDOG=1` at half of
+    /// `WATCHDOG_USEC` if set. Without `NOTIFY_SOCKET` this does nothing.
+    /// The binary calls it; an embedder that speaks to systemd itself
+    /// leaves it out.
+    pub fn notify_systemd(&mut self) {
+        self.reactor.notify_systemd();
+    }
+
     /// Forwards until shut down. Returns `Ok` after a shutdown request once
     /// every pipe of every worker has finished or been aborted. The first
     /// worker runs on the calling thread, each other on a thread of its own.

@@ -43,6 +43,7 @@ mod proxy_protocol;
 mod reactor;
 mod ring;
 mod sys;
+mod systemd;
 mod text;
 mod throttle;
 mod timers;

@@ -45,6 +45,7 @@ fn main() -> ExitCode {
     if let Some(file) = invocation.file {
         forwarder.reload_on_sighup(file);
     }
+    forwarder.notify_systemd();
     if let Err(e) = forwarder.handle_signals() {
         eprintln!("tcpipe: cannot install signal handlers: {e}");
         return ExitCode::FAILURE;

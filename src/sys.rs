@@ -1,5 +1,6 @@
-//! The syscalls std and mio do not wrap: `splice(2)`, `pipe2(2)` and a
-//! pipe's size (`F_SETPIPE_SZ`, `F_GETPIPE_SZ`). The only module with
+//! The syscalls std and mio do not wrap: `splice(2)`, `pipe2(2)`, a
+//! pipe's size (`F_SETPIPE_SZ`, `F_GETPIPE_SZ`) and the raw monotonic
+//! clock (`clock_gettime`). The only module with
 //! `unsafe` code: each call is a thin wrapper that hands the kernel
 //! descriptors borrowed for the call and null pointers, and turns `-1`
 //! into `io::Error::last_os_error()`.
@@ -70,6 +71,20 @@ pub(crate) fn splice(from: BorrowedFd<'_>, to: BorrowedFd<'_>, len: usize) -> io
         return Err(io::Error::last_os_error());
     }
     Ok(rc as usize)
+}
+
+/// `CLOCK_MONOTONIC` now, in microseconds: what systemd's
+/// `MONOTONIC_USEC=` wants (std's `Instant` reads the same clock but does
+/// not show its value).
+pub(crate) fn monotonic_micros() -> u64 {
+    let mut now = libc::timespec {
+        tv_sec: 0,
+        tv_nsec: 0,
+    };
+    // SAFETY: `now` is a writable timespec, the only memory clock_gettime
+    // writes; CLOCK_MONOTONIC always exists on Linux, so it cannot fail.
+    unsafe { libc::clock_gettime(libc::CLOCK_MONOTONIC, &mut now) };
+    now.tv_sec as u64 * 1_000_000 + now.tv_nsec as u64 / 1000
 }
 
 #[cfg(test)]

@@ -182,8 +182,10 @@ impl Reactor {
                 }
                 Command::Reload { config, reply } => {
                     let copy = self.share.has_peers().then(|| (*config).clone());
+                    self.notify_reloading();
                     let applied = self.apply(*config, false);
                     self.log_reload(&applied);
+                    self.notify_reloaded(applied.as_ref().err().map(|e| e as _));
                     if applied.is_ok() {
                         info!("reload: done");
                     }
@@ -239,6 +241,7 @@ impl Reactor {
             return;
         }
         info!("{asked_by}: reloading {}", path.display());
+        self.notify_reloading();
         let (commands, waker) = self.commands();
         let spawned = thread::Builder::new()
             .name("tcpipe-reload".into())
@@ -252,7 +255,10 @@ impl Reactor {
             });
         match spawned {
             Ok(_) => self.reloading.in_flight = Some(self.now),
-            Err(e) => error!("reload failed; the running config stays: cannot start a thread: {e}"),
+            Err(e) => {
+                error!("reload failed; the running config stays: cannot start a thread: {e}");
+                self.notify_reloaded(Some(&e));
+            }
         }
     }
 
@@ -266,6 +272,7 @@ impl Reactor {
             .map_err(ReloadError::File)
             .and_then(|config| self.apply(config, false));
         self.log_reload(&applied);
+        self.notify_reloaded(applied.as_ref().err().map(|e| e as _));
         if let (Ok(_), Some(asked)) = (&applied, asked) {
             info!(
                 "reload: done, {} after it was asked for",
@@ -336,6 +343,7 @@ impl Reactor {
         } else {
             self.open_pipes()
         };
+        self.notify_stopping(open);
         info!(
             "{cause}: shutting down: no longer accepting; {} may finish {within}",
             plural(open, "pipe")

@@ -16,6 +16,7 @@
 //! | `admission`| the routes' source rules and per-source limits; turning clients away |
 //! | `reload`   | applying a new config in place                               |
 //! | `control`  | commands from other threads, signals, reloads, shutdown      |
+//! | `notify`   | telling systemd: ready, reloading, stopping, watchdog pings  |
 //! | `commands` | what the embedder asks of single pipes: pause, resume, abort, list, attach |
 //! | `events`   | telling the embedder's hooks what happened                    |
 //! | `stats`    | counting for metrics, and the snapshot a scrape gets         |
@@ -30,6 +31,7 @@ mod commands;
 mod control;
 mod crew;
 mod events;
+mod notify;
 mod reload;
 mod routes;
 mod stats;
@@ -55,6 +57,7 @@ use crate::kernel_pipe::KernelPipePool;
 use crate::metrics::{Exporter, Metrics};
 use crate::pipe::{Closing, Context, Pipe, Reason, Side, Verdict};
 use crate::ring::RingPool;
+use crate::systemd::Notifier;
 use crate::text::format_elapsed;
 use crate::throttle::Throttle;
 use crate::timers::Timers;
@@ -156,6 +159,8 @@ enum Timer {
         key: usize,
         id: u64,
     },
+    /// Time to tell systemd's watchdog the loop still turns.
+    Watchdog,
 }
 
 /// Process-wide settings of the running config.
@@ -187,6 +192,8 @@ pub(crate) struct Reactor {
     commands: Receiver<Command>,
     waker: Arc<Waker>,
     signals: Option<Signals>,
+    /// systemd's notify socket, when run as a notify service (the leader's).
+    systemd: Option<Notifier>,
     /// The file SIGHUP reloads, if the config came from one.
     config_file: Option<PathBuf>,
     reloading: control::FileReload,
@@ -252,6 +259,7 @@ impl Reactor {
             commands: receiver,
             waker,
             signals: None,
+            systemd: None,
             config_file: None,
             reloading: control::FileReload::new(commands),
             metrics,
@@ -312,6 +320,7 @@ impl Reactor {
 
     pub(crate) fn run(&mut self) -> io::Result<()> {
         let mut events = Events::with_capacity(1024);
+        self.notify_ready();
         while !self.exit {
             let timeout = if self.ready.is_empty() && !self.accepting.more_pending {
                 let next = [self.timers.next_deadline(), self.upstreams.next_deadline()]
@@ -639,6 +648,7 @@ impl Reactor {
                 }
                 Timer::RouteDrained(route) => self.on_route_drained(route),
                 Timer::ProxyHeader { key, id } => self.on_proxy_header_timer(key, id),
+                Timer::Watchdog => self.on_watchdog(),
             }
         }
     }

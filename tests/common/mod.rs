@@ -89,6 +89,13 @@ impl Tcpipe {
         Tcpipe::spawn(command, &default_log_filter())
     }
 
+    /// `tcpipe ARGS...` with these environment variables set.
+    pub fn start_args_with_env(args: &[&str], env: &[(&str, &str)]) -> Tcpipe {
+        let mut command = Command::new(binary());
+        command.args(args).envs(env.iter().copied());
+        Tcpipe::spawn(command, &default_log_filter())
+    }
+
     fn spawn(mut command: Command, log_filter: &str) -> Tcpipe {
         add_test_args(&mut command);
         command

@@ -1,0 +1,134 @@
+//! systemd's notify protocol (`sd_notify(3)`), spoken directly: one
+//! datagram of `KEY=VALUE` lines to the socket named by `NOTIFY_SOCKET`,
+//! no libsystemd. With `Type=notify` (or `notify-reload`) systemd then
+//! knows when tcpipe is ready (every listener bound), reloading, stopping,
+//! and alive (`WATCHDOG=1`), and shows its `STATUS=` line in
+//! `systemctl status`.
+//!
+//! Only the first worker speaks, for the whole process. The variables are
+//! left in the environment: unsetting `NOTIFY_SOCKET` after the first
+//! message silences the watchdog pings (traefik #1353, where systemd then
+//! killed the service every few seconds).
+
+use std::io;
+use std::os::linux::net::SocketAddrExt;
+use std::os::unix::net::{SocketAddr, UnixDatagram};
+use std::time::Duration;
+
+use log::debug;
+
+use crate::sys;
+
+/// Where systemd listens, and how often it wants to hear that we live.
+pub(crate) struct Notifier {
+    socket: UnixDatagram,
+    to: SocketAddr,
+    watchdog: Option<Duration>,
+}
+
+impl Notifier {
+    /// From `NOTIFY_SOCKET` (a path, or `@name` in the abstract
+    /// namespace) and `WATCHDOG_USEC` (when `WATCHDOG_PID` is unset or this
+    /// process); `None` when not run by systemd's notify service types.
+    pub(crate) fn from_env() -> Option<Notifier> {
+        let path = std::env::var_os("NOTIFY_SOCKET")?;
+        let to = match notify_address(path.as_encoded_bytes()) {
+            Ok(to) => to,
+            Err(e) => {
+                log::warn!(
+                    "NOTIFY_SOCKET={}: {e}; not notifying systemd",
+                    path.to_string_lossy()
+                );
+                return None;
+            }
+        };
+        let socket = match UnixDatagram::unbound() {
+            Ok(socket) => socket,
+            Err(e) => {
+                log::warn!("cannot make a socket to notify systemd: {e}");
+                return None;
+            }
+        };
+        let ours = std::env::var("WATCHDOG_PID")
+            .map_or(true, |pid| pid.trim() == std::process::id().to_string());
+        let watchdog = std::env::var("WATCHDOG_USEC")
+            .ok()
+            .and_then(|usec| usec.trim().parse::<u64>().ok())
+            .filter(|&usec| usec > 0 && ours)
+            .map(Duration::from_micros);
+        Some(Notifier {
+            socket,
+            to,
+            watchdog,
+        })
+    }
+
+    /// How often to send `WATCHDOG=1`: half of what systemd allows, as
+    /// `sd_watchdog_enabled(3)` advises.
+    pub(crate) fn watchdog_interval(&self) -> Option<Duration> {
+        self.watchdog.map(|limit| limit / 2)
+    }
+
+    /// Every listener is bound and the loop runs.
+    pub(crate) fn ready(&self, status: &str) {
+        self.send(&format!(
+            "READY=1\nSTATUS={status}\nMAINPID={}",
+            std::process::id()
+        ));
+    }
+
+    /// A reload has begun; [`ready`](Notifier::ready) ends it, whatever
+    /// its outcome. systemd wants the monotonic time it began.
+    pub(crate) fn reloading(&self) {
+        self.send(&format!(
+            "RELOADING=1\nMONOTONIC_USEC={}\nSTATUS=reloading",
+            sys::monotonic_micros()
+        ));
+    }
+
+    /// A shutdown has begun: listeners are closed, pipes drain.
+    pub(crate) fn stopping(&self, status: &str) {
+        self.send(&format!("STOPPING=1\nSTATUS={status}"));
+    }
+
+    pub(crate) fn alive(&self) {
+        self.send("WATCHDOG=1");
+    }
+
+    /// A lost notification costs systemd's view of us, never forwarding.
+    fn send(&self, state: &str) {
+        if let Err(e) = self.socket.send_to_addr(state.as_bytes(), &self.to) {
+            debug!("cannot notify systemd ({state:?}): {e}");
+        }
+    }
+}
+
+/// `NOTIFY_SOCKET`'s address: an absolute path, or `@name` for the
+/// abstract namespace.
+fn notify_address(path: &[u8]) -> io::Result<SocketAddr> {
+    match path {
+        [b'@', name @ ..] => SocketAddr::from_abstract_name(name),
+        [b'/', ..] => {
+            let path = std::str::from_utf8(path)
+                .map_err(|_| io::Error::new(io::ErrorKind::InvalidInput, "not UTF-8"))?;
+            SocketAddr::from_pathname(path)
+        }
+        _ => Err(io::Error::new(
+            io::ErrorKind::InvalidInput,
+            "neither an absolute path nor @abstract",
+        )),
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::notify_address;
+
+    #[test]
+    fn paths_and_abstract_names_are_addresses_and_nothing_else_is() {
+        assert!(notify_address(b"/run/systemd/notify").is_ok());
+        assert!(notify_address(b"@tcpipe-notify").is_ok());
+        assert!(notify_address(b"relative/path").is_err());
+        assert!(notify_address(b"").is_err());
+    }
+}
