@@ -54,8 +54,9 @@ fn main() {
     find_test_tools();
 }
 
-/// The tools, by the cfg a test is ignored without (`has_promtool`...).
-const TEST_TOOLS: [&str; 3] = ["haproxy", "promtool", "ss"];
+/// The tools, by the cfg a test is ignored without (`has_promtool`,
+/// `has_systemd_analyze`...).
+const TEST_TOOLS: [&str; 5] = ["haproxy", "promtool", "ss", "systemd-analyze", "python3"];
 
 /// Sets `has_TOOL` for each of [`TEST_TOOLS`] on the PATH (or in the sbin
 /// directories, which a non-root PATH may lack), and for all of them under
@@ -73,9 +74,10 @@ fn find_test_tools() {
         watch(dir);
     }
     for tool in TEST_TOOLS {
-        println!("cargo:rustc-check-cfg=cfg(has_{tool})");
+        let cfg = format!("has_{}", tool.replace('-', "_"));
+        println!("cargo:rustc-check-cfg=cfg({cfg})");
         if ci || dirs.iter().any(|dir| dir.join(tool).is_file()) {
-            println!("cargo:rustc-cfg=has_{tool}");
+            println!("cargo:rustc-cfg={cfg}");
         }
     }
 }
