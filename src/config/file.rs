@@ -46,10 +46,42 @@ pub struct FileError {
     pub key: Option<String>,
     /// What is wrong.
     pub reason: String,
+    /// Every further problem found in the same file, in the order they are
+    /// written (each with no `further` of its own): a file with several
+    /// unknown keys or bad values is refused with all of them at once.
+    pub further: Vec<FileError>,
 }
 
+impl FileError {
+    /// This problem and every further one, each on its own line when
+    /// shown with [`FileError::line_text`].
+    pub fn problems(&self) -> impl Iterator<Item = &FileError> {
+        std::iter::once(self).chain(&self.further)
+    }
+
+    /// This problem alone, as one line: `file:line: key: reason`.
+    pub fn line_text(&self) -> String {
+        let mut one = self.clone();
+        one.further.clear();
+        one.to_string()
+    }
+}
+
+/// Each problem as `file:line: key: reason`, joined with `; ` so that a
+/// log line stays one line.
 impl fmt::Display for FileError {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        self.fmt_one(f)?;
+        for further in &self.further {
+            f.write_str("; ")?;
+            further.fmt_one(f)?;
+        }
+        Ok(())
+    }
+}
+
+impl FileError {
+    fn fmt_one(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
         match (&self.file, self.line) {
             (Some(file), Some(line)) => write!(f, "{}:{line}: ", file.display())?,
             (Some(file), None) => write!(f, "{}: ", file.display())?,
@@ -72,9 +104,13 @@ pub fn load_file(path: &Path) -> Result<Config, FileError> {
         line: None,
         key: None,
         reason: format!("cannot read: {e}"),
+        further: Vec::new(),
     })?;
     Config::from_toml(&text).map_err(|mut e| {
         e.file = Some(path.to_path_buf());
+        for further in &mut e.further {
+            further.file = Some(path.to_path_buf());
+        }
         e
     })
 }
@@ -83,26 +119,45 @@ impl Config {
     /// Parses and validates config text in the file format, resolving
     /// every host name.
     pub fn from_toml(text: &str) -> Result<Config, FileError> {
-        let problem = match toml::from_str::<Document>(text) {
-            Ok(document) => match document.into_config() {
-                Ok(config) => return Ok(config),
-                Err(problem) => problem,
+        let problems = match toml::from_str::<toml::Table>(text) {
+            Ok(table) => match key_problems(&table) {
+                problems if !problems.is_empty() => problems,
+                _ => match toml::from_str::<Document>(text).map(Document::into_config) {
+                    Ok(Ok(config)) => return Ok(config),
+                    Ok(Err(problem)) => vec![problem],
+                    Err(e) => vec![Problem::from_toml(text, &e)],
+                },
             },
-            Err(e) => Problem {
-                key: e.span().and_then(|span| key_path_at(text, span.start)),
-                at: e.span().map(|span| span.start),
-                reason: e.message().trim().to_string(),
-            },
+            Err(e) => vec![Problem::from_toml(text, &e)],
         };
-        let at = problem
-            .at
-            .or_else(|| problem.key.as_deref().and_then(|key| offset_of(text, key)));
-        Err(FileError {
+        let mut located: Vec<(Option<usize>, FileError)> = problems
+            .into_iter()
+            .map(|problem| {
+                let at = problem
+                    .at
+                    .or_else(|| problem.key.as_deref().and_then(|key| offset_of(text, key)));
+                let error = FileError {
+                    file: None,
+                    line: at.map(|offset| line_of(text, offset)),
+                    key: problem.key,
+                    reason: problem.reason,
+                    further: Vec::new(),
+                };
+                (at, error)
+            })
+            .collect();
+        // In the order they are written; `None` (no place) last.
+        located.sort_by_key(|(at, _)| at.unwrap_or(usize::MAX));
+        let mut errors = located.into_iter().map(|(_, error)| error);
+        let mut first = errors.next().unwrap_or_else(|| FileError {
             file: None,
-            line: at.map(|offset| line_of(text, offset)),
-            key: problem.key,
-            reason: problem.reason,
-        })
+            line: None,
+            key: None,
+            reason: "cannot be read as a config".into(),
+            further: Vec::new(),
+        });
+        first.further = errors.collect();
+        Err(first)
     }
 }
 
@@ -115,6 +170,15 @@ struct Problem {
 }
 
 impl Problem {
+    /// What the TOML reader or serde refused, placed by its span.
+    fn from_toml(text: &str, e: &toml::de::Error) -> Problem {
+        Problem {
+            key: e.span().and_then(|span| key_path_at(text, span.start)),
+            at: e.span().map(|span| span.start),
+            reason: e.message().trim().to_string(),
+        }
+    }
+
     fn at_key(key: impl Into<String>, reason: impl Into<String>) -> Problem {
         Problem {
             key: Some(key.into()),
@@ -127,6 +191,134 @@ impl Problem {
 impl From<ConfigError> for Problem {
     fn from(e: ConfigError) -> Problem {
         Problem::at_key(e.key, format!("invalid value '{}': {}", e.value, e.reason))
+    }
+}
+
+/// Every key of `[global]`, as [`Global`] reads them.
+const GLOBAL_KEYS: [&str; 8] = [
+    "max-connections",
+    "drain-timeout",
+    "resolve-interval",
+    "metrics",
+    "access-log",
+    "log-format",
+    "access-log-opens",
+    "workers",
+];
+
+/// Every key of a `[[route]]`, as [`Section`] reads them; `[defaults]`
+/// takes them all but the first three.
+const ROUTE_KEYS: [&str; 24] = [
+    "name",
+    "listen",
+    "targets",
+    "balance",
+    "retries",
+    "fail-threshold",
+    "cooldown",
+    "health-interval",
+    "pool",
+    "pool-max-idle",
+    "buffer-size",
+    "low-water",
+    "connect-timeout",
+    "idle-timeout",
+    "half-close-timeout",
+    "keepalive",
+    "max-connections",
+    "send-proxy",
+    "accept-proxy",
+    "proxy-timeout",
+    "allow",
+    "deny",
+    "max-connections-per-source",
+    "splice",
+];
+
+const TOP_KEYS: [&str; 3] = ["global", "defaults", "route"];
+
+/// Every unknown key and every value of the wrong form in the file, each
+/// key read on its own so that one bad key hides no other. What is left
+/// (a table where a value should be, ...) the whole-document read reports.
+fn key_problems(document: &toml::Table) -> Vec<Problem> {
+    let mut problems = Vec::new();
+    for (key, value) in document {
+        match (key.as_str(), value) {
+            ("global", toml::Value::Table(table)) => {
+                check_keys::<Global>("global", table, &GLOBAL_KEYS, &mut problems);
+            }
+            ("defaults", toml::Value::Table(table)) => {
+                check_keys::<Section>("defaults", table, &ROUTE_KEYS, &mut problems);
+                for own in ROUTE_KEYS[..3]
+                    .iter()
+                    .filter(|own| table.contains_key(**own))
+                {
+                    problems.push(Problem::at_key(
+                        format!("defaults.{own}"),
+                        "only a [[route]] has this key",
+                    ));
+                }
+            }
+            ("route", toml::Value::Array(routes)) => {
+                for (index, route) in routes.iter().enumerate() {
+                    if let toml::Value::Table(table) = route {
+                        let path = format!("route[{index}]");
+                        check_keys::<Section>(&path, table, &ROUTE_KEYS, &mut problems);
+                    }
+                }
+            }
+            (top, _) if TOP_KEYS.contains(&top) => {}
+            (unknown, _) => problems.push(Problem::at_key(
+                unknown,
+                unknown_key(unknown, &TOP_KEYS, "[global], [defaults] or [[route]]"),
+            )),
+        }
+    }
+    problems
+}
+
+fn check_keys<T: serde::de::DeserializeOwned>(
+    path: &str,
+    table: &toml::Table,
+    known: &[&str],
+    problems: &mut Vec<Problem>,
+) {
+    for (key, value) in table {
+        let at = format!("{path}.{key}");
+        if !known.contains(&key.as_str()) {
+            problems.push(Problem::at_key(at, misplaced_or_unknown(path, key)));
+            continue;
+        }
+        let mut alone = toml::Table::new();
+        alone.insert(key.clone(), value.clone());
+        if let Err(e) = toml::Value::Table(alone).try_into::<T>() {
+            problems.push(Problem::at_key(at, e.message().trim().to_string()));
+        }
+    }
+}
+
+/// Why `key` does not belong in the table at `path`: it belongs in the
+/// other kind of table, or it is nobody's.
+fn misplaced_or_unknown(path: &str, key: &str) -> String {
+    if path == "global" && ROUTE_KEYS.contains(&key) {
+        return format!("`{key}` is a route option: it belongs in [defaults] or a [[route]]");
+    }
+    if path != "global" && GLOBAL_KEYS.contains(&key) {
+        return format!("`{key}` is process-wide: it belongs in [global]");
+    }
+    let (known, table): (&[&str], &str) = if path == "global" {
+        (&GLOBAL_KEYS, "[global]")
+    } else {
+        (&ROUTE_KEYS, "a route")
+    };
+    unknown_key(key, known, table)
+}
+
+/// `unknown key `x``, with the known key it most likely means.
+fn unknown_key(key: &str, known: &[&str], table: &str) -> String {
+    match super::suggest::closest(key, known) {
+        Some(meant) => format!("unknown key `{key}`; did you mean `{meant}`?"),
+        None => format!("unknown key `{key}` (not a key of {table})"),
     }
 }
 
@@ -669,7 +861,57 @@ low-water = 1024
         let e = error_of(&text);
         assert_eq!(e.key.as_deref(), Some("route[1].balanse"), "{e}");
         assert_eq!(e.line, Some(19), "{e}");
-        assert!(e.reason.contains("unknown field `balanse`"), "{e}");
+        assert_eq!(
+            e.reason, "unknown key `balanse`; did you mean `balance`?",
+            "{e}"
+        );
+        assert!(e.further.is_empty(), "{e}");
+    }
+
+    #[test]
+    fn every_bad_key_of_a_file_is_reported_in_file_order() {
+        let text = TWO_ROUTES
+            .replace("balance = \"least-conn\"", "balance = \"fastest\"")
+            .replace("idle-timeout = \"10m\"", "idle_timeout = \"10m\"")
+            .replace(
+                "max-connections = 500",
+                "max-conections = 500\nbuffer-size = \"1m\"",
+            )
+            .replace("low-water = 1024", "low-water = \"1kb\"");
+        let e = error_of(&text);
+        let found: Vec<(Option<usize>, Option<&str>)> =
+            e.problems().map(|p| (p.line, p.key.as_deref())).collect();
+        assert_eq!(
+            found,
+            [
+                (Some(3), Some("global.max-conections")),
+                (Some(4), Some("global.buffer-size")),
+                (Some(8), Some("defaults.idle_timeout")),
+                (Some(20), Some("route[1].balance")),
+                (Some(22), Some("route[1].low-water")),
+            ],
+            "{e}"
+        );
+        let reasons: Vec<&str> = e.problems().map(|p| p.reason.as_str()).collect();
+        assert!(
+            reasons[0].ends_with("did you mean `max-connections`?"),
+            "{e}"
+        );
+        assert!(reasons[1].contains("a route option"), "{e}");
+        assert!(reasons[2].ends_with("did you mean `idle-timeout`?"), "{e}");
+        assert!(reasons[3].contains("fastest"), "{e}");
+        assert!(reasons[4].contains("ambiguous unit 'kb'"), "{e}");
+    }
+
+    #[test]
+    fn every_listed_key_is_one_the_file_reads() {
+        for (keys, table) in [(&GLOBAL_KEYS[..], "global"), (&ROUTE_KEYS[..], "defaults")] {
+            for key in keys {
+                let text = format!("[{table}]\n{key} = {{}}\n");
+                let e = error_of(&text);
+                assert!(!e.reason.contains("unknown"), "{key}: {e}");
+            }
+        }
     }
 
     #[test]
