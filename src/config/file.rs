@@ -30,7 +30,8 @@ use toml::de::{DeTable, DeValue};
 
 use super::values::{parse_address, parse_duration, parse_size};
 use super::{
-    Balance, Config, ConfigError, LogDestination, LogFormat, Naming, Route, Splice, Target,
+    Balance, Config, ConfigError, LogDestination, LogFormat, Naming, Overrides, Route, Splice,
+    Target,
 };
 use crate::acl::Cidr;
 use crate::proxy_protocol::ProxyVersion;
@@ -99,6 +100,13 @@ impl std::error::Error for FileError {}
 
 /// Reads, parses and validates a config file, resolving every host name.
 pub fn load_file(path: &Path) -> Result<Config, FileError> {
+    load_file_with(path, &Overrides::default())
+}
+
+/// [`load_file`], with `overrides` set over the file's `[global]` before
+/// validation: what `tcpipe --config FILE --workers 2` reads, at startup and
+/// at every reload.
+pub fn load_file_with(path: &Path, overrides: &Overrides) -> Result<Config, FileError> {
     let text = std::fs::read_to_string(path).map_err(|e| FileError {
         file: Some(path.to_path_buf()),
         line: None,
@@ -106,7 +114,7 @@ pub fn load_file(path: &Path) -> Result<Config, FileError> {
         reason: format!("cannot read: {e}"),
         further: Vec::new(),
     })?;
-    Config::from_toml(&text).map_err(|mut e| {
+    Config::from_toml_with(&text, overrides).map_err(|mut e| {
         e.file = Some(path.to_path_buf());
         for further in &mut e.further {
             further.file = Some(path.to_path_buf());
@@ -119,10 +127,16 @@ impl Config {
     /// Parses and validates config text in the file format, resolving
     /// every host name.
     pub fn from_toml(text: &str) -> Result<Config, FileError> {
+        Config::from_toml_with(text, &Overrides::default())
+    }
+
+    /// [`Config::from_toml`], with `overrides` set over `[global]` before
+    /// validation.
+    pub fn from_toml_with(text: &str, overrides: &Overrides) -> Result<Config, FileError> {
         let problems = match toml::from_str::<toml::Table>(text) {
             Ok(table) => match key_problems(&table) {
                 problems if !problems.is_empty() => problems,
-                _ => match toml::from_str::<Document>(text).map(Document::into_config) {
+                _ => match toml::from_str::<Document>(text).map(|d| d.into_config(overrides)) {
                     Ok(Ok(config)) => return Ok(config),
                     Ok(Err(problem)) => vec![problem],
                     Err(e) => vec![Problem::from_toml(text, &e)],
@@ -377,7 +391,7 @@ struct Section {
 }
 
 impl Document {
-    fn into_config(self) -> Result<Config, Problem> {
+    fn into_config(self, overrides: &Overrides) -> Result<Config, Problem> {
         for (key, present) in [
             ("name", self.defaults.name.is_some()),
             ("listen", self.defaults.listen.is_some()),
@@ -439,7 +453,10 @@ impl Document {
                 )
             })?;
         }
-        config.validate_as(Naming::File)?;
+        overrides.apply(&mut config);
+        config
+            .validate_as(Naming::File)
+            .map_err(|e| overrides.rename(e))?;
         Ok(config)
     }
 }

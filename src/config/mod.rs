@@ -7,6 +7,7 @@
 //! that passed [`Config::validate`], at startup and at every reload.
 
 mod file;
+mod overrides;
 mod suggest;
 mod values;
 mod warnings;
@@ -19,7 +20,8 @@ use std::time::Duration;
 use crate::acl::Cidr;
 use crate::proxy_protocol::ProxyVersion;
 
-pub use file::{load_file, FileError};
+pub use file::{load_file, load_file_with, FileError};
+pub use overrides::Overrides;
 pub(crate) use values::parse_workers;
 pub use values::{format_duration, format_size, parse_address, parse_duration, parse_size};
 pub use warnings::ConfigWarning;
