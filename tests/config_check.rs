@@ -123,8 +123,7 @@ fn an_unknown_key_is_named_with_its_path_and_line() {
         &[
             ":12:",
             "route[0].balanse",
-            "unknown field `balanse`",
-            "balance",
+            "unknown key `balanse`; did you mean `balance`?",
         ],
     );
 }
