@@ -15,19 +15,23 @@
 //! balance = "least-conn"
 //! ```
 //!
-//! Keys are the command-line flags without `--`. serde does the typing and
-//! rejects unknown keys; the key path of an error it reports is found from
-//! its byte span. Then the same validation as for flags runs, and every
-//! host name is resolved, so a file that loads is a file that runs.
+//! Keys are the command-line flags without `--`. Every key is first read
+//! on its own ([`super::keys`]), so that a file with several unknown keys
+//! or bad values is refused with all of them, each with its line; then
+//! serde reads the whole, the flags given beside `--config` are set over
+//! `[global]`, the same validation as for flags runs, and every host name
+//! is resolved, so a file that loads is a file that runs.
 
 use std::fmt;
-use std::ops::Range;
 use std::path::{Path, PathBuf};
 use std::time::Duration;
 
 use serde::{Deserialize, Deserializer};
-use toml::de::{DeTable, DeValue};
 
+use super::keys::key_problems;
+#[cfg(test)]
+use super::keys::{GLOBAL_KEYS, ROUTE_KEYS};
+use super::location::{key_path_at, line_of, offset_of};
 use super::values::{parse_address, parse_duration, parse_size};
 use super::{
     Balance, Config, ConfigError, LogDestination, LogFormat, Naming, Overrides, Route, Splice,
@@ -176,7 +180,7 @@ impl Config {
 }
 
 /// What went wrong, before it is placed in the file.
-struct Problem {
+pub(super) struct Problem {
     key: Option<String>,
     /// Byte offset in the text.
     at: Option<usize>,
@@ -193,7 +197,7 @@ impl Problem {
         }
     }
 
-    fn at_key(key: impl Into<String>, reason: impl Into<String>) -> Problem {
+    pub(super) fn at_key(key: impl Into<String>, reason: impl Into<String>) -> Problem {
         Problem {
             key: Some(key.into()),
             at: None,
@@ -205,134 +209,6 @@ impl Problem {
 impl From<ConfigError> for Problem {
     fn from(e: ConfigError) -> Problem {
         Problem::at_key(e.key, format!("invalid value '{}': {}", e.value, e.reason))
-    }
-}
-
-/// Every key of `[global]`, as [`Global`] reads them.
-const GLOBAL_KEYS: [&str; 8] = [
-    "max-connections",
-    "drain-timeout",
-    "resolve-interval",
-    "metrics",
-    "access-log",
-    "log-format",
-    "access-log-opens",
-    "workers",
-];
-
-/// Every key of a `[[route]]`, as [`Section`] reads them; `[defaults]`
-/// takes them all but the first three.
-const ROUTE_KEYS: [&str; 24] = [
-    "name",
-    "listen",
-    "targets",
-    "balance",
-    "retries",
-    "fail-threshold",
-    "cooldown",
-    "health-interval",
-    "pool",
-    "pool-max-idle",
-    "buffer-size",
-    "low-water",
-    "connect-timeout",
-    "idle-timeout",
-    "half-close-timeout",
-    "keepalive",
-    "max-connections",
-    "send-proxy",
-    "accept-proxy",
-    "proxy-timeout",
-    "allow",
-    "deny",
-    "max-connections-per-source",
-    "splice",
-];
-
-const TOP_KEYS: [&str; 3] = ["global", "defaults", "route"];
-
-/// Every unknown key and every value of the wrong form in the file, each
-/// key read on its own so that one bad key hides no other. What is left
-/// (a table where a value should be, ...) the whole-document read reports.
-fn key_problems(document: &toml::Table) -> Vec<Problem> {
-    let mut problems = Vec::new();
-    for (key, value) in document {
-        match (key.as_str(), value) {
-            ("global", toml::Value::Table(table)) => {
-                check_keys::<Global>("global", table, &GLOBAL_KEYS, &mut problems);
-            }
-            ("defaults", toml::Value::Table(table)) => {
-                check_keys::<Section>("defaults", table, &ROUTE_KEYS, &mut problems);
-                for own in ROUTE_KEYS[..3]
-                    .iter()
-                    .filter(|own| table.contains_key(**own))
-                {
-                    problems.push(Problem::at_key(
-                        format!("defaults.{own}"),
-                        "only a [[route]] has this key",
-                    ));
-                }
-            }
-            ("route", toml::Value::Array(routes)) => {
-                for (index, route) in routes.iter().enumerate() {
-                    if let toml::Value::Table(table) = route {
-                        let path = format!("route[{index}]");
-                        check_keys::<Section>(&path, table, &ROUTE_KEYS, &mut problems);
-                    }
-                }
-            }
-            (top, _) if TOP_KEYS.contains(&top) => {}
-            (unknown, _) => problems.push(Problem::at_key(
-                unknown,
-                unknown_key(unknown, &TOP_KEYS, "[global], [defaults] or [[route]]"),
-            )),
-        }
-    }
-    problems
-}
-
-fn check_keys<T: serde::de::DeserializeOwned>(
-    path: &str,
-    table: &toml::Table,
-    known: &[&str],
-    problems: &mut Vec<Problem>,
-) {
-    for (key, value) in table {
-        let at = format!("{path}.{key}");
-        if !known.contains(&key.as_str()) {
-            problems.push(Problem::at_key(at, misplaced_or_unknown(path, key)));
-            continue;
-        }
-        let mut alone = toml::Table::new();
-        alone.insert(key.clone(), value.clone());
-        if let Err(e) = toml::Value::Table(alone).try_into::<T>() {
-            problems.push(Problem::at_key(at, e.message().trim().to_string()));
-        }
-    }
-}
-
-/// Why `key` does not belong in the table at `path`: it belongs in the
-/// other kind of table, or it is nobody's.
-fn misplaced_or_unknown(path: &str, key: &str) -> String {
-    if path == "global" && ROUTE_KEYS.contains(&key) {
-        return format!("`{key}` is a route option: it belongs in [defaults] or a [[route]]");
-    }
-    if path != "global" && GLOBAL_KEYS.contains(&key) {
-        return format!("`{key}` is process-wide: it belongs in [global]");
-    }
-    let (known, table): (&[&str], &str) = if path == "global" {
-        (&GLOBAL_KEYS, "[global]")
-    } else {
-        (&ROUTE_KEYS, "a route")
-    };
-    unknown_key(key, known, table)
-}
-
-/// `unknown key `x``, with the known key it most likely means.
-fn unknown_key(key: &str, known: &[&str], table: &str) -> String {
-    match super::suggest::closest(key, known) {
-        Some(meant) => format!("unknown key `{key}`; did you mean `{meant}`?"),
-        None => format!("unknown key `{key}` (not a key of {table})"),
     }
 }
 
@@ -349,7 +225,7 @@ struct Document {
 
 #[derive(Deserialize, Default)]
 #[serde(deny_unknown_fields, rename_all = "kebab-case")]
-struct Global {
+pub(super) struct Global {
     max_connections: Option<Count<usize>>,
     drain_timeout: Option<DurationSetting>,
     resolve_interval: Option<DurationSetting>,
@@ -363,7 +239,7 @@ struct Global {
 /// A `[[route]]`, or `[defaults]` (which has no name, listen or targets).
 #[derive(Deserialize, Default)]
 #[serde(deny_unknown_fields, rename_all = "kebab-case")]
-struct Section {
+pub(super) struct Section {
     name: Option<String>,
     listen: Option<OneOrMany>,
     targets: Option<OneOrMany>,
@@ -718,108 +594,6 @@ impl TryFrom<OneOrMany> for Blocks {
             .collect::<Result<Vec<Cidr>, String>>()
             .map(Blocks)
     }
-}
-
-// ----- where in the text ---------------------------------------------------
-
-/// The key path (`route[1].idle-timeout`) of the key or value at byte
-/// `offset`, or of the innermost table around it.
-fn key_path_at(text: &str, offset: usize) -> Option<String> {
-    let document = DeTable::parse(text).ok()?;
-    let mut path = String::new();
-    walk_to_offset(document.get_ref(), offset, &mut path);
-    (!path.is_empty()).then_some(path)
-}
-
-fn walk_to_offset(table: &DeTable<'_>, offset: usize, path: &mut String) {
-    for (key, value) in table.iter() {
-        let in_key = contains(&key.span(), offset);
-        if !in_key && !contains(&value.span(), offset) && !within_table(value.get_ref(), offset) {
-            continue;
-        }
-        if !path.is_empty() {
-            path.push('.');
-        }
-        path.push_str(key.get_ref());
-        if !in_key {
-            walk_value(value.get_ref(), offset, path);
-        }
-        return;
-    }
-}
-
-fn walk_value(value: &DeValue<'_>, offset: usize, path: &mut String) {
-    match value {
-        DeValue::Table(table) => walk_to_offset(table, offset, path),
-        DeValue::Array(items) => {
-            let hit = items.iter().enumerate().rfind(|(_, item)| {
-                contains(&item.span(), offset) || within_table(item.get_ref(), offset)
-            });
-            if let Some((index, item)) = hit {
-                path.push_str(&format!("[{index}]"));
-                walk_value(item.get_ref(), offset, path);
-            }
-        }
-        _ => {}
-    }
-}
-
-/// A table's own span may cover only its header; its keys lie beyond it.
-fn within_table(value: &DeValue<'_>, offset: usize) -> bool {
-    match value {
-        DeValue::Table(table) => table.iter().any(|(key, value)| {
-            contains(&key.span(), offset)
-                || contains(&value.span(), offset)
-                || within_table(value.get_ref(), offset)
-        }),
-        DeValue::Array(items) => items
-            .iter()
-            .any(|item| within_table(item.get_ref(), offset)),
-        _ => false,
-    }
-}
-
-fn contains(span: &Range<usize>, offset: usize) -> bool {
-    span.start <= offset && (offset < span.end || span.is_empty() && offset == span.start)
-}
-
-/// Where the key at `path` is written; for a key left out, where its
-/// nearest written parent is.
-fn offset_of(text: &str, path: &str) -> Option<usize> {
-    let document = DeTable::parse(text).ok()?;
-    let mut table: &DeTable<'_> = document.get_ref();
-    let mut found = None;
-    for part in path.split('.') {
-        let (name, index) = match part.split_once('[') {
-            Some((name, rest)) => (name, rest.trim_end_matches(']').parse::<usize>().ok()),
-            None => (part, None),
-        };
-        let Some((key, value)) = table.iter().find(|(key, _)| key.get_ref() == name) else {
-            return found;
-        };
-        found = Some(key.span().start);
-        let mut value: &DeValue<'_> = value.get_ref();
-        if let (Some(index), DeValue::Array(items)) = (index, value) {
-            let Some(item) = items.get(index) else {
-                return found;
-            };
-            found = Some(item.span().start);
-            value = item.get_ref();
-        }
-        match value {
-            DeValue::Table(inner) => table = inner,
-            _ => return found,
-        }
-    }
-    found
-}
-
-fn line_of(text: &str, offset: usize) -> usize {
-    let offset = offset.min(text.len());
-    1 + text.as_bytes()[..offset]
-        .iter()
-        .filter(|&&b| b == b'\n')
-        .count()
 }
 
 #[cfg(test)]

@@ -7,6 +7,8 @@
 //! that passed [`Config::validate`], at startup and at every reload.
 
 mod file;
+mod keys;
+mod location;
 mod overrides;
 mod suggest;
 mod values;
