@@ -6,12 +6,14 @@ use std::path::PathBuf;
 use std::time::Duration;
 
 use clap::error::{ContextKind, ContextValue, ErrorKind};
-use clap::{ArgGroup, CommandFactory, Parser, ValueEnum};
+use clap::parser::ValueSource;
+use clap::{ArgMatches, CommandFactory, FromArgMatches, Parser, ValueEnum};
 
 use crate::acl::Cidr;
 use crate::config::{
-    self, load_file, parse_address, parse_duration, parse_size, AccessLogConfig, Balance, Config,
-    FileError, LogDestination, LogFormat, Naming, Splice, Target, DEFAULT_ROUTE_NAME,
+    self, load_file_with, parse_address, parse_duration, parse_size, AccessLogConfig, Balance,
+    Config, FileError, LogDestination, LogFormat, Naming, Overrides, Splice, Target,
+    DEFAULT_ROUTE_NAME,
 };
 use crate::proxy_protocol::ProxyVersion;
 
@@ -72,9 +74,9 @@ impl From<BalanceArg> for Balance {
     }
 }
 
-/// Every flag that `--config` replaces: the route's, and the process-wide
-/// settings a file's `[global]` holds.
-const ROUTE_FLAGS: [&str; 30] = [
+/// The flags of the one route the command line describes: `--config`
+/// replaces them all, since the file's routes have their own.
+const ROUTE_FLAGS: [&str; 22] = [
     "listen",
     "targets",
     "balance",
@@ -84,26 +86,32 @@ const ROUTE_FLAGS: [&str; 30] = [
     "health_interval",
     "pool",
     "pool_max_idle",
-    "resolve_interval",
     "buffer_size",
     "low_water",
     "connect_timeout",
     "idle_timeout",
     "half_close_timeout",
     "keepalive",
-    "max_connections",
     "splice",
-    "drain_timeout",
-    "metrics",
-    "access_log",
-    "log_format",
-    "access_log_opens",
     "send_proxy",
     "accept_proxy",
     "proxy_timeout",
     "allow",
     "deny",
     "max_connections_per_source",
+];
+
+/// The flags that set what a file's `[global]` holds: with `--config`
+/// they win over it ([`Args::overrides`]).
+#[cfg(test)]
+const GLOBAL_FLAGS: [&str; 8] = [
+    "max_connections",
+    "drain_timeout",
+    "resolve_interval",
+    "metrics",
+    "access_log",
+    "log_format",
+    "access_log_opens",
     "workers",
 ];
 
@@ -130,13 +138,13 @@ fn cidr(text: &str) -> Result<Cidr, String> {
 #[command(
     name = "tcpipe",
     version = VERSION,
-    about = "Forwards TCP connections to targets, with exact half-close and bounded buffers.",
-    group(ArgGroup::new("route_flags").args(ROUTE_FLAGS).multiple(true))
+    about = "Forwards TCP connections to targets, with exact half-close and bounded buffers."
 )]
 struct Args {
     /// Read routes and settings from this TOML file (SIGHUP reloads it)
-    /// instead of the flags below.
-    #[arg(short, long, value_name = "FILE", conflicts_with = "route_flags")]
+    /// instead of the route flags; process-wide flags (--workers,
+    /// --metrics, --max-connections, ...) still apply, over its [global].
+    #[arg(short, long, value_name = "FILE")]
     config: Option<PathBuf>,
 
     /// Validate the settings (and resolve every name), print a summary and
@@ -348,6 +356,9 @@ pub struct Invocation {
     pub file: Option<PathBuf>,
     /// `--check`: validate and exit.
     pub check: bool,
+    /// With `file`, the process-wide flags given: they win over the file's
+    /// `[global]`, and must again at every reload.
+    pub overrides: Overrides,
 }
 
 /// The command line could not give a config: print `message` and exit with
@@ -378,9 +389,17 @@ impl CliExit {
     }
 }
 
+/// Each problem of the file on a line of its own.
 impl From<FileError> for CliExit {
     fn from(e: FileError) -> CliExit {
-        CliExit::usage(e)
+        let lines: Vec<String> = e
+            .problems()
+            .map(|problem| format!("tcpipe: {}", problem.line_text()))
+            .collect();
+        CliExit {
+            code: 2,
+            message: lines.join("\n"),
+        }
     }
 }
 
@@ -392,30 +411,88 @@ where
     T: Into<OsString> + Clone,
 {
     let args: Vec<OsString> = args.into_iter().map(Into::into).collect();
-    let args = Args::try_parse_from(&args).map_err(|e| match e.kind() {
+    let clap_exit = |e: clap::Error| match e.kind() {
         ErrorKind::DisplayHelp | ErrorKind::DisplayVersion => CliExit {
             code: 0,
             message: e.render().to_string(),
         },
         _ => CliExit::usage(usage_line(&e, &args)),
-    })?;
-    if let Some(file) = args.config {
+    };
+    let matches = Args::command()
+        .try_get_matches_from(&args)
+        .map_err(clap_exit)?;
+    let mut parsed = Args::from_arg_matches(&matches).map_err(clap_exit)?;
+    if let Some(file) = parsed.config.take() {
+        if let Some(line) = route_flag_with_config(&matches) {
+            return Err(CliExit::usage(line));
+        }
+        let overrides = parsed.overrides(&matches);
         return Ok(Invocation {
-            config: load_file(&file)?,
+            config: load_file_with(&file, &overrides)?,
             file: Some(file),
-            check: args.check,
+            check: parsed.check,
+            overrides,
         });
     }
-    let check = args.check;
-    let config = args.into_config().map_err(CliExit::usage)?;
+    let check = parsed.check;
+    let config = parsed.into_config().map_err(CliExit::usage)?;
     Ok(Invocation {
         config,
         file: None,
         check,
+        overrides: Overrides::default(),
+    })
+}
+
+fn given(matches: &ArgMatches, id: &str) -> bool {
+    matches.value_source(id) == Some(ValueSource::CommandLine)
+}
+
+/// The first route flag given with `--config`, as the line that says why
+/// it cannot be and what to do instead.
+fn route_flag_with_config(matches: &ArgMatches) -> Option<String> {
+    let first = ROUTE_FLAGS
+        .iter()
+        .filter(|id| given(matches, id))
+        .min_by_key(|id| matches.index_of(id))?;
+    let command = Args::command();
+    let long = command
+        .get_arguments()
+        .find(|arg| arg.get_id() == *first)
+        .and_then(|arg| arg.get_long())
+        .unwrap_or(first);
+    // The file's keys are the flags' names, but for the targets.
+    let key = if long == "target" { "targets" } else { long };
+    Some(if matches!(key, "listen" | "targets") {
+        format!(
+            "--{long} cannot be combined with --config: routes come from the file \
+             (give the route a {key} key there)"
+        )
+    } else {
+        format!(
+            "--{long} cannot be combined with --config: route options come from the file \
+             (set {key} in [defaults] or a [[route]])"
+        )
     })
 }
 
 impl Args {
+    /// The process-wide flags given on the command line; defaults are not
+    /// given, so the file's `[global]` keeps what they would set.
+    fn overrides(&self, matches: &ArgMatches) -> Overrides {
+        let set = |id: &str| given(matches, id);
+        Overrides {
+            max_connections: set("max_connections").then_some(self.max_connections),
+            drain_timeout: set("drain_timeout").then_some(self.drain_timeout.0),
+            resolve_interval: set("resolve_interval").then_some(self.resolve_interval.0),
+            metrics: self.metrics.filter(|_| set("metrics")),
+            access_log: set("access_log").then(|| self.access_log.clone()),
+            log_format: set("log_format").then(|| self.log_format.into()),
+            access_log_opens: set("access_log_opens").then_some(self.access_log_opens),
+            workers: set("workers").then_some(self.workers),
+        }
+    }
+
     fn into_config(self) -> Result<Config, config::ConfigError> {
         // clap requires both without --config.
         let listen = self.listen.unwrap_or_else(|| ([0, 0, 0, 0], 0).into());
@@ -488,12 +565,17 @@ pub fn check_summary(invocation: &Invocation) -> String {
     };
     let listeners = config.routes.iter().map(|r| r.listen.len()).sum();
     let targets = config.routes.iter().map(|r| r.targets.len()).sum();
-    format!(
+    let mut summary = format!(
         "tcpipe: {source}: ok ({}, {}, {}; every name resolved, nothing bound)",
         count(config.routes.len(), "route", "routes"),
         count(listeners, "listen address", "listen addresses"),
         count(targets, "target", "targets")
-    )
+    );
+    if !invocation.overrides.is_empty() {
+        let set = invocation.overrides.describe().join(", ");
+        summary.push_str(&format!("; flags over [global]: {set}"));
+    }
+    summary
 }
 
 /// A usage error as one line: clap's message, the values it would take and
@@ -637,10 +719,60 @@ mod tests {
     }
 
     #[test]
+    fn every_flag_is_a_route_flag_or_a_global_one() {
+        let command = Args::command();
+        for arg in command.get_arguments() {
+            let id = arg.get_id().as_str();
+            let known = ["config", "check", "help", "version"].contains(&id)
+                || ROUTE_FLAGS.contains(&id)
+                || GLOBAL_FLAGS.contains(&id);
+            assert!(known, "--{id}: say in cli.rs whether --config replaces it");
+        }
+    }
+
+    #[test]
+    fn global_flags_given_with_config_are_overrides() {
+        let args = [
+            "tcpipe",
+            "-c",
+            "x.toml",
+            "--workers",
+            "2",
+            "--metrics",
+            "127.0.0.1:9",
+        ];
+        let matches = Args::command().try_get_matches_from(args).expect("valid");
+        let parsed = Args::from_arg_matches(&matches).expect("valid");
+        assert_eq!(route_flag_with_config(&matches), None);
+        let overrides = parsed.overrides(&matches);
+        assert_eq!(
+            overrides.describe(),
+            ["metrics = 127.0.0.1:9", "workers = 2"],
+            "defaults are no overrides"
+        );
+        let set: Vec<&str> = GLOBAL_FLAGS
+            .iter()
+            .copied()
+            .filter(|id| given(&matches, id))
+            .collect();
+        assert_eq!(set, ["metrics", "workers"]);
+    }
+
+    #[test]
     fn config_replaces_the_route_flags() {
         let exit = parse_line(&["--config", "x.toml", "-l", "127.0.0.1:0"]).unwrap_err();
         assert_eq!(exit.code, 2);
-        assert!(exit.message.contains("--config"), "{}", exit.message);
-        assert!(exit.message.contains("--listen"), "{}", exit.message);
+        assert_eq!(
+            exit.message,
+            "tcpipe: --listen cannot be combined with --config: routes come from the file \
+             (give the route a listen key there)"
+        );
+        let exit =
+            parse_line(&["--idle-timeout", "5s", "-t", "127.0.0.1:1", "-c", "x.toml"]).unwrap_err();
+        assert_eq!(
+            exit.message,
+            "tcpipe: --idle-timeout cannot be combined with --config: route options come from \
+             the file (set idle-timeout in [defaults] or a [[route]])"
+        );
     }
 }

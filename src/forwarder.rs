@@ -11,7 +11,7 @@ use std::thread;
 
 use log::error;
 
-use crate::config::{Config, ConfigError};
+use crate::config::{Config, ConfigError, Overrides};
 use crate::hooks::{Hooks, PipeId};
 use crate::metrics::Metrics;
 use crate::reactor::{
@@ -367,7 +367,14 @@ impl Forwarder {
     /// of its own (it resolves host names); the result is applied on the
     /// event loop, or logged and ignored if anything in it is wrong.
     pub fn reload_on_sighup(&mut self, file: PathBuf) {
-        self.reactor.reload_from(file);
+        self.reload_on_sighup_with(file, Overrides::default());
+    }
+
+    /// [`reload_on_sighup`](Forwarder::reload_on_sighup), with `overrides`
+    /// set over the file's `[global]` each time it is read, as
+    /// [`load_file_with`](crate::load_file_with) does.
+    pub fn reload_on_sighup_with(&mut self, file: PathBuf, overrides: Overrides) {
+        self.reactor.reload_from(file, overrides);
     }
 
     /// Makes SIGTERM, SIGINT, SIGQUIT and SIGUSR1 request a graceful

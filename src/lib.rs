@@ -52,9 +52,9 @@ mod workers;
 
 pub use acl::Cidr;
 pub use config::{
-    format_duration, format_size, load_file, parse_address, parse_duration, parse_size,
-    AccessLogConfig, Balance, Config, ConfigError, ConfigWarning, FileError, LogDestination,
-    LogFormat, Naming, Route, Splice, Target,
+    format_duration, format_size, load_file, load_file_with, parse_address, parse_duration,
+    parse_size, AccessLogConfig, Balance, Config, ConfigError, ConfigWarning, FileError,
+    LogDestination, LogFormat, Naming, Overrides, Route, Splice, Target,
 };
 pub use forwarder::{Builder, Forwarder, Handle, IntoStream, StartError};
 pub use hooks::{

@@ -43,7 +43,7 @@ fn main() -> ExitCode {
         }
     };
     if let Some(file) = invocation.file {
-        forwarder.reload_on_sighup(file);
+        forwarder.reload_on_sighup_with(file, invocation.overrides);
     }
     forwarder.notify_systemd();
     if let Err(e) = forwarder.handle_signals() {

@@ -269,11 +269,11 @@ fn a_stalled_pipe_buffers_at_most_the_buffer_size_and_returns_its_ring_when_done
 }
 
 #[test]
-fn a_1k_buffer_with_a_100_byte_low_water_mark_still_moves_every_byte_both_ways() {
+fn a_one_page_buffer_with_a_100_byte_low_water_mark_still_moves_every_byte_both_ways() {
     const LEN: usize = 8 * 1024 * 1024;
     let tcpipe = Tcpipe::start(
         echo_server(),
-        &["--buffer-size", "1k", "--low-water", "100"],
+        &["--buffer-size", "4k", "--low-water", "100"],
     );
     let client = tcpipe.connect();
     let mut reader = client.try_clone().expect("clone the client socket");
@@ -292,5 +292,5 @@ fn a_1k_buffer_with_a_100_byte_low_water_mark_still_moves_every_byte_both_ways()
         }
     };
     let sent = pusher.finish();
-    assert_eq!(echoed, (LEN, sent), "the echo through 1 KiB rings differs");
+    assert_eq!(echoed, (LEN, sent), "the echo through 4 KiB rings differs");
 }

@@ -4,6 +4,8 @@
 //! written or refused, never resolved into another; --help and --version
 //! exit 0, and --version names the commit, rustc and the target; a listen
 //! address already in use exits with code 1 and names the address.
+//! Durations take decimals and days; sizes refuse `kb` and rings below a
+//! page; a route flag beside `--config` is named with what to do instead.
 
 mod common;
 use common::*;
@@ -140,6 +142,139 @@ fn a_duration_without_a_unit_is_a_usage_error() {
         "5",
     ]);
     assert_names(&line, &["--idle-timeout", "'5'", "unit"]);
+}
+
+/// `tcpipe --check -l ... -t ... FLAG VALUE`, which must fail with one line.
+fn flag_refused(flag: &str, value: &str) -> String {
+    usage_error(&[
+        "--check",
+        "-l",
+        "127.0.0.1:0",
+        "-t",
+        "127.0.0.1:1",
+        flag,
+        value,
+    ])
+}
+
+#[test]
+fn durations_take_decimals_and_days() {
+    for (flag, value) in [
+        ("--idle-timeout", "1.5s"),
+        ("--keepalive", "1d"),
+        ("--cooldown", "0.5m"),
+        ("--drain-timeout", "2.25h"),
+        ("--connect-timeout", "0.001s"),
+    ] {
+        let stdout = succeeds_on_stdout(&[
+            "--check",
+            "-l",
+            "127.0.0.1:0",
+            "-t",
+            "127.0.0.1:1",
+            flag,
+            value,
+        ]);
+        assert!(stdout.contains("the flags: ok"), "{flag} {value}: {stdout}");
+    }
+}
+
+#[test]
+fn a_malformed_duration_names_its_flag_and_why() {
+    for (value, reason) in [
+        ("1.5ms", "finer than a millisecond"),
+        (
+            "1.s",
+            "a decimal needs digits on both sides of one '.', as in 1.5s",
+        ),
+        (
+            ".5s",
+            "a decimal needs digits on both sides of one '.', as in 1.5s",
+        ),
+        ("1e3s", "unknown unit 'e3s' (use ms, s, m, h or d)"),
+        (
+            "1h30m",
+            "one unit only ('h30m'): write 1h30m as 90m or 1.5h",
+        ),
+        (
+            "NaN",
+            "expected a duration such as 500ms, 1.5s, 2m, 1h or 1d (0 = off)",
+        ),
+        ("99999999999999999999d", "too large"),
+    ] {
+        let line = flag_refused("--idle-timeout", value);
+        assert_names(&line, &["'--idle-timeout", &format!("'{value}'"), reason]);
+    }
+}
+
+#[test]
+fn a_size_in_kb_is_refused_with_the_binary_spelling() {
+    let line = flag_refused("--buffer-size", "64kb");
+    assert_names(
+        &line,
+        &[
+            "invalid value '64kb' for '--buffer-size",
+            "ambiguous unit 'kb': write 64k or 64KiB (sizes are binary)",
+        ],
+    );
+    let line = flag_refused("--low-water", "1MB");
+    assert_names(
+        &line,
+        &["'--low-water", "ambiguous unit 'MB': write 1m or 1MiB"],
+    );
+}
+
+#[test]
+fn a_buffer_below_a_page_is_refused_naming_the_minimum() {
+    let line = flag_refused("--buffer-size", "1");
+    assert_eq!(
+        line,
+        "tcpipe: invalid value '1' for '--buffer-size': must be between 4k (a page) and 1g"
+    );
+    let line = flag_refused("--buffer-size", "4095");
+    assert_names(&line, &["'4095'", "between 4k (a page) and 1g"]);
+    let stdout = succeeds_on_stdout(&[
+        "--check",
+        "-l",
+        "127.0.0.1:0",
+        "-t",
+        "127.0.0.1:1",
+        "--buffer-size",
+        "4KiB",
+        "--low-water",
+        "0",
+    ]);
+    assert!(stdout.contains("the flags: ok"), "{stdout}");
+}
+
+#[test]
+fn a_route_flag_beside_config_is_named_with_the_fix() {
+    let file =
+        common::config::ConfigFile::new(&common::config::route("web", &[refused_addr()], ""));
+    let path = file.path_str();
+    assert_eq!(
+        usage_error(&["-c", path, "-l", "127.0.0.1:0"]),
+        "tcpipe: --listen cannot be combined with --config: routes come from the file \
+         (give the route a listen key there)"
+    );
+    assert_eq!(
+        usage_error(&["--config", path, "-t", "127.0.0.1:1"]),
+        "tcpipe: --target cannot be combined with --config: routes come from the file \
+         (give the route a targets key there)"
+    );
+    // The first route flag given is the one named.
+    assert_eq!(
+        usage_error(&[
+            "--buffer-size",
+            "16k",
+            "--config",
+            path,
+            "--idle-timeout",
+            "5s"
+        ]),
+        "tcpipe: --buffer-size cannot be combined with --config: route options come from \
+         the file (set buffer-size in [defaults] or a [[route]])"
+    );
 }
 
 #[test]

@@ -1,7 +1,8 @@
 //! `--config FILE` and `--check`: a file that can run is reported as such
 //! without binding anything (like `haproxy -c` and `nginx -t`); one that
-//! cannot gives exit code 2 and one line naming the file, the line, the key
-//! path and the reason.
+//! cannot gives exit code 2 and a line per problem naming the file, the
+//! line, the key path and the reason (with the key probably meant, for an
+//! unknown one); process-wide flags beside the file win over `[global]`.
 
 mod common;
 use common::config::*;
@@ -123,9 +124,94 @@ fn an_unknown_key_is_named_with_its_path_and_line() {
         &[
             ":12:",
             "route[0].balanse",
-            "unknown field `balanse`",
-            "balance",
+            "unknown key `balanse`; did you mean `balance`?",
         ],
+    );
+}
+
+/// Runs `--check` on `text`, which must be refused, and returns its lines
+/// of stderr.
+fn refused_lines(text: &str) -> (ConfigFile, Vec<String>) {
+    let file = ConfigFile::new(text);
+    let output = check(&file);
+    let stderr = String::from_utf8_lossy(&output.stderr).into_owned();
+    assert_eq!(output.status.code(), Some(2), "stderr: {stderr}");
+    assert!(
+        output.stdout.is_empty(),
+        "printed to stdout: {:?}",
+        output.stdout
+    );
+    let lines = stderr.lines().map(str::to_string).collect();
+    (file, lines)
+}
+
+#[test]
+fn an_underscore_key_suggests_the_dashed_one() {
+    let (_, line) = refused(&VALID.replace("idle-timeout =", "idle_timeout ="));
+    assert_names(
+        &line,
+        &[
+            ":18:",
+            "route[1].idle_timeout",
+            "unknown key `idle_timeout`; did you mean `idle-timeout`?",
+        ],
+    );
+}
+
+#[test]
+fn every_bad_key_of_a_file_is_reported_on_a_line_of_its_own() {
+    let text = VALID
+        .replace("max-connections = 100", "max_connections = 100")
+        .replace("connect-timeout = \"2s\"", "connect-timeout = \"2\"")
+        .replace("\"least-conn\"", "\"fastest\"")
+        .replace(
+            "idle-timeout = \"10m\"",
+            "idle-timeout = \"10m\"\nbuffer-size = \"1kb\"",
+        );
+    let (file, lines) = refused_lines(&text);
+    let path = file.path_str();
+    assert_eq!(lines.len(), 4, "{lines:#?}");
+    assert_eq!(
+        lines[0],
+        format!(
+            "tcpipe: {path}:3: global.max_connections: unknown key `max_connections`; \
+             did you mean `max-connections`?"
+        )
+    );
+    assert_names(
+        &lines[1],
+        &[
+            &format!("{path}:6:"),
+            "defaults.connect-timeout",
+            "missing unit",
+        ],
+    );
+    assert_names(
+        &lines[2],
+        &[&format!("{path}:12:"), "route[0].balance", "fastest"],
+    );
+    assert_names(
+        &lines[3],
+        &[
+            &format!("{path}:19:"),
+            "route[1].buffer-size",
+            "ambiguous unit 'kb'",
+        ],
+    );
+}
+
+#[test]
+fn a_decimal_duration_and_a_day_pass_the_check() {
+    let text = VALID
+        .replace("\"10m\"", "\"1d\"")
+        .replace("\"2s\"", "\"1.5s\"");
+    let file = ConfigFile::new(&text);
+    let output = check(&file);
+    assert_eq!(
+        output.status.code(),
+        Some(0),
+        "stderr: {}",
+        String::from_utf8_lossy(&output.stderr)
     );
 }
 
@@ -198,7 +284,51 @@ fn missing_keys_missing_files_and_flags_beside_a_file_are_refused() {
     let output = run_tcpipe(&["--config", file.path_str(), "--idle-timeout", "5s"]);
     assert_eq!(output.status.code(), Some(2));
     let stderr = String::from_utf8_lossy(&output.stderr);
-    assert_names(&stderr, &["--config", "--idle-timeout"]);
+    assert_names(
+        &stderr,
+        &["--idle-timeout cannot be combined with --config"],
+    );
+}
+
+#[test]
+fn the_check_shows_the_flags_that_win_over_global() {
+    let file = ConfigFile::new(VALID);
+    let output = run_tcpipe(&[
+        "--check",
+        "--config",
+        file.path_str(),
+        "--workers",
+        "2",
+        "--max-connections",
+        "7",
+        "--drain-timeout",
+        "1.5m",
+    ]);
+    let stdout = String::from_utf8_lossy(&output.stdout);
+    assert_eq!(
+        output.status.code(),
+        Some(0),
+        "stderr: {}",
+        String::from_utf8_lossy(&output.stderr)
+    );
+    assert!(
+        stdout.trim_end().ends_with(
+            "nothing bound); flags over [global]: max-connections = 7, drain-timeout = 90s, \
+             workers = 2"
+        ),
+        "{stdout}"
+    );
+}
+
+#[test]
+fn a_bad_flag_over_global_is_named_as_the_flag() {
+    let file = ConfigFile::new(VALID);
+    let output = run_tcpipe(&["--check", "--config", file.path_str(), "--workers", "0"]);
+    let stderr = String::from_utf8_lossy(&output.stderr);
+    assert_eq!(output.status.code(), Some(2), "stderr: {stderr}");
+    assert_eq!(stderr.lines().count(), 1, "{stderr}");
+    assert_names(&stderr, &["--workers", "'0'", "must be between 1 and 1024"]);
+    assert!(!stderr.contains("global.workers"), "{stderr}");
 }
 
 #[test]

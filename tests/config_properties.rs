@@ -1,7 +1,7 @@
 //! Properties of the config file parser, over generated input: no text
 //! makes it panic; every valid config written out reads back the same; an
 //! unknown key or a value of the wrong type anywhere is refused, naming its
-//! key path.
+//! key path, and every one of them in a file is.
 
 use std::net::{IpAddr, Ipv4Addr, SocketAddr};
 use std::time::Duration;
@@ -57,7 +57,7 @@ fn route(index: usize) -> impl Strategy<Value = Route> {
         (balance(), proptest::option::of(0usize..8), 1u32..10),
         (duration(), duration(), 0usize..5, 1u64..100_000),
         (
-            1usize..(1 << 20),
+            4096usize..(1 << 20),
             duration(),
             duration(),
             duration(),
@@ -268,6 +268,32 @@ proptest! {
         let error = Config::from_toml(&text).expect_err("a bare number must be refused");
         let expected = format!("route[{index}].{key}");
         prop_assert_eq!(error.key.as_deref(), Some(expected.as_str()), "{}", error);
+    }
+
+    #[test]
+    fn every_bad_key_of_every_route_is_reported_in_file_order(
+        config in config(),
+        bad in proptest::collection::vec((any::<bool>(), 1u32..1000), 1..4),
+    ) {
+        prop_assume!(config.validate().is_ok());
+        let mut text = render(&config);
+        let mut expected = Vec::new();
+        // Later routes first, so that the earlier ones' offsets hold.
+        for (index, (unknown, amount)) in bad.iter().enumerate().take(config.routes.len()).rev() {
+            let line = if *unknown {
+                expected.push(format!("route[{index}].no-such-key-{amount}"));
+                format!("no-such-key-{amount} = 1")
+            } else {
+                expected.push(format!("route[{index}].proxy-timeout"));
+                format!("proxy-timeout = {amount}")
+            };
+            text = insert_into_route(&text, index, &line);
+        }
+        expected.reverse();
+        let error = Config::from_toml(&text).expect_err("bad keys must be refused");
+        let found: Vec<String> = error.problems().filter_map(|p| p.key.clone()).collect();
+        prop_assert_eq!(&found, &expected, "{}", error);
+        prop_assert_eq!(error.problems().count(), expected.len(), "{}", error);
     }
 }
 

@@ -46,7 +46,7 @@ fn bad_flags_name_the_flag_the_value_and_the_reason() {
     let line = refused(&flags(&["--send-proxy", "v1", "--buffer-size", "64"]));
     assert_names(
         &line,
-        &["buffer-size", "64", "send-proxy", "hold the header"],
+        &["--buffer-size", "'64'", "between 4k (a page) and 1g"],
     );
     let line = refused(&flags(&["--proxy-timeout", "soon"]));
     assert_names(&line, &["--proxy-timeout", "soon"]);

@@ -70,7 +70,7 @@ fn a_file_with_an_unknown_key_changes_nothing_and_says_where() {
         "the error names no key path: {error}"
     );
     assert!(
-        error.contains("unknown field"),
+        error.contains("unknown key `idel-timeout`; did you mean `idle-timeout`?"),
         "the error gives no reason: {error}"
     );
     assert_unchanged(&tcpipe, &first, &second, &mut open);

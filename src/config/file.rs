@@ -15,22 +15,27 @@
 //! balance = "least-conn"
 //! ```
 //!
-//! Keys are the command-line flags without `--`. serde does the typing and
-//! rejects unknown keys; the key path of an error it reports is found from
-//! its byte span. Then the same validation as for flags runs, and every
-//! host name is resolved, so a file that loads is a file that runs.
+//! Keys are the command-line flags without `--`. Every key is first read
+//! on its own ([`super::keys`]), so that a file with several unknown keys
+//! or bad values is refused with all of them, each with its line; then
+//! serde reads the whole, the flags given beside `--config` are set over
+//! `[global]`, the same validation as for flags runs, and every host name
+//! is resolved, so a file that loads is a file that runs.
 
 use std::fmt;
-use std::ops::Range;
 use std::path::{Path, PathBuf};
 use std::time::Duration;
 
 use serde::{Deserialize, Deserializer};
-use toml::de::{DeTable, DeValue};
 
+use super::keys::key_problems;
+#[cfg(test)]
+use super::keys::{GLOBAL_KEYS, ROUTE_KEYS};
+use super::location::{key_path_at, line_of, offset_of};
 use super::values::{parse_address, parse_duration, parse_size};
 use super::{
-    Balance, Config, ConfigError, LogDestination, LogFormat, Naming, Route, Splice, Target,
+    Balance, Config, ConfigError, LogDestination, LogFormat, Naming, Overrides, Route, Splice,
+    Target,
 };
 use crate::acl::Cidr;
 use crate::proxy_protocol::ProxyVersion;
@@ -46,10 +51,42 @@ pub struct FileError {
     pub key: Option<String>,
     /// What is wrong.
     pub reason: String,
+    /// Every further problem found in the same file, in the order they are
+    /// written (each with no `further` of its own): a file with several
+    /// unknown keys or bad values is refused with all of them at once.
+    pub further: Vec<FileError>,
 }
 
+impl FileError {
+    /// This problem and every further one, each on its own line when
+    /// shown with [`FileError::line_text`].
+    pub fn problems(&self) -> impl Iterator<Item = &FileError> {
+        std::iter::once(self).chain(&self.further)
+    }
+
+    /// This problem alone, as one line: `file:line: key: reason`.
+    pub fn line_text(&self) -> String {
+        let mut one = self.clone();
+        one.further.clear();
+        one.to_string()
+    }
+}
+
+/// Each problem as `file:line: key: reason`, joined with `; ` so that a
+/// log line stays one line.
 impl fmt::Display for FileError {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        self.fmt_one(f)?;
+        for further in &self.further {
+            f.write_str("; ")?;
+            further.fmt_one(f)?;
+        }
+        Ok(())
+    }
+}
+
+impl FileError {
+    fn fmt_one(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
         match (&self.file, self.line) {
             (Some(file), Some(line)) => write!(f, "{}:{line}: ", file.display())?,
             (Some(file), None) => write!(f, "{}: ", file.display())?,
@@ -67,14 +104,25 @@ impl std::error::Error for FileError {}
 
 /// Reads, parses and validates a config file, resolving every host name.
 pub fn load_file(path: &Path) -> Result<Config, FileError> {
+    load_file_with(path, &Overrides::default())
+}
+
+/// [`load_file`], with `overrides` set over the file's `[global]` before
+/// validation: what `tcpipe --config FILE --workers 2` reads, at startup and
+/// at every reload.
+pub fn load_file_with(path: &Path, overrides: &Overrides) -> Result<Config, FileError> {
     let text = std::fs::read_to_string(path).map_err(|e| FileError {
         file: Some(path.to_path_buf()),
         line: None,
         key: None,
         reason: format!("cannot read: {e}"),
+        further: Vec::new(),
     })?;
-    Config::from_toml(&text).map_err(|mut e| {
+    Config::from_toml_with(&text, overrides).map_err(|mut e| {
         e.file = Some(path.to_path_buf());
+        for further in &mut e.further {
+            further.file = Some(path.to_path_buf());
+        }
         e
     })
 }
@@ -83,31 +131,56 @@ impl Config {
     /// Parses and validates config text in the file format, resolving
     /// every host name.
     pub fn from_toml(text: &str) -> Result<Config, FileError> {
-        let problem = match toml::from_str::<Document>(text) {
-            Ok(document) => match document.into_config() {
-                Ok(config) => return Ok(config),
-                Err(problem) => problem,
+        Config::from_toml_with(text, &Overrides::default())
+    }
+
+    /// [`Config::from_toml`], with `overrides` set over `[global]` before
+    /// validation.
+    pub fn from_toml_with(text: &str, overrides: &Overrides) -> Result<Config, FileError> {
+        let problems = match toml::from_str::<toml::Table>(text) {
+            Ok(table) => match key_problems(&table) {
+                problems if !problems.is_empty() => problems,
+                _ => match toml::from_str::<Document>(text).map(|d| d.into_config(overrides)) {
+                    Ok(Ok(config)) => return Ok(config),
+                    Ok(Err(problem)) => vec![problem],
+                    Err(e) => vec![Problem::from_toml(text, &e)],
+                },
             },
-            Err(e) => Problem {
-                key: e.span().and_then(|span| key_path_at(text, span.start)),
-                at: e.span().map(|span| span.start),
-                reason: e.message().trim().to_string(),
-            },
+            Err(e) => vec![Problem::from_toml(text, &e)],
         };
-        let at = problem
-            .at
-            .or_else(|| problem.key.as_deref().and_then(|key| offset_of(text, key)));
-        Err(FileError {
+        let mut located: Vec<(Option<usize>, FileError)> = problems
+            .into_iter()
+            .map(|problem| {
+                let at = problem
+                    .at
+                    .or_else(|| problem.key.as_deref().and_then(|key| offset_of(text, key)));
+                let error = FileError {
+                    file: None,
+                    line: at.map(|offset| line_of(text, offset)),
+                    key: problem.key,
+                    reason: problem.reason,
+                    further: Vec::new(),
+                };
+                (at, error)
+            })
+            .collect();
+        // In the order they are written; `None` (no place) last.
+        located.sort_by_key(|(at, _)| at.unwrap_or(usize::MAX));
+        let mut errors = located.into_iter().map(|(_, error)| error);
+        let mut first = errors.next().unwrap_or_else(|| FileError {
             file: None,
-            line: at.map(|offset| line_of(text, offset)),
-            key: problem.key,
-            reason: problem.reason,
-        })
+            line: None,
+            key: None,
+            reason: "cannot be read as a config".into(),
+            further: Vec::new(),
+        });
+        first.further = errors.collect();
+        Err(first)
     }
 }
 
 /// What went wrong, before it is placed in the file.
-struct Problem {
+pub(super) struct Problem {
     key: Option<String>,
     /// Byte offset in the text.
     at: Option<usize>,
@@ -115,7 +188,16 @@ struct Problem {
 }
 
 impl Problem {
-    fn at_key(key: impl Into<String>, reason: impl Into<String>) -> Problem {
+    /// What the TOML reader or serde refused, placed by its span.
+    fn from_toml(text: &str, e: &toml::de::Error) -> Problem {
+        Problem {
+            key: e.span().and_then(|span| key_path_at(text, span.start)),
+            at: e.span().map(|span| span.start),
+            reason: e.message().trim().to_string(),
+        }
+    }
+
+    pub(super) fn at_key(key: impl Into<String>, reason: impl Into<String>) -> Problem {
         Problem {
             key: Some(key.into()),
             at: None,
@@ -143,7 +225,7 @@ struct Document {
 
 #[derive(Deserialize, Default)]
 #[serde(deny_unknown_fields, rename_all = "kebab-case")]
-struct Global {
+pub(super) struct Global {
     max_connections: Option<Count<usize>>,
     drain_timeout: Option<DurationSetting>,
     resolve_interval: Option<DurationSetting>,
@@ -157,7 +239,7 @@ struct Global {
 /// A `[[route]]`, or `[defaults]` (which has no name, listen or targets).
 #[derive(Deserialize, Default)]
 #[serde(deny_unknown_fields, rename_all = "kebab-case")]
-struct Section {
+pub(super) struct Section {
     name: Option<String>,
     listen: Option<OneOrMany>,
     targets: Option<OneOrMany>,
@@ -185,7 +267,7 @@ struct Section {
 }
 
 impl Document {
-    fn into_config(self) -> Result<Config, Problem> {
+    fn into_config(self, overrides: &Overrides) -> Result<Config, Problem> {
         for (key, present) in [
             ("name", self.defaults.name.is_some()),
             ("listen", self.defaults.listen.is_some()),
@@ -247,7 +329,10 @@ impl Document {
                 )
             })?;
         }
-        config.validate_as(Naming::File)?;
+        overrides.apply(&mut config);
+        config
+            .validate_as(Naming::File)
+            .map_err(|e| overrides.rename(e))?;
         Ok(config)
     }
 }
@@ -511,108 +596,6 @@ impl TryFrom<OneOrMany> for Blocks {
     }
 }
 
-// ----- where in the text ---------------------------------------------------
-
-/// The key path (`route[1].idle-timeout`) of the key or value at byte
-/// `offset`, or of the innermost table around it.
-fn key_path_at(text: &str, offset: usize) -> Option<String> {
-    let document = DeTable::parse(text).ok()?;
-    let mut path = String::new();
-    walk_to_offset(document.get_ref(), offset, &mut path);
-    (!path.is_empty()).then_some(path)
-}
-
-fn walk_to_offset(table: &DeTable<'_>, offset: usize, path: &mut String) {
-    for (key, value) in table.iter() {
-        let in_key = contains(&key.span(), offset);
-        if !in_key && !contains(&value.span(), offset) && !within_table(value.get_ref(), offset) {
-            continue;
-        }
-        if !path.is_empty() {
-            path.push('.');
-        }
-        path.push_str(key.get_ref());
-        if !in_key {
-            walk_value(value.get_ref(), offset, path);
-        }
-        return;
-    }
-}
-
-fn walk_value(value: &DeValue<'_>, offset: usize, path: &mut String) {
-    match value {
-        DeValue::Table(table) => walk_to_offset(table, offset, path),
-        DeValue::Array(items) => {
-            let hit = items.iter().enumerate().rfind(|(_, item)| {
-                contains(&item.span(), offset) || within_table(item.get_ref(), offset)
-            });
-            if let Some((index, item)) = hit {
-                path.push_str(&format!("[{index}]"));
-                walk_value(item.get_ref(), offset, path);
-            }
-        }
-        _ => {}
-    }
-}
-
-/// A table's own span may cover only its header; its keys lie beyond it.
-fn within_table(value: &DeValue<'_>, offset: usize) -> bool {
-    match value {
-        DeValue::Table(table) => table.iter().any(|(key, value)| {
-            contains(&key.span(), offset)
-                || contains(&value.span(), offset)
-                || within_table(value.get_ref(), offset)
-        }),
-        DeValue::Array(items) => items
-            .iter()
-            .any(|item| within_table(item.get_ref(), offset)),
-        _ => false,
-    }
-}
-
-fn contains(span: &Range<usize>, offset: usize) -> bool {
-    span.start <= offset && (offset < span.end || span.is_empty() && offset == span.start)
-}
-
-/// Where the key at `path` is written; for a key left out, where its
-/// nearest written parent is.
-fn offset_of(text: &str, path: &str) -> Option<usize> {
-    let document = DeTable::parse(text).ok()?;
-    let mut table: &DeTable<'_> = document.get_ref();
-    let mut found = None;
-    for part in path.split('.') {
-        let (name, index) = match part.split_once('[') {
-            Some((name, rest)) => (name, rest.trim_end_matches(']').parse::<usize>().ok()),
-            None => (part, None),
-        };
-        let Some((key, value)) = table.iter().find(|(key, _)| key.get_ref() == name) else {
-            return found;
-        };
-        found = Some(key.span().start);
-        let mut value: &DeValue<'_> = value.get_ref();
-        if let (Some(index), DeValue::Array(items)) = (index, value) {
-            let Some(item) = items.get(index) else {
-                return found;
-            };
-            found = Some(item.span().start);
-            value = item.get_ref();
-        }
-        match value {
-            DeValue::Table(inner) => table = inner,
-            _ => return found,
-        }
-    }
-    found
-}
-
-fn line_of(text: &str, offset: usize) -> usize {
-    let offset = offset.min(text.len());
-    1 + text.as_bytes()[..offset]
-        .iter()
-        .filter(|&&b| b == b'\n')
-        .count()
-}
-
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -669,7 +652,57 @@ low-water = 1024
         let e = error_of(&text);
         assert_eq!(e.key.as_deref(), Some("route[1].balanse"), "{e}");
         assert_eq!(e.line, Some(19), "{e}");
-        assert!(e.reason.contains("unknown field `balanse`"), "{e}");
+        assert_eq!(
+            e.reason, "unknown key `balanse`; did you mean `balance`?",
+            "{e}"
+        );
+        assert!(e.further.is_empty(), "{e}");
+    }
+
+    #[test]
+    fn every_bad_key_of_a_file_is_reported_in_file_order() {
+        let text = TWO_ROUTES
+            .replace("balance = \"least-conn\"", "balance = \"fastest\"")
+            .replace("idle-timeout = \"10m\"", "idle_timeout = \"10m\"")
+            .replace(
+                "max-connections = 500",
+                "max-conections = 500\nbuffer-size = \"1m\"",
+            )
+            .replace("low-water = 1024", "low-water = \"1kb\"");
+        let e = error_of(&text);
+        let found: Vec<(Option<usize>, Option<&str>)> =
+            e.problems().map(|p| (p.line, p.key.as_deref())).collect();
+        assert_eq!(
+            found,
+            [
+                (Some(3), Some("global.max-conections")),
+                (Some(4), Some("global.buffer-size")),
+                (Some(8), Some("defaults.idle_timeout")),
+                (Some(20), Some("route[1].balance")),
+                (Some(22), Some("route[1].low-water")),
+            ],
+            "{e}"
+        );
+        let reasons: Vec<&str> = e.problems().map(|p| p.reason.as_str()).collect();
+        assert!(
+            reasons[0].ends_with("did you mean `max-connections`?"),
+            "{e}"
+        );
+        assert!(reasons[1].contains("a route option"), "{e}");
+        assert!(reasons[2].ends_with("did you mean `idle-timeout`?"), "{e}");
+        assert!(reasons[3].contains("fastest"), "{e}");
+        assert!(reasons[4].contains("ambiguous unit 'kb'"), "{e}");
+    }
+
+    #[test]
+    fn every_listed_key_is_one_the_file_reads() {
+        for (keys, table) in [(&GLOBAL_KEYS[..], "global"), (&ROUTE_KEYS[..], "defaults")] {
+            for key in keys {
+                let text = format!("[{table}]\n{key} = {{}}\n");
+                let e = error_of(&text);
+                assert!(!e.reason.contains("unknown"), "{key}: {e}");
+            }
+        }
     }
 
     #[test]

@@ -7,6 +7,10 @@
 //! that passed [`Config::validate`], at startup and at every reload.
 
 mod file;
+mod keys;
+mod location;
+mod overrides;
+mod suggest;
 mod values;
 mod warnings;
 
@@ -18,7 +22,8 @@ use std::time::Duration;
 use crate::acl::Cidr;
 use crate::proxy_protocol::ProxyVersion;
 
-pub use file::{load_file, FileError};
+pub use file::{load_file, load_file_with, FileError};
+pub use overrides::Overrides;
 pub(crate) use values::parse_workers;
 pub use values::{format_duration, format_size, parse_address, parse_duration, parse_size};
 pub use warnings::ConfigWarning;
@@ -262,9 +267,10 @@ pub const DEFAULT_POOL_MAX_IDLE: Duration = Duration::from_secs(30);
 pub const DEFAULT_RESOLVE_INTERVAL: Duration = Duration::from_secs(30);
 pub const DEFAULT_PROXY_TIMEOUT: Duration = Duration::from_secs(3);
 
-/// Smallest ring of a route with `send-proxy`: room for the longest header
-/// tcpipe sends (107 bytes, v1 with two IPv6 addresses).
-pub const MIN_SEND_PROXY_BUFFER: usize = 128;
+/// Smallest ring accepted: a page. Below it each read and write moves so
+/// few bytes that the syscalls, not the network, set the rate; it also
+/// holds the longest PROXY header tcpipe sends (107 bytes) with room.
+pub const MIN_BUFFER_SIZE: usize = 4096;
 
 /// Largest ring accepted; beyond this a single pipe could pin a gigabyte.
 pub const MAX_BUFFER_SIZE: usize = 1 << 30;
@@ -538,11 +544,11 @@ impl Route {
                 format!("must be positive when {} is set", naming.sibling("pool")),
             ));
         }
-        if self.buffer_size == 0 || self.buffer_size > MAX_BUFFER_SIZE {
+        if let Some(reason) = buffer_size_problem(self.buffer_size) {
             return Err(ConfigError::new(
                 key("buffer-size"),
                 format_size(self.buffer_size),
-                "must be between 1 byte and 1g",
+                reason,
             ));
         }
         if self.low_water >= self.buffer_size {
@@ -563,19 +569,6 @@ impl Route {
                 "must be at least 1",
             ));
         }
-        if self.send_proxy.is_some() && self.buffer_size < MIN_SEND_PROXY_BUFFER {
-            // The header waits in the ring toward the target, ahead of the
-            // client's bytes.
-            return Err(ConfigError::new(
-                key("buffer-size"),
-                format_size(self.buffer_size),
-                format!(
-                    "must be at least {} with {}, to hold the header",
-                    format_size(MIN_SEND_PROXY_BUFFER),
-                    naming.sibling("send-proxy")
-                ),
-            ));
-        }
         if self.max_connections_per_source == Some(0) {
             return Err(ConfigError::new(
                 key("max-connections-per-source"),
@@ -585,6 +578,17 @@ impl Route {
         }
         Ok(())
     }
+}
+
+/// Why a ring of `size` bytes is refused, if it is.
+pub(crate) fn buffer_size_problem(size: usize) -> Option<String> {
+    (!(MIN_BUFFER_SIZE..=MAX_BUFFER_SIZE).contains(&size)).then(|| {
+        format!(
+            "must be between {} (a page) and {}",
+            format_size(MIN_BUFFER_SIZE),
+            format_size(MAX_BUFFER_SIZE)
+        )
+    })
 }
 
 /// A setting that cannot be used: which one, its value, and why.

@@ -21,7 +21,8 @@ pub(crate) fn parse_workers(text: &str) -> Result<usize, String> {
 }
 
 /// Parses a byte size such as `65536`, `16k`, `16KiB` or `1m`. Units are
-/// binary: `k` is 1024.
+/// binary: `k` and `KiB` are 1024. `kb`, `mb` and `gb` are refused: some
+/// read them as powers of 1000, and a size should not depend on who reads it.
 pub fn parse_size(text: &str) -> Result<usize, String> {
     let trimmed = text.trim();
     if trimmed.starts_with('-') {
@@ -34,11 +35,22 @@ pub fn parse_size(text: &str) -> Result<usize, String> {
     if digits.is_empty() {
         return Err("expected a size such as 65536, 16k or 1m".into());
     }
+    if unit.starts_with('.') {
+        return Err("whole numbers only, as in 1536k for 1.5m".into());
+    }
     let multiplier: usize = match unit.to_ascii_lowercase().as_str() {
         "" | "b" => 1,
-        "k" | "kb" | "kib" => 1 << 10,
-        "m" | "mb" | "mib" => 1 << 20,
-        "g" | "gb" | "gib" => 1 << 30,
+        "k" | "kib" => 1 << 10,
+        "m" | "mib" => 1 << 20,
+        "g" | "gib" => 1 << 30,
+        "kb" | "mb" | "gb" => {
+            let binary = &unit[..1];
+            return Err(format!(
+                "ambiguous unit '{unit}': write {digits}{} or {digits}{}iB (sizes are binary)",
+                binary.to_ascii_lowercase(),
+                binary.to_ascii_uppercase()
+            ));
+        }
         _ => return Err(format!("unknown unit '{unit}' (use k, m or g)")),
     };
     digits
@@ -48,8 +60,21 @@ pub fn parse_size(text: &str) -> Result<usize, String> {
         .ok_or_else(|| "too large".into())
 }
 
-/// Parses a duration such as `500ms`, `5s`, `2m` or `1h`. `0` means off and
-/// gives `None`.
+/// Duration units, largest first, in milliseconds: the resolution of every
+/// timer tcpipe keeps.
+const DURATION_UNITS: [(&str, u64); 5] = [
+    ("d", 86_400_000),
+    ("h", 3_600_000),
+    ("m", 60_000),
+    ("s", 1000),
+    ("ms", 1),
+];
+
+const DURATION_EXAMPLE: &str = "expected a duration such as 500ms, 1.5s, 2m, 1h or 1d (0 = off)";
+
+/// Parses a duration such as `500ms`, `1.5s`, `2m`, `1h` or `1d`: a whole
+/// or decimal amount and one unit, as HAProxy takes them. `0` means off and
+/// gives `None`. The amount must come to whole milliseconds.
 pub fn parse_duration(text: &str) -> Result<Option<Duration>, String> {
     let trimmed = text.trim();
     if trimmed == "0" {
@@ -58,26 +83,61 @@ pub fn parse_duration(text: &str) -> Result<Option<Duration>, String> {
     if trimmed.starts_with('-') {
         return Err("must not be negative".into());
     }
-    let digits_end = trimmed
-        .find(|c: char| !c.is_ascii_digit())
+    let number_end = trimmed
+        .find(|c: char| !c.is_ascii_digit() && c != '.')
         .unwrap_or(trimmed.len());
-    let (digits, unit) = trimmed.split_at(digits_end);
-    let amount: u64 = digits
-        .parse()
-        .map_err(|_| "expected a duration such as 500ms, 5s, 2m or 1h (0 = off)".to_string())?;
-    let duration = match unit {
-        "ms" => Duration::from_millis(amount),
-        "s" => Duration::from_secs(amount),
-        "m" => Duration::from_secs(amount.saturating_mul(60)),
-        "h" => Duration::from_secs(amount.saturating_mul(3600)),
-        "" => return Err("missing unit (ms, s, m or h)".into()),
-        _ => return Err(format!("unknown unit '{unit}' (use ms, s, m or h)")),
+    let (number, unit) = trimmed.split_at(number_end);
+    let (whole, fraction) = number.split_once('.').unwrap_or((number, ""));
+    if whole.is_empty() && !number.contains('.') {
+        return Err(DURATION_EXAMPLE.into());
+    }
+    if number.contains('.') && (whole.is_empty() || fraction.is_empty() || fraction.contains('.')) {
+        return Err("a decimal needs digits on both sides of one '.', as in 1.5s".into());
+    }
+    let Some(&(_, unit_ms)) = DURATION_UNITS.iter().find(|(name, _)| *name == unit) else {
+        return Err(unit_problem(unit));
     };
-    Ok(if duration.is_zero() {
-        None
-    } else {
-        Some(duration)
-    })
+    // Trailing zeros add no precision; what remains must fit a u64 to be
+    // scaled at all.
+    let fraction = fraction.trim_end_matches('0');
+    let too_fine = || "finer than a millisecond, which is as fine as tcpipe times".to_string();
+    if fraction.len() > 19 {
+        return Err(too_fine());
+    }
+    let scale = 10u128.pow(fraction.len() as u32);
+    let fraction_ms = match fraction {
+        "" => 0,
+        digits => {
+            let numerator = digits.parse::<u128>().map_err(|_| too_fine())? * u128::from(unit_ms);
+            if numerator % scale != 0 {
+                return Err(too_fine());
+            }
+            numerator / scale
+        }
+    };
+    let millis = whole
+        .parse::<u128>()
+        .ok()
+        .and_then(|n| n.checked_mul(u128::from(unit_ms)))
+        .and_then(|n| n.checked_add(fraction_ms))
+        .and_then(|n| u64::try_from(n).ok())
+        .ok_or_else(|| "too large".to_string())?;
+    Ok((millis > 0).then(|| Duration::from_millis(millis)))
+}
+
+/// Why a duration's unit is not one: missing, compound, or unknown.
+fn unit_problem(unit: &str) -> String {
+    if unit.is_empty() {
+        return "missing unit (ms, s, m, h or d)".into();
+    }
+    let compound = DURATION_UNITS.iter().any(|(name, _)| {
+        unit.strip_prefix(name)
+            .is_some_and(|rest| rest.starts_with(|c: char| c.is_ascii_digit()))
+    });
+    if compound {
+        return format!("one unit only ('{unit}'): write 1h30m as 90m or 1.5h");
+    }
+    format!("unknown unit '{unit}' (use ms, s, m, h or d)")
 }
 
 /// Renders a byte count the way [`parse_size`] reads it.
@@ -92,18 +152,21 @@ pub fn format_size(bytes: usize) -> String {
 }
 
 /// Renders a duration setting the way [`parse_duration`] reads it: `0` for
-/// off, else the largest unit that divides it.
+/// off, else whole numbers of the largest unit that divides it. What is
+/// finer than a millisecond (only the library can set that) is rounded up,
+/// so that a set duration never reads as off.
 pub fn format_duration(duration: Option<Duration>) -> String {
     let Some(duration) = duration.filter(|d| !d.is_zero()) else {
         return "0".into();
     };
-    let millis = duration.as_millis();
-    match millis {
-        m if m % 3_600_000 == 0 => format!("{}h", m / 3_600_000),
-        m if m % 60_000 == 0 => format!("{}m", m / 60_000),
-        m if m % 1000 == 0 => format!("{}s", m / 1000),
-        m => format!("{m}ms"),
-    }
+    let nanos = duration.as_nanos();
+    let millis = nanos / 1_000_000 + u128::from(nanos % 1_000_000 != 0);
+    let (unit, unit_ms) = DURATION_UNITS
+        .iter()
+        .find(|(_, unit_ms)| millis % u128::from(*unit_ms) == 0)
+        .copied()
+        .unwrap_or(("ms", 1));
+    format!("{}{unit}", millis / u128::from(unit_ms))
 }
 
 /// `host:port`, `[v6]:port` or `:port` (every IPv4 address, as HAProxy's
@@ -190,19 +253,76 @@ mod tests {
     }
 
     #[test]
-    fn durations_need_a_unit_and_zero_means_off() {
-        assert_eq!(parse_duration("0"), Ok(None));
+    fn sizes_refuse_decimal_units_and_decimals() {
         assert_eq!(
-            parse_duration("500ms"),
-            Ok(Some(Duration::from_millis(500)))
+            parse_size("64kb"),
+            Err("ambiguous unit 'kb': write 64k or 64KiB (sizes are binary)".into())
         );
-        assert_eq!(parse_duration("5s"), Ok(Some(Duration::from_secs(5))));
-        assert_eq!(parse_duration("2m"), Ok(Some(Duration::from_secs(120))));
-        assert_eq!(parse_duration("1h"), Ok(Some(Duration::from_secs(3600))));
+        assert_eq!(
+            parse_size("2MB"),
+            Err("ambiguous unit 'MB': write 2m or 2MiB (sizes are binary)".into())
+        );
+        assert!(parse_size("1Gb")
+            .unwrap_err()
+            .contains("ambiguous unit 'Gb'"));
+        assert!(parse_size("1.5m")
+            .unwrap_err()
+            .contains("whole numbers only"));
+    }
+
+    #[test]
+    fn durations_need_a_unit_and_zero_means_off() {
+        let ms = |n: u64| Ok(Some(Duration::from_millis(n)));
+        assert_eq!(parse_duration("0"), Ok(None));
+        assert_eq!(parse_duration("500ms"), ms(500));
+        assert_eq!(parse_duration("5s"), ms(5000));
+        assert_eq!(parse_duration("2m"), ms(120_000));
+        assert_eq!(parse_duration("1h"), ms(3_600_000));
+        assert_eq!(parse_duration("1d"), ms(86_400_000));
         assert_eq!(parse_duration("0s"), Ok(None));
-        assert!(parse_duration("5").is_err());
-        assert!(parse_duration("5d").is_err());
+        assert_eq!(parse_duration("0.0s"), Ok(None));
+        assert_eq!(
+            parse_duration("5"),
+            Err("missing unit (ms, s, m, h or d)".into())
+        );
+        assert!(parse_duration("5w")
+            .unwrap_err()
+            .contains("unknown unit 'w'"));
         assert!(parse_duration("s").is_err());
+    }
+
+    #[test]
+    fn durations_take_decimals_down_to_a_millisecond() {
+        let ms = |n: u64| Ok(Some(Duration::from_millis(n)));
+        assert_eq!(parse_duration("1.5s"), ms(1500));
+        assert_eq!(parse_duration("0.5m"), ms(30_000));
+        assert_eq!(parse_duration("1.25h"), ms(4_500_000));
+        assert_eq!(parse_duration("0.001s"), ms(1));
+        assert_eq!(parse_duration("1.50000000000000000000000s"), ms(1500));
+        assert_eq!(parse_duration("0.00001d"), ms(864));
+        for fine in ["1.5ms", "0.0001s", "1.0000001d"] {
+            let reason = parse_duration(fine).unwrap_err();
+            assert!(
+                reason.contains("finer than a millisecond"),
+                "{fine}: {reason}"
+            );
+        }
+        for malformed in ["1.s", ".5s", "1..5s", "1.2.3s"] {
+            let reason = parse_duration(malformed).unwrap_err();
+            assert!(
+                reason.contains("digits on both sides"),
+                "{malformed}: {reason}"
+            );
+        }
+        assert!(parse_duration("1e3s")
+            .unwrap_err()
+            .contains("unknown unit 'e3s'"));
+        assert!(parse_duration("NaN").is_err());
+        assert!(parse_duration("1h30m")
+            .unwrap_err()
+            .contains("one unit only"));
+        assert_eq!(parse_duration("213503982335d"), Err("too large".into()));
+        assert_eq!(parse_duration("-1.5s"), Err("must not be negative".into()));
     }
 
     #[test]
@@ -210,10 +330,12 @@ mod tests {
         for size in [0, 1, 1000, 1024, 65536, 1 << 20, 3 << 30, 1536] {
             assert_eq!(parse_size(&format_size(size)), Ok(size));
         }
-        for text in ["0", "1ms", "1500ms", "5s", "90s", "2m", "1h", "25h"] {
+        for text in ["0", "1ms", "1500ms", "5s", "90s", "2m", "1h", "25h", "2d"] {
             let parsed = parse_duration(text).expect("valid");
             assert_eq!(format_duration(parsed), text);
         }
+        assert_eq!(format_duration(Some(Duration::from_micros(1))), "1ms");
+        assert_eq!(format_duration(Some(Duration::from_micros(1500))), "2ms");
     }
 
     #[test]

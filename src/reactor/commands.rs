@@ -249,11 +249,11 @@ impl Reactor {
 }
 
 fn check(options: &AttachOptions) -> Result<(), ConfigError> {
-    if options.buffer_size == 0 || options.buffer_size > config::MAX_BUFFER_SIZE {
+    if let Some(reason) = config::buffer_size_problem(options.buffer_size) {
         return Err(ConfigError::new(
             "buffer_size",
             format_size(options.buffer_size),
-            "must be between 1 byte and 1g",
+            reason,
         ));
     }
     if options.low_water >= options.buffer_size {

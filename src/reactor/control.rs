@@ -17,7 +17,7 @@ use signal_hook_mio::v1_0::Signals;
 
 use super::commands::{AttachOptions, CommandError, PipeAction, PipeInfo};
 use super::{plural, Reactor, Timer, SIGNALS};
-use crate::config::{format_duration, load_file, Config, ConfigError, FileError};
+use crate::config::{format_duration, load_file_with, Config, ConfigError, FileError, Overrides};
 use crate::hooks::PipeId;
 use crate::metrics::Snapshot;
 use crate::pipe::Reason;
@@ -146,9 +146,9 @@ impl Reactor {
         Ok(())
     }
 
-    /// The file that SIGHUP reloads.
-    pub(crate) fn reload_from(&mut self, file: PathBuf) {
-        self.config_file = Some(file);
+    /// The file that SIGHUP reloads, and what wins over its `[global]`.
+    pub(crate) fn reload_from(&mut self, file: PathBuf, overrides: Overrides) {
+        self.config_file = Some((file, overrides));
     }
 
     /// Where other threads send commands.
@@ -226,7 +226,7 @@ impl Reactor {
     /// Reads the config file on a thread of its own (it resolves host
     /// names, which may take seconds), then applies it on the loop.
     fn reload_file(&mut self, asked_by: &str) {
-        let Some(path) = self.config_file.clone() else {
+        let Some((path, overrides)) = self.config_file.clone() else {
             warn!(
                 "{asked_by}: tcpipe runs from flags, not --config; nothing to reload, carrying on"
             );
@@ -246,7 +246,7 @@ impl Reactor {
         let spawned = thread::Builder::new()
             .name("tcpipe-reload".into())
             .spawn(move || {
-                let loaded = load_file(&path);
+                let loaded = load_file_with(&path, &overrides);
                 if commands.send(Command::FileLoaded(Box::new(loaded))).is_ok() {
                     if let Err(e) = waker.wake() {
                         error!("cannot wake the event loop with the reloaded config: {e}");

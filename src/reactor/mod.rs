@@ -194,8 +194,9 @@ pub(crate) struct Reactor {
     signals: Option<Signals>,
     /// systemd's notify socket, when run as a notify service (the leader's).
     systemd: Option<Notifier>,
-    /// The file SIGHUP reloads, if the config came from one.
-    config_file: Option<PathBuf>,
+    /// The file SIGHUP reloads, if the config came from one, and the
+    /// `[global]` settings that win over it at every reload.
+    config_file: Option<(PathBuf, crate::config::Overrides)>,
     reloading: control::FileReload,
     metrics: Arc<Metrics>,
     /// The embedder's; `None` costs nothing on the forwarding path.
