@@ -11,7 +11,7 @@ use std::net::SocketAddr;
 const INTERVAL: &str = "200ms";
 
 fn start_probing(targets: &[SocketAddr], options: &[&str]) -> Tcpipe {
-    let mut all = vec!["--health-interval", INTERVAL];
+    let mut all = vec!["--health-interval", INTERVAL, "--metrics", "127.0.0.1:0"];
     all.extend_from_slice(options);
     start_forwarder(targets, &all)
 }
@@ -25,8 +25,10 @@ fn assert_logged(tcpipe: &Tcpipe, needle: &str, what: &str) {
 }
 
 fn assert_no_client_yet(tcpipe: &Tcpipe) {
-    let pipes = count_logs(tcpipe, "pipe ");
-    assert_eq!(pipes, 0, "a pipe was logged though no client connected");
+    let accepted = tcpipe
+        .scrape()
+        .get("tcpipe_connections_accepted_total", &[("route", "default")]);
+    assert_eq!(accepted, 0.0, "a client was counted though none connected");
 }
 
 #[test]
