@@ -18,3 +18,6 @@ mod server;
 pub(crate) use request::Request;
 pub(crate) use response::Response;
 pub(crate) use server::{Limits, Server};
+
+#[cfg(test)]
+mod tests;

@@ -13,8 +13,9 @@
 //! case of a 431 sent while the oversize head is still arriving).
 //!
 //! At `max_connections`, a new client is always accepted and the one
-//! closest to done goes instead: a lingering one, else the reading one
-//! silent the longest, else the oldest writer. So a flood of silent
+//! closest to done goes instead: a lingering one, else the one silent the
+//! longest, else the one that sent part of a request the longest ago, else
+//! the oldest writer. So a flood of silent
 //! clients costs each of them its slot, never the scraper its answer: like
 //! nginx reusing its idle keep-alive connections when out of them, and
 //! unlike refusing the newcomer, which would let the flood lock everyone
@@ -31,6 +32,7 @@ use log::{debug, warn};
 use mio::net::{TcpListener, TcpStream};
 use mio::{Events, Interest, Poll, Token, Waker};
 use slab::Slab;
+use socket2::SockRef;
 
 use super::request::{head_end, parse_head, Head, Rejection, Request};
 use super::response::Response;
@@ -230,6 +232,7 @@ impl<H: Fn(&Request) -> Response> Serving<H> {
             debug!("{}: client {peer}: cannot register: {e}", self.name);
             return;
         }
+        let key = entry.key();
         entry.insert(Connection {
             stream,
             peer,
@@ -237,6 +240,9 @@ impl<H: Fn(&Request) -> Response> Serving<H> {
             heard: now,
             deadline: now + self.limits.request_timeout,
         });
+        // A request that came with the handshake is read now, before the
+        // rest of an accept burst could push its client out as silent.
+        self.advance(key);
     }
 
     /// Makes room for one more: see the module's comment for who goes.
@@ -248,6 +254,9 @@ impl<H: Fn(&Request) -> Response> Serving<H> {
             .map(|(key, _)| key);
         if let Some(key) = idlest {
             let gone = self.connections.remove(key);
+            if let State::Writing { .. } = gone.state {
+                gone.reset();
+            }
             if let Some(held_back) = self.evictions.allow(now) {
                 warn!(
                     "{}: {} clients connected (the cap): closed {}, {} for {}ms{held_back}",
@@ -293,6 +302,7 @@ impl<H: Fn(&Request) -> Response> Serving<H> {
                         "{name}: client {}: did not take its answer in time",
                         connection.peer
                     );
+                    connection.reset();
                     false
                 }
                 State::Lingering { .. } => false,
@@ -321,19 +331,22 @@ enum State {
 }
 
 impl State {
-    /// Lower goes first when the server is full.
+    /// Lower goes first when the server is full: answered, silent, part
+    /// of a request sent, answer going out.
     fn keep_rank(&self) -> u8 {
         match self {
             State::Lingering { .. } => 0,
-            State::Reading(_) => 1,
-            State::Writing { .. } => 2,
+            State::Reading(reading) if reading.buf.is_empty() => 1,
+            State::Reading(_) => 2,
+            State::Writing { .. } => 3,
         }
     }
 
     fn doing(&self) -> &'static str {
         match self {
             State::Lingering { .. } => "answered",
-            State::Reading(_) => "silent",
+            State::Reading(reading) if reading.buf.is_empty() => "silent",
+            State::Reading(_) => "sending its request",
             State::Writing { .. } => "not reading its answer",
         }
     }
@@ -389,6 +402,16 @@ impl Connection {
             }
         }
         self.send(now)
+    }
+
+    /// Closing with a reset rather than a FIN: the kernel drops what the
+    /// client did not take instead of holding it (up to the send buffer,
+    /// megabytes) for minutes of zero-window probes. A cut answer is
+    /// useless to the client either way.
+    fn reset(&self) {
+        if let Err(e) = SockRef::from(&self.stream).set_linger(Some(Duration::ZERO)) {
+            debug!("client {}: cannot set SO_LINGER: {e}", self.peer);
+        }
     }
 
     fn answer(&mut self, now: Instant, limits: &Limits, response: Response, head_only: bool) {
