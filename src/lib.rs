@@ -35,6 +35,7 @@ pub mod cli;
 mod config;
 mod forwarder;
 mod hooks;
+mod http;
 mod kernel_pipe;
 mod metrics;
 mod net;

@@ -56,8 +56,13 @@ pub fn http_get(addr: SocketAddr, path: &str) -> Response {
 /// Sends `raw` and reads the whole response.
 pub fn request(addr: SocketAddr, raw: &str) -> Response {
     let mut stream = TcpStream::connect(addr).expect("connect to the metrics endpoint");
-    stream.set_read_timeout(Some(DEADLINE)).unwrap();
     stream.write_all(raw.as_bytes()).expect("send the request");
+    read_response(stream)
+}
+
+/// Reads a response to the server's close.
+pub fn read_response(mut stream: TcpStream) -> Response {
+    stream.set_read_timeout(Some(DEADLINE)).unwrap();
     let mut text = String::new();
     stream.read_to_string(&mut text).expect("read the response");
     let (head, body) = text.split_once("\r\n\r\n").expect("a response head");

@@ -1,0 +1,207 @@
+//! The server with handlers of its own, on 127.0.0.1: what the metrics
+//! endpoint does not use (bodies, headers, 413, 501) and what needs short
+//! limits to see quickly (deadlines, the connection cap, stopping).
+
+use std::io::{ErrorKind, Read, Write};
+use std::net::{SocketAddr, TcpStream};
+use std::thread;
+use std::time::{Duration, Instant};
+
+use super::{Limits, Request, Response, Server};
+
+const DEADLINE: Duration = Duration::from_secs(30);
+
+/// Answers with what it was sent: method, path, query, `X-Token`, body.
+fn echo(request: &Request) -> Response {
+    let text = format!(
+        "{} {} {:?} {:?} {}",
+        request.method(),
+        request.path(),
+        request.query(),
+        request.header("x-token"),
+        String::from_utf8_lossy(request.body()),
+    );
+    Response::text(200, text)
+}
+
+fn start(limits: Limits) -> Server {
+    Server::start("test", "127.0.0.1:0".parse().unwrap(), limits, echo).unwrap()
+}
+
+fn connect(addr: SocketAddr) -> TcpStream {
+    let stream = TcpStream::connect(addr).unwrap();
+    stream.set_read_timeout(Some(DEADLINE)).unwrap();
+    stream
+}
+
+/// Writes each part in turn, then reads to the server's close.
+fn exchange(addr: SocketAddr, parts: &[&[u8]]) -> String {
+    let mut stream = connect(addr);
+    stream.set_nodelay(true).unwrap();
+    for part in parts {
+        stream.write_all(part).unwrap();
+    }
+    let mut answer = Vec::new();
+    stream.read_to_end(&mut answer).unwrap();
+    String::from_utf8(answer).unwrap()
+}
+
+fn status(answer: &str) -> &str {
+    answer.split(' ').nth(1).unwrap_or_default()
+}
+
+#[test]
+fn headers_and_a_body_in_several_segments_reach_the_handler() {
+    let server = start(Limits::default());
+    let answer = exchange(
+        server.addr(),
+        &[
+            b"POST /pipes?id=7 HTTP/1.1\r\nX-Tok",
+            b"en: secret\r\nContent-Length: 11\r",
+            b"\n\r\n{\"a\":",
+            b" true}",
+        ],
+    );
+    assert!(answer.starts_with("HTTP/1.1 200 OK\r\n"), "{answer}");
+    assert!(
+        answer.ends_with("\r\n\r\nPOST /pipes Some(\"id=7\") Some(\"secret\") {\"a\": true}"),
+        "{answer}"
+    );
+}
+
+#[test]
+fn oversize_bodies_chunked_bodies_and_garbage_get_their_error() {
+    let limits = Limits {
+        max_body: 16,
+        ..Limits::default()
+    };
+    let server = start(limits);
+    let too_long = exchange(
+        server.addr(),
+        &[b"PUT / HTTP/1.1\r\nContent-Length: 17\r\n\r\n"],
+    );
+    assert_eq!(status(&too_long), "413", "{too_long}");
+    let chunked = b"POST / HTTP/1.1\r\nTransfer-Encoding: chunked\r\n\r\n5\r\nhello\r\n0\r\n\r\n";
+    assert_eq!(status(&exchange(server.addr(), &[chunked])), "501");
+    assert_eq!(
+        status(&exchange(server.addr(), &[b"\x16\x03\x01\x02\x00\n\n"])),
+        "400"
+    );
+    // A client that gives up halfway is told so, not left waiting.
+    let mut cut = connect(server.addr());
+    cut.write_all(b"POST / HTTP/1.1\r\nContent-Length: 5\r\n\r\nab")
+        .unwrap();
+    cut.shutdown(std::net::Shutdown::Write).unwrap();
+    let mut answer = String::new();
+    cut.read_to_string(&mut answer).unwrap();
+    assert_eq!(status(&answer), "400", "{answer}");
+}
+
+#[test]
+fn a_head_request_gets_the_length_without_the_body() {
+    let server = start(Limits::default());
+    let answer = exchange(server.addr(), &[b"HEAD /x HTTP/1.1\r\n\r\n"]);
+    let length = "HEAD /x None None ".len();
+    assert!(
+        answer.contains(&format!("Content-Length: {length}\r\n")),
+        "{answer}"
+    );
+    assert!(answer.ends_with("\r\n\r\n"), "{answer}");
+}
+
+#[test]
+fn a_silent_client_is_told_408_at_its_deadline() {
+    let limits = Limits {
+        request_timeout: Duration::from_millis(300),
+        ..Limits::default()
+    };
+    let server = start(limits);
+    let started = Instant::now();
+    let answer = exchange(server.addr(), &[b"GET / HTTP/1.1\r\n"]);
+    assert_eq!(status(&answer), "408", "{answer}");
+    assert!(started.elapsed() >= Duration::from_millis(300));
+}
+
+#[test]
+fn at_the_cap_the_client_silent_the_longest_makes_room() {
+    let limits = Limits {
+        max_connections: 3,
+        ..Limits::default()
+    };
+    let server = start(limits);
+    let mut first = connect(server.addr());
+    let mut second = connect(server.addr());
+    // The first speaks (half a request), so it is no longer the idlest.
+    first.write_all(b"GET /").unwrap();
+    let _third = connect(server.addr());
+    let answer = exchange(server.addr(), &[b"GET /a HTTP/1.1\r\n\r\n"]);
+    assert_eq!(status(&answer), "200", "{answer}");
+    let mut byte = [0u8; 1];
+    assert_eq!(
+        second.read(&mut byte).unwrap(),
+        0,
+        "the silent one is closed"
+    );
+    first.write_all(b" HTTP/1.1\r\n\r\n").unwrap();
+    let mut rest = String::new();
+    first.read_to_string(&mut rest).unwrap();
+    assert_eq!(
+        status(&rest),
+        "200",
+        "the one that spoke kept its place: {rest}"
+    );
+}
+
+#[test]
+fn a_client_that_does_not_read_is_reset_at_its_write_deadline() {
+    let limits = Limits {
+        write_timeout: Duration::from_millis(300),
+        ..Limits::default()
+    };
+    let big = |_: &Request| Response::new(200, "application/octet-stream", vec![7u8; 64 << 20]);
+    let server = Server::start("test", "127.0.0.1:0".parse().unwrap(), limits, big).unwrap();
+    let mut stalled = connect(server.addr());
+    stalled.write_all(b"GET / HTTP/1.1\r\n\r\n").unwrap();
+    // Meanwhile others are answered.
+    let started = Instant::now();
+    let answer = exchange(server.addr(), &[b"HEAD / HTTP/1.1\r\n\r\n"]);
+    assert_eq!(status(&answer), "200", "{answer}");
+    assert!(started.elapsed() < Duration::from_secs(1));
+    // The stalled client stays stalled past its deadline (the behaviour
+    // under test, not a wait for a condition), then finds it was cut off:
+    // fewer bytes than the answer, then a reset.
+    thread::sleep(Duration::from_millis(400));
+    let mut got = 0usize;
+    let mut buf = vec![0u8; 1 << 20];
+    let end = loop {
+        match stalled.read(&mut buf) {
+            Ok(0) => break None,
+            Ok(n) => got += n,
+            Err(e) => break Some(e.kind()),
+        }
+    };
+    assert_eq!(end, Some(ErrorKind::ConnectionReset), "after {got} bytes");
+    assert!(got < 64 << 20, "{got}");
+}
+
+#[test]
+fn dropping_the_server_closes_its_port() {
+    let server = start(Limits::default());
+    let addr = server.addr();
+    let idle = connect(addr);
+    drop(server);
+    let started = Instant::now();
+    while TcpStream::connect(addr).is_ok() {
+        assert!(started.elapsed() < DEADLINE, "still accepting");
+        thread::sleep(Duration::from_millis(5));
+    }
+    assert!(started.elapsed() < Duration::from_secs(1));
+    let mut idle = idle;
+    let mut byte = [0u8; 1];
+    // Closed, or reset if the server stopped before accepting it.
+    match idle.read(&mut byte) {
+        Ok(0) => {}
+        Err(e) if e.kind() == ErrorKind::ConnectionReset => {}
+        other => panic!("its clients are closed: {other:?}"),
+    }
+}
