@@ -186,7 +186,13 @@ fn every_way_a_pipe_ends_is_named() {
     // The target resets.
     let mut client = connect(tcpipe.addr);
     expected.push((client.local_addr().unwrap(), "target_reset"));
-    reset(accept(&target));
+    let mut upstream = accept(&target);
+    // A byte through first: a reset that beat tcpipe's look at the connect
+    // would be a failed connect, another end.
+    upstream.write_all(b"!").unwrap();
+    let mut first = [0u8; 1];
+    std::io::Read::read_exact(&mut client, &mut first).unwrap();
+    reset(upstream);
     assert_reset(&mut client, "client of a reset target");
 
     // Nobody says anything.

@@ -123,31 +123,46 @@ fn a_silent_client_is_told_408_at_its_deadline() {
 }
 
 #[test]
-fn at_the_cap_the_client_silent_the_longest_makes_room() {
+fn at_the_cap_a_silent_client_makes_room_and_one_that_spoke_keeps_its_place() {
     let limits = Limits {
         max_connections: 3,
+        request_timeout: Duration::from_millis(500),
         ..Limits::default()
     };
     let server = start(limits);
     let mut first = connect(server.addr());
-    let mut second = connect(server.addr());
-    // The first speaks (half a request), so it is no longer the idlest.
+    // The first speaks (half a request), so it is no longer idle.
     first.write_all(b"GET /").unwrap();
-    let _third = connect(server.addr());
+    let silent = [connect(server.addr()), connect(server.addr())];
     let answer = exchange(server.addr(), &[b"GET /a HTTP/1.1\r\n\r\n"]);
     assert_eq!(status(&answer), "200", "{answer}");
-    let mut byte = [0u8; 1];
+    // One silent client was closed to make room, with nothing said; the
+    // other is told 408 at its request deadline. Which is which depends on
+    // when the server accepted them, not on the rule.
+    let ends: Vec<String> = silent
+        .map(|mut client| {
+            let mut got = String::new();
+            let _ = client.read_to_string(&mut got);
+            got
+        })
+        .into_iter()
+        .collect();
     assert_eq!(
-        second.read(&mut byte).unwrap(),
-        0,
-        "the silent one is closed"
+        ends.iter().filter(|got| got.is_empty()).count(),
+        1,
+        "one silent client closed to make room: {ends:?}"
+    );
+    assert!(
+        ends.iter().any(|got| status(got) == "408"),
+        "the other waits for its deadline: {ends:?}"
     );
     first.write_all(b" HTTP/1.1\r\n\r\n").unwrap();
     let mut rest = String::new();
     first.read_to_string(&mut rest).unwrap();
-    assert_eq!(
-        status(&rest),
-        "200",
+    // It spoke before its deadline but finished after it: either way it
+    // was answered, not dropped for a silent one.
+    assert!(
+        matches!(status(&rest), "200" | "408"),
         "the one that spoke kept its place: {rest}"
     );
 }
@@ -158,7 +173,12 @@ fn a_client_that_does_not_read_is_reset_at_its_write_deadline() {
         write_timeout: Duration::from_millis(300),
         ..Limits::default()
     };
-    let big = |_: &Request| Response::new(200, "application/octet-stream", vec![7u8; 64 << 20]);
+    // Far more than the socket buffers hold; a HEAD is answered cheaply,
+    // so the handler's own time does not count as being held up.
+    let big = |request: &Request| match request.method() {
+        "HEAD" => Response::text(200, String::new()),
+        _ => Response::new(200, "application/octet-stream", vec![7u8; 32 << 20]),
+    };
     let server = Server::start("test", "127.0.0.1:0".parse().unwrap(), limits, big).unwrap();
     let mut stalled = connect(server.addr());
     stalled.write_all(b"GET / HTTP/1.1\r\n\r\n").unwrap();
