@@ -41,6 +41,7 @@ mod net;
 mod pipe;
 mod proxy_protocol;
 mod reactor;
+mod reply;
 mod ring;
 mod sys;
 mod text;
@@ -57,9 +58,12 @@ pub use config::{
 };
 pub use forwarder::{Builder, Forwarder, Handle, IntoStream, StartError};
 pub use hooks::{
-    CloseReason, Connected, Direction, Hooks, PipeClosed, PipeId, PipeOpened, TargetHealth,
-    TimeoutKind,
+    CloseReason, Connected, Direction, Hooks, PipeClosed, PipeControl, PipeId, PipeOpened,
+    TargetHealth, TimeoutKind,
 };
 pub use metrics::{Gauge, Metrics};
 pub use proxy_protocol::ProxyVersion;
-pub use reactor::{AttachOptions, CommandError, PipeInfo, PipeState, ReloadError, Reloaded};
+pub use reactor::{
+    AttachOptions, CommandError, PipeAction, PipeInfo, PipeState, ReloadError, Reloaded,
+};
+pub use reply::Pending;

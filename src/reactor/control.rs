@@ -21,6 +21,7 @@ use crate::config::{format_duration, load_file, Config, ConfigError, FileError};
 use crate::hooks::PipeId;
 use crate::metrics::Snapshot;
 use crate::pipe::Reason;
+use crate::reply::Replier;
 use crate::text::format_elapsed;
 
 /// What another thread asks the loop to do.
@@ -38,7 +39,7 @@ pub(crate) enum Command {
     Pipe {
         id: PipeId,
         action: PipeAction,
-        reply: Sender<Result<(), CommandError>>,
+        reply: Replier<Result<(), CommandError>>,
     },
     /// As `Shutdown`, answered once this loop no longer accepts.
     ShutdownAck(Sender<()>),
@@ -51,7 +52,7 @@ pub(crate) enum Command {
         client: mio::net::TcpStream,
         target: mio::net::TcpStream,
         options: AttachOptions,
-        reply: Sender<Result<PipeId, CommandError>>,
+        reply: Replier<Result<PipeId, CommandError>>,
     },
     /// A reload the leader applied, for a follower to apply too.
     Follow(Box<super::crew::Relay>),
@@ -88,6 +89,9 @@ pub enum ReloadError {
     Stopped,
     /// The event loop could not take the change.
     Io(io::Error),
+    /// Called on an event loop's own thread (from a hook), where waiting
+    /// for the answer would never end.
+    OnLoopThread,
 }
 
 impl fmt::Display for ReloadError {
@@ -102,6 +106,9 @@ impl fmt::Display for ReloadError {
             ReloadError::ShuttingDown => f.write_str("shutting down"),
             ReloadError::Stopped => f.write_str("the forwarder is not running"),
             ReloadError::Io(e) => e.fmt(f),
+            ReloadError::OnLoopThread => f.write_str(
+                "called on the event loop's own thread (from a hook), where waiting would never end",
+            ),
         }
     }
 }

@@ -62,8 +62,7 @@ use crate::upstream::{self, Upstreams};
 use crate::workers::{Crew, Share};
 use routes::Routes;
 
-pub(crate) use commands::PipeAction;
-pub use commands::{AttachOptions, CommandError, PipeInfo, PipeState};
+pub use commands::{AttachOptions, CommandError, PipeAction, PipeInfo, PipeState};
 pub(crate) use control::Command;
 pub use control::{ReloadError, Reloaded};
 pub(crate) use crew::Follow;
@@ -373,13 +372,17 @@ impl Reactor {
         if self.share.has_peers() {
             self.count_opened();
         }
+        let mut verdict = Verdict::Wait;
         if self.hooks.is_some() {
-            self.tell_opened(key);
+            verdict = self.tell_opened(key);
         }
         if self.access_log.logs_opens() {
             self.log_opened(key);
         }
-        self.drive(key);
+        match verdict {
+            Verdict::Wait | Verdict::Again => self.drive(key),
+            ended => self.carry_out(key, ended),
+        }
     }
 
     fn on_pipe_event(&mut self, key: usize, side: Side, event: &Event) {
@@ -404,7 +407,7 @@ impl Reactor {
         let before = self.hooks.is_some().then(|| events::Before::of(pipe));
         let milestones = stats::Milestones::before(pipe);
         let was_open = pipe.is_open();
-        let verdict = pipe.drive(&mut ctx);
+        let mut verdict = pipe.drive(&mut ctx);
         if !was_open && pipe.is_open() {
             if let Some(target) = pipe.target() {
                 self.upstreams
@@ -415,7 +418,7 @@ impl Reactor {
             self.count_milestones(key, &milestones);
         }
         if let Some(before) = before {
-            self.after_drive(key, before);
+            verdict = self.after_drive(key, before, verdict);
         }
         self.carry_out(key, verdict);
     }
