@@ -384,9 +384,10 @@ impl Pipe {
             .preload(bytes, false, self.settings.buffer_size, pool, metrics);
     }
 
-    /// Whether the pipe may still be pointed at another target: it is
-    /// connecting, or its target socket came connected and has had nothing
-    /// either way yet (at `pipe_opened` for the warm pool or an attach).
+    /// Whether the pipe can still be pointed at another target without
+    /// losing or doubling a byte: it is connecting, or its target socket
+    /// came connected and nothing has moved either way yet. (The reactor
+    /// lets the embedder swap a connected one only at `pipe_opened`.)
     pub(crate) fn can_retarget(&self) -> bool {
         match self.stage {
             Stage::Connecting { .. } => true,

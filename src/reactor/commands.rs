@@ -196,7 +196,8 @@ impl Reactor {
         let key = self.key_of(id)?;
         let pipe = self.pipes.get(key).ok_or(CommandError::NoSuchPipe(id))?;
         if let PipeAction::Retarget(_) = action {
-            if !pipe.can_retarget() {
+            // Only `pipe_opened` may swap a socket that came connected.
+            if pipe.is_open() || !pipe.can_retarget() {
                 return Err(CommandError::TooLate(id));
             }
         }

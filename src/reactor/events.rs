@@ -51,6 +51,8 @@ impl Reactor {
             .map(|r| r.name());
         let target = target_name(&self.upstreams, pipe);
         let id = PipeId(pipe.id);
+        // Nothing has moved yet: even a socket that came connected may be
+        // swapped for another.
         let mut control = PipeControl::new(id, pipe.can_retarget());
         hooks.pipe_opened(
             &PipeOpened {
@@ -128,7 +130,8 @@ impl Reactor {
             return verdict;
         };
         let id = PipeId(pipe.id);
-        let mut control = PipeControl::new(id, pipe.can_retarget());
+        // Once connected it is too late, whatever has moved yet.
+        let mut control = PipeControl::new(id, !pipe.is_open());
         if let (Some(since), true) = (before.connecting, pipe.is_open()) {
             let target = target_name(&self.upstreams, pipe);
             hooks.connected(
