@@ -478,6 +478,7 @@ impl Forwarder {
     /// The config file SIGHUP reloads. Reading it again happens on a thread
     /// of its own (it resolves host names); the result is applied on the
     /// event loop, or logged and ignored if anything in it is wrong.
+    #[cfg(feature = "cli")]
     pub fn reload_on_sighup(&mut self, file: PathBuf) {
         self.reactor.reload_from(file);
     }

@@ -31,6 +31,7 @@
 mod access_log;
 mod acl;
 mod arena;
+#[cfg(feature = "cli")]
 pub mod cli;
 mod config;
 mod forwarder;
@@ -52,10 +53,12 @@ mod workers;
 
 pub use acl::Cidr;
 pub use config::{
-    format_duration, format_size, load_file, parse_address, parse_duration, parse_size,
-    AccessLogConfig, Balance, Config, ConfigError, ConfigWarning, FileError, LogDestination,
-    LogFormat, Naming, Route, Splice, Target,
+    format_duration, format_size, parse_address, parse_duration, parse_size, AccessLogConfig,
+    Balance, Config, ConfigError, ConfigWarning, LogDestination, LogFormat, Naming, Route, Splice,
+    Target,
 };
+#[cfg(feature = "cli")]
+pub use config::{load_file, FileError};
 pub use forwarder::{Builder, Forwarder, Handle, IntoStream, StartError};
 pub use hooks::{
     CloseReason, Connected, Direction, Hooks, PipeClosed, PipeControl, PipeId, PipeOpened,

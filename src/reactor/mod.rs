@@ -37,6 +37,7 @@ mod stats;
 use std::collections::VecDeque;
 use std::io::{self, ErrorKind};
 use std::net::SocketAddr;
+#[cfg(feature = "cli")]
 use std::path::PathBuf;
 use std::sync::mpsc::Receiver;
 use std::sync::{Arc, OnceLock};
@@ -187,6 +188,7 @@ pub(crate) struct Reactor {
     waker: Arc<Waker>,
     signals: Option<Signals>,
     /// The file SIGHUP reloads, if the config came from one.
+    #[cfg(feature = "cli")]
     config_file: Option<PathBuf>,
     reloading: control::FileReload,
     metrics: Arc<Metrics>,
@@ -251,6 +253,7 @@ impl Reactor {
             commands: receiver,
             waker,
             signals: None,
+            #[cfg(feature = "cli")]
             config_file: None,
             reloading: control::FileReload::new(commands),
             metrics,

@@ -23,7 +23,9 @@ use std::time::{Duration, Instant};
 pub const DEADLINE: Duration = Duration::from_secs(30);
 
 pub fn binary() -> &'static str {
-    env!("CARGO_BIN_EXE_tcpipe")
+    // Absent from a `--no-default-features` build, which has no binary:
+    // only the library-only suites run there.
+    option_env!("CARGO_BIN_EXE_tcpipe").expect("the tcpipe binary: build with the cli feature")
 }
 
 /// Polls `condition` every 5 ms until it holds or `timeout` passes.
