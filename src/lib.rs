@@ -9,9 +9,23 @@
 //! as a reset. The rules live in `src/pipe/mod.rs`.
 //!
 //! An embedder hears every pipe's life through [`Hooks`] set on the
-//! [`Builder`], and acts from any thread through a [`Handle`]: pause,
-//! resume or abort a pipe, list the live ones, attach two sockets of its
-//! own, reload the config, shut down.
+//! [`Builder`], and acts on the pipe an event is about from inside the hook
+//! through its [`PipeControl`]: pause or resume either direction, abort,
+//! or point a pipe that has not connected yet elsewhere. From any other
+//! thread it acts through a [`Handle`]: the same on any pipe by its
+//! [`PipeId`], list the live ones, attach two sockets of its own (with
+//! bytes it already read from the client), reload the config, shut down;
+//! blocking, or as futures ([`Handle::submit`], [`Handle::attach_async`])
+//! for async code.
+//!
+//! # Features
+//!
+//! `cli` (default) adds the command line (`tcpipe::cli`), its logger and the
+//! config file (`tcpipe::load_file`): clap, env_logger, serde and toml. With
+//! `default-features = false` the library depends on mio, slab, log,
+//! socket2, libc and signal-hook only. Either way tcpipe logs through the
+//! `log` crate: a library user sees its lines only with a logger installed
+//! (env_logger, say).
 //!
 //! ```no_run
 //! let config = tcpipe::Config::new(
