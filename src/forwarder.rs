@@ -477,7 +477,8 @@ impl Forwarder {
 
     /// The config file SIGHUP reloads. Reading it again happens on a thread
     /// of its own (it resolves host names); the result is applied on the
-    /// event loop, or logged and ignored if anything in it is wrong.
+    /// event loop, or logged and ignored if anything in it is wrong. Needs
+    /// the `cli` feature (the config file's parser).
     #[cfg(feature = "cli")]
     pub fn reload_on_sighup(&mut self, file: PathBuf) {
         self.reactor.reload_from(file);
@@ -485,8 +486,8 @@ impl Forwarder {
 
     /// Makes SIGTERM, SIGINT, SIGQUIT and SIGUSR1 request a graceful
     /// shutdown (a second one aborts at once), SIGHUP reload the config
-    /// file given to [`reload_on_sighup`](Forwarder::reload_on_sighup), and
-    /// SIGUSR2 log that it means nothing. A library user that owns signals
+    /// file given to `reload_on_sighup` (feature `cli`), and SIGUSR2 log
+    /// that it means nothing. A library user that owns signals
     /// leaves this out and uses the [`Handle`] instead.
     pub fn handle_signals(&mut self) -> io::Result<()> {
         self.reactor.watch_signals()

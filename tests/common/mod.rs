@@ -25,7 +25,10 @@ pub const DEADLINE: Duration = Duration::from_secs(30);
 pub fn binary() -> &'static str {
     // Absent from a `--no-default-features` build, which has no binary:
     // only the library-only suites run there.
-    option_env!("CARGO_BIN_EXE_tcpipe").expect("the tcpipe binary: build with the cli feature")
+    match option_env!("CARGO_BIN_EXE_tcpipe") {
+        Some(path) => path,
+        None => panic!("no tcpipe binary: it needs the cli feature"),
+    }
 }
 
 /// Polls `condition` every 5 ms until it holds or `timeout` passes.
