@@ -38,6 +38,28 @@ fn sink(listener: TcpListener, progress: Arc<AtomicUsize>) -> thread::JoinHandle
     })
 }
 
+/// Waits until paused pipe `id` has delivered what it had buffered and the
+/// target has read every byte the forwarder wrote to it (some may wait in
+/// the socket buffers meanwhile); returns that count.
+fn settle(running: &Running, id: tcpipe::PipeId, received: &AtomicUsize) -> usize {
+    let mut delivered = None;
+    let settled = wait_until(DEADLINE, || {
+        let pipes = running.handle.pipes().unwrap();
+        let pipe = pipes
+            .iter()
+            .find(|p| p.id == id)
+            .expect("the paused pipe lives");
+        delivered = Some(pipe.bytes_toward_target as usize);
+        pipe.buffered_toward_target == 0
+            && received.load(Ordering::SeqCst) == pipe.bytes_toward_target as usize
+    });
+    assert!(
+        settled,
+        "the target never got what was delivered: {delivered:?}"
+    );
+    received.load(Ordering::SeqCst)
+}
+
 #[test]
 fn a_pipe_paused_for_2s_while_its_client_pushes_64_mib_loses_nothing_and_resumes() {
     let (target_listener, target_addr) = listener();
@@ -73,18 +95,7 @@ fn a_pipe_paused_for_2s_while_its_client_pushes_64_mib_loses_nothing_and_resumes
     let info = running.handle.pipes().unwrap();
     assert!(info.iter().any(|p| p.id == id && p.paused), "{info:#?}");
     // What was buffered when it paused may still arrive; then nothing.
-    let mut settled = 0;
-    assert!(wait_until(DEADLINE, || {
-        let now = received.load(Ordering::SeqCst);
-        let same = now == settled;
-        settled = now;
-        same && running
-            .handle
-            .pipes()
-            .unwrap()
-            .iter()
-            .any(|p| p.id == id && p.buffered_toward_target == 0)
-    }));
+    let settled = settle(&running, id, &received);
     // The pause itself is what is under test here.
     thread::sleep(PAUSE);
     assert_eq!(
@@ -236,16 +247,19 @@ fn a_hook_holds_uploads_above_a_quota_until_the_handle_resumes_them() {
     });
 
     let paused = wait_until(DEADLINE, || {
-        running.handle.pipes().unwrap().iter().any(|p| {
-            p.id == id && p.paused_directions == [true, false] && p.buffered_toward_target == 0
-        })
+        running
+            .handle
+            .pipes()
+            .unwrap()
+            .iter()
+            .any(|p| p.id == id && p.paused_directions == [true, false])
     });
     assert!(
         paused,
         "the hook never paused the upload: {:#?}",
         running.handle.pipes()
     );
-    let held = received.load(Ordering::SeqCst);
+    let held = settle(&running, id, &received);
     thread::sleep(HELD); // the pause itself is under test
     assert_eq!(
         received.load(Ordering::SeqCst),
