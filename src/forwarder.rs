@@ -329,7 +329,7 @@ impl IntoStream for mio::net::TcpStream {
 }
 
 /// Makes worker `n`'s hooks (0 for the first).
-type HooksFactory = Box<dyn FnMut(usize) -> Box<dyn Hooks>>;
+type HooksFactory = Box<dyn FnMut(usize) -> Box<dyn Hooks> + Send>;
 
 /// A forwarder's settings before it binds: its config, and optionally the
 /// embedder's [`Hooks`].
@@ -358,7 +358,7 @@ impl Builder {
     pub fn hooks_per_worker<H, F>(mut self, mut make: F) -> Builder
     where
         H: Hooks + 'static,
-        F: FnMut(usize) -> H + 'static,
+        F: FnMut(usize) -> H + Send + 'static,
     {
         self.factory = Some(Box::new(move |n| Box::new(make(n)) as Box<dyn Hooks>));
         self.hooks = None;
