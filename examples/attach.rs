@@ -30,7 +30,7 @@ fn main() -> Result<(), Box<dyn std::error::Error>> {
     let (mut client, client_end) = socket_pair()?;
     let (mut target, target_end) = socket_pair()?;
     let id = handle.attach(client_end, target_end)?;
-    println!("attached as {id}");
+    println!("attached as pipe {id}");
 
     client.write_all(b"hello, target")?;
     client.shutdown(Shutdown::Write)?; // half-close: the target can still answer

@@ -13,7 +13,8 @@ use std::sync::atomic::{AtomicU64, Ordering::Relaxed};
 use std::sync::Arc;
 
 use tcpipe::{
-    cli, Connected, Direction, Forwarder, Hooks, PipeClosed, PipeId, PipeOpened, TargetHealth,
+    cli, Connected, Direction, Forwarder, Hooks, PipeClosed, PipeControl, PipeId, PipeOpened,
+    TargetHealth,
 };
 
 /// Calls of each hook, and bytes forwarded.
@@ -31,20 +32,20 @@ struct Counts {
 struct Counting(Arc<Counts>);
 
 impl Hooks for Counting {
-    fn pipe_opened(&mut self, _: &PipeOpened<'_>) {
+    fn pipe_opened(&mut self, _: &PipeOpened<'_>, _: &mut PipeControl) {
         self.0.opened.fetch_add(1, Relaxed);
     }
-    fn connected(&mut self, _: &Connected<'_>) {
+    fn connected(&mut self, _: &Connected<'_>, _: &mut PipeControl) {
         self.0.connected.fetch_add(1, Relaxed);
     }
-    fn forwarded(&mut self, _: PipeId, _: Direction, bytes: u64) {
+    fn forwarded(&mut self, _: PipeId, _: Direction, bytes: u64, _: &mut PipeControl) {
         self.0.forwarded.fetch_add(1, Relaxed);
         self.0.bytes.fetch_add(bytes, Relaxed);
     }
-    fn buffer_full(&mut self, _: PipeId, _: Direction) {
+    fn buffer_full(&mut self, _: PipeId, _: Direction, _: &mut PipeControl) {
         self.0.full_or_drained.fetch_add(1, Relaxed);
     }
-    fn buffer_drained(&mut self, _: PipeId, _: Direction) {
+    fn buffer_drained(&mut self, _: PipeId, _: Direction, _: &mut PipeControl) {
         self.0.full_or_drained.fetch_add(1, Relaxed);
     }
     fn target_down(&mut self, _: &TargetHealth<'_>) {

@@ -9,7 +9,8 @@
 use std::process::ExitCode;
 
 use tcpipe::{
-    cli, Connected, Direction, Forwarder, Hooks, PipeClosed, PipeId, PipeOpened, TargetHealth,
+    cli, Connected, Direction, Forwarder, Hooks, PipeClosed, PipeControl, PipeId, PipeOpened,
+    TargetHealth,
 };
 
 /// Writes each event on one line. A hook runs on the event loop's thread,
@@ -18,30 +19,30 @@ use tcpipe::{
 struct Logging;
 
 impl Hooks for Logging {
-    fn pipe_opened(&mut self, pipe: &PipeOpened<'_>) {
+    fn pipe_opened(&mut self, pipe: &PipeOpened<'_>, _: &mut PipeControl) {
         eprintln!(
-            "{}: opened on route {:?} from {} to {:?}",
+            "pipe {}: opened on route {:?} from {} to {:?}",
             pipe.id, pipe.route, pipe.client, pipe.target
         );
     }
 
-    fn connected(&mut self, pipe: &Connected<'_>) {
+    fn connected(&mut self, pipe: &Connected<'_>, _: &mut PipeControl) {
         eprintln!(
-            "{}: connected to {} in {:?}",
+            "pipe {}: connected to {} in {:?}",
             pipe.id, pipe.target, pipe.connect_time
         );
     }
 
-    fn forwarded(&mut self, id: PipeId, direction: Direction, bytes: u64) {
-        eprintln!("{id}: {bytes} bytes {direction:?}");
+    fn forwarded(&mut self, id: PipeId, direction: Direction, bytes: u64, _: &mut PipeControl) {
+        eprintln!("pipe {id}: {bytes} bytes {direction:?}");
     }
 
-    fn buffer_full(&mut self, id: PipeId, direction: Direction) {
-        eprintln!("{id}: {direction:?} full: its source is no longer read");
+    fn buffer_full(&mut self, id: PipeId, direction: Direction, _: &mut PipeControl) {
+        eprintln!("pipe {id}: {direction:?} full: its source is no longer read");
     }
 
-    fn buffer_drained(&mut self, id: PipeId, direction: Direction) {
-        eprintln!("{id}: {direction:?} drained: its source is read again");
+    fn buffer_drained(&mut self, id: PipeId, direction: Direction, _: &mut PipeControl) {
+        eprintln!("pipe {id}: {direction:?} drained: its source is read again");
     }
 
     fn target_down(&mut self, target: &TargetHealth<'_>) {
@@ -57,7 +58,7 @@ impl Hooks for Logging {
 
     fn pipe_closed(&mut self, pipe: &PipeClosed<'_>) {
         eprintln!(
-            "{}: closed ({:?}) after {:?}, {} bytes to the target, {} to the client",
+            "pipe {}: closed ({:?}) after {:?}, {} bytes to the target, {} to the client",
             pipe.id, pipe.reason, pipe.duration, pipe.bytes_toward_target, pipe.bytes_toward_client
         );
     }

@@ -17,7 +17,7 @@ use std::sync::Arc;
 use std::thread;
 use std::time::Duration;
 
-use tcpipe::{Config, Forwarder, Hooks, PipeId, PipeOpened};
+use tcpipe::{Config, Forwarder, Hooks, PipeControl, PipeId, PipeOpened};
 
 const TOTAL: usize = 32 << 20;
 
@@ -25,7 +25,7 @@ const TOTAL: usize = 32 << 20;
 struct OpenedPipes(mpsc::Sender<PipeId>);
 
 impl Hooks for OpenedPipes {
-    fn pipe_opened(&mut self, pipe: &PipeOpened<'_>) {
+    fn pipe_opened(&mut self, pipe: &PipeOpened<'_>, _: &mut PipeControl) {
         // A channel send never blocks: fine on the event loop's thread.
         let _ = self.0.send(pipe.id);
     }
@@ -75,7 +75,7 @@ fn main() -> Result<(), Box<dyn std::error::Error>> {
             thread::sleep(Duration::from_millis(1));
         }
         controller.pause(id)?;
-        println!("{id} paused at {} bytes", received_so_far(&received));
+        println!("pipe {id} paused at {} bytes", received_so_far(&received));
         thread::sleep(Duration::from_millis(200));
         let settled = received_so_far(&received);
         thread::sleep(Duration::from_secs(1));
@@ -84,7 +84,7 @@ fn main() -> Result<(), Box<dyn std::error::Error>> {
             received_so_far(&received)
         );
         controller.resume(id)?;
-        println!("{id} resumed");
+        println!("pipe {id} resumed");
         Ok(())
     })
     .join()

@@ -11,12 +11,15 @@ use std::thread;
 
 use log::error;
 
-use crate::config::{Config, ConfigError, Overrides};
-use crate::hooks::{Hooks, PipeId};
+#[cfg(feature = "cli")]
+use crate::config::Overrides;
+use crate::config::{Config, ConfigError};
+use crate::hooks::{Direction, Hooks, PipeId};
 use crate::metrics::Metrics;
 use crate::reactor::{
     AttachOptions, Command, CommandError, PipeAction, PipeInfo, Reactor, ReloadError, Reloaded,
 };
+use crate::reply::Pending;
 use crate::workers::{owner_of, Crew, Peer, Share};
 
 /// Why a forwarder could not start.
@@ -70,12 +73,21 @@ impl From<ReloadError> for StartError {
 }
 
 /// Talks to a running forwarder from any thread: shutdown, reload, and
-/// the pipe commands. Every method but [`shutdown`](Handle::shutdown) and
-/// [`metrics`](Handle::metrics) waits for the event loop's answer, so none
-/// may be called on the loop's own thread (from a hook), and none is
-/// answered before [`Forwarder::run`] has started. With several workers
+/// the pipe commands. Every method but [`shutdown`](Handle::shutdown),
+/// [`metrics`](Handle::metrics), [`submit`](Handle::submit) and
+/// [`attach_async`](Handle::attach_async) waits for the event loop's
+/// answer, and none is answered before [`Forwarder::run`] has started.
+/// Called on a loop's own thread (from a hook), where waiting would never
+/// end, those return [`CommandError::OnLoopThread`] (or
+/// [`ReloadError::OnLoopThread`]) at once: a hook acts on its pipe through
+/// its [`PipeControl`](crate::PipeControl). With several workers
 /// (`Config::workers`) each command goes to every worker, or to the one
 /// that owns the pipe.
+///
+/// For async code, [`submit`](Handle::submit) and
+/// [`attach_async`](Handle::attach_async) send the command and return a
+/// [`Pending`] future at once, woken by the loop when it has answered; it
+/// needs no particular runtime.
 #[derive(Clone)]
 pub struct Handle {
     crew: Arc<Crew>,
@@ -101,6 +113,9 @@ impl Handle {
     /// summary is the first worker's, and an error is the first one met.
     /// The number of workers stays as it started.
     pub fn reload(&self, config: Config) -> Result<Reloaded, ReloadError> {
+        if self.crew.on_loop_thread() {
+            return Err(ReloadError::OnLoopThread);
+        }
         self.ask(self.leader(), |reply| Command::Reload {
             config: Box::new(config),
             reply,
@@ -113,12 +128,29 @@ impl Handle {
     /// back on the peers until [`resume`](Handle::resume). While paused, an
     /// open pipe's idle and half-close timeouts wait too.
     pub fn pause(&self, id: PipeId) -> Result<(), CommandError> {
-        self.pipe_command(id, PipeAction::Pause)
+        self.pipe_command(id, PipeAction::Pause(None))
     }
 
     /// Reads both sides of a paused pipe again, at once.
     pub fn resume(&self, id: PipeId) -> Result<(), CommandError> {
-        self.pipe_command(id, PipeAction::Resume)
+        self.pipe_command(id, PipeAction::Resume(None))
+    }
+
+    /// Stops reading one direction's source (the client for
+    /// [`ClientToTarget`](Direction::ClientToTarget)); the other direction
+    /// keeps flowing. Lossless as [`pause`](Handle::pause): what is
+    /// buffered that way is still delivered, and the sender's kernel window
+    /// pushes back on it. A FIN or reset from the paused source waits for
+    /// the resume as its bytes do (a reset the OS reports is still heard).
+    /// While either direction is paused, an open pipe's idle and half-close
+    /// timeouts wait.
+    pub fn pause_direction(&self, id: PipeId, direction: Direction) -> Result<(), CommandError> {
+        self.pipe_command(id, PipeAction::Pause(Some(direction)))
+    }
+
+    /// Reads one direction's source again, at once.
+    pub fn resume_direction(&self, id: PipeId, direction: Direction) -> Result<(), CommandError> {
+        self.pipe_command(id, PipeAction::Resume(Some(direction)))
     }
 
     /// Ends a pipe with a reset on both sides; its hooks hear
@@ -127,8 +159,34 @@ impl Handle {
         self.pipe_command(id, PipeAction::Abort)
     }
 
+    /// Connects a pipe that has not connected yet to `target` instead
+    /// (any address, in a route's targets or not): the bytes the client
+    /// sent meanwhile wait in the ring and reach the new target exactly
+    /// once, as after a failover. No failover follows if this connect
+    /// fails. In the access log, `/metrics`' per-target series and
+    /// [`PipeInfo::target`] it is named by its address, as an attached
+    /// pipe's target is. [`CommandError::TooLate`] once it has connected.
+    pub fn retarget(&self, id: PipeId, target: SocketAddr) -> Result<(), CommandError> {
+        self.pipe_command(id, PipeAction::Retarget(target))
+    }
+
+    /// Sends `action` for pipe `id` and returns at once, without waiting
+    /// for the loop: a future of the outcome, for async code (or to
+    /// [`wait`](Pending::wait) for later). It may be called from a hook too.
+    pub fn submit(&self, id: PipeId, action: PipeAction) -> Pending<()> {
+        let owner = &self.crew.peers[owner_of(id.0, self.crew.count())];
+        let (reply, pending) = Pending::new();
+        if !owner.send(Command::Pipe { id, action, reply }) {
+            return Pending::failed(CommandError::Stopped);
+        }
+        pending
+    }
+
     /// Every live pipe, of every worker: its route, ends, state and counters.
     pub fn pipes(&self) -> Result<Vec<PipeInfo>, CommandError> {
+        if self.crew.on_loop_thread() {
+            return Err(CommandError::OnLoopThread);
+        }
         let answers: Vec<_> = self
             .crew
             .peers
@@ -159,24 +217,48 @@ impl Handle {
         self.attach_with(client, target, AttachOptions::default())
     }
 
-    /// [`attach`](Handle::attach) with its buffer and timeouts chosen. The
-    /// target socket may still be connecting; if its connect fails or times
-    /// out, the client is reset.
+    /// [`attach`](Handle::attach) with its buffer and timeouts chosen,
+    /// and with the client bytes the caller already read
+    /// ([`AttachOptions::early_bytes`]). The target socket may still be
+    /// connecting; if its connect fails or times out, the client is reset.
     pub fn attach_with(
         &self,
         client: impl IntoStream,
         target: impl IntoStream,
         options: AttachOptions,
     ) -> Result<PipeId, CommandError> {
-        let client = client.into_stream().map_err(CommandError::Io)?;
-        let target = target.into_stream().map_err(CommandError::Io)?;
-        self.ask(self.crew.next_for_attach(), |reply| Command::Attach {
+        if self.crew.on_loop_thread() {
+            return Err(CommandError::OnLoopThread);
+        }
+        self.attach_async(client, target, options).wait()
+    }
+
+    /// [`attach_with`](Handle::attach_with) without waiting: a future of
+    /// the new pipe's id, for async code.
+    pub fn attach_async(
+        &self,
+        client: impl IntoStream,
+        target: impl IntoStream,
+        options: AttachOptions,
+    ) -> Pending<PipeId> {
+        let streams = client
+            .into_stream()
+            .and_then(|client| Ok((client, target.into_stream()?)));
+        let (client, target) = match streams {
+            Ok(both) => both,
+            Err(e) => return Pending::failed(CommandError::Io(e)),
+        };
+        let (reply, pending) = Pending::new();
+        let sent = self.crew.next_for_attach().send(Command::Attach {
             client,
             target,
             options,
             reply,
-        })
-        .ok_or(CommandError::Stopped)?
+        });
+        if !sent {
+            return Pending::failed(CommandError::Stopped);
+        }
+        pending
     }
 
     /// The forwarder's counters and gauges. With one worker (the default)
@@ -197,6 +279,9 @@ impl Handle {
     /// Every metric, per route and target, in the Prometheus text format:
     /// what `GET /metrics` serves (with several workers, their sum).
     pub fn prometheus(&self) -> Result<String, CommandError> {
+        if self.crew.on_loop_thread() {
+            return Err(CommandError::OnLoopThread);
+        }
         self.crew
             .scrape()
             .map(|snapshot| crate::metrics::render(&snapshot))
@@ -204,9 +289,10 @@ impl Handle {
     }
 
     fn pipe_command(&self, id: PipeId, action: PipeAction) -> Result<(), CommandError> {
-        let owner = &self.crew.peers[owner_of(id.0, self.crew.count())];
-        self.ask(owner, |reply| Command::Pipe { id, action, reply })
-            .ok_or(CommandError::Stopped)?
+        if self.crew.on_loop_thread() {
+            return Err(CommandError::OnLoopThread);
+        }
+        self.submit(id, action).wait()
     }
 
     fn leader(&self) -> &Peer {
@@ -244,17 +330,40 @@ impl IntoStream for mio::net::TcpStream {
     }
 }
 
+/// Makes worker `n`'s hooks (0 for the first).
+type HooksFactory = Box<dyn FnMut(usize) -> Box<dyn Hooks> + Send>;
+
 /// A forwarder's settings before it binds: its config, and optionally the
 /// embedder's [`Hooks`].
 pub struct Builder {
     config: Config,
     hooks: Option<Box<dyn Hooks>>,
+    factory: Option<HooksFactory>,
 }
 
 impl Builder {
-    /// Sets the hooks the forwarder calls on its event loop's thread.
+    /// Sets the hooks the forwarder calls on its event loop's thread. For
+    /// a forwarder of one worker (the default); with several, use
+    /// [`hooks_per_worker`](Builder::hooks_per_worker).
     pub fn hooks(mut self, hooks: impl Hooks + 'static) -> Builder {
         self.hooks = Some(Box::new(hooks));
+        self.factory = None;
+        self
+    }
+
+    /// Sets hooks for any number of workers: `make(n)` is called once per
+    /// worker at [`bind`](Builder::bind) (`n` from 0), and each worker
+    /// calls its own hooks on its own thread, about its own pipes, with no
+    /// lock between them. Share what they count through an `Arc` of atomics
+    /// or a channel; a [`PipeId`] names its worker, so a command for it
+    /// from anywhere reaches the right one.
+    pub fn hooks_per_worker<H, F>(mut self, mut make: F) -> Builder
+    where
+        H: Hooks + 'static,
+        F: FnMut(usize) -> H + Send + 'static,
+    {
+        self.factory = Some(Box::new(move |n| Box::new(make(n)) as Box<dyn Hooks>));
+        self.hooks = None;
         self
     }
 
@@ -268,17 +377,21 @@ impl Builder {
             return Err(StartError::Config(ConfigError::new(
                 "workers",
                 count.to_string(),
-                "must be 1 for a forwarder with hooks: they are called on its one event loop's thread",
+                "must be 1 for hooks set with Builder::hooks: each worker calls hooks of its own, set them with Builder::hooks_per_worker",
             )));
         }
+        let mut factory = self.factory;
+        let mut hooks_of = |n: usize| factory.as_mut().map(|make| make(n));
+        let first_hooks = self.hooks.or_else(|| hooks_of(0));
         let slot = Arc::new(OnceLock::new());
         let first = Share { index: 0, count };
-        let leader = Reactor::new(config.clone(), self.hooks, first, Arc::clone(&slot), None)?;
+        let leader = Reactor::new(config.clone(), first_hooks, first, Arc::clone(&slot), None)?;
         let mut followers = Vec::with_capacity(count - 1);
         for index in 1..count {
             let share = Share { index, count };
             let follow = Some(leader.follow(&config));
-            let follower = Reactor::new(config.clone(), None, share, Arc::clone(&slot), follow)?;
+            let hooks = hooks_of(index);
+            let follower = Reactor::new(config.clone(), hooks, share, Arc::clone(&slot), follow)?;
             followers.push(follower);
         }
         let workers = std::iter::once(&leader).chain(&followers);
@@ -318,6 +431,7 @@ impl Forwarder {
         Builder {
             config,
             hooks: None,
+            factory: None,
         }
     }
 
@@ -365,22 +479,26 @@ impl Forwarder {
 
     /// The config file SIGHUP reloads. Reading it again happens on a thread
     /// of its own (it resolves host names); the result is applied on the
-    /// event loop, or logged and ignored if anything in it is wrong.
+    /// event loop, or logged and ignored if anything in it is wrong. Needs
+    /// the `cli` feature (the config file's parser).
+    #[cfg(feature = "cli")]
     pub fn reload_on_sighup(&mut self, file: PathBuf) {
         self.reload_on_sighup_with(file, Overrides::default());
     }
 
     /// [`reload_on_sighup`](Forwarder::reload_on_sighup), with `overrides`
     /// set over the file's `[global]` each time it is read, as
-    /// [`load_file_with`](crate::load_file_with) does.
+    /// [`load_file_with`](crate::load_file_with) does. Needs the `cli`
+    /// feature.
+    #[cfg(feature = "cli")]
     pub fn reload_on_sighup_with(&mut self, file: PathBuf, overrides: Overrides) {
         self.reactor.reload_from(file, overrides);
     }
 
     /// Makes SIGTERM, SIGINT, SIGQUIT and SIGUSR1 request a graceful
     /// shutdown (a second one aborts at once), SIGHUP reload the config
-    /// file given to [`reload_on_sighup`](Forwarder::reload_on_sighup), and
-    /// SIGUSR2 log that it means nothing. A library user that owns signals
+    /// file given to `reload_on_sighup` (feature `cli`), and SIGUSR2 log
+    /// that it means nothing. A library user that owns signals
     /// leaves this out and uses the [`Handle`] instead.
     pub fn handle_signals(&mut self) -> io::Result<()> {
         self.reactor.watch_signals()
@@ -413,7 +531,9 @@ impl Forwarder {
             let spawned = thread::Builder::new()
                 .name(format!("tcpipe-worker-{}", n + 2))
                 .spawn(move || {
+                    done.loop_started();
                     let ran = follower.run();
+                    done.loop_ended();
                     done.finished();
                     ran
                 });
@@ -426,7 +546,9 @@ impl Forwarder {
                 }
             }
         }
+        crew.loop_started();
         let ran = reactor.run();
+        crew.loop_ended();
         if ran.is_err() {
             abort_all(&crew);
         }

@@ -5,14 +5,24 @@
 //! default that does nothing, so implement only the events you want. The
 //! forwarder calls them on its event loop's thread, between two turns of
 //! forwarding: **a hook must not block** (no I/O that can wait, no lock
-//! another thread may hold long), or every pipe waits with it. To act on an
-//! event from elsewhere, send it over a channel; to act on a pipe, use the
-//! [`Handle`](crate::Handle) from another thread.
+//! another thread may hold long), or every pipe waits with it.
+//!
+//! To act on the pipe an event is about, use the [`PipeControl`] each pipe
+//! hook is handed: pause or resume either direction, abort it, or (until
+//! it has connected) point it at another target. What it asks is applied
+//! on the loop thread as soon as the hook returns, with no round trip. The
+//! blocking [`Handle`](crate::Handle) methods called from a hook return
+//! [`CommandError::OnLoopThread`] at once; [`Handle::submit`](crate::Handle::submit)
+//! does not block and may be used from a hook for other pipes.
+//!
+//! With several workers (`Config::workers`), set hooks with
+//! [`Builder::hooks_per_worker`](crate::Builder::hooks_per_worker): each
+//! worker calls its own, made for it, so no hook needs a lock.
 //!
 //! With no hooks set, none of this costs anything on the forwarding path.
 //!
 //! ```
-//! use tcpipe::{CloseReason, Hooks, PipeClosed, PipeOpened};
+//! use tcpipe::{CloseReason, Hooks, PipeClosed, PipeControl, PipeOpened};
 //!
 //! /// Counts clean ends and everything else.
 //! #[derive(Default)]
@@ -22,7 +32,7 @@
 //! }
 //!
 //! impl Hooks for Tally {
-//!     fn pipe_opened(&mut self, pipe: &PipeOpened<'_>) {
+//!     fn pipe_opened(&mut self, pipe: &PipeOpened<'_>, _control: &mut PipeControl) {
 //!         println!("{} from {} to {:?}", pipe.id, pipe.client, pipe.target);
 //!     }
 //!     fn pipe_closed(&mut self, pipe: &PipeClosed<'_>) {
@@ -38,8 +48,12 @@ use std::fmt;
 use std::net::SocketAddr;
 use std::time::Duration;
 
+use crate::reactor::CommandError;
+
 /// A pipe's identity: unique for the life of the forwarder, never reused.
-/// Logs call it `pipe N`.
+/// Logs call it `pipe N`, the access log `pipe=N`; `Display` writes the
+/// bare `N`, and `PipeId::from(N)` makes the id of such a line back (to
+/// [`abort`](crate::Handle::abort) it, say).
 #[derive(Clone, Copy, Debug, PartialEq, Eq, Hash, PartialOrd, Ord)]
 pub struct PipeId(pub(crate) u64);
 
@@ -50,9 +64,118 @@ impl PipeId {
     }
 }
 
+impl From<u64> for PipeId {
+    fn from(n: u64) -> PipeId {
+        PipeId(n)
+    }
+}
+
+impl From<PipeId> for u64 {
+    fn from(id: PipeId) -> u64 {
+        id.0
+    }
+}
+
 impl fmt::Display for PipeId {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        write!(f, "pipe {}", self.0)
+        write!(f, "{}", self.0)
+    }
+}
+
+/// What a hook may do to the pipe its event is about. Each call is a
+/// request, applied on the loop thread right after the hook returns, in
+/// this order: an abort (then nothing else), a new target, then pauses
+/// and resumes. The last request for a direction wins.
+#[derive(Debug)]
+pub struct PipeControl {
+    id: PipeId,
+    retargetable: bool,
+    pub(crate) asked: Asked,
+}
+
+/// What a hook asked of its pipe.
+#[derive(Debug, Default)]
+pub(crate) struct Asked {
+    /// Per direction (client → target, target → client): `Some(true)` to
+    /// pause, `Some(false)` to resume.
+    pub(crate) hold: [Option<bool>; 2],
+    pub(crate) abort: bool,
+    pub(crate) target: Option<SocketAddr>,
+}
+
+impl Asked {
+    pub(crate) fn anything(&self) -> bool {
+        self.abort || self.target.is_some() || self.hold.iter().any(Option::is_some)
+    }
+}
+
+impl PipeControl {
+    pub(crate) fn new(id: PipeId, retargetable: bool) -> PipeControl {
+        PipeControl {
+            id,
+            retargetable,
+            asked: Asked::default(),
+        }
+    }
+
+    /// The pipe this control acts on.
+    pub fn id(&self) -> PipeId {
+        self.id
+    }
+
+    /// Stops reading the source of `direction` (the client for
+    /// [`ClientToTarget`](Direction::ClientToTarget)), as
+    /// [`Handle::pause_direction`](crate::Handle::pause_direction) does.
+    pub fn pause(&mut self, direction: Direction) {
+        self.asked.hold[slot(direction)] = Some(true);
+    }
+
+    /// Reads the source of `direction` again.
+    pub fn resume(&mut self, direction: Direction) {
+        self.asked.hold[slot(direction)] = Some(false);
+    }
+
+    /// Pauses both directions, as [`Handle::pause`](crate::Handle::pause).
+    pub fn pause_both(&mut self) {
+        self.asked.hold = [Some(true); 2];
+    }
+
+    /// Resumes both directions.
+    pub fn resume_both(&mut self) {
+        self.asked.hold = [Some(false); 2];
+    }
+
+    /// Ends the pipe with a reset on both sides, as
+    /// [`Handle::abort`](crate::Handle::abort).
+    pub fn abort(&mut self) {
+        self.asked.abort = true;
+    }
+
+    /// Whether the pipe may still be pointed elsewhere: it has not
+    /// connected yet, or its target socket came connected (warm pool,
+    /// attach) and this is its [`pipe_opened`](Hooks::pipe_opened).
+    pub fn can_retarget(&self) -> bool {
+        self.retargetable
+    }
+
+    /// Connects the pipe to `target` instead, any address: what the
+    /// client sent so far waits and reaches the new target exactly once.
+    /// No failover follows if that connect fails (the pipe ends with
+    /// [`CloseReason::ConnectFailed`]). Errs with
+    /// [`CommandError::TooLate`] once the pipe has connected.
+    pub fn retarget(&mut self, target: SocketAddr) -> Result<(), CommandError> {
+        if !self.retargetable {
+            return Err(CommandError::TooLate(self.id));
+        }
+        self.asked.target = Some(target);
+        Ok(())
+    }
+}
+
+pub(crate) fn slot(direction: Direction) -> usize {
+    match direction {
+        Direction::ClientToTarget => 0,
+        Direction::TargetToClient => 1,
     }
 }
 
@@ -94,7 +217,8 @@ pub enum CloseReason {
     /// Still open when a shutdown (or the removal of its route by a
     /// reload) ran out of drain time, or at a second shutdown request.
     Shutdown,
-    /// Aborted through [`Handle::abort`](crate::Handle::abort).
+    /// Aborted through [`Handle::abort`](crate::Handle::abort) or a hook's
+    /// [`PipeControl::abort`].
     Aborted,
     /// The forwarder could not watch one of its sockets.
     Error,
@@ -170,7 +294,8 @@ pub struct PipeClosed<'a> {
 
 /// What a forwarder tells its embedder. Every method does nothing unless
 /// implemented. They run on the event loop's thread: **they must not
-/// block**.
+/// block**. Each event about a live pipe comes with a [`PipeControl`] to
+/// act on that pipe.
 ///
 /// For one pipe the order is: [`pipe_opened`](Hooks::pipe_opened), then
 /// [`connected`](Hooks::connected) once its target accepts, then any number
@@ -180,26 +305,36 @@ pub struct PipeClosed<'a> {
 #[allow(unused_variables)]
 pub trait Hooks: Send {
     /// A pipe was made: the first event of every pipe.
-    fn pipe_opened(&mut self, pipe: &PipeOpened<'_>) {}
+    /// Its target may still be chosen here
+    /// ([`PipeControl::retarget`]), and the client's bytes held
+    /// ([`PipeControl::pause`]) before any is read.
+    fn pipe_opened(&mut self, pipe: &PipeOpened<'_>, control: &mut PipeControl) {}
 
     /// A pipe's target accepted.
-    fn connected(&mut self, pipe: &Connected<'_>) {}
+    fn connected(&mut self, pipe: &Connected<'_>, control: &mut PipeControl) {}
 
     /// `bytes` were delivered in `direction` during one turn of the event
     /// loop: at most one call per pipe and direction per turn, however many
     /// writes it took.
-    fn forwarded(&mut self, id: PipeId, direction: Direction, bytes: u64) {}
+    fn forwarded(
+        &mut self,
+        id: PipeId,
+        direction: Direction,
+        bytes: u64,
+        control: &mut PipeControl,
+    ) {
+    }
 
     /// The ring (or, spliced, the kernel pipe) of `direction` reached its
     /// high-water mark (`buffer-size`), so its source is no longer read: the kernel's
     /// window now pushes back on the sender. Reported as the state at the
     /// end of a turn, so a ring that fills and drains within one turn
     /// (reading never paused long enough to matter) reports nothing.
-    fn buffer_full(&mut self, id: PipeId, direction: Direction) {}
+    fn buffer_full(&mut self, id: PipeId, direction: Direction, control: &mut PipeControl) {}
 
     /// The ring (or kernel pipe) of `direction` drained to its low-water mark after
     /// [`buffer_full`](Hooks::buffer_full): its source is read again.
-    fn buffer_drained(&mut self, id: PipeId, direction: Direction) {}
+    fn buffer_drained(&mut self, id: PipeId, direction: Direction, control: &mut PipeControl) {}
 
     /// Passive or active health checks marked a target down.
     fn target_down(&mut self, target: &TargetHealth<'_>) {}

@@ -9,9 +9,23 @@
 //! as a reset. The rules live in `src/pipe/mod.rs`.
 //!
 //! An embedder hears every pipe's life through [`Hooks`] set on the
-//! [`Builder`], and acts from any thread through a [`Handle`]: pause,
-//! resume or abort a pipe, list the live ones, attach two sockets of its
-//! own, reload the config, shut down.
+//! [`Builder`], and acts on the pipe an event is about from inside the hook
+//! through its [`PipeControl`]: pause or resume either direction, abort,
+//! or point a pipe that has not connected yet elsewhere. From any other
+//! thread it acts through a [`Handle`]: the same on any pipe by its
+//! [`PipeId`], list the live ones, attach two sockets of its own (with
+//! bytes it already read from the client), reload the config, shut down;
+//! blocking, or as futures ([`Handle::submit`], [`Handle::attach_async`])
+//! for async code.
+//!
+//! # Features
+//!
+//! `cli` (default) adds the command line (`tcpipe::cli`), its logger and the
+//! config file (`tcpipe::load_file`): clap, env_logger, serde and toml. With
+//! `default-features = false` the library depends on mio, slab, log,
+//! socket2, libc and signal-hook only. Either way tcpipe logs through the
+//! `log` crate: a library user sees its lines only with a logger installed
+//! (env_logger, say).
 //!
 //! ```no_run
 //! let config = tcpipe::Config::new(
@@ -31,6 +45,7 @@
 mod access_log;
 mod acl;
 mod arena;
+#[cfg(feature = "cli")]
 pub mod cli;
 mod config;
 mod forwarder;
@@ -42,6 +57,7 @@ mod net;
 mod pipe;
 mod proxy_protocol;
 mod reactor;
+mod reply;
 mod ring;
 mod sys;
 mod systemd;
@@ -53,15 +69,20 @@ mod workers;
 
 pub use acl::Cidr;
 pub use config::{
-    format_duration, format_size, load_file, load_file_with, parse_address, parse_duration,
-    parse_size, AccessLogConfig, Balance, Config, ConfigError, ConfigWarning, FileError,
-    LogDestination, LogFormat, Naming, Overrides, Route, Splice, Target,
+    format_duration, format_size, parse_address, parse_duration, parse_size, AccessLogConfig,
+    Balance, Config, ConfigError, ConfigWarning, LogDestination, LogFormat, Naming, Route, Splice,
+    Target,
 };
+#[cfg(feature = "cli")]
+pub use config::{load_file, load_file_with, FileError, Overrides};
 pub use forwarder::{Builder, Forwarder, Handle, IntoStream, StartError};
 pub use hooks::{
-    CloseReason, Connected, Direction, Hooks, PipeClosed, PipeId, PipeOpened, TargetHealth,
-    TimeoutKind,
+    CloseReason, Connected, Direction, Hooks, PipeClosed, PipeControl, PipeId, PipeOpened,
+    TargetHealth, TimeoutKind,
 };
 pub use metrics::{Gauge, Metrics};
 pub use proxy_protocol::ProxyVersion;
-pub use reactor::{AttachOptions, CommandError, PipeInfo, PipeState, ReloadError, Reloaded};
+pub use reactor::{
+    AttachOptions, CommandError, PipeAction, PipeInfo, PipeState, ReloadError, Reloaded,
+};
+pub use reply::Pending;

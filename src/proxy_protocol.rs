@@ -19,8 +19,12 @@ pub(crate) const V1_MAX: usize = 107;
 pub(crate) const V2_FIXED: usize = 16;
 
 /// The protocol version a route sends.
-#[derive(Clone, Copy, Debug, PartialEq, Eq, Hash, serde::Deserialize)]
-#[serde(rename_all = "lowercase")]
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Hash)]
+#[cfg_attr(
+    feature = "cli",
+    derive(serde::Deserialize),
+    serde(rename_all = "lowercase")
+)]
 pub enum ProxyVersion {
     /// The text form: `PROXY TCP4 src dst sport dport\r\n`.
     V1,

@@ -15,7 +15,8 @@
 
 use std::sync::atomic::{AtomicBool, AtomicUsize, Ordering};
 use std::sync::mpsc::{self, Sender};
-use std::sync::Arc;
+use std::sync::{Arc, Mutex};
+use std::thread::{self, ThreadId};
 use std::time::Duration;
 
 use log::error;
@@ -106,6 +107,9 @@ pub(crate) struct Crew {
     /// Some worker is paused at `max-connections`: the process's episode,
     /// counted once however many workers pause in it.
     at_limit: AtomicBool,
+    /// The threads running a loop now: a blocking handle call there (from
+    /// a hook) would wait for itself.
+    loop_threads: Mutex<Vec<ThreadId>>,
 }
 
 impl Crew {
@@ -115,10 +119,34 @@ impl Crew {
             peers,
             metrics,
             next_attach: AtomicUsize::new(0),
+            loop_threads: Mutex::new(Vec::new()),
             running,
             live: AtomicUsize::new(0),
             at_limit: AtomicBool::new(false),
         }
+    }
+
+    /// The calling thread runs a loop of this forwarder until
+    /// [`loop_ended`](Crew::loop_ended).
+    pub(crate) fn loop_started(&self) {
+        self.threads().push(thread::current().id());
+    }
+
+    pub(crate) fn loop_ended(&self) {
+        let me = thread::current().id();
+        self.threads().retain(|&t| t != me);
+    }
+
+    /// Whether the calling thread is running one of the loops.
+    pub(crate) fn on_loop_thread(&self) -> bool {
+        self.threads().contains(&thread::current().id())
+    }
+
+    fn threads(&self) -> std::sync::MutexGuard<'_, Vec<ThreadId>> {
+        // The list stays whole whatever panicked while holding it.
+        self.loop_threads
+            .lock()
+            .unwrap_or_else(|poisoned| poisoned.into_inner())
     }
 
     pub(crate) fn count(&self) -> usize {

@@ -105,3 +105,61 @@ fn attach_options_that_do_not_hold_together_are_refused() {
     }
     running.stop();
 }
+
+#[test]
+fn early_bytes_reach_the_target_first_exactly_once_and_count_as_the_clients() {
+    let running = no_routes();
+    let (mut client, client_end) = socket_pair();
+    let (mut target, target_end) = socket_pair();
+    // What an embedder read itself to pick the target: it goes first.
+    let first_line = b"HELLO backend-b\n".to_vec();
+    let options = AttachOptions {
+        early_bytes: first_line.clone(),
+        ..AttachOptions::default()
+    };
+    let id = running
+        .handle
+        .attach_with(client_end, target_end, options)
+        .expect("attach with early bytes");
+    client.write_all(b"and the rest").unwrap();
+    client.shutdown(Shutdown::Write).unwrap();
+    let mut expected = first_line.clone();
+    expected.extend_from_slice(b"and the rest");
+    assert_eq!(
+        read_to_end(&mut target),
+        expected,
+        "early bytes lost, doubled or late"
+    );
+    target.shutdown(Shutdown::Write).unwrap();
+    assert_eq!(read_to_end(&mut client), b"");
+    match running.events.closed(id) {
+        Event::Closed {
+            reason,
+            bytes_toward_target,
+            ..
+        } => {
+            assert_eq!(reason, CloseReason::Clean);
+            assert_eq!(bytes_toward_target, expected.len() as u64);
+        }
+        _ => unreachable!(),
+    }
+    running.stop();
+}
+
+#[test]
+fn early_bytes_larger_than_the_buffer_are_refused() {
+    let running = no_routes();
+    let (_client, client_end) = socket_pair();
+    let (_target, target_end) = socket_pair();
+    let options = AttachOptions {
+        buffer_size: 16,
+        low_water: 8,
+        early_bytes: vec![b'x'; 17],
+        ..AttachOptions::default()
+    };
+    match running.handle.attach_with(client_end, target_end, options) {
+        Err(CommandError::Invalid(e)) => assert_eq!(e.key, "early_bytes"),
+        other => panic!("early bytes beyond the buffer were taken: {other:?}"),
+    }
+    running.stop();
+}

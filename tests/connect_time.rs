@@ -17,7 +17,7 @@ fn pipes_dialed_and_connected_in_one_turn_have_their_own_connect_times() {
     let target = echo_server();
     let events = Events::default();
     let forwarder = Forwarder::builder(Config::new("127.0.0.1:0".parse().unwrap(), target))
-        .hooks(Recorder(events.clone()))
+        .hooks(Recorder(events.clone(), None))
         .bind()
         .expect("bind the forwarder");
     let addr = forwarder.local_addr().expect("a route");

@@ -7,51 +7,13 @@ use common::faults::*;
 use common::*;
 
 use std::io::Write;
-use std::net::{SocketAddr, TcpListener, TcpStream};
+use std::net::SocketAddr;
 use std::thread;
 use std::time::{Duration, Instant};
-
-use socket2::{Domain, Socket, Type};
 
 const CONNECT_TIMEOUT: Duration = Duration::from_millis(300);
 /// Time the forwarder may take beyond the timeout to reset the client.
 const MARGIN: Duration = Duration::from_millis(700);
-
-/// A loopback listener that accepts nothing and whose accept queue is full,
-/// so Linux drops further SYNs and connects to it hang.
-struct BlackHole {
-    socket: Socket,
-    addr: SocketAddr,
-    /// Connections that filled the queue; kept open so they stay queued.
-    fillers: Vec<TcpStream>,
-}
-
-impl BlackHole {
-    fn new() -> BlackHole {
-        let socket = Socket::new(Domain::IPV4, Type::STREAM, None).expect("socket");
-        socket
-            .bind(&"127.0.0.1:0".parse::<SocketAddr>().unwrap().into())
-            .expect("bind");
-        socket.listen(0).expect("listen");
-        let addr = socket.local_addr().unwrap().as_socket().unwrap();
-        let fillers = fill_accept_queue(addr);
-        BlackHole {
-            socket,
-            addr,
-            fillers,
-        }
-    }
-
-    /// Empties the accept queue, so that new connects complete again, and
-    /// hands over the listener.
-    fn open_up(self) -> TcpListener {
-        let listener: TcpListener = self.socket.into();
-        for _ in &self.fillers {
-            listener.accept().expect("accept a queued filler");
-        }
-        listener
-    }
-}
 
 fn start_forwarder(target: SocketAddr) -> Tcpipe {
     // At debug, each pipe's failed connect is a line of its own (the

@@ -15,7 +15,9 @@ use std::net::{Shutdown, SocketAddr, TcpStream};
 use std::thread;
 use std::time::{Duration, Instant};
 
-use tcpipe::{Config, Forwarder, Handle, Hooks, StartError};
+use std::sync::{Arc, Mutex};
+
+use tcpipe::{Config, Forwarder, Handle, Hooks, PipeControl, PipeId, PipeOpened, StartError};
 
 /// A library forwarder of `config` on its own thread.
 fn spawn(config: Config) -> (SocketAddr, Handle, thread::JoinHandle<()>) {
@@ -424,15 +426,73 @@ fn bad_worker_counts_name_the_flag_or_key_and_exit_2() {
 }
 
 #[test]
-fn a_forwarder_with_hooks_runs_one_worker() {
+fn one_set_of_hooks_is_refused_with_two_workers() {
     struct Quiet;
     impl Hooks for Quiet {}
     let config = two_workers(echo_server());
     match Forwarder::builder(config).hooks(Quiet).bind() {
-        Err(StartError::Config(e)) => assert!(e.to_string().contains("workers"), "{e}"),
+        Err(StartError::Config(e)) => {
+            let message = e.to_string();
+            assert!(
+                message.contains("workers") && message.contains("hooks_per_worker"),
+                "{e}"
+            );
+        }
         Err(e) => panic!("unexpected error: {e}"),
-        Ok(_) => panic!("hooks with 2 workers must be refused"),
+        Ok(_) => panic!("one set of hooks with 2 workers must be refused"),
     }
+}
+
+#[test]
+fn hooks_per_worker_hear_the_pipes_of_both_workers() {
+    /// Which worker's hooks heard each pipe open, by pipe id.
+    type Heard = Arc<Mutex<Vec<(usize, PipeId)>>>;
+    struct Tagged(usize, Heard);
+    impl Hooks for Tagged {
+        fn pipe_opened(&mut self, pipe: &PipeOpened<'_>, _: &mut PipeControl) {
+            self.1.lock().unwrap().push((self.0, pipe.id));
+        }
+    }
+    let heard: Heard = Arc::default();
+    let made = Arc::new(Mutex::new(Vec::new()));
+    let forwarder = {
+        let (heard, made) = (Arc::clone(&heard), Arc::clone(&made));
+        Forwarder::builder(two_workers(echo_server()))
+            .hooks_per_worker(move |worker| {
+                made.lock().unwrap().push(worker);
+                Tagged(worker, Arc::clone(&heard))
+            })
+            .bind()
+            .expect("bind two workers with hooks")
+    };
+    assert_eq!(*made.lock().unwrap(), [0, 1], "one set of hooks per worker");
+    let addr = forwarder.local_addr().expect("a listener");
+    let handle = forwarder.handle();
+    let thread = thread::spawn(move || forwarder.run().expect("run"));
+    // SO_REUSEPORT spreads clients by their ports' hash: enough clients
+    // reach both workers.
+    let mut clients = Vec::new();
+    let both = wait_until(DEADLINE, || {
+        clients.push(served_client(addr));
+        let workers: BTreeSet<usize> = heard.lock().unwrap().iter().map(|(w, _)| *w).collect();
+        workers.len() == 2
+    });
+    assert!(
+        both,
+        "only one worker's hooks heard anything: {:?}",
+        heard.lock().unwrap()
+    );
+    // Each worker's hooks hear only its own pipes: ids name their worker.
+    for (worker, id) in heard.lock().unwrap().iter() {
+        assert_eq!(
+            worker_of(id.get()) as usize,
+            *worker,
+            "pipe {id} heard by worker {worker}"
+        );
+    }
+    handle.shutdown();
+    handle.shutdown();
+    thread.join().unwrap();
 }
 
 #[test]

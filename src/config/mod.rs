@@ -6,11 +6,19 @@
 //! file ([`load_file`]) gives any number. The reactor only ever sees a config
 //! that passed [`Config::validate`], at startup and at every reload.
 
+// The config file (TOML, through serde) is the CLI's: `cli` feature.
+#[cfg(feature = "cli")]
 mod file;
+#[cfg(feature = "cli")]
 mod keys;
+#[cfg(feature = "cli")]
 mod location;
+#[cfg(feature = "cli")]
 mod overrides;
+#[cfg(feature = "cli")]
 mod suggest;
+// `parse_workers` is for the command line and the config file.
+#[cfg_attr(not(feature = "cli"), allow(dead_code))]
 mod values;
 mod warnings;
 
@@ -22,8 +30,11 @@ use std::time::Duration;
 use crate::acl::Cidr;
 use crate::proxy_protocol::ProxyVersion;
 
+#[cfg(feature = "cli")]
 pub use file::{load_file, load_file_with, FileError};
+#[cfg(feature = "cli")]
 pub use overrides::Overrides;
+#[cfg(feature = "cli")]
 pub(crate) use values::parse_workers;
 pub use values::{format_duration, format_size, parse_address, parse_duration, parse_size};
 pub use warnings::ConfigWarning;
@@ -101,8 +112,12 @@ impl fmt::Display for LogDestination {
 }
 
 /// How an access-log line is written.
-#[derive(Clone, Copy, Debug, Default, PartialEq, Eq, serde::Deserialize)]
-#[serde(rename_all = "kebab-case")]
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
+#[cfg_attr(
+    feature = "cli",
+    derive(serde::Deserialize),
+    serde(rename_all = "kebab-case")
+)]
 pub enum LogFormat {
     /// `key=value` pairs separated by spaces; values with spaces quoted.
     #[default]
@@ -186,8 +201,12 @@ pub struct Route {
 
 /// Whether a direction's bytes go socket → kernel pipe → socket with
 /// `splice(2)`, never entering user space, or are copied through the ring.
-#[derive(Clone, Copy, Debug, Default, PartialEq, Eq, serde::Deserialize)]
-#[serde(rename_all = "kebab-case")]
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
+#[cfg_attr(
+    feature = "cli",
+    derive(serde::Deserialize),
+    serde(rename_all = "kebab-case")
+)]
 pub enum Splice {
     /// Copy at first; splice a direction once it streams (its reads keep
     /// filling the ring), as HAProxy's `splice-auto` does.
@@ -231,8 +250,12 @@ impl From<SocketAddr> for Target {
 }
 
 /// How a new client's target is chosen.
-#[derive(Clone, Copy, Debug, PartialEq, Eq, serde::Deserialize)]
-#[serde(rename_all = "kebab-case")]
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+#[cfg_attr(
+    feature = "cli",
+    derive(serde::Deserialize),
+    serde(rename_all = "kebab-case")
+)]
 pub enum Balance {
     /// Each target in turn.
     RoundRobin,

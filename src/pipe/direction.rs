@@ -47,6 +47,9 @@ pub(super) struct Direction {
     /// header for the target) and are not counted as delivered. A header
     /// is at most 107 bytes; the field sits in padding.
     preamble: u8,
+    /// What `preamble` was before any of it was written: a pipe whose
+    /// target has had no byte yet may still be pointed elsewhere.
+    preamble_len: u8,
     pub(super) mode: Mode,
     /// Bytes of the source delivered to the destination.
     pub(super) forwarded: u64,
@@ -136,6 +139,7 @@ impl Direction {
             held: false,
             read_waits: false,
             preamble: 0,
+            preamble_len: 0,
             mode: Mode::of(splice),
             forwarded: 0,
         }
@@ -143,17 +147,21 @@ impl Direction {
 
     /// Puts `bytes` ahead of anything the source sends. Called on a new
     /// direction only, whose ring is fresh and holds them whole (the config
-    /// keeps rings of a route that sends a header large enough). They wait
-    /// in the ring even when the direction splices: a splice waits for the
-    /// ring to drain first, so they still go first.
+    /// keeps rings of a route that sends a header large enough; an attach
+    /// checks its early bytes fit). They wait in the ring even when the
+    /// direction splices: a splice waits for the ring to drain first, so
+    /// they still go first. A `preamble` (a PROXY header) is not the
+    /// source's and is not counted as delivered; anything else is.
     pub(super) fn preload(
         &mut self,
         bytes: &[u8],
+        preamble: bool,
         buffer_size: usize,
         pool: &mut RingPool,
         metrics: &Metrics,
     ) {
-        debug_assert!(self.buffer.len() == 0 && bytes.len() <= usize::from(u8::MAX));
+        debug_assert!(self.buffer.len() == 0 && bytes.len() <= buffer_size);
+        debug_assert!(!preamble || bytes.len() <= usize::from(u8::MAX));
         if !matches!(self.buffer, Buffer::Ring(_)) {
             metrics.rings_in_use.add(1);
             self.buffer = Buffer::Ring(pool.take(buffer_size));
@@ -163,11 +171,20 @@ impl Direction {
         };
         // Reading from a slice cannot fail.
         let n = ring.read_from(bytes).unwrap_or(0);
-        self.preamble = u8::try_from(n).unwrap_or(u8::MAX);
+        if preamble {
+            self.preamble = u8::try_from(n).unwrap_or(u8::MAX);
+            self.preamble_len = self.preamble;
+        }
         metrics.buffered_bytes.add(n as u64);
         if ring.is_full() {
             self.paused = true;
         }
+    }
+
+    /// Nothing of this direction has reached its destination: no byte of
+    /// the source, none of a preamble, no FIN.
+    pub(super) fn wrote_nothing(&self) -> bool {
+        self.forwarded == 0 && self.preamble == self.preamble_len && self.flow != Flow::Done
     }
 
     pub(super) fn has_pending_bytes(&self) -> bool {

@@ -25,6 +25,10 @@ pub(super) struct Endpoint {
     pub(super) error: bool,
     /// What is registered with poll now; `None` means not registered.
     pub(super) registered: Option<Interest>,
+    /// A connect is done only once `getpeername` says so: the socket took
+    /// over the token of another mid-turn (a re-target), whose events may
+    /// still come. Sits in padding.
+    pub(super) verify_connect: bool,
 }
 
 impl Endpoint {
@@ -40,6 +44,7 @@ impl Endpoint {
             read_closed: false,
             error: false,
             registered: None,
+            verify_connect: false,
         }
     }
 

@@ -368,7 +368,57 @@ impl Pipe {
         metrics: &Metrics,
     ) {
         self.toward_target
-            .preload(header, self.settings.buffer_size, pool, metrics);
+            .preload(header, true, self.settings.buffer_size, pool, metrics);
+    }
+
+    /// Puts client bytes the embedder read itself ahead of everything the
+    /// client sends from now on: delivered to the target first, exactly
+    /// once, and counted as the client's. They must fit in the ring.
+    pub(crate) fn send_early_bytes(
+        &mut self,
+        bytes: &[u8],
+        pool: &mut RingPool,
+        metrics: &Metrics,
+    ) {
+        self.toward_target
+            .preload(bytes, false, self.settings.buffer_size, pool, metrics);
+    }
+
+    /// Whether the pipe can still be pointed at another target without
+    /// losing or doubling a byte: it is connecting, or its target socket
+    /// came connected and nothing has moved either way yet. (The reactor
+    /// lets the embedder swap a connected one only at `pipe_opened`.)
+    pub(crate) fn can_retarget(&self) -> bool {
+        match self.stage {
+            Stage::Connecting { .. } => true,
+            Stage::Open { .. } => {
+                self.toward_target.wrote_nothing()
+                    && self.toward_client.wrote_nothing()
+                    && self.toward_client.flow == Flow::Open
+                    && !self.toward_client.has_pending_bytes()
+            }
+        }
+    }
+
+    /// Points the pipe at a target the embedder chose, connecting on
+    /// `stream`; what the client sent so far stays in the ring, none of it
+    /// delivered, so the new target gets every byte exactly once. No
+    /// failover follows if this connect fails. The caller checked
+    /// [`can_retarget`](Pipe::can_retarget).
+    pub(crate) fn point_at(&mut self, stream: mio::net::TcpStream, addr: SocketAddr, now: Instant) {
+        self.stage = Stage::Connecting {
+            since: now,
+            dial: Dial::chosen(addr),
+        };
+        self.keepalive_pending = self.wants_keepalive(false);
+        self.target = Upstream::new(Dialed {
+            target: None,
+            stream,
+            connected: false,
+        });
+        // Events of the old socket may still be in this turn's batch,
+        // under the token the new one inherits.
+        self.target.endpoint.verify_connect = true;
     }
 
     /// After a failed connect, moves to another target. What the client
@@ -408,6 +458,12 @@ impl Pipe {
     /// The address of the target's socket (for an attached one, which has
     /// no name).
     pub(crate) fn target_addr(&self) -> Option<SocketAddr> {
+        // A connecting socket has no peer address yet.
+        if let Stage::Connecting { dial, .. } = &self.stage {
+            if let Some(chosen) = dial.chosen_addr() {
+                return Some(chosen);
+            }
+        }
         self.target.endpoint.stream.peer_addr().ok()
     }
 
@@ -433,23 +489,34 @@ impl Pipe {
         self.first_fin
     }
 
-    /// Stops reading both sides, as the embedder asked; what is buffered
-    /// is still delivered, and the kernel's window pushes back on the
-    /// peers. Timeouts of an open pipe wait too.
-    pub(crate) fn hold(&mut self) {
-        self.toward_target.held = true;
-        self.toward_client.held = true;
+    /// Stops reading the source of `way`, as the embedder asked; what is
+    /// buffered is still delivered, and the kernel's window pushes back on
+    /// the sender. Timeouts of an open pipe wait while either way is held.
+    pub(crate) fn hold(&mut self, way: Way) {
+        self.direction_mut(way).held = true;
     }
 
-    /// Reads both sides again; the idle time starts over.
-    pub(crate) fn release_hold(&mut self, now: Instant) {
-        self.toward_target.held = false;
-        self.toward_client.held = false;
+    /// Reads the source of `way` again; the idle time starts over.
+    pub(crate) fn release_hold(&mut self, way: Way, now: Instant) {
+        self.direction_mut(way).held = false;
         self.last_activity = now;
     }
 
+    /// Either way is held.
     pub(crate) fn is_held(&self) -> bool {
-        self.toward_target.held
+        self.toward_target.held | self.toward_client.held
+    }
+
+    /// The embedder holds `way`.
+    pub(crate) fn holds(&self, way: Way) -> bool {
+        self.direction(way).held
+    }
+
+    fn direction_mut(&mut self, way: Way) -> &mut Direction {
+        match way {
+            Way::ClientToTarget => &mut self.toward_target,
+            Way::TargetToClient => &mut self.toward_client,
+        }
     }
 
     /// Whether the ring of `way` is at high-water, its source unread.
@@ -763,6 +830,12 @@ fn stage_for(dialed: &Dialed, dial: Dial) -> Stage {
 fn finish_connect(target: &mut Endpoint) -> io::Result<bool> {
     if !target.writable && !target.error {
         return Ok(false);
+    }
+    if target.verify_connect {
+        target.error = false;
+        let connected = net::connect_outcome(&target.stream)?;
+        target.writable = connected;
+        return Ok(connected);
     }
     // EPOLLOUT with neither EPOLLERR nor a hang-up is the kernel saying the
     // handshake completed: no `getpeername` needed to believe it (one

@@ -1,6 +1,6 @@
 //! What the embedder asks of single pipes through the
-//! [`Handle`](crate::Handle): pause, resume, abort, list, and attach two
-//! sockets of its own.
+//! [`Handle`](crate::Handle) or a hook's [`PipeControl`](crate::PipeControl):
+//! pause, resume, abort, re-target, list, and attach two sockets of its own.
 
 use std::fmt;
 use std::io;
@@ -8,15 +8,19 @@ use std::net::SocketAddr;
 use std::sync::Arc;
 use std::time::Duration;
 
+use log::debug;
+
 use mio::net::TcpStream;
 use socket2::SockRef;
 
 use super::Reactor;
 use crate::config::{self, format_size, ConfigError};
-use crate::hooks::{Direction, PipeId};
+use crate::hooks::{slot, Asked, Direction, PipeId};
 use crate::net;
 use crate::pipe::{self, Pipe, Reason, Verdict};
 use crate::upstream::{Dial, Dialed};
+
+const WAYS: [Direction; 2] = [Direction::ClientToTarget, Direction::TargetToClient];
 
 /// Where a live pipe is in its life.
 #[derive(Clone, Copy, Debug, PartialEq, Eq, Hash)]
@@ -43,8 +47,11 @@ pub struct PipeInfo {
     pub target: String,
     /// Where it is in its life.
     pub state: PipeState,
-    /// Paused by [`Handle::pause`](crate::Handle::pause).
+    /// Either direction is paused by the embedder.
     pub paused: bool,
+    /// Which directions the embedder paused: client → target, then
+    /// target → client.
+    pub paused_directions: [bool; 2],
     /// Bytes delivered to the target so far.
     pub bytes_toward_target: u64,
     /// Bytes delivered to the client so far.
@@ -74,6 +81,11 @@ pub struct AttachOptions {
     pub half_close_timeout: Option<Duration>,
     /// Whether bytes move with `splice(2)`.
     pub splice: config::Splice,
+    /// Bytes the embedder already read from the client (to sniff its
+    /// protocol, say): delivered to the target before anything the client
+    /// sends from now on, exactly once, and counted as the client's. At
+    /// most `buffer_size`.
+    pub early_bytes: Vec<u8>,
 }
 
 impl Default for AttachOptions {
@@ -85,6 +97,7 @@ impl Default for AttachOptions {
             idle_timeout: None,
             half_close_timeout: Some(config::DEFAULT_HALF_CLOSE_TIMEOUT),
             splice: config::Splice::Auto,
+            early_bytes: Vec::new(),
         }
     }
 }
@@ -103,28 +116,67 @@ pub enum CommandError {
     ShuttingDown,
     /// The forwarder is not running.
     Stopped,
+    /// A blocking [`Handle`](crate::Handle) method was called on an event
+    /// loop's own thread (from a hook), where waiting for the loop's answer
+    /// would wait forever. Use the hook's
+    /// [`PipeControl`](crate::PipeControl), or
+    /// [`Handle::submit`](crate::Handle::submit), which does not wait.
+    OnLoopThread,
+    /// The pipe has connected to its target (or passed bytes to one): it
+    /// can no longer be re-targeted.
+    TooLate(PipeId),
 }
 
 impl fmt::Display for CommandError {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
         match self {
-            CommandError::NoSuchPipe(id) => write!(f, "no live {id}"),
+            CommandError::NoSuchPipe(id) => write!(f, "no live pipe {id}"),
             CommandError::Invalid(e) => e.fmt(f),
             CommandError::Io(e) => write!(f, "unusable socket: {e}"),
             CommandError::ShuttingDown => f.write_str("shutting down"),
             CommandError::Stopped => f.write_str("the forwarder is not running"),
+            CommandError::OnLoopThread => f.write_str(
+                "called on the event loop's own thread (from a hook), where waiting would never end",
+            ),
+            CommandError::TooLate(id) => {
+                write!(f, "pipe {id} has connected already; it cannot be re-targeted")
+            }
         }
     }
 }
 
 impl std::error::Error for CommandError {}
 
-/// What to do to one pipe.
+/// What to do to one pipe, for [`Handle::submit`](crate::Handle::submit).
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub(crate) enum PipeAction {
-    Pause,
-    Resume,
+#[non_exhaustive]
+pub enum PipeAction {
+    /// Stop reading one direction's source, or both's (`None`).
+    Pause(Option<Direction>),
+    /// Read one direction's source again, or both's (`None`).
+    Resume(Option<Direction>),
+    /// End it with a reset on both sides.
     Abort,
+    /// Connect it to this address instead; only before it has connected.
+    Retarget(SocketAddr),
+}
+
+impl PipeAction {
+    /// The same request as a hook would make it.
+    fn asked(self) -> Asked {
+        let mut asked = Asked::default();
+        let ways = |way: Option<Direction>| match way {
+            Some(way) => slot(way)..slot(way) + 1,
+            None => 0..2,
+        };
+        match self {
+            PipeAction::Pause(way) => ways(way).for_each(|i| asked.hold[i] = Some(true)),
+            PipeAction::Resume(way) => ways(way).for_each(|i| asked.hold[i] = Some(false)),
+            PipeAction::Abort => asked.abort = true,
+            PipeAction::Retarget(addr) => asked.target = Some(addr),
+        }
+        asked
+    }
 }
 
 impl Reactor {
@@ -142,26 +194,87 @@ impl Reactor {
         action: PipeAction,
     ) -> Result<(), CommandError> {
         let key = self.key_of(id)?;
-        let pipe = self
-            .pipes
-            .get_mut(key)
-            .ok_or(CommandError::NoSuchPipe(id))?;
-        match action {
-            // Registrations and timers follow from what the pipe wants now.
-            PipeAction::Pause => {
-                pipe.hold();
-                self.carry_out(key, Verdict::Wait);
+        let pipe = self.pipes.get(key).ok_or(CommandError::NoSuchPipe(id))?;
+        if let PipeAction::Retarget(_) = action {
+            // Only `pipe_opened` may swap a socket that came connected.
+            if pipe.is_open() || !pipe.can_retarget() {
+                return Err(CommandError::TooLate(id));
             }
+        }
+        match self.apply_asked(key, action.asked(), Verdict::Wait) {
+            // Registrations and timers follow from what the pipe wants now.
+            Verdict::Wait => self.carry_out(key, Verdict::Wait),
             // Re-registering READABLE would bring an event for a source
             // that filled while unwatched; driving the pipe reads it at
             // once instead, a poll round trip sooner.
-            PipeAction::Resume => {
-                pipe.release_hold(self.now);
-                self.drive(key);
-            }
-            PipeAction::Abort => self.close(key, Reason::Aborted),
+            Verdict::Again => self.drive(key),
+            other => self.carry_out(key, other),
         }
         Ok(())
+    }
+
+    /// Carries out what a hook (or a command) asked of pipe `key`, whose
+    /// last drive decided `verdict`; returns what the reactor does next. A
+    /// pipe that is ending anyway ends as it would have. A new target
+    /// replaces a failover.
+    pub(super) fn apply_asked(&mut self, key: usize, asked: Asked, verdict: Verdict) -> Verdict {
+        if let Verdict::Close(_) = verdict {
+            return verdict;
+        }
+        if asked.abort {
+            return Verdict::Close(Reason::Aborted);
+        }
+        let mut verdict = verdict;
+        if let Some(addr) = asked.target {
+            verdict = match self.point_pipe_at(key, addr) {
+                Ok(true) => Verdict::Wait,
+                Ok(false) => verdict,
+                Err(e) => {
+                    debug!("cannot connect to {addr}: {e}");
+                    return Verdict::Close(Reason::Unreachable { attempts: 1 });
+                }
+            };
+        }
+        let Some(pipe) = self.pipes.get_mut(key) else {
+            return verdict;
+        };
+        let mut resumed = false;
+        for (way, hold) in WAYS.into_iter().zip(asked.hold) {
+            match hold {
+                Some(true) => pipe.hold(way),
+                Some(false) if pipe.holds(way) => {
+                    pipe.release_hold(way, self.now);
+                    resumed = true;
+                }
+                _ => {}
+            }
+        }
+        match verdict {
+            Verdict::Wait if resumed => Verdict::Again,
+            other => other,
+        }
+    }
+
+    /// Connects pipe `key` to `addr` in place of its target, if it may
+    /// still be re-targeted; `Ok(false)` if not. The target it leaves
+    /// counts the pipe no more; the new one is known by its address only,
+    /// as an attached socket's is.
+    fn point_pipe_at(&mut self, key: usize, addr: SocketAddr) -> io::Result<bool> {
+        let Some(pipe) = self.pipes.get_mut(key) else {
+            return Ok(false);
+        };
+        if !pipe.can_retarget() {
+            return Ok(false);
+        }
+        let socket = net::upstream_socket(addr, None)?;
+        let stream = net::start_connect(socket, addr)?;
+        let (left, was_open) = (pipe.target(), pipe.is_open());
+        pipe.point_at(stream, addr, self.now);
+        debug!("pipe {}: re-targeted to {addr}", pipe.id);
+        if let Some(left) = left {
+            self.upstreams.pipe_left(left, was_open, self.now);
+        }
+        Ok(true)
     }
 
     pub(super) fn list_pipes(&self) -> Vec<PipeInfo> {
@@ -189,6 +302,7 @@ impl Reactor {
                     PipeState::Open
                 },
                 paused: pipe.is_held(),
+                paused_directions: WAYS.map(|way| pipe.holds(way)),
                 bytes_toward_target: pipe.bytes_toward_target(),
                 bytes_toward_client: pipe.bytes_toward_client(),
                 buffered_toward_target: pipe.buffered(Direction::ClientToTarget),
@@ -211,6 +325,16 @@ impl Reactor {
             return Err(CommandError::ShuttingDown);
         }
         check(options).map_err(CommandError::Invalid)?;
+        if options.early_bytes.len() > options.buffer_size {
+            return Err(CommandError::Invalid(ConfigError::new(
+                "early_bytes",
+                format_size(options.early_bytes.len()),
+                format!(
+                    "must fit in buffer_size ({})",
+                    format_size(options.buffer_size)
+                ),
+            )));
+        }
         let peer = client.peer_addr().map_err(CommandError::Io)?;
         // A still-connecting target is watched like one the forwarder dialed.
         let connected = net::connect_outcome(&target).map_err(CommandError::Io)?;
@@ -237,13 +361,11 @@ impl Reactor {
             connected,
         };
         let id = self.next_pipe_id();
-        self.start_pipe(Pipe::new(
-            id,
-            settings,
-            (client, peer),
-            (dialed, dial),
-            self.now,
-        ));
+        let mut pipe = Pipe::new(id, settings, (client, peer), (dialed, dial), self.now);
+        if !options.early_bytes.is_empty() {
+            pipe.send_early_bytes(&options.early_bytes, &mut self.rings, &self.metrics);
+        }
+        self.start_pipe(pipe);
         Ok(PipeId(id))
     }
 }

@@ -7,6 +7,7 @@ use std::io;
 use std::net::SocketAddr;
 use std::path::PathBuf;
 use std::sync::mpsc::Sender;
+#[cfg(feature = "cli")]
 use std::thread;
 use std::time::Instant;
 
@@ -17,10 +18,14 @@ use signal_hook_mio::v1_0::Signals;
 
 use super::commands::{AttachOptions, CommandError, PipeAction, PipeInfo};
 use super::{plural, Reactor, Timer, SIGNALS};
-use crate::config::{format_duration, load_file_with, Config, ConfigError, FileError, Overrides};
+use crate::config::{format_duration, Config, ConfigError};
+#[cfg(feature = "cli")]
+use crate::config::{load_file_with, FileError, Overrides};
 use crate::hooks::PipeId;
 use crate::metrics::Snapshot;
 use crate::pipe::Reason;
+use crate::reply::Replier;
+#[cfg(feature = "cli")]
 use crate::text::format_elapsed;
 
 /// What another thread asks the loop to do.
@@ -33,12 +38,13 @@ pub(crate) enum Command {
         reply: Sender<Result<Reloaded, ReloadError>>,
     },
     /// The config file, read and checked by a loader thread.
+    #[cfg(feature = "cli")]
     FileLoaded(Box<Result<Config, FileError>>),
     /// Pause, resume or abort one pipe.
     Pipe {
         id: PipeId,
         action: PipeAction,
-        reply: Sender<Result<(), CommandError>>,
+        reply: Replier<Result<(), CommandError>>,
     },
     /// As `Shutdown`, answered once this loop no longer accepts.
     ShutdownAck(Sender<()>),
@@ -51,7 +57,7 @@ pub(crate) enum Command {
         client: mio::net::TcpStream,
         target: mio::net::TcpStream,
         options: AttachOptions,
-        reply: Sender<Result<PipeId, CommandError>>,
+        reply: Replier<Result<PipeId, CommandError>>,
     },
     /// A reload the leader applied, for a follower to apply too.
     Follow(Box<super::crew::Relay>),
@@ -77,6 +83,7 @@ pub enum ReloadError {
     /// The config does not validate.
     Invalid(ConfigError),
     /// The config file cannot be read or used.
+    #[cfg(feature = "cli")]
     File(FileError),
     /// An address of the new config could not be bound.
     Bind(SocketAddr, io::Error),
@@ -88,12 +95,16 @@ pub enum ReloadError {
     Stopped,
     /// The event loop could not take the change.
     Io(io::Error),
+    /// Called on an event loop's own thread (from a hook), where waiting
+    /// for the answer would never end.
+    OnLoopThread,
 }
 
 impl fmt::Display for ReloadError {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
         match self {
             ReloadError::Invalid(e) => e.fmt(f),
+            #[cfg(feature = "cli")]
             ReloadError::File(e) => e.fmt(f),
             ReloadError::Bind(addr, e) => write!(f, "cannot listen on {addr}: {e}"),
             ReloadError::AccessLog(path, e) => {
@@ -102,6 +113,9 @@ impl fmt::Display for ReloadError {
             ReloadError::ShuttingDown => f.write_str("shutting down"),
             ReloadError::Stopped => f.write_str("the forwarder is not running"),
             ReloadError::Io(e) => e.fmt(f),
+            ReloadError::OnLoopThread => f.write_str(
+                "called on the event loop's own thread (from a hook), where waiting would never end",
+            ),
         }
     }
 }
@@ -110,6 +124,7 @@ impl std::error::Error for ReloadError {}
 
 /// Reloads of the config file: one loader thread at a time, and a request
 /// that comes meanwhile is served after it.
+#[cfg_attr(not(feature = "cli"), allow(dead_code))]
 pub(super) struct FileReload {
     commands: Sender<Command>,
     /// Since when the loader thread has been reading the file.
@@ -147,6 +162,7 @@ impl Reactor {
     }
 
     /// The file that SIGHUP reloads, and what wins over its `[global]`.
+    #[cfg(feature = "cli")]
     pub(crate) fn reload_from(&mut self, file: PathBuf, overrides: Overrides) {
         self.config_file = Some((file, overrides));
     }
@@ -200,6 +216,7 @@ impl Reactor {
                 Command::Follow(relay) => self.on_relay(relay),
                 Command::News(news) => self.on_news(news),
                 Command::Freed => self.accept_waiting(super::accept::Trigger::PipeFreed),
+                #[cfg(feature = "cli")]
                 Command::FileLoaded(loaded) => self.on_file_loaded(*loaded),
                 // Callers that gave up waiting need no answer.
                 Command::Pipe { id, action, reply } => {
@@ -223,8 +240,15 @@ impl Reactor {
         }
     }
 
+    /// A library built without the `cli` feature has no config file.
+    #[cfg(not(feature = "cli"))]
+    fn reload_file(&mut self, asked_by: &str) {
+        warn!("{asked_by}: no config file to reload (built without the cli feature), carrying on");
+    }
+
     /// Reads the config file on a thread of its own (it resolves host
     /// names, which may take seconds), then applies it on the loop.
+    #[cfg(feature = "cli")]
     fn reload_file(&mut self, asked_by: &str) {
         let Some((path, overrides)) = self.config_file.clone() else {
             warn!(
@@ -262,6 +286,7 @@ impl Reactor {
         }
     }
 
+    #[cfg(feature = "cli")]
     fn on_file_loaded(&mut self, loaded: Result<Config, FileError>) {
         let asked = self.reloading.in_flight.take();
         let copy = match &loaded {

@@ -7,9 +7,9 @@ use std::time::Instant;
 
 use super::{Reactor, RouteId};
 use crate::hooks::{
-    CloseReason, Connected, Direction, PipeClosed, PipeId, PipeOpened, TargetHealth,
+    CloseReason, Connected, Direction, PipeClosed, PipeControl, PipeId, PipeOpened, TargetHealth,
 };
-use crate::pipe::{Pipe, Reason};
+use crate::pipe::{Pipe, Reason, Verdict};
 
 const WAYS: [Direction; 2] = [Direction::ClientToTarget, Direction::TargetToClient];
 
@@ -36,12 +36,14 @@ impl Before {
 
 impl Reactor {
     /// A pipe was made (`key`): opened, and connected at once if its target
-    /// socket came established (the warm pool, or attached).
+    /// socket came established (the warm pool, or attached) and the hook
+    /// did not point it elsewhere. Returns what to do with the pipe next:
+    /// `Wait` to drive it as usual.
     #[cold]
     #[inline(never)]
-    pub(super) fn tell_opened(&mut self, key: usize) {
+    pub(super) fn tell_opened(&mut self, key: usize) -> Verdict {
         let (Some(hooks), Some(pipe)) = (self.hooks.as_mut(), self.pipes.get(key)) else {
-            return;
+            return Verdict::Wait;
         };
         let route = pipe
             .route()
@@ -49,19 +51,35 @@ impl Reactor {
             .map(|r| r.name());
         let target = target_name(&self.upstreams, pipe);
         let id = PipeId(pipe.id);
-        hooks.pipe_opened(&PipeOpened {
-            id,
-            route,
-            client: pipe.peer,
-            target: Some(&target),
-        });
-        if pipe.is_open() {
-            hooks.connected(&Connected {
+        // Nothing has moved yet: even a socket that came connected may be
+        // swapped for another.
+        let mut control = PipeControl::new(id, pipe.can_retarget());
+        hooks.pipe_opened(
+            &PipeOpened {
+                id,
+                route,
+                client: pipe.peer,
+                target: Some(&target),
+            },
+            &mut control,
+        );
+        let verdict = self.apply_asked(key, control.asked, Verdict::Wait);
+        let (Some(hooks), Some(pipe)) = (self.hooks.as_mut(), self.pipes.get(key)) else {
+            return verdict;
+        };
+        if !pipe.is_open() || matches!(verdict, Verdict::Close(_)) {
+            return verdict;
+        }
+        let mut control = PipeControl::new(id, false);
+        hooks.connected(
+            &Connected {
                 id,
                 target: &target,
                 connect_time: std::time::Duration::ZERO,
-            });
-        }
+            },
+            &mut control,
+        );
+        self.apply_asked(key, control.asked, verdict)
     }
 
     /// A client was accepted, but turned away before any target was
@@ -81,12 +99,17 @@ impl Reactor {
         };
         let route = self.routes.get(route).map(|r| r.name());
         let id = PipeId(id);
-        hooks.pipe_opened(&PipeOpened {
-            id,
-            route,
-            client,
-            target: None,
-        });
+        // It is over already: nothing asked of it can apply.
+        let mut control = PipeControl::new(id, false);
+        hooks.pipe_opened(
+            &PipeOpened {
+                id,
+                route,
+                client,
+                target: None,
+            },
+            &mut control,
+        );
         hooks.pipe_closed(&PipeClosed {
             id,
             route,
@@ -98,33 +121,43 @@ impl Reactor {
     }
 
     /// What a drive of pipe `key` did: its connect ended, bytes were
-    /// delivered, a ring filled or drained.
+    /// delivered, a ring filled or drained. The drive decided `verdict`;
+    /// returns it as what the hooks asked changed it.
     #[cold]
     #[inline(never)]
-    pub(super) fn after_drive(&mut self, key: usize, before: Before) {
+    pub(super) fn after_drive(&mut self, key: usize, before: Before, verdict: Verdict) -> Verdict {
         let (Some(hooks), Some(pipe)) = (self.hooks.as_mut(), self.pipes.get(key)) else {
-            return;
+            return verdict;
         };
         let id = PipeId(pipe.id);
+        // Once connected it is too late, whatever has moved yet.
+        let mut control = PipeControl::new(id, !pipe.is_open());
         if let (Some(since), true) = (before.connecting, pipe.is_open()) {
             let target = target_name(&self.upstreams, pipe);
-            hooks.connected(&Connected {
-                id,
-                target: &target,
-                connect_time: self.now.saturating_duration_since(since),
-            });
+            hooks.connected(
+                &Connected {
+                    id,
+                    target: &target,
+                    connect_time: self.now.saturating_duration_since(since),
+                },
+                &mut control,
+            );
         }
         let delivered = [pipe.bytes_toward_target(), pipe.bytes_toward_client()];
         for (i, way) in WAYS.into_iter().enumerate() {
             if delivered[i] > before.delivered[i] {
-                hooks.forwarded(id, way, delivered[i] - before.delivered[i]);
+                hooks.forwarded(id, way, delivered[i] - before.delivered[i], &mut control);
             }
             match (before.full[i], pipe.is_full(way)) {
-                (false, true) => hooks.buffer_full(id, way),
-                (true, false) => hooks.buffer_drained(id, way),
+                (false, true) => hooks.buffer_full(id, way, &mut control),
+                (true, false) => hooks.buffer_drained(id, way, &mut control),
                 _ => {}
             }
         }
+        if !control.asked.anything() {
+            return verdict;
+        }
+        self.apply_asked(key, control.asked, verdict)
     }
 
     /// A pipe was freed.

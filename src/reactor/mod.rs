@@ -39,6 +39,7 @@ mod stats;
 use std::collections::VecDeque;
 use std::io::{self, ErrorKind};
 use std::net::SocketAddr;
+#[cfg(feature = "cli")]
 use std::path::PathBuf;
 use std::sync::mpsc::Receiver;
 use std::sync::{Arc, OnceLock};
@@ -65,8 +66,7 @@ use crate::upstream::{self, Upstreams};
 use crate::workers::{Crew, Share};
 use routes::Routes;
 
-pub(crate) use commands::PipeAction;
-pub use commands::{AttachOptions, CommandError, PipeInfo, PipeState};
+pub use commands::{AttachOptions, CommandError, PipeAction, PipeInfo, PipeState};
 pub(crate) use control::Command;
 pub use control::{ReloadError, Reloaded};
 pub(crate) use crew::Follow;
@@ -196,6 +196,7 @@ pub(crate) struct Reactor {
     systemd: Option<Notifier>,
     /// The file SIGHUP reloads, if the config came from one, and the
     /// `[global]` settings that win over it at every reload.
+    #[cfg(feature = "cli")]
     config_file: Option<(PathBuf, crate::config::Overrides)>,
     reloading: control::FileReload,
     metrics: Arc<Metrics>,
@@ -261,6 +262,7 @@ impl Reactor {
             waker,
             signals: None,
             systemd: None,
+            #[cfg(feature = "cli")]
             config_file: None,
             reloading: control::FileReload::new(commands),
             metrics,
@@ -393,13 +395,17 @@ impl Reactor {
         if self.share.has_peers() {
             self.count_opened();
         }
+        let mut verdict = Verdict::Wait;
         if self.hooks.is_some() {
-            self.tell_opened(key);
+            verdict = self.tell_opened(key);
         }
         if self.access_log.logs_opens() {
             self.log_opened(key);
         }
-        self.drive(key);
+        match verdict {
+            Verdict::Wait | Verdict::Again => self.drive(key),
+            ended => self.carry_out(key, ended),
+        }
     }
 
     fn on_pipe_event(&mut self, key: usize, side: Side, event: &Event) {
@@ -424,7 +430,7 @@ impl Reactor {
         let before = self.hooks.is_some().then(|| events::Before::of(pipe));
         let milestones = stats::Milestones::before(pipe);
         let was_open = pipe.is_open();
-        let verdict = pipe.drive(&mut ctx);
+        let mut verdict = pipe.drive(&mut ctx);
         if !was_open && pipe.is_open() {
             if let Some(target) = pipe.target() {
                 self.upstreams
@@ -435,7 +441,7 @@ impl Reactor {
             self.count_milestones(key, &milestones);
         }
         if let Some(before) = before {
-            self.after_drive(key, before);
+            verdict = self.after_drive(key, before, verdict);
         }
         self.carry_out(key, verdict);
     }

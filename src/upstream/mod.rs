@@ -67,15 +67,21 @@ enum Timer {
 
 /// One client's connect attempts: how many so far, how many its route
 /// allows, and which targets failed it. Every connecting pipe holds one, so
-/// it is small: the list of failed targets is boxed, one empty word in the
-/// common case where the first connect works.
+/// it is small: the rare parts are boxed, one empty word in the common case
+/// where the first connect to a route's target works.
 #[derive(Debug, Default)]
 pub(crate) struct Dial {
     pub(crate) attempts: u32,
     max_attempts: u32,
-    // One word where a bare Vec takes three: the box is for size.
-    #[allow(clippy::box_collection)]
-    failed: Option<Box<Vec<TargetId>>>,
+    rare: Option<Box<Rare>>,
+}
+
+/// What few dials need.
+#[derive(Debug, Default)]
+struct Rare {
+    failed: Vec<TargetId>,
+    /// The address the embedder pointed the pipe at, its only attempt.
+    chosen: Option<SocketAddr>,
 }
 
 impl Dial {
@@ -83,16 +89,38 @@ impl Dial {
         Dial {
             attempts: 0,
             max_attempts: u32::try_from(max_attempts).unwrap_or(u32::MAX),
-            failed: None,
+            rare: None,
         }
     }
 
+    /// The one attempt at an address the embedder chose: no failover.
+    pub(crate) fn chosen(addr: SocketAddr) -> Dial {
+        Dial {
+            attempts: 1,
+            max_attempts: 1,
+            rare: Some(Box::new(Rare {
+                failed: Vec::new(),
+                chosen: Some(addr),
+            })),
+        }
+    }
+
+    /// The address the embedder chose, if it did.
+    pub(crate) fn chosen_addr(&self) -> Option<SocketAddr> {
+        self.rare.as_ref().and_then(|rare| rare.chosen)
+    }
+
     pub(crate) fn failed(&mut self, target: TargetId) {
-        self.failed.get_or_insert_with(Box::default).push(target);
+        self.rare
+            .get_or_insert_with(Box::default)
+            .failed
+            .push(target);
     }
 
     fn tried(&self) -> &[TargetId] {
-        self.failed.as_deref().map_or(&[], Vec::as_slice)
+        self.rare
+            .as_deref()
+            .map_or(&[], |rare| rare.failed.as_slice())
     }
 }
 

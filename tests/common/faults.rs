@@ -6,6 +6,8 @@ use std::io::{self, ErrorKind, Read, Write};
 use std::net::{SocketAddr, TcpListener, TcpStream};
 use std::time::Duration;
 
+use socket2::{Domain, Socket, Type};
+
 use crate::common::{read_until_closed, wait_until, Tcpipe, DEADLINE};
 
 /// The next connection on `listener`, waited for up to `DEADLINE`, as a
@@ -130,4 +132,40 @@ pub fn fill_accept_queue(addr: SocketAddr) -> Vec<TcpStream> {
         );
     assert!(full, "the accept queue of a listen(0) socket never filled");
     fillers
+}
+
+/// A loopback listener that accepts nothing and whose accept queue is full,
+/// so Linux drops further SYNs and connects to it hang.
+pub struct BlackHole {
+    socket: Socket,
+    pub addr: SocketAddr,
+    /// Connections that filled the queue; kept open so they stay queued.
+    fillers: Vec<TcpStream>,
+}
+
+impl BlackHole {
+    pub fn new() -> BlackHole {
+        let socket = Socket::new(Domain::IPV4, Type::STREAM, None).expect("socket");
+        socket
+            .bind(&"127.0.0.1:0".parse::<SocketAddr>().unwrap().into())
+            .expect("bind");
+        socket.listen(0).expect("listen");
+        let addr = socket.local_addr().unwrap().as_socket().unwrap();
+        let fillers = fill_accept_queue(addr);
+        BlackHole {
+            socket,
+            addr,
+            fillers,
+        }
+    }
+
+    /// Empties the accept queue, so that new connects complete again, and
+    /// hands over the listener.
+    pub fn open_up(self) -> TcpListener {
+        let listener: TcpListener = self.socket.into();
+        for _ in &self.fillers {
+            listener.accept().expect("accept a queued filler");
+        }
+        listener
+    }
 }

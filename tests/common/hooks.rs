@@ -9,8 +9,8 @@ use std::thread::{self, JoinHandle};
 use std::time::Duration;
 
 use tcpipe::{
-    CloseReason, Config, Connected, Direction, Forwarder, Handle, Hooks, PipeClosed, PipeId,
-    PipeOpened, TargetHealth,
+    Builder, CloseReason, Config, Connected, Direction, Forwarder, Handle, Hooks, PipeClosed,
+    PipeControl, PipeId, PipeOpened, TargetHealth,
 };
 
 use crate::common::{wait_until, DEADLINE};
@@ -133,41 +133,63 @@ impl Events {
     }
 }
 
-/// Hooks that record every call into `Events`.
-pub struct Recorder(pub Events);
+/// What a test's hooks do on an event of a live pipe, besides recording it.
+pub type Reaction = Box<dyn FnMut(&Event, &mut PipeControl) + Send>;
+
+/// Hooks that record every call into `Events`, and react to pipe events
+/// as the test says.
+pub struct Recorder(pub Events, pub Option<Reaction>);
+
+impl Recorder {
+    fn heard(&mut self, event: Event, control: &mut PipeControl) {
+        if let Some(react) = self.1.as_mut() {
+            react(&event, control);
+        }
+        self.0.push(event);
+    }
+}
 
 impl Hooks for Recorder {
-    fn pipe_opened(&mut self, pipe: &PipeOpened<'_>) {
-        self.0.push(Event::Opened {
+    fn pipe_opened(&mut self, pipe: &PipeOpened<'_>, control: &mut PipeControl) {
+        let event = Event::Opened {
             id: pipe.id,
             route: pipe.route.map(str::to_string),
             client: pipe.client,
             target: pipe.target.map(str::to_string),
-        });
+        };
+        self.heard(event, control);
     }
 
-    fn connected(&mut self, pipe: &Connected<'_>) {
-        self.0.push(Event::Connected {
+    fn connected(&mut self, pipe: &Connected<'_>, control: &mut PipeControl) {
+        let event = Event::Connected {
             id: pipe.id,
             target: pipe.target.to_string(),
             connect_time: pipe.connect_time,
-        });
+        };
+        self.heard(event, control);
     }
 
-    fn forwarded(&mut self, id: PipeId, direction: Direction, bytes: u64) {
-        self.0.push(Event::Forwarded {
+    fn forwarded(
+        &mut self,
+        id: PipeId,
+        direction: Direction,
+        bytes: u64,
+        control: &mut PipeControl,
+    ) {
+        let event = Event::Forwarded {
             id,
             direction,
             bytes,
-        });
+        };
+        self.heard(event, control);
     }
 
-    fn buffer_full(&mut self, id: PipeId, direction: Direction) {
-        self.0.push(Event::Full { id, direction });
+    fn buffer_full(&mut self, id: PipeId, direction: Direction, control: &mut PipeControl) {
+        self.heard(Event::Full { id, direction }, control);
     }
 
-    fn buffer_drained(&mut self, id: PipeId, direction: Direction) {
-        self.0.push(Event::Drained { id, direction });
+    fn buffer_drained(&mut self, id: PipeId, direction: Direction, control: &mut PipeControl) {
+        self.heard(Event::Drained { id, direction }, control);
     }
 
     fn target_down(&mut self, target: &TargetHealth<'_>) {
@@ -209,11 +231,26 @@ pub struct Running {
 
 impl Running {
     pub fn start(config: Config) -> Running {
+        Running::start_with(config, None)
+    }
+
+    /// With hooks that also `react` to each event of a live pipe.
+    pub fn start_reacting(
+        config: Config,
+        react: impl FnMut(&Event, &mut PipeControl) + Send + 'static,
+    ) -> Running {
+        Running::start_with(config, Some(Box::new(react)))
+    }
+
+    fn start_with(config: Config, react: Option<Reaction>) -> Running {
         let events = Events::default();
-        let forwarder = Forwarder::builder(config)
-            .hooks(Recorder(events.clone()))
-            .bind()
-            .expect("bind the forwarder");
+        let recorder = Recorder(events.clone(), react);
+        Running::start_built(Forwarder::builder(config).hooks(recorder), events)
+    }
+
+    /// Of a builder whose hooks record into `events`.
+    pub fn start_built(builder: Builder, events: Events) -> Running {
+        let forwarder = builder.bind().expect("bind the forwarder");
         let addr = forwarder.local_addr();
         let listening = forwarder.listening();
         let handle = forwarder.handle();
