@@ -33,6 +33,7 @@ mod acl;
 mod arena;
 pub mod cli;
 mod config;
+mod descriptors;
 mod forwarder;
 mod hooks;
 mod http;
@@ -57,6 +58,7 @@ pub use config::{
     parse_size, AccessLogConfig, Balance, Config, ConfigError, ConfigWarning, FileError,
     LogDestination, LogFormat, Naming, Overrides, Route, Splice, Target,
 };
+pub use descriptors::{raise_fd_limit, FdLimit};
 pub use forwarder::{Builder, Forwarder, Handle, IntoStream, StartError};
 pub use hooks::{
     CloseReason, Connected, Direction, Hooks, PipeClosed, PipeId, PipeOpened, TargetHealth,

@@ -115,7 +115,7 @@ fn a_reload_adding_a_live_address_of_another_instance_changes_nothing() {
 
     let own = Backend::echo();
     let own_route = ("own", "127.0.0.1:0".to_string(), own.addr);
-    let file = ConfigFile::new(&config(2, &[own_route.clone()]));
+    let file = ConfigFile::new(&config(2, std::slice::from_ref(&own_route)));
     let tcpipe = Tcpipe::start_config(&file);
     let own_addr = tcpipe.route_addr("own");
 
