@@ -48,6 +48,7 @@ mod arena;
 #[cfg(feature = "cli")]
 pub mod cli;
 mod config;
+mod descriptors;
 mod forwarder;
 mod hooks;
 mod http;
@@ -75,6 +76,7 @@ pub use config::{
 };
 #[cfg(feature = "cli")]
 pub use config::{load_file, load_file_with, FileError, Overrides};
+pub use descriptors::{raise_fd_limit, FdLimit};
 pub use forwarder::{Builder, Forwarder, Handle, IntoStream, StartError};
 pub use hooks::{
     CloseReason, Connected, Direction, Hooks, PipeClosed, PipeControl, PipeId, PipeOpened,

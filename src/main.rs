@@ -4,7 +4,7 @@ mod log_filter;
 
 use std::process::ExitCode;
 
-use tcpipe::{cli, Forwarder};
+use tcpipe::{cli, raise_fd_limit, FdLimit, Forwarder};
 
 fn main() -> ExitCode {
     let invocation = match cli::parse(std::env::args_os()) {
@@ -14,7 +14,13 @@ fn main() -> ExitCode {
             return ExitCode::from(exit.code);
         }
     };
+    // Before the warnings, which compare max-connections with the limit,
+    // and before --check, which shows what a start would.
+    let fd_limit = raise_fd_limit();
     if invocation.check {
+        if let Err(e) = &fd_limit {
+            eprintln!("tcpipe: warning: cannot raise the file descriptor limit: {e}");
+        }
         for warning in cli::warnings(&invocation) {
             eprintln!("tcpipe: warning: {warning}");
         }
@@ -31,6 +37,13 @@ fn main() -> ExitCode {
         logger.parse_write_style(&style);
     }
     logger.init();
+    match fd_limit {
+        Ok(FdLimit { was, now }) if was != now => {
+            log::info!("file descriptor limit raised from {was} to {now}");
+        }
+        Ok(_) => {}
+        Err(e) => log::warn!("cannot raise the file descriptor limit: {e}"),
+    }
     for warning in cli::warnings(&invocation) {
         log::warn!("{warning}");
     }

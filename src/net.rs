@@ -38,6 +38,24 @@ pub(crate) fn bind_listener(
     Ok(TcpListener::from_std(socket.into()))
 }
 
+/// Fails with `EADDRINUSE` if anything listens on `addr` already, as the
+/// first socket of a group of several workers' listeners would not: a
+/// socket with `SO_REUSEPORT` joins any group of the same user's, another
+/// tcpipe's included. This plain socket (`SO_REUSEADDR` only, like every
+/// listener, so connections in `TIME_WAIT` do not count) can join none, so
+/// its bind fails exactly when a single worker's would. It is closed
+/// before the group is bound; a port left 0 needs no check, as the kernel
+/// never picks a port someone listens on.
+pub(crate) fn ensure_unclaimed(addr: SocketAddr) -> io::Result<()> {
+    let probe = Socket::new(
+        Domain::for_address(addr),
+        Type::STREAM.cloexec(),
+        Some(Protocol::TCP),
+    )?;
+    probe.set_reuse_address(true)?;
+    probe.bind(&addr.into())
+}
+
 /// Keepalive probes start after `idle`; then one every quarter of `idle`
 /// (at least 1 s), and after 4 unanswered probes the kernel resets the
 /// connection. A dead peer is thus found about `2 × idle` after it went

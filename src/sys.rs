@@ -1,6 +1,7 @@
 //! The syscalls std and mio do not wrap: `splice(2)`, `pipe2(2)`, a
-//! pipe's size (`F_SETPIPE_SZ`, `F_GETPIPE_SZ`) and the raw monotonic
-//! clock (`clock_gettime`). The only module with
+//! pipe's size (`F_SETPIPE_SZ`, `F_GETPIPE_SZ`), the raw monotonic clock
+//! (`clock_gettime`) and the descriptor limit (`getrlimit`/`setrlimit` of
+//! `RLIMIT_NOFILE`). The only module with
 //! `unsafe` code: each call is a thin wrapper that hands the kernel
 //! descriptors borrowed for the call and null pointers, and turns `-1`
 //! into `io::Error::last_os_error()`.
@@ -85,6 +86,34 @@ pub(crate) fn monotonic_micros() -> u64 {
     // writes; CLOCK_MONOTONIC always exists on Linux, so it cannot fail.
     unsafe { libc::clock_gettime(libc::CLOCK_MONOTONIC, &mut now) };
     now.tv_sec as u64 * 1_000_000 + now.tv_nsec as u64 / 1000
+}
+
+/// The descriptor limit: (soft, hard), `RLIM_INFINITY` for none.
+pub(crate) fn nofile_limit() -> io::Result<(u64, u64)> {
+    let mut limit = libc::rlimit {
+        rlim_cur: 0,
+        rlim_max: 0,
+    };
+    // SAFETY: `limit` is a writable rlimit, which getrlimit fills on success.
+    let rc = unsafe { libc::getrlimit(libc::RLIMIT_NOFILE, &mut limit) };
+    if rc == -1 {
+        return Err(io::Error::last_os_error());
+    }
+    Ok((limit.rlim_cur, limit.rlim_max))
+}
+
+/// Sets the soft descriptor limit, keeping the hard one.
+pub(crate) fn set_nofile_soft(soft: u64, hard: u64) -> io::Result<()> {
+    let limit = libc::rlimit {
+        rlim_cur: soft,
+        rlim_max: hard,
+    };
+    // SAFETY: setrlimit only reads the rlimit it is given.
+    let rc = unsafe { libc::setrlimit(libc::RLIMIT_NOFILE, &limit) };
+    if rc == -1 {
+        return Err(io::Error::last_os_error());
+    }
+    Ok(())
 }
 
 #[cfg(test)]

@@ -366,7 +366,7 @@ impl Naming {
     }
 
     /// A process-wide setting's name.
-    fn global_key(self, key: &str) -> String {
+    pub(crate) fn global_key(self, key: &str) -> String {
         match self {
             Naming::Flags => format!("--{key}"),
             Naming::File => format!("global.{key}"),

@@ -1,6 +1,7 @@
 //! Settings that run but are probably not what was meant: a target that
 //! loops back into its own route, a target listed twice, more retries than
-//! there are other targets. Logged at startup and on every reload, printed
+//! there are other targets, more connections than there are file
+//! descriptors for. Logged at startup and on every reload, printed
 //! by `--check`; never a reason to refuse the config.
 
 use std::fmt;
@@ -28,10 +29,25 @@ impl fmt::Display for ConfigWarning {
 
 impl Config {
     /// What in these settings will work, but probably not as meant; each
-    /// names the setting the way `naming` says.
+    /// names the setting the way `naming` says. Includes whether
+    /// `max_connections` pipes fit in this process's descriptor limit as
+    /// it is now (the binary raises it first).
     pub fn warnings(&self, naming: Naming) -> Vec<ConfigWarning> {
+        self.warnings_within(naming, crate::descriptors::current_limit())
+    }
+
+    /// [`warnings`](Config::warnings) for a descriptor limit of `fd_limit`
+    /// (`None`: none is checked).
+    pub(crate) fn warnings_within(
+        &self,
+        naming: Naming,
+        fd_limit: Option<u64>,
+    ) -> Vec<ConfigWarning> {
         let mut warnings = Vec::new();
         self.worker_warnings(naming, &mut warnings);
+        if let Some(limit) = fd_limit {
+            warnings.extend(crate::descriptors::shortfall(self, limit, naming));
+        }
         for (index, route) in self.routes.iter().enumerate() {
             route.warnings(index, naming, &mut warnings);
         }
@@ -141,7 +157,7 @@ mod tests {
     fn a_target_on_its_own_listen_address_loops() {
         let keys = |config: &Config| -> Vec<String> {
             config
-                .warnings(Naming::File)
+                .warnings_within(Naming::File, None)
                 .into_iter()
                 .map(|w| w.key)
                 .collect()
@@ -171,7 +187,7 @@ mod tests {
             &["10.0.0.1:80", "10.0.0.2:80", "10.0.0.1:80"],
         );
         config.routes[0].retries = Some(3);
-        let warnings = config.warnings(Naming::Flags);
+        let warnings = config.warnings_within(Naming::Flags, None);
         let keys: Vec<&str> = warnings.iter().map(|w| w.key.as_str()).collect();
         assert_eq!(keys, ["--target", "--retries"], "{warnings:?}");
         assert!(
@@ -185,6 +201,6 @@ mod tests {
             warnings[1]
         );
         config.routes[0].retries = Some(2);
-        assert_eq!(config.warnings(Naming::Flags).len(), 1);
+        assert_eq!(config.warnings_within(Naming::Flags, None).len(), 1);
     }
 }

@@ -83,7 +83,7 @@ const SPARE_RINGS: usize = 64;
 /// Idle kernel pipes kept for reuse; beyond this they are closed. Fewer than
 /// rings: each costs two descriptors, counted against the same limit as
 /// the clients'.
-const SPARE_KERNEL_PIPES: usize = 16;
+pub(crate) const SPARE_KERNEL_PIPES: usize = 16;
 
 // ----- tokens ------------------------------------------------------------------
 

@@ -188,9 +188,18 @@ impl Reactor {
                             .as_ref()
                             .map_or(addr, |f| f.bind_for(i, j, addr));
                         let reuse_port = self.share.has_peers();
-                        let bound = net::bind_listener(bind, keepalive.as_ref(), reuse_port)
-                            .and_then(|socket| Ok((socket.local_addr()?, socket)))
-                            .map_err(|e| ReloadError::Bind(addr, e))?;
+                        // The leader makes the group, so it makes sure no
+                        // one else's is there to join; a follower joins
+                        // the group the leader just made.
+                        let founding = reuse_port && self.share.is_leader() && bind.port() != 0;
+                        let bound = (if founding {
+                            net::ensure_unclaimed(bind)
+                        } else {
+                            Ok(())
+                        })
+                        .and_then(|()| net::bind_listener(bind, keepalive.as_ref(), reuse_port))
+                        .and_then(|socket| Ok((socket.local_addr()?, socket)))
+                        .map_err(|e| ReloadError::Bind(addr, e))?;
                         sockets.push(Socket::Bound(bound.1, bound.0));
                     }
                 }

@@ -77,9 +77,14 @@ impl Tcpipe {
 
     /// `tcpipe ARGS...` under `prlimit --nofile=LIMIT`.
     pub fn start_args_with_fd_limit(limit: u32, args: &[&str]) -> Tcpipe {
+        Tcpipe::start_args_with_fd_limits(limit, limit, args)
+    }
+
+    /// `tcpipe ARGS...` under `prlimit --nofile=SOFT:HARD`.
+    pub fn start_args_with_fd_limits(soft: u32, hard: u32, args: &[&str]) -> Tcpipe {
         let mut command = Command::new("prlimit");
         command
-            .arg(format!("--nofile={limit}:{limit}"))
+            .arg(format!("--nofile={soft}:{hard}"))
             .arg("--")
             .arg(binary())
             .args(args);
