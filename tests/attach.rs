@@ -152,9 +152,9 @@ fn early_bytes_larger_than_the_buffer_are_refused() {
     let (_client, client_end) = socket_pair();
     let (_target, target_end) = socket_pair();
     let options = AttachOptions {
-        buffer_size: 16,
-        low_water: 8,
-        early_bytes: vec![b'x'; 17],
+        buffer_size: 4096,
+        low_water: 2048,
+        early_bytes: vec![b'x'; 4097],
         ..AttachOptions::default()
     };
     match running.handle.attach_with(client_end, target_end, options) {
