@@ -16,7 +16,12 @@
 //! `bench = false`; `--bench forward` avoids that.
 //! Workloads: bulk-1, bulk-4 (or `bulk` for both), ping-pong, rr-concurrent,
 //! connect-rate, idle-memory, ttfb (time to first byte of new clients, tcpipe
-//! also with `--pool`; needs root and iproute2, see `far`). Contenders:
+//! also with `--pool`; needs root and iproute2, see `far`); with the
+//! clients people benchmark with, each skipped with a note when not
+//! installed: iperf-1 and iperf-4 (iperf3, both directions), redis
+//! (redis-benchmark against redis-server), wrk (against nginx serving a
+//! small file); scaling (N idle pipes, also drawn as scaling.svg; `tools`
+//! selects the four third-party ones). Contenders:
 //! direct, tcpipe, haproxy, nginx, socat. The table goes to stdout, progress
 //! to stderr, and JSON, SVG and markdown to `$CARGO_TARGET_DIR/bench/` (else
 //! `target/bench/`).
@@ -369,7 +374,8 @@ fn main() -> ExitCode {
         ),
         format!(
             "scaling: one forwarder, idle pipes opened in steps to {} (one {} B exchange each), \
-             at each step: settle {} ms, PSS, CPU over {:.1} s with nothing moving, ping-pong \
+             at each step: settle {} ms, PSS, after {} ms more CPU over {:.1} s with nothing \
+             moving, ping-pong \
              of one more pipe, connect rate; tcpipe with --idle-timeout 1h \
              --half-close-timeout 1h (the peers have 1h timeouts)",
             workloads::scaling::levels(s.scale_pipes)
@@ -379,6 +385,7 @@ fn main() -> ExitCode {
                 .join(", "),
             targets::MESSAGE,
             workloads::IDLE_SETTLE.as_millis(),
+            workloads::scaling::DEFERRED_SETUP.as_millis(),
             s.duration.as_secs_f64(),
         ),
     ];

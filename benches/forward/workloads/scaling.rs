@@ -6,7 +6,7 @@
 //! that every pipe holds timers, as the peers' do.
 
 use std::thread;
-use std::time::Instant;
+use std::time::{Duration, Instant};
 
 use super::connect_rate::connections_per_second;
 use super::idle_memory::{open_idle_pipes, IDLE_SETTLE};
@@ -24,6 +24,11 @@ pub const PER_LEVEL: usize = 5;
 /// Descriptors kept free in the forwarder beyond the idle pipes: the
 /// connect load, the ping-pong pipe, the readiness probe.
 pub const RESERVE_PIPES: usize = 64;
+/// Wait before the idle window: tcpipe sets each upstream keepalive once
+/// its pipe is a second old (four setsockopt calls, deferred so that
+/// short connections never pay them), so a window opened sooner would
+/// count that one-off setup as idle cost.
+pub const DEFERRED_SETUP: Duration = Duration::from_millis(1200);
 
 macro_rules! level {
     ($key:literal, $label:literal, $mem_key:literal, $mem_label:literal, $mem_unit:literal) => {
@@ -170,6 +175,7 @@ pub(super) fn run(settings: &Settings, start: Start<'_>) -> Result<Sample, Strin
             Some(empty) => sample.push((memory, (now - empty) / n as f64)),
         }
         // Nothing moves: any CPU now is per-pipe or per-timer work.
+        thread::sleep(DEFERRED_SETUP);
         let before = cpu_now(&meter)?;
         let idle_from = Instant::now();
         thread::sleep(settings.duration);
