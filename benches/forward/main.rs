@@ -16,7 +16,12 @@
 //! `bench = false`; `--bench forward` avoids that.
 //! Workloads: bulk-1, bulk-4 (or `bulk` for both), ping-pong, rr-concurrent,
 //! connect-rate, idle-memory, ttfb (time to first byte of new clients, tcpipe
-//! also with `--pool`; needs root and iproute2, see `far`). Contenders:
+//! also with `--pool`; needs root and iproute2, see `far`); with the
+//! clients people benchmark with, each skipped with a note when not
+//! installed: iperf-1 and iperf-4 (iperf3, both directions), redis
+//! (redis-benchmark against redis-server), wrk (against nginx serving a
+//! small file); scaling (N idle pipes, also drawn as scaling.svg; `tools`
+//! selects the four third-party ones). Contenders:
 //! direct, tcpipe, haproxy, nginx, socat. The table goes to stdout, progress
 //! to stderr, and JSON, SVG and markdown to `$CARGO_TARGET_DIR/bench/` (else
 //! `target/bench/`).
@@ -33,6 +38,7 @@ mod measure;
 mod peers;
 mod report;
 mod targets;
+mod tools;
 mod workloads;
 
 use std::collections::HashMap;
@@ -43,7 +49,7 @@ use std::time::{Duration, Instant};
 use measure::{raise_fd_limit, Machine};
 use peers::{Kind, Limits, Peer, Workdir};
 use report::{PeerInfo, Run};
-use workloads::{Sample, Settings, Workload, METRICS};
+use workloads::{metrics, Sample, Settings, Workload};
 
 /// Descriptors wanted: 5,000 idle pipes hold 10,000 in this process alone
 /// and as many in the forwarder; where the hard limit is lower and cannot
@@ -185,6 +191,7 @@ fn parse_options(args: &[String]) -> Result<Options, String> {
             duration: duration.unwrap_or(default_duration),
             warmup,
             idle_pipes: idle_pipes.unwrap_or(5000),
+            scale_pipes: 0, // from the descriptor limit, once raised
         },
         workloads,
         kinds,
@@ -199,10 +206,7 @@ fn progress(result: &Result<Sample, String>) -> String {
         Ok(sample) => sample
             .iter()
             .map(|(key, value)| {
-                let unit = METRICS
-                    .iter()
-                    .find(|m| m.key == *key)
-                    .map_or("", |m| m.unit);
+                let unit = metrics().find(|m| m.key == *key).map_or("", |m| m.unit);
                 format!("{} {unit}", report::number(*value))
             })
             .collect::<Vec<_>>()
@@ -230,12 +234,31 @@ fn main() -> ExitCode {
     let began = Instant::now();
     // Before any thread or child: they all inherit the limit.
     let limits = Limits::from_nofile(raise_fd_limit(NOFILE_WANTED));
+    let mut options = options;
+    options.settings.scale_pipes = most_idle_pipes(limits);
     let tcpipe = Path::new(env!("CARGO_BIN_EXE_tcpipe"));
     let builds = peers::Builds {
         tcpipe,
         baseline: options.baseline.as_deref().map(Path::new),
     };
-    let (peers, skipped) = peers::discover(&options.kinds, builds, limits);
+    let (peers, mut skipped) = peers::discover(&options.kinds, builds, limits);
+    // A workload whose client or server is not installed is a note.
+    options.workloads.retain(|w| {
+        let missing: Vec<&str> = w
+            .tools()
+            .iter()
+            .copied()
+            .filter(|tool| peers::find_on_path(tool).is_none())
+            .collect();
+        if !missing.is_empty() {
+            skipped.push(format!(
+                "workload {}: `{}` not found on PATH",
+                w.name(),
+                missing.join("`, `")
+            ));
+        }
+        missing.is_empty()
+    });
     for note in &skipped {
         eprintln!("note: skipping {note}");
     }
@@ -336,6 +359,35 @@ fn main() -> ExitCode {
             "descriptor limit {} (inherited by the forwarders), so each allows {} pipes",
             limits.nofile, limits.pipes
         ),
+        format!(
+            "third-party clients against their own servers, each a fresh process per cell: \
+             iperf3 -t {secs} with -P 1 and -P 4, upload then download (-R), receiver's count; \
+             redis-benchmark -t get -c {} -P {} -n {:.0} per second of duration against \
+             redis-server (no persistence); wrk -t1 -c{} -d{secs}s for a {} B file from nginx \
+             (http, one process, access log off), keep-alive then with Connection: close",
+            workloads::REDIS_CLIENTS,
+            workloads::REDIS_PIPELINE,
+            workloads::redis::REDIS_REQUESTS_PER_SECOND,
+            workloads::WRK_CONNECTIONS,
+            tools::SMALL_FILE_BYTES,
+            secs = tools::whole_seconds(s.duration),
+        ),
+        format!(
+            "scaling: one forwarder, idle pipes opened in steps to {} (one {} B exchange each), \
+             at each step: settle {} ms, PSS, after {} ms more CPU over {:.1} s with nothing \
+             moving, ping-pong \
+             of one more pipe, connect rate; tcpipe with --idle-timeout 1h \
+             --half-close-timeout 1h (the peers have 1h timeouts)",
+            workloads::scaling::levels(s.scale_pipes)
+                .iter()
+                .map(|(n, _)| n.to_string())
+                .collect::<Vec<_>>()
+                .join(", "),
+            targets::MESSAGE,
+            workloads::IDLE_SETTLE.as_millis(),
+            workloads::scaling::DEFERRED_SETUP.as_millis(),
+            s.duration.as_secs_f64(),
+        ),
     ];
     let run = Run {
         machine,
@@ -366,6 +418,18 @@ fn main() -> ExitCode {
             ExitCode::FAILURE
         }
     }
+}
+
+/// The scaling workload's last level: as many idle pipes as every
+/// forwarder accepts (HAProxy with splicing takes three quarters of the
+/// pipes, see `peers`) and this process can hold (both ends of each),
+/// less a reserve for the load measured beside them.
+fn most_idle_pipes(limits: Limits) -> usize {
+    let forwarders = limits.pipes as usize * 3 / 4;
+    let here = (limits.nofile.saturating_sub(1000) / 2) as usize;
+    forwarders
+        .min(here)
+        .saturating_sub(workloads::scaling::RESERVE_PIPES)
 }
 
 fn run_cell(

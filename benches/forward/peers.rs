@@ -120,6 +120,9 @@ impl Kind {
 pub struct Tuning {
     /// Connected idle upstream connections kept ready (0: none).
     pub pool: usize,
+    /// tcpipe's idle and half-close timeouts (1h, as the peers'), so that
+    /// every pipe holds timers.
+    pub timeouts: bool,
 }
 
 /// A contender found on this machine.
@@ -134,7 +137,7 @@ pub struct Peer {
     limits: Limits,
 }
 
-fn find_on_path(name: &str) -> Option<PathBuf> {
+pub fn find_on_path(name: &str) -> Option<PathBuf> {
     let path = std::env::var_os("PATH")?;
     std::env::split_paths(&path)
         .map(|dir| dir.join(name))
@@ -441,6 +444,10 @@ impl Peer {
                     .args(["-l", &listen.to_string(), "-t", &target.to_string()])
                     .args(["--max-connections", &self.limits.pipes.to_string()])
                     .args(["--pool", &tuning.pool.to_string()])
+                    .args(match tuning.timeouts {
+                        true => &["--idle-timeout", "1h", "--half-close-timeout", "1h"][..],
+                        false => &[],
+                    })
                     // The startup line and limit warnings, nothing per pipe:
                     // the access log is off, as the peers run without one.
                     .env("RUST_LOG", "info,tcpipe::access=off");

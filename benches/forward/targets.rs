@@ -109,6 +109,11 @@ pub enum Reply {
     /// the connection, like an HTTP/1.0 server, so no TIME_WAIT lands on
     /// the connecting side (client or forwarder) and ports never run out.
     OneShot,
+    /// Per connection, by the sequence number (first 8 bytes) of its first
+    /// request: 0 is a long-lived pipe, echoed; any other is a short
+    /// connection, answered as `OneShot`. One target for the scaling
+    /// workload's idle pipes, ping-pong and connect load at once.
+    ByFirstMessage,
 }
 
 /// Request and reply size of the small-message workloads.
@@ -120,12 +125,20 @@ struct Conn {
     pending: Vec<u8>,
     received: usize,
     done_after_flush: bool,
+    /// What `Reply::ByFirstMessage` chose for this connection.
+    chosen: Option<Reply>,
 }
 
 impl Conn {
     /// Serves an edge: reads until the socket is dry, answers, flushes.
     /// Returns true when the connection is to be closed.
     fn serve(&mut self, buf: &mut [u8], reply: Reply) -> bool {
+        if reply == Reply::ByFirstMessage {
+            return match self.chosen {
+                Some(chosen) => self.serve(buf, chosen),
+                None => self.choose(buf),
+            };
+        }
         loop {
             match self.stream.read(buf) {
                 Ok(0) => {
@@ -135,7 +148,10 @@ impl Conn {
                 Ok(n) => {
                     self.received += n;
                     match reply {
-                        Reply::Echo => self.pending.extend_from_slice(&buf[..n]),
+                        // ByFirstMessage has chosen before it gets here.
+                        Reply::Echo | Reply::ByFirstMessage => {
+                            self.pending.extend_from_slice(&buf[..n])
+                        }
                         Reply::OneShot => {
                             if self.received > MESSAGE {
                                 return true; // not our protocol: drop it
@@ -168,6 +184,38 @@ impl Conn {
             }
         }
         self.done_after_flush
+    }
+}
+
+impl Conn {
+    /// Reads until the first request's sequence number is in, then serves
+    /// the connection as it says.
+    fn choose(&mut self, buf: &mut [u8]) -> bool {
+        while self.received < 8 {
+            match self.stream.read(buf) {
+                Ok(0) => return true,
+                Ok(n) => {
+                    self.received += n;
+                    self.pending.extend_from_slice(&buf[..n]);
+                }
+                Err(e) if e.kind() == ErrorKind::WouldBlock => return false,
+                Err(e) if e.kind() == ErrorKind::Interrupted => {}
+                Err(_) => return true,
+            }
+        }
+        let chosen = if self.pending[..8] == [0; 8] {
+            Reply::Echo
+        } else {
+            Reply::OneShot
+        };
+        self.chosen = Some(chosen);
+        if chosen == Reply::OneShot {
+            if self.received > MESSAGE {
+                return true; // not our protocol: drop it
+            }
+            self.done_after_flush = self.received == MESSAGE;
+        }
+        self.serve(buf, chosen)
     }
 }
 
@@ -263,6 +311,7 @@ fn serve_events(mut poll: Poll, listener: MioListener, reply: Reply, stop: &Atom
                                     pending: Vec::new(),
                                     received: 0,
                                     done_after_flush: false,
+                                    chosen: None,
                                 });
                             }
                         }

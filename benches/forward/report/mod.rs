@@ -5,6 +5,7 @@
 pub mod markdown;
 
 mod json;
+mod scaling_svg;
 mod svg;
 
 use std::collections::HashMap;
@@ -12,7 +13,7 @@ use std::fs;
 use std::path::{Path, PathBuf};
 
 use crate::peers::Kind;
-use crate::workloads::{Metric, Sample, Workload, METRICS};
+use crate::workloads::{metrics, Metric, Sample, Workload};
 
 /// A contender as the report names it.
 pub struct PeerInfo {
@@ -152,8 +153,7 @@ impl Run {
     }
 
     fn rows(&self) -> Vec<Row<'static>> {
-        METRICS
-            .iter()
+        metrics()
             .filter(|m| self.workloads.contains(&m.workload))
             .map(|metric| {
                 let cells: Vec<(Kind, Cell)> = self
@@ -233,11 +233,14 @@ pub fn output_dir() -> PathBuf {
 pub fn write_files(run: &Run, markdown: &str) -> Result<Vec<PathBuf>, String> {
     let dir = output_dir();
     fs::create_dir_all(&dir).map_err(|e| format!("cannot create {}: {e}", dir.display()))?;
-    let files = [
+    let mut files = vec![
         ("forward.json", json::render(run)),
         ("forward.svg", svg::render(run)),
         ("forward.md", markdown.to_string()),
     ];
+    if let Some(chart) = scaling_svg::render(run) {
+        files.push(("scaling.svg", chart));
+    }
     let mut written = Vec::new();
     for (name, text) in files {
         let path = dir.join(name);

@@ -5,7 +5,7 @@ use std::fmt::Write as _;
 use super::{number, ratio, Cell, Row, Run};
 use crate::peers::Kind;
 
-fn color(kind: Kind) -> &'static str {
+pub(super) fn color(kind: Kind) -> &'static str {
     match kind {
         Kind::Direct => "#9e9e9e",
         Kind::Tcpipe => "#d9480f",
@@ -20,7 +20,7 @@ fn color(kind: Kind) -> &'static str {
     }
 }
 
-fn xml(s: &str) -> String {
+pub(super) fn xml(s: &str) -> String {
     s.replace('&', "&amp;")
         .replace('<', "&lt;")
         .replace('>', "&gt;")

@@ -9,6 +9,7 @@ use mio::{Events, Interest, Poll, Token};
 
 use super::window::{poll_once, Window};
 use super::{message, Sample, Settings, Start, PATIENCE};
+use crate::measure::Meter;
 use crate::peers::Tuning;
 use crate::targets::{EventServer, Reply, MESSAGE};
 
@@ -96,8 +97,19 @@ impl Attempt {
 pub(super) fn run(settings: &Settings, start: Start<'_>) -> Result<Sample, String> {
     let server = EventServer::start(Reply::OneShot).map_err(|e| format!("target: {e}"))?;
     let mut forwarder = start(server.addr(), Tuning::default())?;
-    let addr = forwarder.addr;
-    let meter = forwarder.meter();
+    let rate = connections_per_second(forwarder.addr, settings, &forwarder.meter())?;
+    forwarder.ensure_alive()?;
+    Ok(vec![("connect_per_s", rate)])
+}
+
+/// Completed connections per second through `addr` in the window; the
+/// target must answer each request once and close (`Reply::OneShot`, or a
+/// first message with a nonzero sequence number under `Reply::ByFirstMessage`).
+pub(super) fn connections_per_second(
+    addr: SocketAddr,
+    settings: &Settings,
+    meter: &Meter,
+) -> Result<f64, String> {
     let mut poll = Poll::new().map_err(|e| format!("poll: {e}"))?;
     let mut slots: Vec<Option<Attempt>> = Vec::with_capacity(CONNECT_CONCURRENCY);
     let mut seq = 0u64;
@@ -114,7 +126,7 @@ pub(super) fn run(settings: &Settings, start: Start<'_>) -> Result<Sample, Strin
     }
     let mut buf = [0u8; 1024];
     let mut events = Events::with_capacity(256);
-    let mut window = Window::new(settings, &meter);
+    let mut window = Window::new(settings, meter);
     loop {
         window.tick(completed)?;
         if !window.may_start_more() && slots.iter().all(Option::is_none) {
@@ -158,10 +170,9 @@ pub(super) fn run(settings: &Settings, start: Start<'_>) -> Result<Sample, Strin
             first_failure.unwrap_or_default()
         ));
     }
-    forwarder.ensure_alive()?;
     let (done, _, elapsed) = window.result.ok_or("the window never ended")?;
     if done == 0 {
         return Err("no connection completed in the window".into());
     }
-    Ok(vec![("connect_per_s", done as f64 / elapsed.as_secs_f64())])
+    Ok(done as f64 / elapsed.as_secs_f64())
 }

@@ -1,7 +1,8 @@
 //! Idle memory: what the forwarder holds per open pipe that carries nothing.
 
 use std::io::{Read, Write};
-use std::net::TcpStream;
+use std::net::{SocketAddr, TcpStream};
+use std::ops::Range;
 use std::thread;
 use std::time::Duration;
 
@@ -12,7 +13,7 @@ use crate::targets::{EventServer, Reply, MESSAGE};
 
 /// Pause between opening the idle pipes and reading memory, so that every
 /// forwarder has finished its last exchange.
-const IDLE_SETTLE: Duration = Duration::from_millis(200);
+pub const IDLE_SETTLE: Duration = Duration::from_millis(200);
 /// Threads opening the idle pipes.
 const IDLE_OPENERS: usize = 4;
 
@@ -37,15 +38,34 @@ pub(super) fn run(settings: &Settings, start: Start<'_>) -> Result<Sample, Strin
             .ok_or_else(|| "no forwarder process to measure".to_string())?
     };
     let before = pss()?;
-    let addr = forwarder.addr;
+    let streams = open_idle_pipes(forwarder.addr, 0..pipes)?;
+    thread::sleep(IDLE_SETTLE);
+    forwarder.ensure_alive()?;
+    let after = pss()?;
+    drop(streams);
+    Ok(vec![(
+        "idle_kib_per_pipe",
+        (after as f64 - before as f64) / pipes as f64,
+    )])
+}
+
+/// Opens pipes `range` (numbered for their messages) through `addr`, each
+/// proven end to end by one exchange whose sequence number is 0, and
+/// returns them open.
+pub(super) fn open_idle_pipes(
+    addr: SocketAddr,
+    range: Range<usize>,
+) -> Result<Vec<TcpStream>, String> {
+    let total = range.end;
     // A few openers at once: socat forks per connection, one at a time is slow.
     let openers: Vec<_> = (0..IDLE_OPENERS)
         .map(|opener| {
+            let range = range.clone();
             thread::spawn(move || -> Result<Vec<TcpStream>, String> {
                 let mut streams = Vec::new();
                 let mut reply = [0u8; MESSAGE];
-                for i in (opener..pipes).step_by(IDLE_OPENERS) {
-                    let fail = |e: String| format!("pipe {} of {pipes}: {e}", i + 1);
+                for i in range.skip(opener).step_by(IDLE_OPENERS) {
+                    let fail = |e: String| format!("pipe {} of {total}: {e}", i + 1);
                     let mut stream = connect(addr).map_err(fail)?;
                     let request = message(i as u64, 0);
                     stream
@@ -63,7 +83,7 @@ pub(super) fn run(settings: &Settings, start: Start<'_>) -> Result<Sample, Strin
             })
         })
         .collect();
-    let mut streams = Vec::with_capacity(pipes);
+    let mut streams = Vec::with_capacity(range.len());
     for opener in openers {
         streams.extend(
             opener
@@ -71,12 +91,5 @@ pub(super) fn run(settings: &Settings, start: Start<'_>) -> Result<Sample, Strin
                 .map_err(|_| "an opener thread panicked".to_string())??,
         );
     }
-    thread::sleep(IDLE_SETTLE);
-    forwarder.ensure_alive()?;
-    let after = pss()?;
-    drop(streams);
-    Ok(vec![(
-        "idle_kib_per_pipe",
-        (after as f64 - before as f64) / pipes as f64,
-    )])
+    Ok(streams)
 }

@@ -6,10 +6,14 @@
 mod bulk;
 mod connect_rate;
 mod idle_memory;
+mod iperf;
 mod ping_pong;
+pub mod redis;
 mod rr_concurrent;
+pub mod scaling;
 mod ttfb;
 mod window;
+mod wrk;
 
 use std::io::{Read, Write};
 use std::net::{SocketAddr, TcpStream};
@@ -20,8 +24,11 @@ use crate::peers::{Running, Tuning};
 use crate::targets::MESSAGE;
 
 pub use connect_rate::CONNECT_CONCURRENCY;
+pub use idle_memory::IDLE_SETTLE;
+pub use redis::{REDIS_CLIENTS, REDIS_PIPELINE};
 pub use rr_concurrent::{RR_CONNECTIONS, RR_DEPTH};
 pub use ttfb::TTFB_POOL;
+pub use wrk::WRK_CONNECTIONS;
 
 /// Durations and sizes of one run.
 #[derive(Clone, Debug)]
@@ -31,6 +38,8 @@ pub struct Settings {
     /// Load before the measured window (rr, connect rate, ping-pong).
     pub warmup: Duration,
     pub idle_pipes: usize,
+    /// Idle pipes at the scaling workload's last level.
+    pub scale_pipes: usize,
 }
 
 /// Longest wait for a reply or a delivery that is due.
@@ -51,10 +60,15 @@ pub enum Workload {
     ConnectRate,
     IdleMemory,
     Ttfb,
+    Iperf1,
+    Iperf4,
+    Redis,
+    Wrk,
+    Scaling,
 }
 
 impl Workload {
-    pub const ALL: [Workload; 7] = [
+    pub const ALL: [Workload; 12] = [
         Workload::Bulk1,
         Workload::Bulk4,
         Workload::PingPong,
@@ -62,6 +76,11 @@ impl Workload {
         Workload::ConnectRate,
         Workload::IdleMemory,
         Workload::Ttfb,
+        Workload::Iperf1,
+        Workload::Iperf4,
+        Workload::Redis,
+        Workload::Wrk,
+        Workload::Scaling,
     ];
 
     pub fn name(self) -> &'static str {
@@ -73,6 +92,11 @@ impl Workload {
             Workload::ConnectRate => "connect-rate",
             Workload::IdleMemory => "idle-memory",
             Workload::Ttfb => "ttfb",
+            Workload::Iperf1 => "iperf-1",
+            Workload::Iperf4 => "iperf-4",
+            Workload::Redis => "redis",
+            Workload::Wrk => "wrk",
+            Workload::Scaling => "scaling",
         }
     }
 
@@ -86,13 +110,28 @@ impl Workload {
             Workload::ConnectRate => &["connect"],
             Workload::IdleMemory => &["idle", "memory"],
             Workload::Ttfb => &["time-to-first-byte", "pool"],
+            Workload::Iperf1 => &["iperf", "iperf1", "tools"],
+            Workload::Iperf4 => &["iperf", "iperf4", "tools"],
+            Workload::Redis => &["redis-benchmark", "tools"],
+            Workload::Wrk => &["tools"],
+            Workload::Scaling => &["scale"],
         };
         word == self.name() || aliases.contains(&word)
     }
 
     /// Without a forwarder there is nothing to measure.
     pub fn needs_forwarder(self) -> bool {
-        self == Workload::IdleMemory
+        matches!(self, Workload::IdleMemory | Workload::Scaling)
+    }
+
+    /// Third-party programs it drives; without them it is skipped.
+    pub fn tools(self) -> &'static [&'static str] {
+        match self {
+            Workload::Iperf1 | Workload::Iperf4 => &["iperf3"],
+            Workload::Redis => &["redis-server", "redis-benchmark"],
+            Workload::Wrk => &["wrk", "nginx"],
+            _ => &[],
+        }
     }
 
     pub fn run(self, settings: &Settings, start: Start<'_>) -> Result<Sample, String> {
@@ -104,6 +143,11 @@ impl Workload {
             Workload::ConnectRate => connect_rate::run(settings, start),
             Workload::IdleMemory => idle_memory::run(settings, start),
             Workload::Ttfb => ttfb::run(settings, start),
+            Workload::Iperf1 => iperf::run(1, settings, start),
+            Workload::Iperf4 => iperf::run(4, settings, start),
+            Workload::Redis => redis::run(settings, start),
+            Workload::Wrk => wrk::run(settings, start),
+            Workload::Scaling => scaling::run(settings, start),
         }
     }
 }
@@ -269,6 +313,18 @@ pub const METRICS: [Metric; 16] = [
         false,
     ),
 ];
+
+/// Every row of the report: the in-process loads' rows, then those of the
+/// third-party clients and of the scaling workload.
+pub fn metrics() -> impl Iterator<Item = &'static Metric> {
+    METRICS
+        .iter()
+        .chain(&iperf::METRICS)
+        .chain(&redis::METRICS)
+        .chain(&wrk::METRICS)
+        .chain(scaling::METRICS.iter().flatten())
+        .chain([&scaling::MOST_PIPES])
+}
 
 /// A small request: sequence number, connection number, then a pattern that
 /// moves with both, so that a reply for the wrong request never matches.

@@ -2,7 +2,7 @@
 //! each round trip shows the latency the forwarder adds.
 
 use std::io::{Read, Write};
-use std::net::TcpStream;
+use std::net::{SocketAddr, TcpStream};
 use std::time::{Duration, Instant};
 
 use super::{connect, exchange, percentile_us, Sample, Settings, Start};
@@ -24,7 +24,19 @@ const MIN_ROUND_TRIPS: usize = 2000;
 pub(super) fn run(settings: &Settings, start: Start<'_>) -> Result<Sample, String> {
     let server = ThreadServer::start(echo_messages).map_err(|e| format!("target: {e}"))?;
     let mut forwarder = start(server.addr(), Tuning::default())?;
-    let mut stream = connect(forwarder.addr)?;
+    let nanos = round_trips(forwarder.addr, settings)?;
+    forwarder.ensure_alive()?;
+    Ok(vec![
+        ("pingpong_p50_us", percentile_us(&nanos, 0.50)),
+        ("pingpong_p99_us", percentile_us(&nanos, 0.99)),
+        ("pingpong_p999_us", percentile_us(&nanos, 0.999)),
+    ])
+}
+
+/// Round-trip times, sorted, in ns, of one new connection to `addr` after
+/// the warm-up; its first request has sequence number 0.
+pub(super) fn round_trips(addr: SocketAddr, settings: &Settings) -> Result<Vec<u64>, String> {
+    let mut stream = connect(addr)?;
     let mut seq = 0u64;
     let mut round_trip = |stream: &mut TcpStream| -> Result<Duration, String> {
         let sent_at = Instant::now();
@@ -41,7 +53,6 @@ pub(super) fn run(settings: &Settings, start: Start<'_>) -> Result<Sample, Strin
     while Instant::now() < end {
         nanos.push(round_trip(&mut stream)?.as_nanos() as u64);
     }
-    forwarder.ensure_alive()?;
     if nanos.len() < MIN_ROUND_TRIPS {
         return Err(format!(
             "only {} round trips in {:?}: too few for a p99.9",
@@ -50,9 +61,5 @@ pub(super) fn run(settings: &Settings, start: Start<'_>) -> Result<Sample, Strin
         ));
     }
     nanos.sort_unstable();
-    Ok(vec![
-        ("pingpong_p50_us", percentile_us(&nanos, 0.50)),
-        ("pingpong_p99_us", percentile_us(&nanos, 0.99)),
-        ("pingpong_p999_us", percentile_us(&nanos, 0.999)),
-    ])
+    Ok(nanos)
 }

@@ -58,7 +58,13 @@ pub(super) fn run(settings: &Settings, start: Start<'_>) -> Result<Sample, Strin
     let mut target = FarTarget::start()?;
     let mut plain = start(target.addr, Tuning::default())?;
     let mut pooled = if plain.kind.has_pool() {
-        Some(start(target.addr, Tuning { pool: TTFB_POOL })?)
+        Some(start(
+            target.addr,
+            Tuning {
+                pool: TTFB_POOL,
+                ..Tuning::default()
+            },
+        )?)
     } else {
         None
     };
