@@ -152,9 +152,9 @@ fn a_duration_without_a_unit_is_a_usage_error() {
     assert_names(&line, &["--idle-timeout", "'5'", "unit"]);
 }
 
-/// `tcpipe --check -l ... -t ... FLAG VALUE`, which must fail with one line.
-fn flag_refused(flag: &str, value: &str) -> String {
-    usage_error(&[
+/// `tcpipe --check -l ... -t ... FLAG VALUE`.
+fn check_with<'a>(flag: &'a str, value: &'a str) -> [&'a str; 7] {
+    [
         "--check",
         "-l",
         "127.0.0.1:0",
@@ -162,7 +162,12 @@ fn flag_refused(flag: &str, value: &str) -> String {
         "127.0.0.1:1",
         flag,
         value,
-    ])
+    ]
+}
+
+/// [`check_with`], which must fail with one line.
+fn flag_refused(flag: &str, value: &str) -> String {
+    usage_error(&check_with(flag, value))
 }
 
 #[test]
@@ -174,15 +179,7 @@ fn durations_take_decimals_and_days() {
         ("--drain-timeout", "2.25h"),
         ("--connect-timeout", "0.001s"),
     ] {
-        let stdout = succeeds_on_stdout(&[
-            "--check",
-            "-l",
-            "127.0.0.1:0",
-            "-t",
-            "127.0.0.1:1",
-            flag,
-            value,
-        ]);
+        let stdout = succeeds_on_stdout(&check_with(flag, value));
         assert!(stdout.contains("the flags: ok"), "{flag} {value}: {stdout}");
     }
 }

@@ -23,16 +23,6 @@ fn served_client(addr: SocketAddr, message: &[u8]) -> TcpStream {
     client
 }
 
-/// Pipe ids in the access log's open lines (`pipe=N`).
-fn logged_pipe_ids(tcpipe: &Tcpipe) -> BTreeSet<u64> {
-    tcpipe
-        .logs()
-        .iter()
-        .filter(|line| line.contains("event=open"))
-        .filter_map(|line| line.split("pipe=").nth(1)?.split(' ').next()?.parse().ok())
-        .collect()
-}
-
 #[test]
 fn workers_metrics_and_access_log_opens_from_flags_win_over_the_file() {
     let file = ConfigFile::new(&format!(
@@ -51,12 +41,13 @@ fn workers_metrics_and_access_log_opens_from_flags_win_over_the_file() {
     let addr = tcpipe.route_addr("web");
     let clients: Vec<TcpStream> = (0..30).map(|_| served_client(addr, b"x")).collect();
     assert!(
-        wait_until(DEADLINE, || logged_pipe_ids(&tcpipe).len() == 30),
+        wait_until(DEADLINE, || tcpipe.opened_pipe_ids().len() == 30),
         "no open line for every client: --access-log-opens lost; logs: {:#?}",
         tcpipe.logs()
     );
     // Two workers give pipe ids of both parities (worker 1 the odd ones).
-    let workers: BTreeSet<u64> = logged_pipe_ids(&tcpipe)
+    let workers: BTreeSet<u64> = tcpipe
+        .opened_pipe_ids()
         .iter()
         .map(|id| (id - 1) % 2)
         .collect();

@@ -48,16 +48,6 @@ fn worker_of(id: u64) -> u64 {
     (id - 1) % 2
 }
 
-/// Pipe ids in the binary's access log (`pipe=N` on open lines).
-fn logged_pipe_ids(tcpipe: &Tcpipe) -> BTreeSet<u64> {
-    tcpipe
-        .logs()
-        .iter()
-        .filter(|line| line.contains("event=open"))
-        .filter_map(|line| line.split("pipe=").nth(1)?.split(' ').next()?.parse().ok())
-        .collect()
-}
-
 #[test]
 fn clients_are_spread_over_both_workers_and_every_pipe_is_listed() {
     let (addr, handle, thread) = spawn(two_workers(echo_server()));
@@ -188,11 +178,11 @@ fn sighup_reloads_every_worker_of_the_binary() {
     file.write(&text(new.addr));
     tcpipe.reload().expect("a valid reload");
 
-    let mark = logged_pipe_ids(&tcpipe);
+    let mark = tcpipe.opened_pipe_ids();
     let clients: Vec<TcpStream> = (0..40).map(|_| served_client(addr)).collect();
-    assert!(wait_until(DEADLINE, || logged_pipe_ids(&tcpipe).len()
+    assert!(wait_until(DEADLINE, || tcpipe.opened_pipe_ids().len()
         == mark.len() + 40));
-    let ids = logged_pipe_ids(&tcpipe);
+    let ids = tcpipe.opened_pipe_ids();
     let workers: BTreeSet<u64> = ids.difference(&mark).map(|&id| worker_of(id)).collect();
     assert_eq!(workers, BTreeSet::from([0, 1]), "ids {ids:?}");
     assert_eq!(new.served(), 40, "every worker forwards to the new target");
@@ -214,14 +204,15 @@ fn two_workers_with_20_clients() -> (Tcpipe, Vec<TcpStream>) {
         ],
     );
     let clients: Vec<TcpStream> = (0..20).map(|_| served_client(tcpipe.addr)).collect();
-    assert!(wait_until(DEADLINE, || logged_pipe_ids(&tcpipe).len() == 20));
+    assert!(wait_until(DEADLINE, || tcpipe.opened_pipe_ids().len() == 20));
     (tcpipe, clients)
 }
 
 #[test]
 fn sigterm_drains_the_pipes_of_every_worker_then_the_process_exits_0() {
     let (mut tcpipe, mut clients) = two_workers_with_20_clients();
-    let workers: BTreeSet<u64> = logged_pipe_ids(&tcpipe)
+    let workers: BTreeSet<u64> = tcpipe
+        .opened_pipe_ids()
         .iter()
         .map(|&id| worker_of(id))
         .collect();
@@ -309,8 +300,9 @@ fn a_probe_verdict_reaches_every_worker() {
     // Every worker now sends every client to the backup, with no failed
     // connect of its own first.
     let clients: Vec<TcpStream> = (0..40).map(|_| served_client(tcpipe.addr)).collect();
-    assert!(wait_until(DEADLINE, || logged_pipe_ids(&tcpipe).len() == 40));
-    let workers: BTreeSet<u64> = logged_pipe_ids(&tcpipe)
+    assert!(wait_until(DEADLINE, || tcpipe.opened_pipe_ids().len() == 40));
+    let workers: BTreeSet<u64> = tcpipe
+        .opened_pipe_ids()
         .iter()
         .map(|&id| worker_of(id))
         .collect();
@@ -355,8 +347,9 @@ fn the_metrics_endpoint_sums_every_worker() {
     );
     let route = [("route", "default")];
     let clients: Vec<TcpStream> = (0..30).map(|_| served_client(tcpipe.addr)).collect();
-    assert!(wait_until(DEADLINE, || logged_pipe_ids(&tcpipe).len() == 30));
-    let workers: BTreeSet<u64> = logged_pipe_ids(&tcpipe)
+    assert!(wait_until(DEADLINE, || tcpipe.opened_pipe_ids().len() == 30));
+    let workers: BTreeSet<u64> = tcpipe
+        .opened_pipe_ids()
         .iter()
         .map(|&id| worker_of(id))
         .collect();

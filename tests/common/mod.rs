@@ -157,6 +157,16 @@ impl Tcpipe {
         self.logs.lock().unwrap().clone()
     }
 
+    /// Pipe ids in the access log's open lines on stderr (`pipe=N`, with
+    /// `--access-log-opens`).
+    pub fn opened_pipe_ids(&self) -> std::collections::BTreeSet<u64> {
+        self.logs()
+            .iter()
+            .filter(|line| line.contains("event=open"))
+            .filter_map(|line| line.split("pipe=").nth(1)?.split(' ').next()?.parse().ok())
+            .collect()
+    }
+
     pub fn wait_for_log(&self, needle: &str, timeout: Duration) -> bool {
         wait_until(timeout, || self.logs().iter().any(|l| l.contains(needle)))
     }
