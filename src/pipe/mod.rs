@@ -405,9 +405,10 @@ impl Pipe {
     /// delivered, so the new target gets every byte exactly once. No
     /// failover follows if this connect fails. The caller checked
     /// [`can_retarget`](Pipe::can_retarget).
-    pub(crate) fn point_at(&mut self, stream: mio::net::TcpStream, addr: SocketAddr, now: Instant) {
+    pub(crate) fn point_at(&mut self, stream: mio::net::TcpStream, addr: SocketAddr) {
+        // Timed from a fresh clock, as every dial is (`stage_for`).
         self.stage = Stage::Connecting {
-            since: now,
+            since: Instant::now(),
             dial: Dial::chosen(addr),
         };
         self.keepalive_pending = self.wants_keepalive(false);

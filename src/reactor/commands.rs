@@ -269,7 +269,7 @@ impl Reactor {
         let socket = net::upstream_socket(addr, None)?;
         let stream = net::start_connect(socket, addr)?;
         let (left, was_open) = (pipe.target(), pipe.is_open());
-        pipe.point_at(stream, addr, self.now);
+        pipe.point_at(stream, addr);
         debug!("pipe {}: re-targeted to {addr}", pipe.id);
         if let Some(left) = left {
             self.upstreams.pipe_left(left, was_open, self.now);
