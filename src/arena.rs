@@ -54,27 +54,42 @@ impl<T> fmt::Debug for Id<T> {
     }
 }
 
-pub(crate) struct Arena<T> {
+/// The tags of the ids below: pipes and the upstream set name routes and
+/// targets without depending on the modules that own them.
+pub(crate) enum RouteTag {}
+pub(crate) enum TargetTag {}
+pub(crate) enum GroupTag {}
+
+/// A route, as its pipes name it; owned by the reactor's routes.
+pub(crate) type RouteId = Id<RouteTag>;
+/// One target of the upstream set.
+pub(crate) type TargetId = Id<TargetTag>;
+/// A route's group of targets in the upstream set.
+pub(crate) type GroupId = Id<GroupTag>;
+
+pub(crate) struct Arena<T, Tag = T> {
     entries: Slab<(NonZeroU64, T)>,
     next_serial: NonZeroU64,
+    _tag: PhantomData<fn() -> Tag>,
 }
 
-impl<T> Arena<T> {
-    pub(crate) fn new() -> Arena<T> {
+impl<T, Tag> Arena<T, Tag> {
+    pub(crate) fn new() -> Arena<T, Tag> {
         Arena {
             entries: Slab::new(),
             next_serial: NonZeroU64::MIN,
+            _tag: PhantomData,
         }
     }
 
-    pub(crate) fn insert(&mut self, value: T) -> Id<T> {
+    pub(crate) fn insert(&mut self, value: T) -> Id<Tag> {
         let id = self.next_id();
         self.entries.insert((id.serial, value));
         id
     }
 
     /// Inserts what `make` builds knowing its own id.
-    pub(crate) fn insert_with(&mut self, make: impl FnOnce(Id<T>) -> T) -> Id<T> {
+    pub(crate) fn insert_with(&mut self, make: impl FnOnce(Id<Tag>) -> T) -> Id<Tag> {
         let id = self.next_id();
         self.entries.insert((id.serial, make(id)));
         id
@@ -85,7 +100,7 @@ impl<T> Arena<T> {
     pub(crate) fn try_insert_with<E>(
         &mut self,
         make: impl FnOnce(usize) -> Result<T, E>,
-    ) -> Result<Id<T>, E> {
+    ) -> Result<Id<Tag>, E> {
         let id = self.next_id();
         let value = make(id.key)?;
         self.entries.insert((id.serial, value));
@@ -93,7 +108,7 @@ impl<T> Arena<T> {
     }
 
     /// The id the next insert gets.
-    fn next_id(&mut self) -> Id<T> {
+    fn next_id(&mut self) -> Id<Tag> {
         let serial = self.next_serial;
         self.next_serial = serial.saturating_add(1);
         Id {
@@ -105,7 +120,7 @@ impl<T> Arena<T> {
 
     /// The entry in slot `key`, whoever it is: for a poll event, which
     /// names a slot, not an id.
-    pub(crate) fn id_at(&self, key: usize) -> Option<Id<T>> {
+    pub(crate) fn id_at(&self, key: usize) -> Option<Id<Tag>> {
         let (serial, _) = self.entries.get(key)?;
         Some(Id {
             key,
@@ -114,26 +129,26 @@ impl<T> Arena<T> {
         })
     }
 
-    pub(crate) fn get(&self, id: Id<T>) -> Option<&T> {
+    pub(crate) fn get(&self, id: Id<Tag>) -> Option<&T> {
         match self.entries.get(id.key) {
             Some((serial, value)) if *serial == id.serial => Some(value),
             _ => None,
         }
     }
 
-    pub(crate) fn get_mut(&mut self, id: Id<T>) -> Option<&mut T> {
+    pub(crate) fn get_mut(&mut self, id: Id<Tag>) -> Option<&mut T> {
         match self.entries.get_mut(id.key) {
             Some((serial, value)) if *serial == id.serial => Some(value),
             _ => None,
         }
     }
 
-    pub(crate) fn remove(&mut self, id: Id<T>) -> Option<T> {
+    pub(crate) fn remove(&mut self, id: Id<Tag>) -> Option<T> {
         self.get(id)?;
         self.entries.try_remove(id.key).map(|(_, value)| value)
     }
 
-    pub(crate) fn iter(&self) -> impl Iterator<Item = (Id<T>, &T)> {
+    pub(crate) fn iter(&self) -> impl Iterator<Item = (Id<Tag>, &T)> {
         self.entries.iter().map(|(key, (serial, value))| {
             let id = Id {
                 key,
@@ -144,7 +159,7 @@ impl<T> Arena<T> {
         })
     }
 
-    pub(crate) fn ids(&self) -> Vec<Id<T>> {
+    pub(crate) fn ids(&self) -> Vec<Id<Tag>> {
         self.iter().map(|(id, _)| id).collect()
     }
 

@@ -14,13 +14,14 @@ use log::error;
 #[cfg(feature = "cli")]
 use crate::config::Overrides;
 use crate::config::{Config, ConfigError};
-use crate::hooks::{Direction, Hooks, PipeId};
+use crate::hooks::{CommandError, Direction, Hooks, PipeId};
 use crate::metrics::Metrics;
+use crate::reactor::workers::{Crew, Peer};
 use crate::reactor::{
-    AttachOptions, Command, CommandError, PipeAction, PipeInfo, Reactor, ReloadError, Reloaded,
+    AttachOptions, Command, PipeAction, PipeInfo, Reactor, ReloadError, Reloaded,
 };
 use crate::reply::Pending;
-use crate::workers::{owner_of, Crew, Peer, Share};
+use crate::share::{owner_of, Share};
 
 /// Why a forwarder could not start.
 #[derive(Debug)]

@@ -16,6 +16,11 @@ use std::os::fd::{AsFd, BorrowedFd, OwnedFd};
 use slab::Slab;
 
 use crate::ring::Ring;
+
+/// Idle kernel pipes kept for reuse; beyond this they are closed. Fewer than
+/// rings: each costs two descriptors, counted against the same limit as
+/// the clients'.
+pub(crate) const SPARE_KERNEL_PIPES: usize = 16;
 use crate::sys;
 
 /// The size the kernel gives a pipe it was not told otherwise: 16 pages.

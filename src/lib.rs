@@ -60,13 +60,13 @@ mod proxy_protocol;
 mod reactor;
 mod reply;
 mod ring;
+mod share;
 mod sys;
 mod systemd;
 mod text;
 mod throttle;
 mod timers;
 mod upstream;
-mod workers;
 
 pub use acl::Cidr;
 pub use config::{
@@ -79,12 +79,10 @@ pub use config::{load_file, load_file_with, FileError, Overrides};
 pub use descriptors::{raise_fd_limit, FdLimit};
 pub use forwarder::{Builder, Forwarder, Handle, IntoStream, StartError};
 pub use hooks::{
-    CloseReason, Connected, Direction, Hooks, PipeClosed, PipeControl, PipeId, PipeOpened,
-    TargetHealth, TimeoutKind,
+    CloseReason, CommandError, Connected, Direction, Hooks, PipeClosed, PipeControl, PipeId,
+    PipeOpened, TargetHealth, TimeoutKind,
 };
 pub use metrics::{Gauge, Metrics};
 pub use proxy_protocol::ProxyVersion;
-pub use reactor::{
-    AttachOptions, CommandError, PipeAction, PipeInfo, PipeState, ReloadError, Reloaded,
-};
+pub use reactor::{AttachOptions, PipeAction, PipeInfo, PipeState, ReloadError, Reloaded};
 pub use reply::Pending;

@@ -7,7 +7,7 @@ use std::pin::Pin;
 use std::sync::{Arc, Condvar, Mutex, MutexGuard};
 use std::task::{Context, Poll, Waker};
 
-use crate::reactor::CommandError;
+use crate::hooks::CommandError;
 
 struct Slot<T> {
     value: Option<T>,

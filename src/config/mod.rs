@@ -6,6 +6,7 @@
 //! file ([`load_file`]) gives any number. The reactor only ever sees a config
 //! that passed [`Config::validate`], at startup and at every reload.
 
+mod descriptor_budget;
 // The config file (TOML, through serde) is the CLI's: `cli` feature.
 #[cfg(feature = "cli")]
 mod file;

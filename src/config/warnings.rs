@@ -46,7 +46,7 @@ impl Config {
         let mut warnings = Vec::new();
         self.worker_warnings(naming, &mut warnings);
         if let Some(limit) = fd_limit {
-            warnings.extend(crate::descriptors::shortfall(self, limit, naming));
+            warnings.extend(super::descriptor_budget::shortfall(self, limit, naming));
         }
         for (index, route) in self.routes.iter().enumerate() {
             route.warnings(index, naming, &mut warnings);

@@ -55,7 +55,7 @@ use crate::hooks::{CloseReason, Direction as Way, TimeoutKind};
 use crate::kernel_pipe::KernelPipePool;
 use crate::metrics::Metrics;
 use crate::net;
-use crate::reactor::RouteId;
+use crate::arena::RouteId;
 use crate::ring::RingPool;
 use crate::upstream::{Dial, Dialed, TargetId};
 use direction::{Direction, Flow};

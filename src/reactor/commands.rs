@@ -2,7 +2,6 @@
 //! [`Handle`](crate::Handle) or a hook's [`PipeControl`](crate::PipeControl):
 //! pause, resume, abort, re-target, list, and attach two sockets of its own.
 
-use std::fmt;
 use std::io;
 use std::net::SocketAddr;
 use std::sync::Arc;
@@ -15,7 +14,7 @@ use socket2::SockRef;
 
 use super::Reactor;
 use crate::config::{self, format_size, ConfigError};
-use crate::hooks::{slot, Asked, Direction, PipeId};
+use crate::hooks::{slot, Asked, CommandError, Direction, PipeId};
 use crate::net;
 use crate::pipe::{self, Pipe, Reason, Verdict};
 use crate::upstream::{Dial, Dialed};
@@ -101,51 +100,6 @@ impl Default for AttachOptions {
         }
     }
 }
-
-/// Why a command to the forwarder could not be carried out.
-#[derive(Debug)]
-#[non_exhaustive]
-pub enum CommandError {
-    /// No live pipe has this id (it may have ended meanwhile).
-    NoSuchPipe(PipeId),
-    /// The options of an attach do not hold together.
-    Invalid(ConfigError),
-    /// A socket given to attach is unusable (not connected, not TCP, ...).
-    Io(io::Error),
-    /// The forwarder is shutting down and takes no new pipes.
-    ShuttingDown,
-    /// The forwarder is not running.
-    Stopped,
-    /// A blocking [`Handle`](crate::Handle) method was called on an event
-    /// loop's own thread (from a hook), where waiting for the loop's answer
-    /// would wait forever. Use the hook's
-    /// [`PipeControl`](crate::PipeControl), or
-    /// [`Handle::submit`](crate::Handle::submit), which does not wait.
-    OnLoopThread,
-    /// The pipe has connected to its target (or passed bytes to one): it
-    /// can no longer be re-targeted.
-    TooLate(PipeId),
-}
-
-impl fmt::Display for CommandError {
-    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        match self {
-            CommandError::NoSuchPipe(id) => write!(f, "no live pipe {id}"),
-            CommandError::Invalid(e) => e.fmt(f),
-            CommandError::Io(e) => write!(f, "unusable socket: {e}"),
-            CommandError::ShuttingDown => f.write_str("shutting down"),
-            CommandError::Stopped => f.write_str("the forwarder is not running"),
-            CommandError::OnLoopThread => f.write_str(
-                "called on the event loop's own thread (from a hook), where waiting would never end",
-            ),
-            CommandError::TooLate(id) => {
-                write!(f, "pipe {id} has connected already; it cannot be re-targeted")
-            }
-        }
-    }
-}
-
-impl std::error::Error for CommandError {}
 
 /// What to do to one pipe, for [`Handle::submit`](crate::Handle::submit).
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]

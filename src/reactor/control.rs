@@ -16,11 +16,12 @@ use mio::Interest;
 use signal_hook::consts::{SIGHUP, SIGINT, SIGQUIT, SIGTERM, SIGUSR1, SIGUSR2};
 use signal_hook_mio::v1_0::Signals;
 
-use super::commands::{AttachOptions, CommandError, PipeAction, PipeInfo};
+use super::commands::{AttachOptions, PipeAction, PipeInfo};
 use super::{plural, Reactor, Timer, SIGNALS};
 use crate::config::{format_duration, Config, ConfigError};
 #[cfg(feature = "cli")]
 use crate::config::{load_file_with, FileError, Overrides};
+use crate::hooks::CommandError;
 use crate::hooks::PipeId;
 use crate::metrics::Snapshot;
 use crate::pipe::Reason;

@@ -9,11 +9,11 @@ use std::sync::mpsc::Sender;
 use log::{debug, error, warn};
 
 use super::control::{Command, ReloadError, Reloaded};
+use super::workers::Peer;
 use super::Reactor;
 use crate::access_log::AccessLog;
 use crate::config::Config;
 use crate::upstream::News;
-use crate::workers::Peer;
 
 /// What a follower takes from the leader when it applies a config: where
 /// the leader's listeners are bound, and its access log.

@@ -22,6 +22,7 @@
 //! | `stats`    | counting for metrics, and the snapshot a scrape gets         |
 //! | `access`   | the access log's lines                                       |
 //! | `crew`     | one worker among several: following the leader's reloads and news |
+//! | `workers`  | every worker of a forwarder, as its handles and the other loops reach them |
 
 mod accept;
 mod access;
@@ -35,6 +36,7 @@ mod notify;
 mod reload;
 mod routes;
 mod stats;
+pub(crate) mod workers;
 
 use std::collections::VecDeque;
 use std::io::{self, ErrorKind};
@@ -54,19 +56,20 @@ use slab::Slab;
 use crate::access_log::AccessLog;
 use crate::config::Config;
 use crate::hooks::Hooks;
-use crate::kernel_pipe::KernelPipePool;
+use crate::kernel_pipe::{KernelPipePool, SPARE_KERNEL_PIPES};
 use crate::metrics::{Exporter, Metrics};
 use crate::pipe::{Closing, Context, Pipe, Reason, Side, Verdict};
 use crate::ring::RingPool;
+use crate::share::Share;
 use crate::systemd::Notifier;
 use crate::text::format_elapsed;
 use crate::throttle::Throttle;
 use crate::timers::Timers;
 use crate::upstream::{self, Upstreams};
-use crate::workers::{Crew, Share};
 use routes::Routes;
+use workers::Crew;
 
-pub use commands::{AttachOptions, CommandError, PipeAction, PipeInfo, PipeState};
+pub use commands::{AttachOptions, PipeAction, PipeInfo, PipeState};
 pub(crate) use control::Command;
 pub use control::{ReloadError, Reloaded};
 pub(crate) use crew::Follow;
@@ -80,10 +83,6 @@ const ACCEPTS_PER_TURN: usize = 256;
 const ACCEPT_RETRY: Duration = Duration::from_millis(50);
 /// Idle rings kept for reuse, beyond which freed rings go back to the allocator.
 const SPARE_RINGS: usize = 64;
-/// Idle kernel pipes kept for reuse; beyond this they are closed. Fewer than
-/// rings: each costs two descriptors, counted against the same limit as
-/// the clients'.
-pub(crate) const SPARE_KERNEL_PIPES: usize = 16;
 
 // ----- tokens ------------------------------------------------------------------
 

@@ -13,14 +13,14 @@ use std::sync::Arc;
 use mio::net::TcpListener;
 use slab::Slab;
 
-use crate::arena::{Arena, Id};
+use crate::arena::{Arena, RouteTag};
 use crate::config::{self, format_size};
 use crate::metrics::RouteStats;
 use crate::pipe;
 use crate::throttle::Episode;
 use crate::upstream::GroupId;
 
-pub(crate) type RouteId = Id<Route>;
+pub(crate) use crate::arena::RouteId;
 
 pub(crate) struct Route {
     /// As configured: what a reload compares and summaries describe.
@@ -64,7 +64,7 @@ impl Route {
 
     /// Whether its own limit (this worker's part of it) keeps it from
     /// taking another pipe.
-    pub(crate) fn is_at_limit(&self, share: crate::workers::Share) -> bool {
+    pub(crate) fn is_at_limit(&self, share: crate::share::Share) -> bool {
         self.config
             .max_connections
             .is_some_and(|max| self.live_pipes >= share.limit(max))
@@ -101,7 +101,7 @@ pub(crate) struct Listener {
 
 /// Every route, live or draining, and every listening socket.
 pub(crate) struct Routes {
-    pub(crate) routes: Arena<Route>,
+    pub(crate) routes: Arena<Route, RouteTag>,
     pub(crate) listeners: Slab<Listener>,
 }
 

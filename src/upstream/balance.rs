@@ -3,7 +3,7 @@
 use std::net::IpAddr;
 use std::time::Instant;
 
-use crate::arena::Arena;
+use crate::arena::{Arena, TargetTag};
 use crate::config::Balance;
 
 use super::target::{Target, TargetId};
@@ -31,7 +31,7 @@ impl Balancer {
     pub(crate) fn pick(
         &mut self,
         members: &[TargetId],
-        targets: &mut Arena<Target>,
+        targets: &mut Arena<Target, TargetTag>,
         client_ip: IpAddr,
         tried: &[TargetId],
         now: Instant,
@@ -103,7 +103,7 @@ mod tests {
     use std::time::Duration;
 
     struct Fixture {
-        targets: Arena<Target>,
+        targets: Arena<Target, TargetTag>,
         members: Vec<TargetId>,
         balancer: Balancer,
     }

@@ -14,7 +14,7 @@ use log::info;
 use std::net::IpAddr;
 use std::time::Instant;
 
-use crate::arena::{Arena, Id};
+use crate::arena::{Arena, GroupTag, TargetTag};
 use crate::config;
 use crate::metrics::TargetStats;
 use crate::throttle::Throttle;
@@ -23,8 +23,7 @@ use super::balance::Balancer;
 use super::health::{Health, HealthPolicy};
 use super::resolver::Watched;
 
-pub(crate) type TargetId = Id<Target>;
-pub(crate) type GroupId = Id<Group>;
+pub(crate) use crate::arena::{GroupId, TargetId};
 
 pub(crate) struct Target {
     /// The route it belongs to, for logs.
@@ -147,8 +146,8 @@ impl Group {
 
 /// Every route's targets, and each route's group of them.
 pub(crate) struct Targets {
-    targets: Arena<Target>,
-    groups: Arena<Group>,
+    targets: Arena<Target, TargetTag>,
+    groups: Arena<Group, GroupTag>,
 }
 
 /// What bringing a group in line with its route's config did, for the
@@ -348,11 +347,11 @@ pub(crate) fn match_targets<'a>(
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::arena::Arena;
+    use crate::arena::{Arena, TargetTag};
 
     #[test]
     fn targets_are_matched_by_name_and_occurrence() {
-        let mut arena: Arena<Target> = Arena::new();
+        let mut arena: Arena<Target, TargetTag> = Arena::new();
         let route = config::Route::new(
             "r",
             "127.0.0.1:1".parse().unwrap(),
