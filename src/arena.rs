@@ -178,7 +178,7 @@ mod tests {
 
     #[test]
     fn an_id_never_reaches_the_entry_that_reused_its_slot() {
-        let mut arena = Arena::new();
+        let mut arena: Arena<&str> = Arena::new();
         let first = arena.insert("first");
         assert_eq!(arena.remove(first), Some("first"));
         let second = arena.insert("second");

@@ -50,12 +50,12 @@ use mio::event::Event;
 use mio::{Interest, Registry, Token};
 use socket2::SockRef;
 
+use crate::arena::RouteId;
 use crate::config::Splice;
 use crate::hooks::{CloseReason, Direction as Way, TimeoutKind};
 use crate::kernel_pipe::KernelPipePool;
 use crate::metrics::Metrics;
 use crate::net;
-use crate::arena::RouteId;
 use crate::ring::RingPool;
 use crate::upstream::{Dial, Dialed, TargetId};
 use direction::{Direction, Flow};

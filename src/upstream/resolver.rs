@@ -187,7 +187,7 @@ mod tests {
     }
 
     /// An id for a target that exists only in these tests.
-    fn new_target(arena: &mut Arena<Target>) -> TargetId {
+    fn new_target(arena: &mut Arena<Target, crate::arena::TargetTag>) -> TargetId {
         let addr: SocketAddr = "127.0.0.1:1".parse().unwrap();
         let route = config::Route::new("r", addr, addr);
         arena.insert(Target::new(&route, &config::Target::from(addr)))
