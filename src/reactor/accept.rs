@@ -9,15 +9,14 @@ use std::sync::Arc;
 use log::{debug, error, info, warn};
 use mio::net::TcpStream;
 use mio::Interest;
-use socket2::SockRef;
 
 use super::admission;
+use super::observers::seen;
 use super::routes::RouteId;
-use super::{listener_token, plural, Reactor, Timer, ACCEPTS_PER_TURN, ACCEPT_RETRY};
-use crate::hooks::CloseReason;
-use crate::metrics::close_reason_slot;
+use super::tokens::listener_token;
+use super::{plural, Reactor, Timer, ACCEPTS_PER_TURN, ACCEPT_RETRY};
 use crate::net;
-use crate::pipe::Pipe;
+use crate::pipe::{Pipe, Reason};
 use crate::proxy_protocol;
 use crate::text::format_elapsed;
 use crate::throttle::Episode;
@@ -175,7 +174,7 @@ impl Reactor {
             self.pause_listener(key);
         }
         if !self.accepting.at_limit.is_on() && self.first_at_limit() {
-            self.metrics.connection_limit_reached_total.add(1);
+            self.observers.metrics.connection_limit_reached_total.add(1);
         }
         if let Some(held_back) = self.accepting.at_limit.start(self.now) {
             info!(
@@ -263,7 +262,7 @@ impl Reactor {
         }
         state.failed_accepts += 1;
         if !state.backoff.is_on() {
-            self.metrics.accept_backoffs_total.add(1);
+            self.observers.metrics.accept_backoffs_total.add(1);
         }
         if let Some(held_back) = state.backoff.start(self.now) {
             warn!(
@@ -332,7 +331,7 @@ impl Reactor {
         (peer, listener): (SocketAddr, SocketAddr),
     ) {
         let id = self.next_pipe_id();
-        self.count_accepted(route_id);
+        self.observers.accepted(seen!(self), route_id);
         let Some(route) = self.routes.get(route_id) else {
             return;
         };
@@ -362,7 +361,7 @@ impl Reactor {
             return;
         };
         if let Err(refusal) = admission::check(route, peer.ip()) {
-            return self.refuse(id, route_id, client, peer, refusal);
+            return self.turn_away((id, route_id), client, peer, Reason::Refused(refusal));
         }
         let mut dial = Dial::new(route.config.max_attempts());
         let dialed = self.upstreams.dial(
@@ -374,19 +373,10 @@ impl Reactor {
             self.now,
         );
         let Some(dialed) = dialed else {
-            self.log_unreachable(id, dial.attempts, peer);
-            self.metrics.aborted_total.add(1);
-            net::abort_on_close(SockRef::from(&client));
-            let end = close_reason_slot(CloseReason::ConnectFailed);
-            self.count_turned_away(route_id, end);
-            if self.hooks.is_some() {
-                self.tell_refused(id, route_id, peer, CloseReason::ConnectFailed);
-            }
-            if self.access_log.logs_closes() {
-                let attempts = plural(dial.attempts as usize, "attempt");
-                self.log_turned_away(id, route_id, peer, (end, attempts));
-            }
-            return;
+            let reason = Reason::Unreachable {
+                attempts: dial.attempts,
+            };
+            return self.turn_away((id, route_id), client, peer, reason);
         };
         debug!(
             "pipe {id}: accepted {peer}, {} {}",
@@ -404,7 +394,7 @@ impl Reactor {
         let mut pipe = Pipe::new(id, settings, (client, peer), (dialed, dial), self.now);
         if let Some(version) = send_proxy {
             let header = proxy_protocol::encode(version, peer, local);
-            pipe.send_proxy_header(&header, &mut self.rings, &self.metrics);
+            pipe.send_proxy_header(&header, &mut self.rings, &self.observers.metrics);
         }
         self.start_pipe(pipe);
     }

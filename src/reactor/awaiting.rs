@@ -14,16 +14,16 @@
 use std::io::{ErrorKind, Read};
 use std::net::SocketAddr;
 
-use log::{debug, error};
+use log::debug;
 use mio::event::Event;
 use mio::net::TcpStream;
 use mio::Interest;
-use socket2::SockRef;
+use slab::Slab;
 
 use super::routes::RouteId;
-use super::{awaiting_token, Reactor, Timer};
-use crate::net;
-use crate::pipe::Refusal;
+use super::tokens::awaiting_token;
+use super::{Reactor, Timer};
+use crate::pipe::{Reason, Refusal};
 use crate::proxy_protocol::{self, Header, Parsed};
 
 /// The longest header accepted. v1 needs at most 107 bytes and a v2 header
@@ -49,6 +49,33 @@ pub(super) struct Awaiting {
     read_closed: bool,
 }
 
+/// The clients awaiting their header, and the slots to free at the end of
+/// this turn.
+#[derive(Default)]
+pub(super) struct Table {
+    clients: Slab<Awaiting>,
+    left: Vec<usize>,
+}
+
+impl Table {
+    /// Clients waiting, counted against the connection limits like pipes.
+    pub(super) fn len(&self) -> usize {
+        self.clients.len()
+    }
+
+    /// Frees the slots of the clients that left the table during this
+    /// turn; whether there were any.
+    pub(super) fn free_left(&mut self) -> bool {
+        if self.left.is_empty() {
+            return false;
+        }
+        for key in std::mem::take(&mut self.left) {
+            self.clients.try_remove(key);
+        }
+        true
+    }
+}
+
 /// What the bytes received so far amount to.
 enum Progress {
     Pending,
@@ -66,24 +93,17 @@ impl Reactor {
         mut client: TcpStream,
         (peer, listener): (SocketAddr, SocketAddr),
     ) {
+        let key = self.awaiting.clients.vacant_key();
+        let registry = self.poll.registry();
+        if let Err(e) = registry.register(&mut client, awaiting_token(key), Interest::READABLE) {
+            return self.turn_away((id, route_id), client, peer, Reason::Poll(e));
+        }
         let Some(route) = self.routes.get_mut(route_id) else {
             return;
         };
-        let entry = self.awaiting.vacant_entry();
-        let key = entry.key();
-        if let Err(e) =
-            self.poll
-                .registry()
-                .register(&mut client, awaiting_token(key), Interest::READABLE)
-        {
-            error!("pipe {id}: cannot register with poll: {e}");
-            self.metrics.aborted_total.add(1);
-            net::abort_on_close(SockRef::from(&client));
-            return;
-        }
         route.live_pipes += 1;
         let timeout = route.config.proxy_timeout;
-        entry.insert(Awaiting {
+        self.awaiting.clients.insert(Awaiting {
             id,
             route: route_id,
             stream: Some(client),
@@ -91,7 +111,7 @@ impl Reactor {
             listener,
             read_closed: false,
         });
-        self.metrics.awaiting_proxy_header.add(1);
+        self.observers.metrics.awaiting_proxy_header.add(1);
         if let Some(timeout) = timeout {
             self.timers
                 .push(self.now + timeout, Timer::ProxyHeader { key, id });
@@ -102,7 +122,7 @@ impl Reactor {
     /// The client's socket is readable (or closed, or failed): its header
     /// may be complete now.
     pub(super) fn on_awaiting_event(&mut self, key: usize, event: &Event) {
-        let Some(entry) = self.awaiting.get_mut(key) else {
+        let Some(entry) = self.awaiting.clients.get_mut(key) else {
             return;
         };
         let Some(stream) = &entry.stream else {
@@ -126,6 +146,7 @@ impl Reactor {
     pub(super) fn on_proxy_header_timer(&mut self, key: usize, id: u64) {
         let waiting = self
             .awaiting
+            .clients
             .get(key)
             .is_some_and(|entry| entry.id == id && entry.stream.is_some());
         if waiting {
@@ -139,6 +160,7 @@ impl Reactor {
     pub(super) fn refuse_awaiting(&mut self, which: impl Fn(RouteId) -> bool) {
         let keys: Vec<usize> = self
             .awaiting
+            .clients
             .iter()
             .filter(|(_, entry)| entry.stream.is_some() && which(entry.route))
             .map(|(key, _)| key)
@@ -151,15 +173,15 @@ impl Reactor {
     /// The client leaves the table: with its header, to be admitted by its
     /// real address and become a pipe; or turned away.
     fn leave_awaiting(&mut self, key: usize, outcome: Result<Header, Refusal>) {
-        let Some(entry) = self.awaiting.get_mut(key) else {
+        let Some(entry) = self.awaiting.clients.get_mut(key) else {
             return;
         };
         let Some(mut stream) = entry.stream.take() else {
             return;
         };
         let (id, route_id, peer, listener) = (entry.id, entry.route, entry.peer, entry.listener);
-        self.awaiting_left.push(key);
-        self.metrics.awaiting_proxy_header.sub(1);
+        self.awaiting.left.push(key);
+        self.observers.metrics.awaiting_proxy_header.sub(1);
         // Its pipe, if it gets one, registers it afresh under its own token.
         let _ = self.poll.registry().deregister(&mut stream);
         let live = self.routes.get(route_id).filter(|route| !route.retired);
@@ -186,21 +208,10 @@ impl Reactor {
                 self.admit(route_id, id, stream, (client, local));
             }
             Err(refusal) => {
-                self.refuse(id, route_id, stream, peer, refusal);
+                self.turn_away((id, route_id), stream, peer, Reason::Refused(refusal));
                 self.route_lost_pipe(route_id);
             }
         }
-    }
-
-    /// Frees the slots of the clients that left the table during this turn.
-    pub(super) fn free_left_awaiting(&mut self) -> bool {
-        if self.awaiting_left.is_empty() {
-            return false;
-        }
-        for key in std::mem::take(&mut self.awaiting_left) {
-            self.awaiting.try_remove(key);
-        }
-        true
     }
 }
 

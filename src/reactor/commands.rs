@@ -317,7 +317,11 @@ impl Reactor {
         let id = self.next_pipe_id();
         let mut pipe = Pipe::new(id, settings, (client, peer), (dialed, dial), self.now);
         if !options.early_bytes.is_empty() {
-            pipe.send_early_bytes(&options.early_bytes, &mut self.rings, &self.metrics);
+            pipe.send_early_bytes(
+                &options.early_bytes,
+                &mut self.rings,
+                &self.observers.metrics,
+            );
         }
         self.start_pipe(pipe);
         Ok(PipeId(id))

@@ -6,18 +6,20 @@ use std::fmt;
 use std::io;
 use std::net::SocketAddr;
 use std::path::PathBuf;
-use std::sync::mpsc::Sender;
+use std::sync::mpsc::{Receiver, Sender};
+use std::sync::Arc;
 #[cfg(feature = "cli")]
 use std::thread;
 use std::time::Instant;
 
 use log::{debug, error, info, warn};
-use mio::Interest;
+use mio::{Interest, Waker};
 use signal_hook::consts::{SIGHUP, SIGINT, SIGQUIT, SIGTERM, SIGUSR1, SIGUSR2};
 use signal_hook_mio::v1_0::Signals;
 
 use super::commands::{AttachOptions, PipeAction, PipeInfo};
-use super::{plural, Reactor, Timer, SIGNALS};
+use super::tokens::SIGNALS;
+use super::{plural, Reactor, Timer};
 use crate::config::{format_duration, Config, ConfigError};
 #[cfg(feature = "cli")]
 use crate::config::{load_file_with, FileError, Overrides};
@@ -148,6 +150,36 @@ impl FileReload {
     }
 }
 
+/// How the world reaches the loop: the command channel and the waker that
+/// interrupts its poll, the signals, and the config file SIGHUP reloads.
+pub(super) struct Inbox {
+    commands: Receiver<Command>,
+    waker: Arc<Waker>,
+    signals: Option<Signals>,
+    /// The file SIGHUP reloads, if the config came from one, and the
+    /// `[global]` settings that win over it at every reload.
+    #[cfg(feature = "cli")]
+    config_file: Option<(PathBuf, Overrides)>,
+    reloading: FileReload,
+}
+
+impl Inbox {
+    pub(super) fn new(
+        sender: Sender<Command>,
+        commands: Receiver<Command>,
+        waker: Arc<Waker>,
+    ) -> Inbox {
+        Inbox {
+            commands,
+            waker,
+            signals: None,
+            #[cfg(feature = "cli")]
+            config_file: None,
+            reloading: FileReload::new(sender),
+        }
+    }
+}
+
 impl Reactor {
     /// SIGTERM, SIGINT, SIGQUIT (nginx's graceful stop) and SIGUSR1
     /// (HAProxy's soft stop) drain; a second one aborts. SIGHUP reloads the
@@ -158,23 +190,26 @@ impl Reactor {
         self.poll
             .registry()
             .register(&mut signals, SIGNALS, Interest::READABLE)?;
-        self.signals = Some(signals);
+        self.inbox.signals = Some(signals);
         Ok(())
     }
 
     /// The file that SIGHUP reloads, and what wins over its `[global]`.
     #[cfg(feature = "cli")]
     pub(crate) fn reload_from(&mut self, file: PathBuf, overrides: Overrides) {
-        self.config_file = Some((file, overrides));
+        self.inbox.config_file = Some((file, overrides));
     }
 
     /// Where other threads send commands.
     pub(crate) fn commands(&self) -> (Sender<Command>, std::sync::Arc<mio::Waker>) {
-        (self.reloading.sender(), std::sync::Arc::clone(&self.waker))
+        (
+            self.inbox.reloading.sender(),
+            std::sync::Arc::clone(&self.inbox.waker),
+        )
     }
 
     pub(super) fn on_signals(&mut self) {
-        let received: Vec<i32> = match self.signals.as_mut() {
+        let received: Vec<i32> = match self.inbox.signals.as_mut() {
             Some(signals) => signals.pending().collect(),
             None => Vec::new(),
         };
@@ -190,7 +225,7 @@ impl Reactor {
 
     pub(super) fn on_control(&mut self) {
         self.upstreams.apply_resolved();
-        while let Ok(command) = self.commands.try_recv() {
+        while let Ok(command) = self.inbox.commands.try_recv() {
             match command {
                 Command::Shutdown => self.request_shutdown("Handle::shutdown"),
                 Command::ShutdownAck(ack) => {
@@ -251,7 +286,7 @@ impl Reactor {
     /// names, which may take seconds), then applies it on the loop.
     #[cfg(feature = "cli")]
     fn reload_file(&mut self, asked_by: &str) {
-        let Some((path, overrides)) = self.config_file.clone() else {
+        let Some((path, overrides)) = self.inbox.config_file.clone() else {
             warn!(
                 "{asked_by}: tcpipe runs from flags, not --config; nothing to reload, carrying on"
             );
@@ -261,8 +296,8 @@ impl Reactor {
             info!("{asked_by}: shutting down; not reloading");
             return;
         }
-        if self.reloading.in_flight.is_some() {
-            self.reloading.again = true;
+        if self.inbox.reloading.in_flight.is_some() {
+            self.inbox.reloading.again = true;
             return;
         }
         info!("{asked_by}: reloading {}", path.display());
@@ -279,7 +314,7 @@ impl Reactor {
                 }
             });
         match spawned {
-            Ok(_) => self.reloading.in_flight = Some(self.now),
+            Ok(_) => self.inbox.reloading.in_flight = Some(self.now),
             Err(e) => {
                 error!("reload failed; the running config stays: cannot start a thread: {e}");
                 self.notify_reloaded(Some(&e));
@@ -289,7 +324,7 @@ impl Reactor {
 
     #[cfg(feature = "cli")]
     fn on_file_loaded(&mut self, loaded: Result<Config, FileError>) {
-        let asked = self.reloading.in_flight.take();
+        let asked = self.inbox.reloading.in_flight.take();
         let copy = match &loaded {
             Ok(config) if self.share.has_peers() => Some(config.clone()),
             _ => None,
@@ -308,15 +343,15 @@ impl Reactor {
         if let Some(config) = copy {
             self.pass_reload(config, applied, None);
         }
-        if std::mem::take(&mut self.reloading.again) {
+        if std::mem::take(&mut self.inbox.reloading.again) {
             self.reload_file("SIGHUP (sent during the last reload)");
         }
     }
 
     fn log_reload(&self, applied: &Result<Reloaded, ReloadError>) {
         match applied {
-            Ok(_) => self.metrics.reloads_ok_total.add(1),
-            Err(_) => self.metrics.reloads_failed_total.add(1),
+            Ok(_) => self.observers.metrics.reloads_ok_total.add(1),
+            Err(_) => self.observers.metrics.reloads_failed_total.add(1),
         }
         match applied {
             Ok(reloaded) => {

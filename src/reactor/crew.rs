@@ -72,7 +72,7 @@ impl Reactor {
             .collect();
         Follow {
             binds,
-            access_log: self.access_log.share(),
+            access_log: self.observers.access_log.share(),
         }
     }
 

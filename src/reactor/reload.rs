@@ -27,7 +27,8 @@ use socket2::SockRef;
 
 use super::control::{ReloadError, Reloaded};
 use super::routes::{describe, settings_of, Listener, Route, RouteId};
-use super::{accept, listener_token, plural, Reactor, Timer};
+use super::tokens::listener_token;
+use super::{accept, plural, Reactor, Timer};
 use crate::access_log::AccessLog;
 use crate::config::{self, format_duration, format_size, Config, Naming};
 use crate::metrics::Exporter;
@@ -354,7 +355,11 @@ impl Reactor {
                 access_log: Some(follow.access_log.share()),
             });
         }
-        let running = self.exporter.as_ref().map(|(configured, _)| *configured);
+        let running = self
+            .observers
+            .exporter
+            .as_ref()
+            .map(|(configured, _)| *configured);
         let exporter = if config.metrics == running {
             None
         } else {
@@ -369,7 +374,7 @@ impl Reactor {
                 None => None,
             })
         };
-        let access_log = if *self.access_log.config() == config.access_log {
+        let access_log = if *self.observers.access_log.config() == config.access_log {
             None
         } else {
             let opened = AccessLog::open(&config.access_log).map_err(|e| {
@@ -391,7 +396,7 @@ impl Reactor {
         let mut changes = Vec::new();
         if let Some(exporter) = outputs.exporter {
             let old = self.metrics_addr();
-            self.exporter = exporter;
+            self.observers.exporter = exporter;
             let new = self.metrics_addr();
             match new {
                 Some(addr) => info!("metrics: serving http://{addr}/metrics"),
@@ -402,9 +407,9 @@ impl Reactor {
         }
         match outputs.access_log {
             Some(access_log) => {
-                let old = self.access_log.config().clone();
+                let old = self.observers.access_log.config().clone();
                 let new = access_log.config().clone();
-                self.access_log = access_log;
+                self.observers.access_log = access_log;
                 if old.destination != new.destination {
                     changes.push(format!(
                         "access-log {} -> {}",
@@ -418,7 +423,7 @@ impl Reactor {
                     changes.push(format!("access-log-opens {} -> {}", old.opens, new.opens));
                 }
             }
-            None if !starting && self.share.is_leader() => self.access_log.reopen(),
+            None if !starting && self.share.is_leader() => self.observers.access_log.reopen(),
             None => {}
         }
         (!starting && !changes.is_empty()).then(|| format!("global: {}", changes.join(", ")))

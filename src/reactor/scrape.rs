@@ -1,0 +1,51 @@
+//! The snapshot a scrape of `/metrics` gets, and the endpoint that asks
+//! this loop for it.
+
+use std::collections::HashMap;
+
+use super::{Command, Reactor};
+use crate::arena::TargetId;
+use crate::metrics::{Exporter, Snapshot};
+
+/// How long a scrape waits for the loop; a loop that takes longer is stuck.
+const SCRAPE_TIMEOUT: std::time::Duration = std::time::Duration::from_secs(5);
+
+impl Reactor {
+    /// Serves `/metrics` on `addr`; each scrape asks this loop for a
+    /// snapshot through the command channel.
+    pub(super) fn start_exporter(&self, addr: std::net::SocketAddr) -> std::io::Result<Exporter> {
+        // With several workers a scrape asks each and merges the answers.
+        if self.share.has_peers() {
+            let crew = std::sync::Arc::clone(&self.crew);
+            return Exporter::start(addr, move || crew.get()?.scrape());
+        }
+        let (commands, waker) = self.commands();
+        Exporter::start(addr, move || {
+            let (reply, answer) = std::sync::mpsc::channel();
+            commands.send(Command::Scrape(reply)).ok()?;
+            waker.wake().ok()?;
+            answer.recv_timeout(SCRAPE_TIMEOUT).ok()
+        })
+    }
+
+    /// Everything a scrape shows, as of now.
+    pub(super) fn snapshot(&self) -> Snapshot {
+        let observers = &self.observers;
+        let mut snapshot = Snapshot::new(&observers.metrics, observers.started);
+        for (_, route) in self.routes.routes.iter() {
+            snapshot
+                .route(route.name())
+                .add(route.live_pipes, &route.stats);
+        }
+        let mut live_bytes: HashMap<TargetId, [u64; 2]> = HashMap::new();
+        for (_, pipe) in self.pipes.iter() {
+            if let Some(target) = pipe.target() {
+                let bytes = live_bytes.entry(target).or_default();
+                bytes[0] += pipe.bytes_toward_target();
+                bytes[1] += pipe.bytes_toward_client();
+            }
+        }
+        self.upstreams.snapshot_into(&mut snapshot, &live_bytes);
+        snapshot
+    }
+}
