@@ -67,7 +67,7 @@ impl Reactor {
             return;
         }
         for _ in 0..ACCEPTS_PER_TURN {
-            if self.shutting_down {
+            if self.shutting_down() {
                 return;
             }
             let Some(listener) = self.routes.listeners.get(key) else {
@@ -133,7 +133,7 @@ impl Reactor {
     /// Serves every listener that may have clients waiting: paused at a
     /// limit, backing off, or stopped at the cap.
     pub(super) fn accept_waiting(&mut self, trigger: Trigger) {
-        if self.shutting_down {
+        if self.shutting_down() {
             return;
         }
         for key in self.routes.listener_keys() {

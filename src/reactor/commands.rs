@@ -275,7 +275,7 @@ impl Reactor {
         target: TcpStream,
         options: &AttachOptions,
     ) -> Result<PipeId, CommandError> {
-        if self.shutting_down {
+        if self.shutting_down() {
             return Err(CommandError::ShuttingDown);
         }
         check(options).map_err(CommandError::Invalid)?;

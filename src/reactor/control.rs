@@ -19,7 +19,7 @@ use signal_hook_mio::v1_0::Signals;
 
 use super::commands::{AttachOptions, PipeAction, PipeInfo};
 use super::tokens::SIGNALS;
-use super::{plural, Reactor, Timer};
+use super::{plural, Reactor, Run, Timer};
 use crate::config::{format_duration, Config, ConfigError};
 #[cfg(feature = "cli")]
 use crate::config::{load_file_with, FileError, Overrides};
@@ -292,7 +292,7 @@ impl Reactor {
             );
             return;
         };
-        if self.shutting_down {
+        if self.shutting_down() {
             info!("{asked_by}: shutting down; not reloading");
             return;
         }
@@ -368,16 +368,16 @@ impl Reactor {
     /// who asked) begins the log line, so an operator can tell a deploy's
     /// SIGTERM from a stray Ctrl-C.
     pub(super) fn request_shutdown(&mut self, cause: &str) {
-        if self.shutting_down {
+        if self.shutting_down() {
             info!(
                 "{cause}: second shutdown request: aborting {}",
                 plural(self.open_pipes(), "pipe")
             );
             self.abort_all(|_| true, || Reason::Shutdown);
-            self.exit = true;
+            self.run = Run::Exiting;
             return;
         }
-        self.shutting_down = true;
+        self.run = Run::Draining;
         // Clients still sending their PROXY header have had nothing
         // forwarded: turned away now rather than let in to be drained.
         self.refuse_awaiting(|_| true);

@@ -175,7 +175,7 @@ impl Reactor {
     /// says so no worker accepts (each waited for at most a second); a
     /// second time, every worker aborts.
     pub(super) fn shut_every_worker_down(&mut self, cause: &str) {
-        if self.shutting_down {
+        if self.shutting_down() {
             self.request_shutdown(cause);
             self.tell_followers(|| Command::Shutdown);
             return;

@@ -106,6 +106,16 @@ enum Timer {
     Watchdog,
 }
 
+/// Where the loop is in its life.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+enum Run {
+    Running,
+    /// A shutdown drains the pipes: nothing new is accepted.
+    Draining,
+    /// The loop ends after this turn.
+    Exiting,
+}
+
 /// Process-wide settings of the running config.
 struct Limits {
     max_connections: usize,
@@ -136,11 +146,10 @@ pub(crate) struct Reactor {
     systemd: Option<Notifier>,
     /// Everything that hears what pipes and clients did.
     observers: Observers,
-    /// A shutdown is draining the pipes.
-    shutting_down: bool,
+    /// Running, draining the pipes for a shutdown, or ending.
+    run: Run,
     /// The time this turn started; all activity stamps in the turn use it.
     now: Instant,
-    exit: bool,
     /// Which worker this is, of how many.
     share: Share,
     /// Every worker, once all are made.
@@ -188,9 +197,8 @@ impl Reactor {
             inbox: control::Inbox::new(commands, receiver, waker),
             systemd: None,
             observers: Observers::new(metrics, hooks),
-            shutting_down: false,
+            run: Run::Running,
             now: Instant::now(),
-            exit: false,
             share,
             crew,
             follow,
@@ -223,6 +231,11 @@ impl Reactor {
         Ok(reactor)
     }
 
+    /// A shutdown is under way (draining, or ending now).
+    fn shutting_down(&self) -> bool {
+        self.run != Run::Running
+    }
+
     pub(crate) fn metrics(&self) -> &Arc<Metrics> {
         &self.observers.metrics
     }
@@ -243,7 +256,7 @@ impl Reactor {
     pub(crate) fn run(&mut self) -> io::Result<()> {
         let mut events = Events::with_capacity(1024);
         self.notify_ready();
-        while !self.exit {
+        while self.run != Run::Exiting {
             let timeout = if self.ready.is_empty() && !self.accepting.more_pending {
                 let next = [self.timers.next_deadline(), self.upstreams.next_deadline()]
                     .into_iter()
@@ -274,11 +287,11 @@ impl Reactor {
             if self.share.has_peers() && self.share.is_leader() {
                 self.share_news();
             }
-            if self.shutting_down && self.pipes.is_empty() && self.followers_done() {
+            if self.shutting_down() && self.pipes.is_empty() && self.followers_done() {
                 if self.share.is_leader() {
                     info!("every pipe has finished; exiting");
                 }
-                self.exit = true;
+                self.run = Run::Exiting;
             }
         }
         Ok(())
@@ -311,7 +324,7 @@ impl Reactor {
                         plural(self.open_pipes(), "pipe")
                     );
                     self.abort_all(|_| true, || Reason::Drained);
-                    self.exit = true;
+                    self.run = Run::Exiting;
                 }
                 Timer::RouteDrained(route) => self.on_route_drained(route),
                 Timer::ProxyHeader { key, id } => self.on_proxy_header_timer(key, id),

@@ -56,7 +56,7 @@ impl Reactor {
         config: Config,
         starting: bool,
     ) -> Result<Reloaded, ReloadError> {
-        if self.shutting_down {
+        if self.shutting_down() {
             return Err(ReloadError::ShuttingDown);
         }
         config.validate().map_err(ReloadError::Invalid)?;
