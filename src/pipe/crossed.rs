@@ -4,6 +4,8 @@
 //! after a drive to find out.
 
 /// What a drive crossed. Per direction: `[client → target, target → client]`.
+/// The drive only stores what it sees (a few words, no branches); the
+/// crossings are worked out when somebody asks.
 #[derive(Debug, Default, Clone, Copy, PartialEq, Eq)]
 pub(crate) struct Crossed {
     /// The pipe was just made (its first report, before any drive).
@@ -15,10 +17,10 @@ pub(crate) struct Crossed {
     pub(crate) first_reply: bool,
     /// Bytes delivered in this drive.
     pub(crate) delivered: [u64; 2],
-    /// The ring reached high-water: its source is no longer read.
-    pub(crate) filled: [bool; 2],
-    /// The ring drained to low-water: its source is read again.
-    pub(crate) drained: [bool; 2],
+    /// Whether each ring was at high-water (its source unread) before the
+    /// drive, and after it.
+    full_before: [bool; 2],
+    full_after: [bool; 2],
 }
 
 impl Crossed {
@@ -32,7 +34,7 @@ impl Crossed {
         }
     }
 
-    /// Notes the bytes delivered and the high-water crossings of one pump.
+    /// Notes the bytes delivered and the high-water states of one pump.
     #[inline]
     pub(crate) fn note_moves(
         &mut self,
@@ -41,29 +43,42 @@ impl Crossed {
         full_before: [bool; 2],
         full_after: [bool; 2],
     ) {
-        for way in 0..2 {
-            self.delivered[way] = delivered_after[way] - delivered_before[way];
-            self.filled[way] = !full_before[way] && full_after[way];
-            self.drained[way] = full_before[way] && !full_after[way];
-        }
-        self.first_reply = delivered_before[1] == 0 && delivered_after[1] > 0;
+        self.delivered = [
+            delivered_after[0] - delivered_before[0],
+            delivered_after[1] - delivered_before[1],
+        ];
+        self.first_reply = delivered_before[1] == 0 && delivered_after[1] != 0;
+        self.full_before = full_before;
+        self.full_after = full_after;
+    }
+
+    /// The ring of direction `way` reached high-water: its source is no
+    /// longer read.
+    pub(crate) fn filled(&self, way: usize) -> bool {
+        !self.full_before[way] && self.full_after[way]
+    }
+
+    /// The ring of direction `way` drained to low-water: its source is
+    /// read again.
+    pub(crate) fn drained(&self, way: usize) -> bool {
+        self.full_before[way] && !self.full_after[way]
     }
 
     /// A milestone that is counted even when nobody listens to every
-    /// move: the pipe was made, connected, or had its first reply. The
-    /// common drive (an open pipe that has had its reply) crosses none.
+    /// move: the pipe connected, or had its first reply. The common drive
+    /// (an open pipe that has had its reply) crosses neither.
     #[inline]
-    pub(crate) fn is_milestone(&self) -> bool {
-        self.opened | self.connected | self.first_reply
+    pub(crate) fn is_counted(&self) -> bool {
+        self.connected | self.first_reply
     }
 
     /// Anything at all, for the embedder's hooks, which hear every move.
     #[inline]
     pub(crate) fn is_anything(&self) -> bool {
-        self.is_milestone()
+        self.opened
+            || self.is_counted()
             || self.delivered != [0, 0]
-            || self.filled != [false, false]
-            || self.drained != [false, false]
+            || self.full_before != self.full_after
     }
 }
 
@@ -77,12 +92,12 @@ mod tests {
         crossed.note_moves([0, 0], [10, 5], [false, true], [true, false]);
         assert!(crossed.first_reply);
         assert_eq!(crossed.delivered, [10, 5]);
-        assert_eq!(crossed.filled, [true, false]);
-        assert_eq!(crossed.drained, [false, true]);
+        assert!(crossed.filled(0) && !crossed.filled(1));
+        assert!(crossed.drained(1) && !crossed.drained(0));
         let mut later = Crossed::default();
         later.note_moves([10, 5], [10, 9], [true, false], [true, false]);
-        assert!(!later.first_reply && !later.is_milestone());
-        assert_eq!(later.filled, [false, false]);
+        assert!(!later.first_reply && !later.is_counted());
+        assert!(!later.filled(0) && !later.drained(0));
         assert!(later.is_anything());
         let mut still = Crossed::default();
         still.note_moves([10, 9], [10, 9], [true, false], [true, false]);

@@ -249,14 +249,9 @@ impl Pipe {
     }
 
     /// Moves every byte that can move now, within the turn's budget; says
-    /// what to do next, and what the drive crossed on the way.
-    pub(crate) fn drive(&mut self, ctx: &mut Context<'_>) -> (Verdict, Crossed) {
-        let mut crossed = Crossed::default();
-        let verdict = self.drive_reporting(ctx, &mut crossed);
-        (verdict, crossed)
-    }
-
-    fn drive_reporting(&mut self, ctx: &mut Context<'_>, crossed: &mut Crossed) -> Verdict {
+    /// what to do next, and notes in `crossed` (fresh for each drive) what
+    /// the drive crossed on the way.
+    pub(crate) fn drive(&mut self, ctx: &mut Context<'_>, crossed: &mut Crossed) -> Verdict {
         if let Stage::Connecting { since, .. } = self.stage {
             match finish_connect(&mut self.target.endpoint) {
                 Ok(true) => {

@@ -72,11 +72,13 @@ impl Reactor {
         peer: SocketAddr,
         reason: Reason,
     ) {
+        // Counted before the client can see its reset, so that whoever
+        // watches the metrics finds the refusal there once it has.
+        self.observers
+            .turned_away(seen!(self), (id, route), peer, &reason);
         if reason.closing() == Closing::Abort {
             net::abort_on_close(SockRef::from(&client));
         }
         drop(client);
-        self.observers
-            .turned_away(seen!(self), (id, route), peer, &reason);
     }
 }

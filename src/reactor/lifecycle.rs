@@ -39,7 +39,9 @@ impl Reactor {
         }
         if let (Some(pipe), false) = (self.pipes.get(key), matches!(verdict, Verdict::Close(_))) {
             let opened = Crossed::opened(pipe.is_open());
-            verdict = self.report_crossed(key, &opened, verdict);
+            if self.observers.hears(&opened) {
+                verdict = self.report_crossed(key, &opened, verdict);
+            }
         }
         match verdict {
             Verdict::Wait | Verdict::Again => self.drive(key),
@@ -66,7 +68,8 @@ impl Reactor {
             now: self.now,
             budget: BYTES_PER_TURN,
         };
-        let (mut verdict, crossed) = pipe.drive(&mut ctx);
+        let mut crossed = Crossed::default();
+        let mut verdict = pipe.drive(&mut ctx, &mut crossed);
         if crossed.connected {
             if let Some(target) = pipe.target() {
                 self.upstreams

@@ -59,10 +59,10 @@ pub(super) fn crossed(
         if crossed.delivered[i] > 0 {
             hooks.forwarded(id, way, crossed.delivered[i], &mut control);
         }
-        if crossed.filled[i] {
+        if crossed.filled(i) {
             hooks.buffer_full(id, way, &mut control);
         }
-        if crossed.drained[i] {
+        if crossed.drained(i) {
             hooks.buffer_drained(id, way, &mut control);
         }
     }

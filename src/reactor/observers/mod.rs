@@ -87,11 +87,14 @@ impl Observers {
         self.hooks.is_some()
     }
 
-    /// Whether anyone listens to `crossed`: the milestones are always
-    /// counted; every other move only the hooks hear.
+    /// Whether anyone listens to `crossed`: the connect and the first
+    /// reply are always counted, the making of a pipe only the access log
+    /// and the hooks hear of, every other move only the hooks.
     #[inline]
     pub(super) fn hears(&self, crossed: &Crossed) -> bool {
-        crossed.is_milestone() || (self.hooks.is_some() && crossed.is_anything())
+        crossed.is_counted()
+            || (crossed.opened && self.access_log.logs_opens())
+            || (self.hooks.is_some() && crossed.is_anything())
     }
 
     /// A client was accepted on `route`.
