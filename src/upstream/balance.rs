@@ -1,12 +1,24 @@
-//! Which of a route's targets a new client goes to.
+//! Which of a route's targets a new client goes to, among the ones health
+//! lets take it.
+//!
+//! The balancer sees a group's members only by position, and of each only
+//! what its policy needs (load and name), and only of the candidates health
+//! admitted: it cannot know or change health. Asking is a closure, so a
+//! pick allocates nothing.
 
 use std::net::IpAddr;
-use std::time::Instant;
 
-use crate::arena::{Arena, TargetTag};
 use crate::config::Balance;
 
-use super::target::{Target, TargetId};
+/// What a balancing policy may look at of one candidate.
+#[derive(Debug, Clone, Copy)]
+pub(crate) struct Member<'a> {
+    /// Live pipes, for least-conn.
+    pub(crate) load: usize,
+    /// The configured name, for source-hash: the same across restarts and
+    /// re-resolves, unlike the address.
+    pub(crate) name: &'a str,
+}
 
 /// A balancing mode and its memory (where round-robin goes on from).
 pub(crate) struct Balancer {
@@ -20,58 +32,32 @@ impl Balancer {
         Balancer { mode, cursor: 0 }
     }
 
-    /// Chooses among `members` for a client from `client_ip`, skipping
-    /// those in `tried` (all of them are fair game again once each has been
-    /// tried). A down target whose cooldown has run out is taken as its one
-    /// trial.
-    ///
-    /// When no member is eligible, every one being down, the one whose
-    /// cooldown ends first is tried anyway: refusing would only turn a
-    /// recovered backend into failed clients until the cooldown ends.
-    pub(crate) fn pick(
+    /// Chooses the position of one of `count` members for a client from
+    /// `client_ip`. `candidate(position)` is the member if it may take the
+    /// client, `None` if not; no other position is ever returned, and
+    /// `None` only when no position is a candidate.
+    pub(crate) fn pick<'a>(
         &mut self,
-        members: &[TargetId],
-        targets: &mut Arena<Target, TargetTag>,
+        count: usize,
         client_ip: IpAddr,
-        tried: &[TargetId],
-        now: Instant,
-    ) -> Option<TargetId> {
-        let all_tried = members.iter().all(|id| tried.contains(id));
-        let untried = |id: &TargetId| all_tried || !tried.contains(id);
-        let count = members.len();
-        let view = |position: usize| {
-            let id = members[position];
-            targets.get(id).map(|target| (id, target))
-        };
-        let eligible = |position: usize| {
-            view(position).filter(|(id, target)| untried(id) && target.health.is_eligible(now))
-        };
+        candidate: impl Fn(usize) -> Option<Member<'a>>,
+    ) -> Option<usize> {
         let from_cursor = || (0..count).map(|step| (self.cursor + step) % count);
-        let chosen = match self.mode {
-            Balance::RoundRobin => from_cursor().find(|&p| eligible(p).is_some()),
+        let position = match self.mode {
+            Balance::RoundRobin => from_cursor().find(|&p| candidate(p).is_some()),
             Balance::LeastConn => from_cursor()
-                .filter_map(|p| eligible(p).map(|(_, target)| (p, target.live_pipes)))
+                .filter_map(|p| candidate(p).map(|member| (p, member.load)))
                 .min_by_key(|&(_, load)| load)
                 .map(|(p, _)| p),
             Balance::SourceHash => (0..count)
                 .filter_map(|p| {
-                    eligible(p).map(|(_, target)| (p, rendezvous_score(client_ip, &target.name)))
+                    candidate(p).map(|member| (p, rendezvous_score(client_ip, member.name)))
                 })
                 .max_by_key(|&(_, score)| score)
                 .map(|(p, _)| p),
-        };
-        let position = chosen.or_else(|| {
-            (0..count)
-                .filter_map(|p| view(p).filter(|(id, _)| untried(id)).map(|(_, t)| (p, t)))
-                .min_by_key(|(_, target)| target.health.back_at())
-                .map(|(p, _)| p)
-        })?;
+        }?;
         self.cursor = (position + 1) % count;
-        let id = members[position];
-        if let Some(target) = targets.get_mut(id) {
-            target.health.chosen(now);
-        }
-        Some(id)
+        Some(position)
     }
 }
 
@@ -81,9 +67,16 @@ impl Balancer {
 /// a 64-bit finalizer, so the mapping is the same across restarts.
 fn rendezvous_score(client_ip: IpAddr, target_name: &str) -> u64 {
     let mut hash: u64 = 0xcbf2_9ce4_8422_2325;
-    let ip_bytes = match client_ip {
-        IpAddr::V4(ip) => ip.octets().to_vec(),
-        IpAddr::V6(ip) => ip.octets().to_vec(),
+    let (v4, v6);
+    let ip_bytes: &[u8] = match client_ip {
+        IpAddr::V4(ip) => {
+            v4 = ip.octets();
+            &v4
+        }
+        IpAddr::V6(ip) => {
+            v6 = ip.octets();
+            &v6
+        }
     };
     for byte in ip_bytes.iter().chain(b"/").chain(target_name.as_bytes()) {
         hash ^= u64::from(*byte);
@@ -98,142 +91,96 @@ fn rendezvous_score(client_ip: IpAddr, target_name: &str) -> u64 {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::config;
-    use crate::upstream::health::HealthPolicy;
-    use std::time::Duration;
+    use proptest::prelude::*;
 
-    struct Fixture {
-        targets: Arena<Target, TargetTag>,
-        members: Vec<TargetId>,
-        balancer: Balancer,
-    }
-
-    const POLICY: HealthPolicy = HealthPolicy {
-        fail_threshold: 2,
-        cooldown: Some(Duration::from_secs(5)),
-    };
-
-    impl Fixture {
-        fn new(n: usize, mode: Balance) -> Fixture {
-            let route = config::Route::new(
-                "r",
-                "127.0.0.1:1".parse().unwrap(),
-                "127.0.0.1:2".parse().unwrap(),
-            );
-            let mut targets = Arena::new();
-            let members = (0..n)
-                .map(|i| {
-                    let name = format!("10.0.0.{i}:80");
-                    let target = config::Target {
-                        addr: name.parse().unwrap(),
-                        name,
-                    };
-                    targets.insert(Target::new(&route, &target))
-                })
-                .collect();
-            Fixture {
-                targets,
-                members,
-                balancer: Balancer::new(mode),
-            }
-        }
-
-        fn pick_tried(&mut self, client: u8, tried: &[usize], now: Instant) -> usize {
-            let tried: Vec<TargetId> = tried.iter().map(|&i| self.members[i]).collect();
-            let ip = IpAddr::from([127, 0, 0, client]);
-            let id = self
-                .balancer
-                .pick(&self.members, &mut self.targets, ip, &tried, now)
-                .expect("a target");
-            self.members.iter().position(|&m| m == id).unwrap()
-        }
-
-        fn pick(&mut self, client: u8, now: Instant) -> usize {
-            self.pick_tried(client, &[], now)
-        }
-
-        fn target(&mut self, i: usize) -> &mut Target {
-            self.targets.get_mut(self.members[i]).unwrap()
-        }
+    /// Members `0..loads.len()` with these loads; those in `out` are not
+    /// candidates.
+    fn pick(balancer: &mut Balancer, loads: &[usize], out: &[usize], client: u8) -> Option<usize> {
+        let names: Vec<String> = (0..loads.len()).map(|i| format!("10.0.0.{i}:80")).collect();
+        let ip = IpAddr::from([127, 0, 0, client]);
+        balancer.pick(loads.len(), ip, |p| {
+            (!out.contains(&p)).then(|| Member {
+                load: loads[p],
+                name: &names[p],
+            })
+        })
     }
 
     #[test]
-    fn round_robin_takes_each_target_in_turn_and_skips_down_ones() {
-        let now = Instant::now();
-        let mut set = Fixture::new(3, Balance::RoundRobin);
-        let picks: Vec<usize> = (0..6).map(|_| set.pick(1, now)).collect();
-        assert_eq!(picks, [0, 1, 2, 0, 1, 2]);
-        set.target(1).health.failed(&POLICY, true, now);
-        let picks: Vec<usize> = (0..4).map(|_| set.pick(1, now)).collect();
-        assert_eq!(picks, [0, 2, 0, 2]);
+    fn round_robin_takes_each_candidate_in_turn() {
+        let mut balancer = Balancer::new(Balance::RoundRobin);
+        let picks: Vec<_> = (0..6)
+            .map(|_| pick(&mut balancer, &[0; 3], &[], 1))
+            .collect();
+        assert_eq!(picks, [0, 1, 2, 0, 1, 2].map(Some));
+        let picks: Vec<_> = (0..4)
+            .map(|_| pick(&mut balancer, &[0; 3], &[1], 1))
+            .collect();
+        assert_eq!(picks, [0, 2, 0, 2].map(Some));
     }
 
     #[test]
-    fn least_conn_prefers_the_target_with_fewest_pipes() {
-        let now = Instant::now();
-        let mut set = Fixture::new(3, Balance::LeastConn);
-        set.target(0).live_pipes = 2;
-        set.target(1).live_pipes = 1;
-        assert_eq!(set.pick(1, now), 2);
-        set.target(2).live_pipes = 2;
-        assert_eq!(set.pick(1, now), 1);
+    fn least_conn_prefers_the_candidate_with_fewest_pipes() {
+        let mut balancer = Balancer::new(Balance::LeastConn);
+        assert_eq!(pick(&mut balancer, &[2, 1, 0], &[], 1), Some(2));
+        assert_eq!(pick(&mut balancer, &[2, 1, 2], &[], 1), Some(1));
+        assert_eq!(pick(&mut balancer, &[2, 1, 0], &[2], 1), Some(1));
     }
 
     #[test]
-    fn source_hash_is_stable_and_only_moves_the_clients_of_a_down_target() {
-        let now = Instant::now();
-        let mut set = Fixture::new(3, Balance::SourceHash);
-        let before: Vec<usize> = (1..=200).map(|i| set.pick(i, now)).collect();
-        let again: Vec<usize> = (1..=200).map(|i| set.pick(i, now)).collect();
+    fn source_hash_is_stable_and_only_moves_the_clients_of_a_lost_candidate() {
+        let mut balancer = Balancer::new(Balance::SourceHash);
+        let loads = [0; 3];
+        let before: Vec<_> = (1..=200)
+            .map(|i| pick(&mut balancer, &loads, &[], i))
+            .collect();
+        let again: Vec<_> = (1..=200)
+            .map(|i| pick(&mut balancer, &loads, &[], i))
+            .collect();
         assert_eq!(before, again);
         assert!(
-            (0..3).all(|t| before.contains(&t)),
-            "every target gets clients"
+            (0..3).all(|t| before.contains(&Some(t))),
+            "every member gets clients"
         );
-        set.target(1).health.failed(&POLICY, true, now);
         for (i, &was) in (1..=200).zip(&before) {
-            let now_at = set.pick(i, now);
-            if was == 1 {
-                assert_ne!(now_at, 1);
+            let now_at = pick(&mut balancer, &loads, &[1], i);
+            if was == Some(1) {
+                assert_ne!(now_at, Some(1));
             } else {
-                assert_eq!(now_at, was, "client {i} moved though its target stayed up");
+                assert_eq!(now_at, was, "client {i} moved though its member stayed");
             }
         }
     }
 
-    #[test]
-    fn a_down_target_gets_one_trial_after_its_cooldown() {
-        let start = Instant::now();
-        let mut set = Fixture::new(2, Balance::RoundRobin);
-        set.target(0).health.failed(&POLICY, true, start);
-        assert_eq!(set.pick(1, start), 1);
-        assert_eq!(set.pick(1, start), 1);
-        let later = start + Duration::from_secs(5);
-        assert_eq!(set.pick(1, later), 0, "the trial");
-        assert_eq!(set.pick(1, later), 1, "only one trial at a time");
+    fn any_mode() -> impl Strategy<Value = Balance> {
+        prop_oneof![
+            Just(Balance::RoundRobin),
+            Just(Balance::LeastConn),
+            Just(Balance::SourceHash)
+        ]
     }
 
-    #[test]
-    fn with_every_target_down_the_soonest_back_is_tried_anyway() {
-        let now = Instant::now();
-        let mut set = Fixture::new(2, Balance::RoundRobin);
-        set.target(1).health.failed(&POLICY, true, now);
-        set.target(0)
-            .health
-            .failed(&POLICY, true, now + Duration::from_secs(1));
-        assert_eq!(set.pick(1, now), 1);
-    }
-
-    #[test]
-    fn a_retry_skips_the_targets_already_tried() {
-        let now = Instant::now();
-        let mut set = Fixture::new(3, Balance::SourceHash);
-        let first = set.pick(7, now);
-        let second = set.pick_tried(7, &[first], now);
-        assert_ne!(first, second);
-        assert!(
-            set.pick_tried(7, &[0, 1, 2], now) < 3,
-            "once all were tried, any may be tried again"
-        );
+    proptest! {
+        /// Whatever the mode, its memory and the members' loads: a pick is
+        /// a candidate, and there is one whenever any member is.
+        #[test]
+        fn never_picks_outside_the_candidate_set(
+            mode in any_mode(),
+            rounds in prop::collection::vec(
+                (prop::collection::vec((any::<bool>(), 0usize..4), 0..12), any::<u8>()),
+                1..20,
+            ),
+        ) {
+            let mut balancer = Balancer::new(mode);
+            for (members, client) in rounds {
+                let loads: Vec<usize> = members.iter().map(|&(_, load)| load).collect();
+                let out: Vec<usize> = (0..members.len()).filter(|&p| !members[p].0).collect();
+                let picked = pick(&mut balancer, &loads, &out, client);
+                match picked {
+                    Some(p) => prop_assert!(p < members.len() && members[p].0, "picked {p} of {members:?}"),
+                    None => prop_assert!(members.iter().all(|&(candidate, _)| !candidate)),
+                }
+            }
+        }
     }
 }

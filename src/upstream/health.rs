@@ -7,8 +7,17 @@
 //! the cooldown has run out, one trial connection decides whether it comes
 //! back. This module only keeps the state and says what changed; the caller
 //! logs it and acts on it.
+//!
+//! It also answers which of a route's targets may take a new client now
+//! ([`Candidates`]), and it alone starts and ends trials: the balancer picks
+//! among the candidates, then [`Health::chosen`] marks the trial if the pick
+//! was one.
 
 use std::time::{Duration, Instant};
+
+use crate::arena::{Arena, TargetTag};
+
+use super::target::{Target, TargetId};
 
 /// The longest a target stays down before its next trial.
 pub(crate) const MAX_COOLDOWN: Duration = Duration::from_secs(60);
@@ -136,6 +145,77 @@ impl Health {
     }
 }
 
+/// The members of a route's group that may take one client now, by
+/// position: those health lets in (up, or down with the cooldown over and
+/// no trial under way) that this client has not tried yet (all of them are
+/// fair game again once each has been tried).
+///
+/// When no member may, every one being down, only the one whose cooldown
+/// ends first may, anyway: refusing would only turn a recovered backend
+/// into failed clients until the cooldown ends.
+///
+/// Asked lazily, member by member, so building it costs at most a scan
+/// and never an allocation.
+pub(crate) struct Candidates<'a> {
+    members: &'a [TargetId],
+    targets: &'a Arena<Target, TargetTag>,
+    tried: &'a [TargetId],
+    all_tried: bool,
+    now: Instant,
+    /// `None`: health lets some member in. `Some(position)`: none, so only
+    /// this one, the soonest back (`Some(None)`: not even one).
+    last_resort: Option<Option<usize>>,
+}
+
+impl<'a> Candidates<'a> {
+    pub(crate) fn new(
+        members: &'a [TargetId],
+        targets: &'a Arena<Target, TargetTag>,
+        tried: &'a [TargetId],
+        now: Instant,
+    ) -> Candidates<'a> {
+        let mut candidates = Candidates {
+            members,
+            targets,
+            tried,
+            all_tried: members.iter().all(|id| tried.contains(id)),
+            now,
+            last_resort: None,
+        };
+        let count = members.len();
+        if !(0..count).any(|p| candidates.eligible(p).is_some()) {
+            // A trial under way has no `back_at`, so it sorts first: its
+            // cooldown is over already.
+            let soonest = (0..count)
+                .filter_map(|p| candidates.untried(p).map(|target| (p, target)))
+                .min_by_key(|(_, target)| target.health.back_at())
+                .map(|(p, _)| p);
+            candidates.last_resort = Some(soonest);
+        }
+        candidates
+    }
+
+    /// The member at `position` if it may take the client.
+    pub(crate) fn get(&self, position: usize) -> Option<&'a Target> {
+        match self.last_resort {
+            None => self.eligible(position),
+            Some(only) if only == Some(position) => self.untried(position),
+            Some(_) => None,
+        }
+    }
+
+    fn untried(&self, position: usize) -> Option<&'a Target> {
+        let id = *self.members.get(position)?;
+        let untried = self.all_tried || !self.tried.contains(&id);
+        self.targets.get(id).filter(|_| untried)
+    }
+
+    fn eligible(&self, position: usize) -> Option<&'a Target> {
+        self.untried(position)
+            .filter(|target| target.health.is_eligible(self.now))
+    }
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -191,5 +271,110 @@ mod tests {
         let mut health = Health::new();
         assert_eq!(health.failed(&policy, true, Instant::now()), None);
         assert!(health.is_up());
+    }
+
+    /// `n` targets of one route, all up.
+    fn group(n: usize) -> (Arena<Target, TargetTag>, Vec<TargetId>) {
+        let route = crate::config::Route::new(
+            "r",
+            "127.0.0.1:1".parse().unwrap(),
+            "127.0.0.1:2".parse().unwrap(),
+        );
+        let mut targets = Arena::new();
+        let members = (0..n)
+            .map(|i| {
+                let name = format!("10.0.0.{i}:80");
+                let target = crate::config::Target {
+                    addr: name.parse().unwrap(),
+                    name,
+                };
+                targets.insert(Target::new(&route, &target))
+            })
+            .collect();
+        (targets, members)
+    }
+
+    /// The positions `Candidates` admits.
+    fn admitted(
+        targets: &Arena<Target, TargetTag>,
+        members: &[TargetId],
+        tried: &[usize],
+        now: Instant,
+    ) -> Vec<usize> {
+        let tried: Vec<TargetId> = tried.iter().map(|&p| members[p]).collect();
+        let candidates = Candidates::new(members, targets, &tried, now);
+        (0..members.len())
+            .filter(|&p| candidates.get(p).is_some())
+            .collect()
+    }
+
+    fn health(targets: &mut Arena<Target, TargetTag>, id: TargetId) -> &mut Health {
+        &mut targets.get_mut(id).unwrap().health
+    }
+
+    #[test]
+    fn a_trial_is_marked_by_health_only_not_by_being_picked() {
+        use crate::upstream::balance::{Balancer, Member};
+        let start = Instant::now();
+        let (mut targets, members) = group(2);
+        health(&mut targets, members[0]).failed(&POLICY, true, start);
+        assert_eq!(admitted(&targets, &members, &[], start), [1]);
+        let later = start + Duration::from_secs(5);
+        assert_eq!(admitted(&targets, &members, &[], later), [0, 1]);
+        // The balancer may pick the cooled-down target as often as it
+        // likes: only health's `chosen` makes that pick its trial.
+        let mut balancer = Balancer::new(crate::config::Balance::RoundRobin);
+        let ip = std::net::IpAddr::from([127, 0, 0, 1]);
+        for _ in 0..4 {
+            let candidates = Candidates::new(&members, &targets, &[], later);
+            let member = |p| {
+                candidates.get(p).map(|t| Member {
+                    load: t.live_pipes,
+                    name: &t.name,
+                })
+            };
+            balancer.pick(members.len(), ip, member);
+        }
+        assert_eq!(admitted(&targets, &members, &[], later), [0, 1]);
+        health(&mut targets, members[0]).chosen(later);
+        assert_eq!(
+            admitted(&targets, &members, &[], later),
+            [1],
+            "one trial at a time"
+        );
+        health(&mut targets, members[0]).abandoned(later);
+        assert_eq!(admitted(&targets, &members, &[], later), [0, 1]);
+    }
+
+    #[test]
+    fn with_every_target_down_only_the_soonest_back_is_a_candidate() {
+        let now = Instant::now();
+        let (mut targets, members) = group(3);
+        health(&mut targets, members[0]).failed(&POLICY, true, now + Duration::from_secs(2));
+        health(&mut targets, members[1]).failed(&POLICY, true, now);
+        health(&mut targets, members[2]).failed(&POLICY, true, now + Duration::from_secs(1));
+        assert_eq!(admitted(&targets, &members, &[], now), [1]);
+        assert_eq!(
+            admitted(&targets, &members, &[1], now),
+            [2],
+            "the soonest back of those not tried"
+        );
+        // Once 1's cooldown is over it is a candidate as any other would be.
+        let later = now + Duration::from_secs(5);
+        assert_eq!(admitted(&targets, &members, &[], later), [1]);
+        health(&mut targets, members[1]).chosen(later);
+        assert_eq!(
+            admitted(&targets, &members, &[], later),
+            [1],
+            "a trial under way goes before targets still cooling down"
+        );
+    }
+
+    #[test]
+    fn a_client_s_tried_targets_are_no_candidates_until_it_tried_them_all() {
+        let now = Instant::now();
+        let (targets, members) = group(3);
+        assert_eq!(admitted(&targets, &members, &[0, 2], now), [1]);
+        assert_eq!(admitted(&targets, &members, &[0, 1, 2], now), [0, 1, 2]);
     }
 }

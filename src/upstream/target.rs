@@ -19,8 +19,8 @@ use crate::config;
 use crate::metrics::TargetStats;
 use crate::throttle::Throttle;
 
-use super::balance::Balancer;
-use super::health::{Health, HealthPolicy};
+use super::balance::{Balancer, Member};
+use super::health::{Candidates, Health, HealthPolicy};
 use super::resolver::Watched;
 
 pub(crate) use crate::arena::{GroupId, TargetId};
@@ -266,7 +266,9 @@ impl Targets {
     }
 
     /// A target of `group` for a client from `client_ip`, skipping those
-    /// in `tried` while others remain.
+    /// in `tried` while others remain: health says which members may take
+    /// the client, the balancer picks one of them, and health marks the
+    /// pick as the target's trial if it is one.
     pub(crate) fn pick(
         &mut self,
         group: GroupId,
@@ -275,9 +277,21 @@ impl Targets {
         now: Instant,
     ) -> Option<TargetId> {
         let group = self.groups.get_mut(group)?;
-        group
+        let candidates = Candidates::new(&group.members, &self.targets, tried, now);
+        let member = |position| {
+            candidates.get(position).map(|target| Member {
+                load: target.live_pipes,
+                name: &target.name,
+            })
+        };
+        let position = group
             .balancer
-            .pick(&group.members, &mut self.targets, client_ip, tried, now)
+            .pick(group.members.len(), client_ip, member)?;
+        let id = *group.members.get(position)?;
+        if let Some(target) = self.targets.get_mut(id) {
+            target.health.chosen(now);
+        }
+        Some(id)
     }
 
     /// A pipe was sent to `id`.
@@ -370,5 +384,126 @@ mod tests {
         let kept: Vec<Option<TargetId>> = matching.wanted.iter().map(|(id, _)| *id).collect();
         assert_eq!(kept, [None, Some(a1), Some(b)]);
         assert_eq!(matching.removed, [a2]);
+    }
+
+    /// A group of `n` targets balanced by `mode`, as a route adds it.
+    struct Fixture {
+        targets: Targets,
+        group: GroupId,
+        members: Vec<TargetId>,
+    }
+
+    const POLICY: HealthPolicy = HealthPolicy {
+        fail_threshold: 2,
+        cooldown: Some(Duration::from_secs(5)),
+    };
+
+    impl Fixture {
+        fn new(n: usize, mode: config::Balance) -> Fixture {
+            let mut route = config::Route::new(
+                "r",
+                "127.0.0.1:1".parse().unwrap(),
+                "127.0.0.1:2".parse().unwrap(),
+            );
+            route.balance = mode;
+            route.targets = (0..n)
+                .map(|i| {
+                    let name = format!("10.0.0.{i}:80");
+                    config::Target {
+                        addr: name.parse().unwrap(),
+                        name,
+                    }
+                })
+                .collect();
+            let mut targets = Targets::new();
+            let group = targets.add_group(&route);
+            let members = targets.regroup(group, &route).members;
+            Fixture {
+                targets,
+                group,
+                members,
+            }
+        }
+
+        fn pick_tried(&mut self, client: u8, tried: &[usize], now: Instant) -> usize {
+            let tried: Vec<TargetId> = tried.iter().map(|&i| self.members[i]).collect();
+            let ip = IpAddr::from([127, 0, 0, client]);
+            let id = self
+                .targets
+                .pick(self.group, ip, &tried, now)
+                .expect("a target");
+            self.members.iter().position(|&m| m == id).unwrap()
+        }
+
+        fn pick(&mut self, client: u8, now: Instant) -> usize {
+            self.pick_tried(client, &[], now)
+        }
+
+        fn health(&mut self, i: usize) -> &mut Health {
+            &mut self.targets.get_mut(self.members[i]).unwrap().health
+        }
+    }
+
+    #[test]
+    fn round_robin_skips_down_targets() {
+        let now = Instant::now();
+        let mut set = Fixture::new(3, config::Balance::RoundRobin);
+        let picks: Vec<usize> = (0..6).map(|_| set.pick(1, now)).collect();
+        assert_eq!(picks, [0, 1, 2, 0, 1, 2]);
+        set.health(1).failed(&POLICY, true, now);
+        let picks: Vec<usize> = (0..4).map(|_| set.pick(1, now)).collect();
+        assert_eq!(picks, [0, 2, 0, 2]);
+    }
+
+    #[test]
+    fn source_hash_only_moves_the_clients_of_a_down_target() {
+        let now = Instant::now();
+        let mut set = Fixture::new(3, config::Balance::SourceHash);
+        let before: Vec<usize> = (1..=200).map(|i| set.pick(i, now)).collect();
+        set.health(1).failed(&POLICY, true, now);
+        for (i, &was) in (1..=200).zip(&before) {
+            let now_at = set.pick(i, now);
+            if was == 1 {
+                assert_ne!(now_at, 1);
+            } else {
+                assert_eq!(now_at, was, "client {i} moved though its target stayed up");
+            }
+        }
+    }
+
+    #[test]
+    fn a_down_target_gets_one_trial_after_its_cooldown() {
+        let start = Instant::now();
+        let mut set = Fixture::new(2, config::Balance::RoundRobin);
+        set.health(0).failed(&POLICY, true, start);
+        assert_eq!(set.pick(1, start), 1);
+        assert_eq!(set.pick(1, start), 1);
+        let later = start + Duration::from_secs(5);
+        assert_eq!(set.pick(1, later), 0, "the trial");
+        let picks: Vec<usize> = (0..3).map(|_| set.pick(1, later)).collect();
+        assert_eq!(picks, [1, 1, 1], "only one trial at a time");
+    }
+
+    #[test]
+    fn with_every_target_down_the_soonest_back_is_tried_anyway() {
+        let now = Instant::now();
+        let mut set = Fixture::new(2, config::Balance::RoundRobin);
+        set.health(1).failed(&POLICY, true, now);
+        set.health(0)
+            .failed(&POLICY, true, now + Duration::from_secs(1));
+        assert_eq!(set.pick(1, now), 1);
+    }
+
+    #[test]
+    fn a_retry_skips_the_targets_already_tried() {
+        let now = Instant::now();
+        let mut set = Fixture::new(3, config::Balance::SourceHash);
+        let first = set.pick(7, now);
+        let second = set.pick_tried(7, &[first], now);
+        assert_ne!(first, second);
+        assert!(
+            set.pick_tried(7, &[0, 1, 2], now) < 3,
+            "once all were tried, any may be tried again"
+        );
     }
 }
