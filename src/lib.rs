@@ -49,6 +49,7 @@ mod arena;
 pub mod cli;
 mod config;
 mod descriptors;
+mod dial;
 mod forwarder;
 mod hooks;
 mod http;

@@ -12,8 +12,8 @@ use super::direction::Flow;
 use super::endpoint::Endpoint;
 use super::Pipe;
 use crate::arena::TargetId;
+use crate::dial::{Dial, Dialed};
 use crate::net;
-use crate::upstream::{Dial, Dialed};
 
 /// The target side: which target (none for an attached socket), and the
 /// socket to it.

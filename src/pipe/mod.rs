@@ -36,11 +36,11 @@ use mio::{Interest, Registry, Token};
 
 use crate::arena::RouteId;
 use crate::config::Splice;
+use crate::dial::{Dial, Dialed};
 use crate::hooks::Direction as Way;
 use crate::kernel_pipe::KernelPipePool;
 use crate::metrics::Metrics;
 use crate::ring::RingPool;
-use crate::upstream::{Dial, Dialed};
 use connect::{finish_connect, stage_for, Stage, Upstream};
 use direction::{Direction, Flow};
 use endpoint::Endpoint;

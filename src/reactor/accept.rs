@@ -15,12 +15,12 @@ use super::observers::seen;
 use super::routes::RouteId;
 use super::tokens::listener_token;
 use super::{plural, Reactor, Timer, ACCEPTS_PER_TURN, ACCEPT_RETRY};
+use crate::dial::Dial;
 use crate::net;
 use crate::pipe::{Pipe, Reason};
 use crate::proxy_protocol;
 use crate::text::format_elapsed;
 use crate::throttle::Episode;
-use crate::upstream::Dial;
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub(super) enum Trigger {

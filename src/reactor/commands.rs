@@ -14,10 +14,10 @@ use socket2::SockRef;
 
 use super::Reactor;
 use crate::config::{self, format_size, ConfigError};
+use crate::dial::{Dial, Dialed};
 use crate::hooks::{slot, Asked, CommandError, Direction, PipeId};
 use crate::net;
 use crate::pipe::{self, Pipe, Reason, Verdict};
-use crate::upstream::{Dial, Dialed};
 
 const WAYS: [Direction; 2] = [Direction::ClientToTarget, Direction::TargetToClient];
 
