@@ -38,7 +38,8 @@ const CONTENT_HANDSHAKE: u8 = 22;
 const HANDSHAKE_CLIENT_HELLO: u8 = 1;
 const EXT_SERVER_NAME: u16 = 0;
 const EXT_ALPN: u16 = 16;
-/// `encrypted_client_hello` (RFC 9849, draft-ietf-tls-esni).
+/// `encrypted_client_hello`, the code point of draft-ietf-tls-esni that
+/// browsers send.
 const EXT_ECH: u16 = 0xfe0d;
 const NAME_TYPE_HOST_NAME: u8 = 0;
 /// A DNS name's longest text form, without a trailing dot.
