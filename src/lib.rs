@@ -53,6 +53,9 @@ mod dial;
 mod forwarder;
 mod hooks;
 mod http;
+// Pure parsers for now: the route-matching stage that uses them follows.
+#[allow(dead_code, unused_imports)]
+mod inspect;
 mod kernel_pipe;
 mod metrics;
 mod net;
