@@ -2,7 +2,8 @@
 //! misplaced key of a file found at once, with the key probably meant, and
 //! every value of the wrong form, each key read on its own.
 
-use super::file::{Global, Problem, Section};
+use super::document::{Global, Section};
+use super::file::Problem;
 
 /// Every key of `[global]`, as [`Global`] reads them.
 pub(super) const GLOBAL_KEYS: [&str; 8] = [

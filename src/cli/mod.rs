@@ -1,21 +1,25 @@
 //! The command line: flags, their defaults, and usage errors as one line.
 
+mod exit;
+
 use std::ffi::OsString;
 use std::net::SocketAddr;
 use std::path::PathBuf;
 use std::time::Duration;
 
-use clap::error::{ContextKind, ContextValue, ErrorKind};
+use clap::error::ErrorKind;
 use clap::parser::ValueSource;
 use clap::{ArgMatches, CommandFactory, FromArgMatches, Parser, ValueEnum};
 
 use crate::acl::Cidr;
 use crate::config::{
     self, load_file_with, parse_address, parse_duration, parse_size, AccessLogConfig, Balance,
-    Config, FileError, LogDestination, LogFormat, Naming, Overrides, Splice, Target,
-    DEFAULT_ROUTE_NAME,
+    Config, LogDestination, LogFormat, Naming, Overrides, Splice, Target, DEFAULT_ROUTE_NAME,
 };
 use crate::proxy_protocol::ProxyVersion;
+
+use exit::usage_line;
+pub use exit::CliExit;
 
 /// A duration flag where `0` means off.
 #[derive(Clone, Copy, Debug)]
@@ -361,48 +365,6 @@ pub struct Invocation {
     pub overrides: Overrides,
 }
 
-/// The command line could not give a config: print `message` and exit with
-/// `code` (0 for --help and --version, which go to stdout).
-#[derive(Debug)]
-pub struct CliExit {
-    /// The process exit code.
-    pub code: u8,
-    /// What to print.
-    pub message: String,
-}
-
-impl CliExit {
-    /// Prints the message: to stdout for help and version, else to stderr.
-    pub fn print(&self) {
-        if self.code == 0 {
-            print!("{}", self.message);
-        } else {
-            eprintln!("{}", self.message);
-        }
-    }
-
-    fn usage(message: impl std::fmt::Display) -> CliExit {
-        CliExit {
-            code: 2,
-            message: format!("tcpipe: {message}"),
-        }
-    }
-}
-
-/// Each problem of the file on a line of its own.
-impl From<FileError> for CliExit {
-    fn from(e: FileError) -> CliExit {
-        let lines: Vec<String> = e
-            .problems()
-            .map(|problem| format!("tcpipe: {}", problem.line_text()))
-            .collect();
-        CliExit {
-            code: 2,
-            message: lines.join("\n"),
-        }
-    }
-}
-
 /// Parses the command line (program name first): flags into a config of
 /// one route named `default`, or `--config FILE` read and validated.
 pub fn parse<I, T>(args: I) -> Result<Invocation, CliExit>
@@ -578,201 +540,5 @@ pub fn check_summary(invocation: &Invocation) -> String {
     summary
 }
 
-/// A usage error as one line: clap's message, the values it would take and
-/// the flag it guesses was meant, without the usage block.
-fn usage_line(e: &clap::Error, args: &[OsString]) -> String {
-    if e.kind() == ErrorKind::UnknownArgument {
-        if let Some(line) = negative_value(e, args) {
-            return line;
-        }
-    }
-    let mut line = one_line(&e.render().to_string());
-    if let Some(ContextValue::Strings(values)) = e.get(ContextKind::ValidValue) {
-        if !values.is_empty() {
-            line.push_str(&format!(" [possible values: {}]", values.join(", ")));
-        }
-    }
-    for kind in [ContextKind::SuggestedArg, ContextKind::SuggestedValue] {
-        match e.get(kind) {
-            Some(ContextValue::String(one)) => line.push_str(&format!("; did you mean '{one}'?")),
-            Some(ContextValue::Strings(many)) if !many.is_empty() => {
-                line.push_str(&format!("; did you mean '{}'?", many.join("' or '")))
-            }
-            _ => {}
-        }
-    }
-    line
-}
-
-/// clap reads `--pool -1` as the flag `-1` (and `--cooldown -1s` as `-1`);
-/// say what was meant: the value of the flag before it, which cannot be
-/// negative.
-fn negative_value(e: &clap::Error, args: &[OsString]) -> Option<String> {
-    let Some(ContextValue::String(found)) = e.get(ContextKind::InvalidArg) else {
-        return None;
-    };
-    if !found
-        .strip_prefix('-')?
-        .starts_with(|c: char| c.is_ascii_digit())
-    {
-        return None;
-    }
-    let command = Args::command();
-    let takes_value = |flag: &str| {
-        command.get_arguments().find(|arg| {
-            let named = match flag.strip_prefix("--") {
-                Some(long) => arg.get_long() == Some(long),
-                None => {
-                    let mut chars = flag.chars();
-                    chars.next() == Some('-')
-                        && chars.next() == arg.get_short()
-                        && chars.next().is_none()
-                }
-            };
-            // Only numbers can be negative; `-l -1` is no address at all.
-            let numeric = arg.get_value_names().is_some_and(|names| {
-                names
-                    .iter()
-                    .any(|n| ["N", "DURATION", "SIZE"].contains(&n.as_str()))
-            });
-            named && numeric
-        })
-    };
-    args.windows(2).find_map(|pair| {
-        let (flag, value) = (pair[0].to_str()?, pair[1].to_str()?);
-        if !value.starts_with(found.as_str()) {
-            return None;
-        }
-        let long = takes_value(flag)?.get_long()?;
-        Some(format!(
-            "invalid value '{value}' for '--{long}': must not be negative"
-        ))
-    })
-}
-
-/// clap's message on one line: its first line, plus the indented list that
-/// follows a line ending in ':' (the missing flags), without tips or usage.
-fn one_line(rendered: &str) -> String {
-    let mut lines = rendered.lines();
-    let first = lines.next().unwrap_or_default();
-    let mut message = first.strip_prefix("error: ").unwrap_or(first).to_string();
-    if message.ends_with(':') {
-        let items: Vec<&str> = lines
-            .take_while(|line| line.starts_with(' '))
-            .map(str::trim)
-            .collect();
-        message = format!("{} {}", message, items.join(", "));
-    }
-    message
-}
-
 #[cfg(test)]
-mod tests {
-    use super::*;
-
-    fn parse_line(args: &[&str]) -> Result<Config, CliExit> {
-        parse(std::iter::once("tcpipe").chain(args.iter().copied())).map(|i| i.config)
-    }
-
-    #[test]
-    fn defaults_follow_the_buffer_size() {
-        let config = parse_line(&[
-            "-l",
-            "127.0.0.1:0",
-            "-t",
-            "127.0.0.1:1",
-            "--buffer-size",
-            "16k",
-        ])
-        .expect("valid flags");
-        let route = &config.routes[0];
-        assert_eq!(route.name, "default");
-        assert_eq!(route.buffer_size, 16 * 1024);
-        assert_eq!(route.low_water, 8 * 1024);
-        assert_eq!(route.idle_timeout, None);
-        assert_eq!(route.connect_timeout, Some(Duration::from_secs(5)));
-    }
-
-    #[test]
-    fn a_missing_flag_is_named_on_one_line() {
-        let exit = parse_line(&["-l", "127.0.0.1:0"]).unwrap_err();
-        assert_eq!(exit.code, 2);
-        assert!(!exit.message.contains('\n'), "{}", exit.message);
-        assert!(exit.message.contains("--target"), "{}", exit.message);
-    }
-
-    #[test]
-    fn a_bad_duration_names_flag_value_and_reason() {
-        let exit = parse_line(&[
-            "-l",
-            "127.0.0.1:0",
-            "-t",
-            "127.0.0.1:1",
-            "--idle-timeout",
-            "5",
-        ])
-        .unwrap_err();
-        assert_eq!(exit.code, 2);
-        assert!(exit.message.contains("--idle-timeout"), "{}", exit.message);
-        assert!(exit.message.contains("'5'"), "{}", exit.message);
-        assert!(exit.message.contains("missing unit"), "{}", exit.message);
-    }
-
-    #[test]
-    fn every_flag_is_a_route_flag_or_a_global_one() {
-        let command = Args::command();
-        for arg in command.get_arguments() {
-            let id = arg.get_id().as_str();
-            let known = ["config", "check", "help", "version"].contains(&id)
-                || ROUTE_FLAGS.contains(&id)
-                || GLOBAL_FLAGS.contains(&id);
-            assert!(known, "--{id}: say in cli.rs whether --config replaces it");
-        }
-    }
-
-    #[test]
-    fn global_flags_given_with_config_are_overrides() {
-        let args = [
-            "tcpipe",
-            "-c",
-            "x.toml",
-            "--workers",
-            "2",
-            "--metrics",
-            "127.0.0.1:9",
-        ];
-        let matches = Args::command().try_get_matches_from(args).expect("valid");
-        let parsed = Args::from_arg_matches(&matches).expect("valid");
-        assert_eq!(route_flag_with_config(&matches), None);
-        let overrides = parsed.overrides(&matches);
-        assert_eq!(
-            overrides.describe(),
-            ["metrics = 127.0.0.1:9", "workers = 2"],
-            "defaults are no overrides"
-        );
-        let set: Vec<&str> = GLOBAL_FLAGS
-            .iter()
-            .copied()
-            .filter(|id| given(&matches, id))
-            .collect();
-        assert_eq!(set, ["metrics", "workers"]);
-    }
-
-    #[test]
-    fn config_replaces_the_route_flags() {
-        let exit = parse_line(&["--config", "x.toml", "-l", "127.0.0.1:0"]).unwrap_err();
-        assert_eq!(exit.code, 2);
-        assert_eq!(
-            exit.message,
-            "tcpipe: --listen cannot be combined with --config: routes come from the file \
-             (give the route a listen key there)"
-        );
-        let exit =
-            parse_line(&["--idle-timeout", "5s", "-t", "127.0.0.1:1", "-c", "x.toml"]).unwrap_err();
-        assert_eq!(
-            exit.message,
-            "tcpipe: --idle-timeout cannot be combined with --config: route options come from \
-             the file (set idle-timeout in [defaults] or a [[route]])"
-        );
-    }
-}
+mod tests;

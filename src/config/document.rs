@@ -1,0 +1,398 @@
+//! The file's tables as serde reads them, and how they become a
+//! [`Config`]: each route's options from its `[[route]]`, then from
+//! `[defaults]`, then the built-in defaults; sizes, durations and counts
+//! written as the flags take them.
+
+use std::time::Duration;
+
+use serde::{Deserialize, Deserializer};
+
+use super::file::Problem;
+use super::values::{parse_address, parse_duration, parse_size};
+use super::{Balance, Config, LogDestination, LogFormat, Naming, Overrides, Route, Splice, Target};
+use crate::acl::Cidr;
+use crate::proxy_protocol::ProxyVersion;
+
+#[derive(Deserialize)]
+#[serde(deny_unknown_fields, rename_all = "kebab-case")]
+pub(super) struct Document {
+    #[serde(default)]
+    global: Global,
+    #[serde(default)]
+    defaults: Section,
+    #[serde(default, rename = "route")]
+    routes: Vec<Section>,
+}
+
+#[derive(Deserialize, Default)]
+#[serde(deny_unknown_fields, rename_all = "kebab-case")]
+pub(super) struct Global {
+    max_connections: Option<Count<usize>>,
+    drain_timeout: Option<DurationSetting>,
+    resolve_interval: Option<DurationSetting>,
+    metrics: Option<String>,
+    access_log: Option<String>,
+    log_format: Option<LogFormat>,
+    access_log_opens: Option<bool>,
+    workers: Option<WorkersSetting>,
+}
+
+/// A `[[route]]`, or `[defaults]` (which has no name, listen or targets).
+#[derive(Deserialize, Default)]
+#[serde(deny_unknown_fields, rename_all = "kebab-case")]
+pub(super) struct Section {
+    name: Option<String>,
+    listen: Option<OneOrMany>,
+    targets: Option<OneOrMany>,
+    balance: Option<Balance>,
+    retries: Option<Count<usize>>,
+    fail_threshold: Option<Count<u32>>,
+    cooldown: Option<DurationSetting>,
+    health_interval: Option<DurationSetting>,
+    pool: Option<Count<usize>>,
+    pool_max_idle: Option<DurationSetting>,
+    buffer_size: Option<SizeSetting>,
+    low_water: Option<SizeSetting>,
+    connect_timeout: Option<DurationSetting>,
+    idle_timeout: Option<DurationSetting>,
+    half_close_timeout: Option<DurationSetting>,
+    keepalive: Option<DurationSetting>,
+    max_connections: Option<Count<usize>>,
+    send_proxy: Option<ProxyVersion>,
+    accept_proxy: Option<bool>,
+    proxy_timeout: Option<DurationSetting>,
+    allow: Option<Blocks>,
+    deny: Option<Blocks>,
+    max_connections_per_source: Option<Count<usize>>,
+    splice: Option<Splice>,
+}
+
+impl Document {
+    pub(super) fn into_config(self, overrides: &Overrides) -> Result<Config, Problem> {
+        for (key, present) in [
+            ("name", self.defaults.name.is_some()),
+            ("listen", self.defaults.listen.is_some()),
+            ("targets", self.defaults.targets.is_some()),
+        ] {
+            if present {
+                return Err(Problem::at_key(
+                    format!("defaults.{key}"),
+                    "only a [[route]] has this key",
+                ));
+            }
+        }
+        let routes = self
+            .routes
+            .iter()
+            .enumerate()
+            .map(|(index, section)| section.to_route(index, &self.defaults))
+            .collect::<Result<Vec<Route>, Problem>>()?;
+        if routes.is_empty() {
+            return Err(Problem::at_key("route", "give at least one route"));
+        }
+        let mut config = Config::with_routes(routes);
+        if let Some(Count(max)) = self.global.max_connections {
+            config.max_connections = max;
+        }
+        if let Some(DurationSetting(drain)) = self.global.drain_timeout {
+            config.drain_timeout = drain;
+        }
+        if let Some(DurationSetting(interval)) = self.global.resolve_interval {
+            config.resolve_interval = interval;
+        }
+        if let Some(text) = &self.global.metrics {
+            config.metrics = Some(parse_address(text).map_err(|reason| {
+                Problem::at_key(
+                    "global.metrics",
+                    format!("invalid address '{text}': {reason}"),
+                )
+            })?);
+        }
+        if let Some(text) = &self.global.access_log {
+            config.access_log.destination = LogDestination::parse(text).map_err(|reason| {
+                Problem::at_key(
+                    "global.access-log",
+                    format!("invalid value '{text}': {reason}"),
+                )
+            })?;
+        }
+        if let Some(format) = self.global.log_format {
+            config.access_log.format = format;
+        }
+        if let Some(opens) = self.global.access_log_opens {
+            config.access_log.opens = opens;
+        }
+        if let Some(workers) = &self.global.workers {
+            config.workers = workers.count().map_err(|reason| {
+                Problem::at_key(
+                    "global.workers",
+                    format!("invalid value '{workers}': {reason}"),
+                )
+            })?;
+        }
+        overrides.apply(&mut config);
+        config
+            .validate_as(Naming::File)
+            .map_err(|e| overrides.rename(e))?;
+        Ok(config)
+    }
+}
+
+impl Section {
+    /// The route this section describes, every option it leaves out taken
+    /// from `[defaults]`, then from the built-in default.
+    fn to_route(&self, index: usize, defaults: &Section) -> Result<Route, Problem> {
+        let required =
+            |key: &str| Problem::at_key(format!("route[{index}]"), format!("missing key '{key}'"));
+        let name = self.name.clone().ok_or_else(|| required("name"))?;
+        let listen = self.listen.as_ref().ok_or_else(|| required("listen"))?;
+        let targets = self.targets.as_ref().ok_or_else(|| required("targets"))?;
+        let listen = resolve_all(index, "listen", listen)?;
+        let targets: Vec<Target> = targets
+            .0
+            .iter()
+            .zip(resolve_all(index, "targets", targets)?)
+            .map(|(name, addr)| Target {
+                name: name.clone(),
+                addr,
+            })
+            .collect();
+        let (Some(&first_listen), Some(first_target)) = (listen.first(), targets.first()) else {
+            let key = if listen.is_empty() {
+                "listen"
+            } else {
+                "targets"
+            };
+            return Err(Problem::at_key(
+                format!("route[{index}].{key}"),
+                "give at least one address",
+            ));
+        };
+        let mut route = Route::new(name, first_listen, first_target.addr);
+        route.listen = listen;
+        route.targets = targets;
+
+        macro_rules! option {
+            ($field:ident) => {
+                self.$field.clone().or_else(|| defaults.$field.clone())
+            };
+        }
+        if let Some(balance) = option!(balance) {
+            route.balance = balance;
+        }
+        if let Some(splice) = option!(splice) {
+            route.splice = splice;
+        }
+        route.retries = option!(retries).map(|Count(n)| n).or(route.retries);
+        if let Some(Count(threshold)) = option!(fail_threshold) {
+            route.fail_threshold = threshold;
+        }
+        if let Some(Count(pool)) = option!(pool) {
+            route.pool = pool;
+        }
+        route.max_connections = option!(max_connections)
+            .map(|Count(n)| n)
+            .or(route.max_connections);
+        route.max_connections_per_source = option!(max_connections_per_source)
+            .map(|Count(n)| n)
+            .or(route.max_connections_per_source);
+        route.send_proxy = option!(send_proxy).or(route.send_proxy);
+        if let Some(accept) = option!(accept_proxy) {
+            route.accept_proxy = accept;
+        }
+        if let Some(Blocks(allow)) = option!(allow) {
+            route.allow = allow;
+        }
+        if let Some(Blocks(deny)) = option!(deny) {
+            route.deny = deny;
+        }
+        if let Some(SizeSetting(size)) = option!(buffer_size) {
+            route.buffer_size = size;
+            route.low_water = size / 2;
+        }
+        if let Some(SizeSetting(size)) = option!(low_water) {
+            route.low_water = size;
+        }
+        for (setting, field) in [
+            (option!(cooldown), &mut route.cooldown),
+            (option!(health_interval), &mut route.health_interval),
+            (option!(connect_timeout), &mut route.connect_timeout),
+            (option!(idle_timeout), &mut route.idle_timeout),
+            (option!(half_close_timeout), &mut route.half_close_timeout),
+            (option!(keepalive), &mut route.keepalive),
+            (option!(proxy_timeout), &mut route.proxy_timeout),
+        ] {
+            if let Some(DurationSetting(duration)) = setting {
+                *field = duration;
+            }
+        }
+        if let Some(DurationSetting(idle)) = option!(pool_max_idle) {
+            route.pool_max_idle = idle.unwrap_or(Duration::ZERO);
+        }
+        Ok(route)
+    }
+}
+
+fn resolve_all(
+    index: usize,
+    key: &str,
+    addresses: &OneOrMany,
+) -> Result<Vec<std::net::SocketAddr>, Problem> {
+    addresses
+        .0
+        .iter()
+        .enumerate()
+        .map(|(position, text)| {
+            parse_address(text).map_err(|reason| {
+                Problem::at_key(
+                    format!("route[{index}].{key}[{position}]"),
+                    format!("invalid address '{text}': {reason}"),
+                )
+            })
+        })
+        .collect()
+}
+
+/// A setting as written: text such as `"5s"` or `"64k"`, or a number.
+#[derive(Deserialize)]
+#[serde(
+    untagged,
+    expecting = "a string such as \"5s\" or \"64k\", or a number"
+)]
+enum Written {
+    Text(String),
+    Number(i64),
+}
+
+/// A duration written as the flags take it: `"500ms"`, `"5s"`, `"0"`.
+#[derive(Clone, Deserialize)]
+#[serde(try_from = "Written")]
+struct DurationSetting(Option<Duration>);
+
+impl TryFrom<Written> for DurationSetting {
+    type Error = String;
+
+    fn try_from(written: Written) -> Result<DurationSetting, String> {
+        match written {
+            Written::Text(text) => parse_duration(&text)
+                .map(DurationSetting)
+                .map_err(|reason| format!("invalid duration '{text}': {reason}")),
+            Written::Number(0) => Ok(DurationSetting(None)),
+            Written::Number(n) => Err(format!(
+                "invalid duration {n}: give a unit, as in \"{n}s\" or \"{n}ms\""
+            )),
+        }
+    }
+}
+
+/// A count (`pool`, `retries`, ...), read as any integer so that a
+/// negative one says so, not "expected usize".
+#[derive(Clone, Copy, Deserialize)]
+#[serde(try_from = "WrittenCount", bound(deserialize = "T: TryFrom<i64>"))]
+struct Count<T>(T);
+
+#[derive(Deserialize)]
+#[serde(untagged, expecting = "expected a whole number such as 3")]
+enum WrittenCount {
+    Number(i64),
+}
+
+impl<T: TryFrom<i64>> TryFrom<WrittenCount> for Count<T> {
+    type Error = String;
+
+    fn try_from(written: WrittenCount) -> Result<Count<T>, String> {
+        let WrittenCount::Number(n) = written;
+        if n < 0 {
+            return Err(format!("invalid count {n}: must not be negative"));
+        }
+        T::try_from(n)
+            .map(Count)
+            .map_err(|_| format!("invalid count {n}: too large"))
+    }
+}
+
+/// `workers`: a number, or `"auto"`.
+#[derive(Deserialize)]
+#[serde(untagged, expecting = "expected a whole number such as 2, or \"auto\"")]
+enum WorkersSetting {
+    Number(i64),
+    Text(String),
+}
+
+impl WorkersSetting {
+    fn count(&self) -> Result<usize, String> {
+        match self {
+            WorkersSetting::Number(n) => super::parse_workers(&n.to_string()),
+            WorkersSetting::Text(text) => super::parse_workers(text),
+        }
+    }
+}
+
+impl std::fmt::Display for WorkersSetting {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        match self {
+            WorkersSetting::Number(n) => write!(f, "{n}"),
+            WorkersSetting::Text(text) => f.write_str(text),
+        }
+    }
+}
+
+/// A size written as the flags take it (`"64k"`), or a number of bytes.
+#[derive(Clone, Deserialize)]
+#[serde(try_from = "Written")]
+struct SizeSetting(usize);
+
+impl TryFrom<Written> for SizeSetting {
+    type Error = String;
+
+    fn try_from(written: Written) -> Result<SizeSetting, String> {
+        match written {
+            Written::Text(text) => parse_size(&text)
+                .map(SizeSetting)
+                .map_err(|reason| format!("invalid size '{text}': {reason}")),
+            Written::Number(n) => usize::try_from(n)
+                .map(SizeSetting)
+                .map_err(|_| format!("invalid size {n}: must not be negative")),
+        }
+    }
+}
+
+/// One address as a string, or several as an array of strings.
+#[derive(Clone)]
+struct OneOrMany(Vec<String>);
+
+impl<'de> Deserialize<'de> for OneOrMany {
+    fn deserialize<D: Deserializer<'de>>(deserializer: D) -> Result<Self, D::Error> {
+        #[derive(Deserialize)]
+        #[serde(untagged, expecting = "an address \"host:port\" or an array of them")]
+        enum Form {
+            One(String),
+            Many(Vec<String>),
+        }
+        Ok(OneOrMany(match Form::deserialize(deserializer)? {
+            Form::One(one) => vec![one],
+            Form::Many(many) => many,
+        }))
+    }
+}
+
+/// Address blocks: one as a string, or several as an array of strings.
+#[derive(Clone, Deserialize)]
+#[serde(try_from = "OneOrMany")]
+struct Blocks(Vec<Cidr>);
+
+impl TryFrom<OneOrMany> for Blocks {
+    type Error = String;
+
+    fn try_from(written: OneOrMany) -> Result<Blocks, String> {
+        written
+            .0
+            .iter()
+            .map(|text| {
+                text.parse::<Cidr>()
+                    .map_err(|reason| format!("invalid address block '{text}': {reason}"))
+            })
+            .collect::<Result<Vec<Cidr>, String>>()
+            .map(Blocks)
+    }
+}
