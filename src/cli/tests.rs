@@ -56,7 +56,10 @@ fn every_flag_is_a_route_flag_or_a_global_one() {
         let known = ["config", "check", "help", "version"].contains(&id)
             || ROUTE_FLAGS.contains(&id)
             || GLOBAL_FLAGS.contains(&id);
-        assert!(known, "--{id}: say in cli/mod.rs whether --config replaces it");
+        assert!(
+            known,
+            "--{id}: say in cli/mod.rs whether --config replaces it"
+        );
     }
 }
 
