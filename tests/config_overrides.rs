@@ -87,7 +87,7 @@ fn max_connections_from_a_flag_wins_over_the_file_and_still_does_after_a_reload(
 
     // The reload reads max-connections = 100 again; the flag must win again.
     file.write(&text("2h"));
-    let summary = tcpipe.reload().expect("a valid reload");
+    let summary = tcpipe.reload_report().expect("a valid reload");
     assert_nothing_arrives(
         &mut waiting,
         WAIT_WINDOW,

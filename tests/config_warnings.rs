@@ -132,7 +132,7 @@ fn a_reload_warns_about_what_it_brings() {
         tcpipe.logs()
     );
     file.write(&route("web", &[target, target], ""));
-    let reload = tcpipe.reload().expect("the reload applies");
+    let reload = tcpipe.reload_report().expect("the reload applies");
     line_naming(
         &reload,
         &["route[0].targets[1]", &format!("'{target}'"), "twice"],

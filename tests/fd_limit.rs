@@ -155,7 +155,7 @@ fn a_reload_that_raises_max_connections_beyond_the_limit_is_warned_about() {
     assert!(limit_warnings(&tcpipe.logs(), key).is_empty());
 
     file.write(&text(10_000));
-    let summary = tcpipe.reload().expect("the reload applies");
+    let summary = tcpipe.reload_report().expect("the reload applies");
     let found = limit_warnings(&summary, key);
     assert_eq!(found.len(), 1, "{summary:#?}");
     assert!(found[0].contains("limit is 1024"), "{}", found[0]);

@@ -50,7 +50,7 @@ fn an_unchanged_listener_accepts_throughout_reloads_without_refusing_anyone() {
     for round in 1..=RELOADS {
         let before = served.load(Ordering::SeqCst);
         file.write(&config(round));
-        let summary = tcpipe.reload().expect("the reload applies");
+        let summary = tcpipe.reload_report().expect("the reload applies");
         assert!(
             summary
                 .iter()

@@ -10,18 +10,12 @@ use std::time::Duration;
 use crate::common::{wait_until, Tcpipe, DEADLINE};
 
 impl Tcpipe {
-    /// Where the binary serves `/metrics`, from its startup line.
+    /// Where the binary serves `/metrics`, as the newest `READY=1` says.
     pub fn metrics_addr(&self) -> SocketAddr {
-        let mut addr = None;
-        let found = wait_until(DEADLINE, || {
-            addr = self.logs().iter().find_map(|line| {
-                let rest = line.split("metrics: serving http://").nth(1)?;
-                rest.split('/').next()?.parse().ok()
-            });
-            addr.is_some()
-        });
-        assert!(found, "tcpipe never said where it serves metrics");
-        addr.unwrap()
+        let ready = self.latest_ready();
+        ready
+            .metrics()
+            .unwrap_or_else(|| panic!("tcpipe serves no metrics: {ready:?}"))
     }
 
     /// One scrape of `/metrics`.
