@@ -138,6 +138,48 @@ fn key(name: &str, labels: &[(String, String)]) -> String {
     format!("{name}{{{}}}", pairs.join(","))
 }
 
+/// The route a forwarder started from flags has.
+pub const FLAGS_ROUTE: &str = "default";
+
+impl Tcpipe {
+    /// `name{route="default",target=TARGET}` now: what the flags' route
+    /// did with one target (`tcpipe_target_connect_attempts_total`, ...).
+    pub fn target_metric(&self, name: &str, target: SocketAddr) -> f64 {
+        let target = target.to_string();
+        self.scrape()
+            .get(name, &[("route", FLAGS_ROUTE), ("target", &target)])
+    }
+
+    /// Connects made to `target` for clients (pooled connections handed
+    /// out are not connects); every one is a client sent to it.
+    pub fn connects_to(&self, target: SocketAddr) -> usize {
+        self.target_metric("tcpipe_target_connect_attempts_total", target) as usize
+    }
+
+    /// Waits until `/metrics` shows `target` taking clients (`up`) or held
+    /// down by health checks.
+    pub fn wait_target_up(&self, target: SocketAddr, up: bool) {
+        let label = target.to_string();
+        let want = if up { 1.0 } else { 0.0 };
+        scrape_until(
+            self,
+            &format!("tcpipe_target_up {want} for {target}"),
+            |s| {
+                s.get(
+                    "tcpipe_target_up",
+                    &[("route", FLAGS_ROUTE), ("target", &label)],
+                ) == want
+            },
+        );
+    }
+
+    /// `tcpipe_connections_active` of the flags' route now.
+    pub fn active_pipes(&self) -> usize {
+        self.scrape()
+            .get("tcpipe_connections_active", &[("route", FLAGS_ROUTE)]) as usize
+    }
+}
+
 /// Scrapes until `condition` holds for a scrape, and returns that one.
 pub fn scrape_until(tcpipe: &Tcpipe, what: &str, condition: impl Fn(&Scrape) -> bool) -> Scrape {
     let mut last = None;
