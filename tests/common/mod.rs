@@ -199,6 +199,21 @@ impl Tcpipe {
             .expect("a READY=1 on the harness's NOTIFY_SOCKET")
     }
 
+    /// Waits for `STOPPING=1`, which the forwarder sends once a shutdown
+    /// has begun (its listeners are closed), and returns its `STATUS=`
+    /// (`draining N pipes`).
+    pub fn wait_stopping(&self) -> String {
+        let notices = self.notices.as_ref().expect("the harness's NOTIFY_SOCKET");
+        let mut stopping = None;
+        wait_until(DEADLINE, || {
+            stopping = notices.with("STOPPING=1").pop();
+            stopping.is_some()
+        });
+        let stopping =
+            stopping.unwrap_or_else(|| panic!("no STOPPING=1 in time; logs: {:#?}", self.logs()));
+        stopping.status().to_string()
+    }
+
     /// How many `READY=1` came so far.
     pub fn readies(&self) -> usize {
         self.notices.as_ref().map_or(0, ready::Notices::count)

@@ -4,7 +4,8 @@
 //! own, names it in `NOTIFY_SOCKET`, and reads every `READY=1` the
 //! forwarder sends (at startup and after each reload), which carries
 //! `X_TCPIPE_LISTEN=<route> <address>` per listener and
-//! `X_TCPIPE_METRICS=<address>`, as bound.
+//! `X_TCPIPE_METRICS=<address>`, as bound; `STOPPING=1` says a shutdown
+//! has begun.
 #![allow(dead_code)] // each test file uses a different subset
 
 use std::net::SocketAddr;
@@ -14,10 +15,10 @@ use std::sync::atomic::{AtomicUsize, Ordering};
 use std::sync::{Arc, Mutex};
 use std::thread;
 
-/// A notify socket and every `READY=1` that came to it, in order.
+/// A notify socket and every message that came to it, in order.
 pub struct Notices {
     path: PathBuf,
-    readies: Arc<Mutex<Vec<Ready>>>,
+    messages: Arc<Mutex<Vec<Ready>>>,
 }
 
 impl Notices {
@@ -34,8 +35,8 @@ impl Notices {
         ));
         let _ = std::fs::remove_file(&path);
         let socket = UnixDatagram::bind(&path).expect("bind a notify socket");
-        let readies = Arc::new(Mutex::new(Vec::new()));
-        let sink = Arc::clone(&readies);
+        let messages = Arc::new(Mutex::new(Vec::new()));
+        let sink = Arc::clone(&messages);
         thread::spawn(move || {
             let mut buf = vec![0u8; 64 * 1024];
             // An empty datagram (from `drop`) or an error ends it.
@@ -44,12 +45,10 @@ impl Notices {
                     .lines()
                     .map(str::to_owned)
                     .collect();
-                if lines.iter().any(|line| line == "READY=1") {
-                    sink.lock().unwrap().push(Ready { lines });
-                }
+                sink.lock().unwrap().push(Ready { lines });
             }
         });
-        Notices { path, readies }
+        Notices { path, messages }
     }
 
     /// What `NOTIFY_SOCKET` must say.
@@ -57,19 +56,25 @@ impl Notices {
         &self.path
     }
 
+    /// The messages with `line` (`READY=1`, `STOPPING=1`), in order.
+    pub fn with(&self, line: &str) -> Vec<Ready> {
+        let messages = self.messages.lock().unwrap();
+        messages.iter().filter(|m| m.has(line)).cloned().collect()
+    }
+
     /// How many `READY=1` came so far.
     pub fn count(&self) -> usize {
-        self.readies.lock().unwrap().len()
+        self.with("READY=1").len()
     }
 
     /// The newest `READY=1`, if any came.
     pub fn latest(&self) -> Option<Ready> {
-        self.readies.lock().unwrap().last().cloned()
+        self.with("READY=1").pop()
     }
 
     /// The `READY=1` after the first `seen`, once it came.
     pub fn after(&self, seen: usize) -> Option<Ready> {
-        self.readies.lock().unwrap().get(seen).cloned()
+        self.with("READY=1").get(seen).cloned()
     }
 }
 
@@ -82,13 +87,18 @@ impl Drop for Notices {
     }
 }
 
-/// One `READY=1` message, as its `KEY=VALUE` lines.
+/// One message (a `READY=1` unless said otherwise), as its `KEY=VALUE`
+/// lines.
 #[derive(Clone, Debug)]
 pub struct Ready {
     pub lines: Vec<String>,
 }
 
 impl Ready {
+    pub fn has(&self, line: &str) -> bool {
+        self.lines.iter().any(|l| l == line)
+    }
+
     fn values<'a>(&'a self, key: &'a str) -> impl Iterator<Item = &'a str> + 'a {
         self.lines
             .iter()
