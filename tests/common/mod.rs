@@ -241,6 +241,33 @@ impl Tcpipe {
             .collect()
     }
 
+    /// What the forwarder logged up to the end of its startup, for the
+    /// tests of its startup lines and warnings: `READY=1` can come before
+    /// stderr is read, so this waits for the last startup line (each
+    /// route's, which says where it listens).
+    pub fn startup_logs(&self) -> Vec<String> {
+        let routes = self.notices.as_ref().map_or(1, |notices| {
+            notices.latest().map_or(1, |ready| {
+                let mut names: Vec<String> = ready
+                    .listening()
+                    .into_iter()
+                    .map(|(name, _)| name)
+                    .collect();
+                names.dedup();
+                names.len()
+            })
+        });
+        let ended = wait_until(DEADLINE, || {
+            self.logs()
+                .iter()
+                .filter(|line| line.contains(": listening on "))
+                .count()
+                >= routes
+        });
+        assert!(ended, "the startup never ended; logs: {:#?}", self.logs());
+        self.logs()
+    }
+
     /// The access log's close lines on stderr (its default), each as its
     /// `key=value` fields, in the order the pipes closed.
     pub fn access_log_closes(&self) -> Vec<std::collections::BTreeMap<String, String>> {
