@@ -186,7 +186,7 @@ impl Tcpipe {
             Ok(stat) => stat
                 .rfind(')')
                 .and_then(|at| stat[at + 1..].split_whitespace().next())
-                .map_or(false, |state| state == "Z" || state == "X"),
+                .is_some_and(|state| state == "Z" || state == "X"),
             Err(_) => true,
         }
     }
