@@ -9,8 +9,21 @@
 //! left in the environment: unsetting `NOTIFY_SOCKET` after the first
 //! message silences the watchdog pings (traefik #1353, where systemd then
 //! killed the service every few seconds).
+//!
+//! Each `READY=1` also says where tcpipe listens, as bound (port 0 resolved
+//! to the real port), in variables of its own: sd_notify(3) reserves the
+//! `X_` prefix for them and systemd ignores them. Scripts and tests that
+//! start tcpipe on port 0 learn its ports from there instead of parsing a
+//! log line:
+//!
+//! ```text
+//! X_TCPIPE_LISTEN=<route name> <address>   one line per listener of every route
+//! X_TCPIPE_METRICS=<address>                where /metrics is served, if it is
+//! ```
 
+use std::fmt::Write;
 use std::io;
+use std::net::SocketAddr as TcpAddr;
 use std::os::linux::net::SocketAddrExt;
 use std::os::unix::net::{SocketAddr, UnixDatagram};
 use std::time::Duration;
@@ -69,12 +82,15 @@ impl Notifier {
         self.watchdog.map(|limit| limit / 2)
     }
 
-    /// Every listener is bound and the loop runs.
-    pub(crate) fn ready(&self, status: &str) {
-        self.send(&format!(
-            "READY=1\nSTATUS={status}\nMAINPID={}",
-            std::process::id()
-        ));
+    /// Every listener (each route's, in `listening`, and the metrics
+    /// endpoint's) is bound and the loop runs.
+    pub(crate) fn ready(
+        &self,
+        status: &str,
+        listening: &[(String, TcpAddr)],
+        metrics: Option<TcpAddr>,
+    ) {
+        self.send(&ready_message(status, listening, metrics));
     }
 
     /// A reload has begun; [`ready`](Notifier::ready) ends it, whatever
@@ -103,6 +119,23 @@ impl Notifier {
     }
 }
 
+/// `READY=1` with the status, the main pid and where tcpipe listens.
+fn ready_message(
+    status: &str,
+    listening: &[(String, TcpAddr)],
+    metrics: Option<TcpAddr>,
+) -> String {
+    let mut message = format!("READY=1\nSTATUS={status}\nMAINPID={}", std::process::id());
+    // Route names are plain (letters, digits, `-_.`): no space, no newline.
+    for (route, addr) in listening {
+        let _ = write!(message, "\nX_TCPIPE_LISTEN={route} {addr}");
+    }
+    if let Some(addr) = metrics {
+        let _ = write!(message, "\nX_TCPIPE_METRICS={addr}");
+    }
+    message
+}
+
 /// `NOTIFY_SOCKET`'s address: an absolute path, or `@name` for the
 /// abstract namespace.
 fn notify_address(path: &[u8]) -> io::Result<SocketAddr> {
@@ -122,7 +155,7 @@ fn notify_address(path: &[u8]) -> io::Result<SocketAddr> {
 
 #[cfg(test)]
 mod tests {
-    use super::notify_address;
+    use super::{notify_address, ready_message};
 
     #[test]
     fn paths_and_abstract_names_are_addresses_and_nothing_else_is() {
@@ -130,5 +163,28 @@ mod tests {
         assert!(notify_address(b"@tcpipe-notify").is_ok());
         assert!(notify_address(b"relative/path").is_err());
         assert!(notify_address(b"").is_err());
+    }
+
+    #[test]
+    fn ready_names_every_listener_and_the_metrics_endpoint() {
+        let listening = [
+            ("web".to_string(), "127.0.0.1:8080".parse().unwrap()),
+            ("web".to_string(), "[::1]:8080".parse().unwrap()),
+            ("db".to_string(), "127.0.0.1:5432".parse().unwrap()),
+        ];
+        let message = ready_message("forwarding", &listening, "127.0.0.1:9100".parse().ok());
+        let lines: Vec<&str> = message.lines().collect();
+        assert_eq!(lines[..2], ["READY=1", "STATUS=forwarding"]);
+        assert!(lines[2].starts_with("MAINPID="), "{message}");
+        assert_eq!(
+            lines[3..],
+            [
+                "X_TCPIPE_LISTEN=web 127.0.0.1:8080",
+                "X_TCPIPE_LISTEN=web [::1]:8080",
+                "X_TCPIPE_LISTEN=db 127.0.0.1:5432",
+                "X_TCPIPE_METRICS=127.0.0.1:9100",
+            ]
+        );
+        assert_eq!(ready_message("idle", &[], None).lines().count(), 3);
     }
 }

@@ -448,3 +448,35 @@ fn a_pipe_the_embedder_aborts_is_logged_as_aborted() {
     assert_eq!(line["pipe"], pipes[0].id.get());
     running.stop();
 }
+
+/// A text line as the access log quotes its values: in double quotes, with
+/// `"` and `\` escaped, when a value is empty or has a space, quote, `=`
+/// or backslash (`src/access_log.rs`'s rule for printable text).
+fn text_line(fields: &[(String, String)]) -> String {
+    let quoted = |value: &str| {
+        if value.is_empty() || value.contains([' ', '"', '=', '\\']) {
+            format!("\"{}\"", value.replace('\\', "\\\\").replace('"', "\\\""))
+        } else {
+            value.to_string()
+        }
+    };
+    fields
+        .iter()
+        .map(|(key, value)| format!("{key}={}", quoted(value)))
+        .collect::<Vec<_>>()
+        .join(" ")
+}
+
+proptest::proptest! {
+    /// The harness's reading of a line gives back every field as written,
+    /// quotes, spaces, `=` and escapes included.
+    #[test]
+    fn the_harness_reads_back_every_field_of_a_line(
+        fields in proptest::collection::btree_map("[a-z_]{1,12}", "[ -~]{0,24}", 1..8)
+    ) {
+        let fields: Vec<(String, String)> = fields.into_iter().collect();
+        let parsed = common::access_log::access_log_fields(&text_line(&fields));
+        let expected: std::collections::BTreeMap<String, String> = fields.into_iter().collect();
+        proptest::prop_assert_eq!(parsed, expected);
+    }
+}

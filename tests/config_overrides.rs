@@ -87,15 +87,11 @@ fn max_connections_from_a_flag_wins_over_the_file_and_still_does_after_a_reload(
 
     // The reload reads max-connections = 100 again; the flag must win again.
     file.write(&text("2h"));
-    let summary = tcpipe.reload().expect("a valid reload");
+    tcpipe.reload().expect("a valid reload");
     assert_nothing_arrives(
         &mut waiting,
         WAIT_WINDOW,
         "a third client beyond --max-connections 2, after the reload",
-    );
-    assert!(
-        summary.iter().all(|line| !line.contains("max-connections")),
-        "the reload changed max-connections: {summary:#?}"
     );
     // A slot freed lets it in: the limit is 2, not a stuck listener.
     assert_round_trip(&mut first, b"still served");

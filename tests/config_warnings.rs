@@ -86,7 +86,7 @@ fn duplicate_targets_and_surplus_retries_are_warned_about_at_startup_and_still_r
         "--retries",
         "4",
     ]);
-    let logs = tcpipe.logs();
+    let logs = tcpipe.startup_logs();
     let warnings: Vec<String> = logs
         .iter()
         .filter(|l| l.contains("WARN") && !about_the_fd_limit(l))
@@ -125,14 +125,14 @@ fn a_reload_warns_about_what_it_brings() {
     let tcpipe = Tcpipe::start_config(&file);
     assert!(
         !tcpipe
-            .logs()
+            .startup_logs()
             .iter()
             .any(|l| l.contains("WARN") && !about_the_fd_limit(l)),
         "a plain config warns about nothing: {:#?}",
         tcpipe.logs()
     );
     file.write(&route("web", &[target, target], ""));
-    let reload = tcpipe.reload().expect("the reload applies");
+    let reload = tcpipe.reload_report().expect("the reload applies");
     line_naming(
         &reload,
         &["route[0].targets[1]", &format!("'{target}'"), "twice"],

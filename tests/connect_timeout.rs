@@ -1,6 +1,6 @@
 //! A target that never completes the handshake: the client is reset once
-//! `--connect-timeout` runs out, the timeout is logged, and the forwarder
-//! goes on serving. An established pipe is not bound by that timeout.
+//! `--connect-timeout` runs out, metrics count the timeout, and the
+//! forwarder goes on serving. An established pipe is not bound by that timeout.
 
 mod common;
 use common::faults::*;
@@ -16,9 +16,15 @@ const CONNECT_TIMEOUT: Duration = Duration::from_millis(300);
 const MARGIN: Duration = Duration::from_millis(700);
 
 fn start_forwarder(target: SocketAddr) -> Tcpipe {
-    // At debug, each pipe's failed connect is a line of its own (the
-    // warning is throttled to one a second).
-    Tcpipe::start_logging("debug", target, &["--connect-timeout", "300ms"])
+    Tcpipe::start(
+        target,
+        &["--connect-timeout", "300ms", "--metrics", "127.0.0.1:0"],
+    )
+}
+
+/// Connects to `target` that timed out, as `/metrics` counts them.
+fn timeouts(tcpipe: &Tcpipe, target: SocketAddr) -> f64 {
+    tcpipe.target_metric("tcpipe_target_connect_timeouts_total", target)
 }
 
 #[test]
@@ -50,20 +56,10 @@ fn a_client_whose_target_never_answers_is_reset_after_the_connect_timeout() {
             "the client was reset only after {elapsed:?} (timeout {CONNECT_TIMEOUT:?})"
         );
     }
-    let logged_timeouts = || {
-        tcpipe
-            .logs()
-            .iter()
-            .filter(|line| line.contains("failed: connect timed out"))
-            .count()
-    };
-    // The log arrives through a pipe, possibly after the reset.
-    wait_until(DEADLINE, || logged_timeouts() >= 3);
     assert_eq!(
-        logged_timeouts(),
-        3,
-        "expected one 'connect timed out' line per pipe; logs: {:#?}",
-        tcpipe.logs()
+        timeouts(&tcpipe, black_hole.addr),
+        3.0,
+        "expected one connect timeout per pipe"
     );
 }
 
@@ -74,10 +70,10 @@ fn the_forwarder_keeps_serving_after_a_connect_timeout() {
     let tcpipe = start_forwarder(target);
 
     assert_reset(&mut tcpipe.connect(), "client");
-    assert!(
-        tcpipe.wait_for_log("connect timed out", DEADLINE),
-        "no connect timeout was logged; logs: {:#?}",
-        tcpipe.logs()
+    assert_eq!(
+        timeouts(&tcpipe, target),
+        1.0,
+        "the reset was no connect timeout"
     );
 
     // The same target now answers: the same forwarder must serve it.
@@ -89,7 +85,8 @@ fn the_forwarder_keeps_serving_after_a_connect_timeout() {
 
 #[test]
 fn an_established_pipe_outlives_the_connect_timeout() {
-    let tcpipe = start_forwarder(echo_server());
+    let target = echo_server();
+    let tcpipe = start_forwarder(target);
     let mut client = tcpipe.connect();
     assert_round_trip(&mut client, b"first");
     // The deadline applies to connecting only.
@@ -99,12 +96,9 @@ fn an_established_pipe_outlives_the_connect_timeout() {
         "a connected pipe silent for longer than the connect timeout",
     );
     assert_round_trip(&mut client, b"second");
-    assert!(
-        !tcpipe
-            .logs()
-            .iter()
-            .any(|line| line.contains("connect timed out")),
-        "a connected pipe hit the connect timeout; logs: {:#?}",
-        tcpipe.logs()
+    assert_eq!(
+        timeouts(&tcpipe, target),
+        0.0,
+        "a connected pipe hit the connect timeout"
     );
 }

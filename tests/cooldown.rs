@@ -3,8 +3,9 @@
 //! trial connection decides, and a failed trial doubles the cooldown.
 //!
 //! Target A is tried first by round-robin and is dead (or made to hang); B
-//! always serves. Connect attempts to A are counted from the log line every
-//! failed connect writes.
+//! always serves. Connects to A are counted from `/metrics`
+//! (`tcpipe_target_connect_attempts_total`), and A's state from
+//! `tcpipe_target_up`.
 
 mod common;
 use common::upstreams::*;
@@ -17,8 +18,7 @@ use std::time::{Duration, Instant};
 /// Leeway for the forwarder's clock against ours around a cooldown's end.
 const MARGIN: Duration = Duration::from_millis(100);
 
-/// Clients made one at a time, each knowing its pipe id: pipes are numbered
-/// from 1 in accept order, and only clients make pipes.
+/// Clients made one at a time.
 struct Clients<'a> {
     tcpipe: &'a Tcpipe,
     made: usize,
@@ -29,25 +29,22 @@ impl<'a> Clients<'a> {
         Clients { tcpipe, made: 0 }
     }
 
-    fn connect(&mut self) -> (usize, TcpStream) {
+    fn connect(&mut self) -> TcpStream {
         self.made += 1;
-        (self.made, self.tcpipe.connect())
+        self.tcpipe.connect()
     }
 
-    /// Serves one client and returns its pipe id.
-    fn serve(&mut self) -> usize {
-        let (id, client) = self.connect();
-        assert_served(client, format!("client {id}").as_bytes());
-        id
+    /// Serves one client.
+    fn serve(&mut self) {
+        let n = self.made + 1;
+        let client = self.connect();
+        assert_served(client, format!("client {n}").as_bytes());
     }
 
-    /// How many connects to `target` have failed, counting every client made
-    /// so far.
-    fn failed_connects(&self, target: &Backend) -> usize {
-        if self.made > 0 {
-            wait_for_pipe_closed(self.tcpipe, self.made);
-        }
-        count_logs(self.tcpipe, &connect_failure_log(target.addr))
+    /// How many clients were sent to `target` (each was a connect to it:
+    /// these tests use no pool but the last, which says so).
+    fn sent_to(&self, target: &Backend) -> usize {
+        self.tcpipe.connects_to(target.addr)
     }
 }
 
@@ -61,23 +58,10 @@ fn start_pair(options: &[&str]) -> (Tcpipe, Backend, Backend) {
     (tcpipe, a, b)
 }
 
-/// Waits for `target`'s down line with the given next-trial delay, and
-/// returns when it was seen: the cooldown has surely run out by then plus
-/// the delay.
-fn wait_until_down(tcpipe: &Tcpipe, target: &Backend, next_trial: &str) -> Instant {
-    let needle = format!("target {} is down after", target.addr);
-    let line = format!("next trial in {next_trial}");
-    let logged = wait_until(DEADLINE, || {
-        tcpipe
-            .logs()
-            .iter()
-            .any(|l| l.contains(&needle) && l.ends_with(&line))
-    });
-    assert!(
-        logged,
-        "expected '{needle} ...; {line}'; logs: {:#?}",
-        tcpipe.logs()
-    );
+/// Waits until `/metrics` shows `target` down, and returns when it was
+/// seen: its cooldown has surely begun by then.
+fn wait_until_down(tcpipe: &Tcpipe, target: &Backend) -> Instant {
+    tcpipe.wait_target_up(target.addr, false);
     Instant::now()
 }
 
@@ -97,8 +81,8 @@ fn a_down_target_gets_no_attempt_during_its_cooldown_then_exactly_one_trial() {
     // The cooldown cannot start before the client that brings A down.
     let earliest_down = Instant::now();
     clients.serve();
-    let seen = wait_until_down(&tcpipe, &a, "1s");
-    assert_eq!(clients.failed_connects(&a), 1, "A was tried once");
+    let seen = wait_until_down(&tcpipe, &a);
+    assert_eq!(clients.sent_to(&a), 1, "A was tried once");
 
     let mut during = 0;
     while Instant::now() + MARGIN < earliest_down + cooldown {
@@ -107,7 +91,7 @@ fn a_down_target_gets_no_attempt_during_its_cooldown_then_exactly_one_trial() {
     }
     assert!(during >= 10, "only {during} clients fitted in the cooldown");
     assert_eq!(
-        clients.failed_connects(&a),
+        clients.sent_to(&a),
         1,
         "A was tried during its cooldown ({during} clients then)"
     );
@@ -117,11 +101,15 @@ fn a_down_target_gets_no_attempt_during_its_cooldown_then_exactly_one_trial() {
         clients.serve();
     }
     assert_eq!(
-        clients.failed_connects(&a),
+        clients.sent_to(&a),
         2,
         "after the cooldown exactly one of 10 clients should make A's trial"
     );
-    wait_until_down(&tcpipe, &a, "2s");
+    assert_eq!(
+        tcpipe.target_metric("tcpipe_target_up", a.addr),
+        0.0,
+        "A's failed trial must keep it down"
+    );
 }
 
 #[test]
@@ -129,20 +117,36 @@ fn the_cooldown_doubles_after_each_failed_trial() {
     let (tcpipe, a, _b) = start_pair(&["--cooldown", "250ms"]);
     let mut clients = Clients::of(&tcpipe);
     clients.serve();
-    let mut seen = wait_until_down(&tcpipe, &a, "250ms");
+    let mut seen = wait_until_down(&tcpipe, &a);
     let mut cooldown = Duration::from_millis(250);
-    for next in ["500ms", "1s", "2s"] {
+    for round in 0..4 {
+        if round > 0 {
+            // Past the end the previous cooldown would have had, two
+            // clients (round-robin offers A one of them) still avoid A: the
+            // cooldown doubled.
+            sleep_out_cooldown(seen, cooldown / 2);
+            let tried_before = clients.sent_to(&a);
+            clients.serve();
+            clients.serve();
+            assert_eq!(
+                clients.sent_to(&a),
+                tried_before,
+                "A was tried before its doubled cooldown of {cooldown:?} ran out"
+            );
+        }
         sleep_out_cooldown(seen, cooldown);
         // Round-robin over two targets: after a client that ended on B, the
         // next one is offered A, and makes its trial.
-        let tried_before = clients.failed_connects(&a);
+        let tried_before = clients.sent_to(&a);
         clients.serve();
         assert_eq!(
-            clients.failed_connects(&a),
+            clients.sent_to(&a),
             tried_before + 1,
             "the first client after a cooldown of {cooldown:?} should make the trial"
         );
-        seen = wait_until_down(&tcpipe, &a, next);
+        // The trial failed within that client's dial: A is down again from
+        // here, for twice as long.
+        seen = Instant::now();
         cooldown *= 2;
     }
 }
@@ -152,17 +156,16 @@ fn only_one_client_makes_the_trial_while_it_is_under_way() {
     let (tcpipe, mut a, b) = start_pair(&["--cooldown", "300ms", "--connect-timeout", "1s"]);
     let mut clients = Clients::of(&tcpipe);
     clients.serve();
-    let seen = wait_until_down(&tcpipe, &a, "300ms");
+    let seen = wait_until_down(&tcpipe, &a);
     // The trial will hang until the connect timeout.
     a.become_black_hole();
     sleep_out_cooldown(seen, Duration::from_millis(300));
 
-    let (trial_id, trial_client) = clients.connect();
+    let trial_client = clients.connect();
     let trial = thread::spawn(move || assert_served(trial_client, b"the trial client"));
-    let trying_a = format!("connecting to {}", a.addr);
     assert!(
-        tcpipe.wait_for_log(&format!("pipe {trial_id}: accepted"), DEADLINE),
-        "the trial client was not accepted"
+        wait_until(DEADLINE, || clients.sent_to(&a) == 2),
+        "the client after the cooldown was not sent to A for its trial"
     );
     // While the trial hangs, every other client goes to B at once.
     let served_before = b.served();
@@ -175,16 +178,20 @@ fn only_one_client_makes_the_trial_while_it_is_under_way() {
         "clients waited for the trial"
     );
     assert_eq!(
-        count_logs(&tcpipe, &trying_a),
+        clients.sent_to(&a),
         2,
-        "only the first client and the trial client should have been sent to A; logs: {:#?}",
-        tcpipe.logs()
+        "only the first client and the trial client should have been sent to A"
     );
     // The trial times out, and its client fails over to B.
     trial
         .join()
         .expect("the trial client was not served after all");
-    wait_until_down(&tcpipe, &a, "600ms");
+    assert_eq!(
+        tcpipe.target_metric("tcpipe_target_connect_timeouts_total", a.addr),
+        1.0,
+        "the trial should have ended at the connect timeout"
+    );
+    assert_eq!(tcpipe.target_metric("tcpipe_target_up", a.addr), 0.0);
 }
 
 #[test]
@@ -192,27 +199,21 @@ fn a_trial_abandoned_by_its_client_is_made_by_a_later_client() {
     let (tcpipe, mut a, _b) = start_pair(&["--cooldown", "300ms"]);
     let mut clients = Clients::of(&tcpipe);
     clients.serve();
-    let seen = wait_until_down(&tcpipe, &a, "300ms");
+    let seen = wait_until_down(&tcpipe, &a);
     a.become_black_hole();
     sleep_out_cooldown(seen, Duration::from_millis(300));
 
     // The trial hangs (the connect timeout is 5 s); its client gives up.
-    let (trial_id, trial_client) = clients.connect();
+    let trial_client = clients.connect();
     assert!(
-        tcpipe.wait_for_log(&format!("pipe {trial_id}: accepted 127.0.0.1"), DEADLINE),
-        "the trial client was not accepted"
-    );
-    assert!(
-        tcpipe
-            .logs()
-            .iter()
-            .any(|l| l.contains(&format!("pipe {trial_id}: accepted"))
-                && l.ends_with(&format!("connecting to {}", a.addr))),
-        "the client after the cooldown should have been A's trial; logs: {:#?}",
-        tcpipe.logs()
+        wait_until(DEADLINE, || clients.sent_to(&a) == 2),
+        "the client after the cooldown should have been A's trial"
     );
     reset(trial_client);
-    wait_for_pipe_closed(&tcpipe, trial_id);
+    assert!(
+        wait_until(DEADLINE, || tcpipe.active_pipes() == 0),
+        "the abandoned trial's pipe never closed"
+    );
 
     // A is back; the trial that decided nothing must be made again.
     a.listen();
@@ -221,14 +222,9 @@ fn a_trial_abandoned_by_its_client_is_made_by_a_later_client() {
     }
     assert!(
         a.served() >= 1,
-        "no client reached A after its trial was abandoned; logs: {:#?}",
-        tcpipe.logs()
+        "no client reached A after its trial was abandoned"
     );
-    assert!(
-        tcpipe.wait_for_log(&format!("target {} is up again", a.addr), DEADLINE),
-        "A was not marked up again; logs: {:#?}",
-        tcpipe.logs()
-    );
+    tcpipe.wait_target_up(a.addr, true);
 }
 
 #[test]
@@ -257,7 +253,7 @@ fn a_pooled_connection_never_stands_in_for_the_trial() {
     // with one pooled connection left.
     clients.serve();
     assert_eq!(a.served(), 1, "the first client should use A's pool");
-    let seen = wait_until_down(&tcpipe, &a, "300ms");
+    let seen = wait_until_down(&tcpipe, &a);
     a.listen();
     sleep_out_cooldown(seen, Duration::from_millis(300));
 
@@ -266,9 +262,9 @@ fn a_pooled_connection_never_stands_in_for_the_trial() {
     for _ in 0..4 {
         clients.serve();
     }
+    tcpipe.wait_target_up(a.addr, true);
     assert!(
-        tcpipe.wait_for_log(&format!("target {} is up again", a.addr), DEADLINE),
-        "A never came back though it accepts again; logs: {:#?}",
-        tcpipe.logs()
+        tcpipe.connects_to(a.addr) >= 1,
+        "A came back without a real connect for its trial"
     );
 }

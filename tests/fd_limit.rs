@@ -87,7 +87,7 @@ fn a_low_soft_limit_is_raised_to_the_hard_one() {
         "fewer sockets than {PIPES} pipes hold: {}",
         tcpipe.socket_count()
     );
-    let lines = tcpipe.logs();
+    let lines = tcpipe.startup_logs();
     assert!(
         limit_warnings(&lines, FLAG_KEY).is_empty(),
         "1000 pipes fit in {HARD} descriptors: {lines:#?}"
@@ -98,7 +98,7 @@ fn a_low_soft_limit_is_raised_to_the_hard_one() {
 fn max_connections_beyond_the_limit_is_warned_about_at_startup() {
     let target = echo_server().to_string();
     let tcpipe = Tcpipe::start_with_fd_limit(1024, &target, &[]);
-    let lines = tcpipe.logs();
+    let lines = tcpipe.startup_logs();
     let found = limit_warnings(&lines, FLAG_KEY);
     assert_eq!(found.len(), 1, "{lines:#?}");
     let line = found[0];
@@ -108,7 +108,7 @@ fn max_connections_beyond_the_limit_is_warned_about_at_startup() {
     );
 
     let tcpipe = Tcpipe::start_with_fd_limit(1024, &target, &["--max-connections", "100"]);
-    let lines = tcpipe.logs();
+    let lines = tcpipe.startup_logs();
     assert!(
         limit_warnings(&lines, FLAG_KEY).is_empty(),
         "100 pipes fit in 1024 descriptors: {lines:#?}"
@@ -152,10 +152,10 @@ fn a_reload_that_raises_max_connections_beyond_the_limit_is_warned_about() {
     let file = ConfigFile::new(&text(100));
     let tcpipe = Tcpipe::start_args_with_fd_limit(1024, &["--config", file.path_str()]);
     let key = "'global.max-connections'";
-    assert!(limit_warnings(&tcpipe.logs(), key).is_empty());
+    assert!(limit_warnings(&tcpipe.startup_logs(), key).is_empty());
 
     file.write(&text(10_000));
-    let summary = tcpipe.reload().expect("the reload applies");
+    let summary = tcpipe.reload_report().expect("the reload applies");
     let found = limit_warnings(&summary, key);
     assert_eq!(found.len(), 1, "{summary:#?}");
     assert!(found[0].contains("limit is 1024"), "{}", found[0]);

@@ -6,6 +6,7 @@
 
 mod common;
 use common::faults::*;
+use common::scrape::scrape_until;
 use common::*;
 
 use std::io::{ErrorKind, Read, Write};
@@ -29,15 +30,11 @@ fn assert_refused(addr: SocketAddr) {
     }
 }
 
-/// Sends the signal and waits until the forwarder has acted on it, saying
-/// which signal began the shutdown.
+/// Sends the signal and waits until the forwarder has acted on it: it
+/// tells systemd that it is stopping.
 fn request_shutdown(tcpipe: &Tcpipe, signal: &str) {
     tcpipe.signal(signal);
-    assert!(
-        tcpipe.wait_for_log(&format!("SIG{signal}: shutting down"), DEADLINE),
-        "SIG{signal} did not start a shutdown; logs: {:#?}",
-        tcpipe.logs()
-    );
+    tcpipe.wait_stopping();
 }
 
 fn assert_exits_successfully(tcpipe: &mut Tcpipe, within: Duration) {
@@ -201,15 +198,20 @@ fn with_no_pipe_open_sigterm_exits_0_at_once() {
 fn clients_waiting_at_the_connection_limit_are_reset_by_the_shutdown() {
     let mut tcpipe = Tcpipe::start(
         echo_server(),
-        &["--max-connections", "1", "--drain-timeout", "25s"],
+        &[
+            "--max-connections",
+            "1",
+            "--drain-timeout",
+            "25s",
+            "--metrics",
+            "127.0.0.1:0",
+        ],
     );
     let mut served = tcpipe.connect();
     assert_round_trip(&mut served, b"first in");
-    assert!(
-        tcpipe.wait_for_log("connection limit of 1 reached", DEADLINE),
-        "the limit was not reached; logs: {:#?}",
-        tcpipe.logs()
-    );
+    scrape_until(&tcpipe, "the connection limit of 1 reached", |s| {
+        s.get("tcpipe_connection_limit_reached_total", &[]) >= 1.0
+    });
     let mut waiting = tcpipe.connect();
     waiting.write_all(b"let me in").unwrap();
 

@@ -3,6 +3,7 @@
 
 mod common;
 use common::faults::*;
+use common::scrape::scrape_until;
 use common::*;
 
 use std::io::{Read, Write};
@@ -16,7 +17,10 @@ const WAIT_WINDOW: Duration = Duration::from_millis(400);
 const ADMISSION_LATENCY: Duration = Duration::from_secs(1);
 
 fn start_forwarder() -> Tcpipe {
-    Tcpipe::start(echo_server(), &["--max-connections", "10"])
+    Tcpipe::start(
+        echo_server(),
+        &["--max-connections", "10", "--metrics", "127.0.0.1:0"],
+    )
 }
 
 /// `LIMIT` clients, each proven to be served by a round trip.
@@ -28,11 +32,9 @@ fn fill_to_the_limit(tcpipe: &Tcpipe) -> Vec<TcpStream> {
             client
         })
         .collect();
-    assert!(
-        tcpipe.wait_for_log("connection limit of 10 reached", DEADLINE),
-        "reaching the limit was not logged; logs: {:#?}",
-        tcpipe.logs()
-    );
+    scrape_until(tcpipe, "the connection limit of 10 reached", |s| {
+        s.get("tcpipe_connection_limit_reached_total", &[]) >= 1.0
+    });
     clients
 }
 

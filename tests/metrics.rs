@@ -397,10 +397,9 @@ fn limits_and_accept_back_off_are_counted_once_per_episode() {
             client
         })
         .collect();
-    assert!(
-        tcpipe.wait_for_log("cannot accept", DEADLINE),
-        "60 clients under 48 descriptors never ran the forwarder out"
-    );
+    // No client is dropped before every one has connected, so accepting
+    // them all needs more descriptors than 48; the count below says the
+    // forwarder ran out, once.
     // Each client closes once served, so the ones waiting get descriptors.
     for (i, mut client) in clients.into_iter().enumerate() {
         client.read_exact(&mut byte).unwrap();

@@ -81,25 +81,29 @@ fn assert_still_running(tcpipe: &mut Tcpipe) {
 }
 
 #[test]
-fn a_refused_target_closes_the_client_promptly_and_logs_the_pipe_id_and_reason() {
+fn a_refused_target_closes_the_client_promptly_and_the_access_log_gives_the_pipe_and_reason() {
     let (_refusing, target) = refusing_target();
     let mut tcpipe = Tcpipe::start(target, &[]);
 
     assert_client_closed_promptly(&tcpipe);
 
+    let mut closes = Vec::new();
     assert!(
-        tcpipe.wait_for_log("pipe 1: cannot connect", DEADLINE),
-        "no log line gives the pipe id and the reason; logs: {:?}",
+        wait_until(DEADLINE, || {
+            closes = tcpipe.access_log_closes();
+            !closes.is_empty()
+        }),
+        "no access-log line for the pipe; logs: {:?}",
         tcpipe.logs()
     );
-    let line = tcpipe
-        .logs()
-        .into_iter()
-        .find(|line| line.contains("pipe 1: cannot connect"))
-        .unwrap();
-    assert!(
-        line.contains(&target.to_string()) && line.contains("refused"),
-        "the log line should name the target and say it refused: {line}"
+    let close = &closes[0];
+    let field = |key: &str| close.get(key).map(String::as_str);
+    assert_eq!(field("pipe"), Some("1"), "{close:?}");
+    assert_eq!(field("end"), Some("connect_failed"), "{close:?}");
+    assert_eq!(
+        field("target"),
+        Some(target.to_string().as_str()),
+        "{close:?}"
     );
     assert_still_running(&mut tcpipe);
 }

@@ -124,7 +124,7 @@ fn a_reload_adds_and_removes_routes_and_targets_while_20_pipes_stream_every_byte
         route("keep", &[k2.addr, k3.addr], "idle-timeout = \"500ms\""),
         route("new", &[n1.addr], ""),
     ));
-    let summary = tcpipe.reload().expect("the reload applies");
+    let summary = tcpipe.reload_report().expect("the reload applies");
     assert_mentions(
         &summary,
         &[
@@ -196,7 +196,7 @@ fn a_removed_routes_pipes_run_on_until_the_drain_timeout() {
         route("stay", &[stay.addr], "")
     ));
     let removed = Instant::now();
-    let summary = tcpipe.reload().expect("the reload applies");
+    let summary = tcpipe.reload_report().expect("the reload applies");
     assert_mentions(
         &summary,
         &["route gone: removed; its 1 pipe may finish within 1s"],
@@ -227,7 +227,7 @@ fn a_route_can_take_over_the_listening_socket_of_a_removed_one() {
         "[[route]]\nname = \"new\"\nlisten = \"{addr}\"\ntargets = \"{}\"\n",
         new.addr
     ));
-    let summary = tcpipe.reload().expect("the reload applies");
+    let summary = tcpipe.reload_report().expect("the reload applies");
     assert_mentions(&summary, &["route new: added", "route old: removed"]);
     assert_served(connect(addr), b"to the new route");
     assert_eq!((old.served(), new.served()), (0, 1));
@@ -319,7 +319,7 @@ fn a_removed_targets_pooled_connections_are_closed() {
     let mut pooled: Vec<TcpStream> = (0..2).map(|_| accept(&old_target)).collect();
 
     file.write(&route("pooled", &[replacement.addr], "pool = 2"));
-    let summary = tcpipe.reload().expect("the reload applies");
+    let summary = tcpipe.reload_report().expect("the reload applies");
     assert_mentions(&summary, &[&format!("-{old_addr}")]);
     for (n, conn) in pooled.iter_mut().enumerate() {
         let (bytes, end) = read_until_closed(conn);

@@ -2,7 +2,9 @@
 //! `READY=1` only once the listener is bound, `RELOADING=1` with
 //! `MONOTONIC_USEC` then `READY=1` around a reload (failed or not),
 //! `STOPPING=1` at a shutdown, `WATCHDOG=1` pings at half of
-//! `WATCHDOG_USEC`, and an abstract-namespace socket.
+//! `WATCHDOG_USEC`, an abstract-namespace socket, and every `READY=1`
+//! naming each listener and the metrics endpoint as bound
+//! (`X_TCPIPE_LISTEN`, `X_TCPIPE_METRICS`).
 
 mod common;
 
@@ -14,7 +16,9 @@ use std::process::{Command, Stdio};
 use std::time::{Duration, Instant};
 
 use common::config::{route, ConfigFile};
-use common::{binary, echo_server, Tcpipe, DEADLINE};
+use common::scrape::http_get;
+use common::upstreams::assert_served;
+use common::{binary, connect, echo_server, Tcpipe, DEADLINE};
 
 /// A datagram socket standing in for systemd's.
 struct Systemd {
@@ -182,6 +186,65 @@ fn a_reload_is_reloading_then_ready_and_a_shutdown_is_stopping() {
     tcpipe.signal("TERM");
     let stopping = systemd.until("STOPPING=1");
     assert!(value(&stopping, "STATUS").is_some(), "{stopping:?}");
+}
+
+fn values<'a>(message: &'a [String], key: &'a str) -> Vec<&'a str> {
+    message
+        .iter()
+        .filter_map(|line| line.strip_prefix(key)?.strip_prefix('='))
+        .collect()
+}
+
+/// `X_TCPIPE_LISTEN=ROUTE ADDR` lines, parsed.
+fn listening(message: &[String]) -> Vec<(String, std::net::SocketAddr)> {
+    values(message, "X_TCPIPE_LISTEN")
+        .into_iter()
+        .map(|value| {
+            let (route, addr) = value.split_once(' ').expect("ROUTE ADDR");
+            (route.to_string(), addr.parse().expect("a socket address"))
+        })
+        .collect()
+}
+
+#[test]
+fn ready_names_each_bound_listener_and_the_metrics_endpoint_and_again_after_a_reload() {
+    let systemd = Systemd::at_path("ports");
+    let file = ConfigFile::new(&format!(
+        "[global]\nmetrics = \"127.0.0.1:0\"\n\n{}",
+        route("web", &[echo_server()], "")
+    ));
+    let tcpipe = Tcpipe::start_args_with_env(
+        &["--config", file.path_str()],
+        &[("NOTIFY_SOCKET", systemd.name.as_str())],
+    );
+    let ready = systemd.until("READY=1");
+    let web = listening(&ready);
+    assert_eq!(web.len(), 1, "{ready:?}");
+    assert_eq!(web[0].0, "web");
+    assert_ne!(web[0].1.port(), 0, "the bound port, not the configured 0");
+    assert_served(connect(web[0].1), b"through the announced port");
+    let metrics: Vec<std::net::SocketAddr> = values(&ready, "X_TCPIPE_METRICS")
+        .iter()
+        .map(|a| a.parse().expect("a socket address"))
+        .collect();
+    assert_eq!(metrics.len(), 1, "{ready:?}");
+    assert_eq!(http_get(metrics[0], "/metrics").status, 200);
+
+    // A reload that adds a route: the next READY=1 names both, and keeps
+    // web's port.
+    file.write(&format!(
+        "[global]\nmetrics = \"127.0.0.1:0\"\n\n{}{}",
+        route("web", &[echo_server()], ""),
+        route("api", &[echo_server()], "")
+    ));
+    tcpipe.signal("HUP");
+    systemd.until("RELOADING=1");
+    let ready = systemd.until("READY=1");
+    let both = listening(&ready);
+    assert_eq!(both.len(), 2, "{ready:?}");
+    assert_eq!(both[0], web[0], "web keeps its listener");
+    assert_eq!(both[1].0, "api");
+    assert_served(connect(both[1].1), b"through the added route's port");
 }
 
 #[test]

@@ -20,7 +20,7 @@ impl Reactor {
         let Some(systemd) = &self.systemd else {
             return;
         };
-        systemd.ready(&self.status());
+        systemd.ready(&self.status(), &self.listening(), self.metrics_addr());
         if let Some(every) = systemd.watchdog_interval() {
             systemd.alive();
             self.timers.push(self.now + every, Timer::Watchdog);
@@ -36,12 +36,11 @@ impl Reactor {
     /// A reload is over, applied or not: ready again.
     pub(super) fn notify_reloaded(&self, failed: Option<&dyn std::fmt::Display>) {
         if let Some(systemd) = &self.systemd {
-            match failed {
-                None => systemd.ready(&self.status()),
-                Some(e) => {
-                    systemd.ready(&format!("{}; the last reload failed: {e}", self.status()))
-                }
-            }
+            let status = match failed {
+                None => self.status(),
+                Some(e) => format!("{}; the last reload failed: {e}", self.status()),
+            };
+            systemd.ready(&status, &self.listening(), self.metrics_addr());
         }
     }
 

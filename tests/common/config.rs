@@ -1,7 +1,8 @@
 //! Helpers for the tests of routes and reloads: config files in a private
 //! temporary directory, the forwarder started from one, each route's
-//! addresses (routes listen on port 0, and the forwarder logs what it got),
-//! and reloads by SIGHUP that wait until the forwarder has acted.
+//! addresses (routes listen on port 0; the readiness notification says
+//! what each got), and reloads by SIGHUP that wait until the forwarder has
+//! acted.
 #![allow(dead_code)] // each test file uses a different subset
 
 use std::net::SocketAddr;
@@ -72,39 +73,12 @@ impl Tcpipe {
         Tcpipe::start_args(&["--config", file.path_str()])
     }
 
-    /// The addresses route `name` listens on, from the latest line that
-    /// says so (at startup, or when a reload added it or moved it).
+    /// The addresses route `name` listens on, as the newest `READY=1`
+    /// names them (at startup, or after the latest reload).
     pub fn route_addrs(&self, name: &str) -> Vec<SocketAddr> {
-        let prefix = format!("route {name}: ");
-        let mut found = Vec::new();
-        let seen = wait_until(DEADLINE, || {
-            found = self
-                .logs()
-                .iter()
-                .rev()
-                .filter_map(|line| {
-                    let rest = &line[line.find(&prefix)? + prefix.len()..];
-                    let listening = rest
-                        .split("listening on ")
-                        .nth(1)?
-                        .split([';', '('])
-                        .next()?;
-                    let addrs: Vec<SocketAddr> = listening
-                        .split(", ")
-                        .map(|a| a.trim().parse())
-                        .collect::<Result<_, _>>()
-                        .ok()?;
-                    Some(addrs)
-                })
-                .next()
-                .unwrap_or_default();
-            !found.is_empty()
-        });
-        assert!(
-            seen,
-            "route {name} never said where it listens; logs: {:#?}",
-            self.logs()
-        );
+        let ready = self.latest_ready();
+        let found = ready.route_addrs(name);
+        assert!(!found.is_empty(), "route {name} listens nowhere: {ready:?}");
         found
     }
 
@@ -113,28 +87,36 @@ impl Tcpipe {
         self.route_addrs(name)[0]
     }
 
-    /// Sends SIGHUP and waits until the reload is done or has failed: the
-    /// lines it logged, or the error line.
-    pub fn reload(&self) -> Result<Vec<String>, String> {
-        let mark = self.logs().len();
+    /// Sends SIGHUP and waits for the `READY=1` that ends the reload:
+    /// `Err` with the reason if it failed (what `systemctl status` shows).
+    pub fn reload(&self) -> Result<(), String> {
+        let seen = self.readies();
         self.signal("HUP");
-        let mut outcome = None;
+        let ready = self.ready_after(seen, "after a reload");
+        match ready.reload_failure() {
+            None => Ok(()),
+            Some(why) => Err(why.to_string()),
+        }
+    }
+
+    /// The same, and the lines of the reload's report on stderr, the one
+    /// README documents (`reload: route NAME: ...`, warnings included), for
+    /// the tests of that report.
+    pub fn reload_report(&self) -> Result<Vec<String>, String> {
+        let mark = self.logs().len();
+        self.reload()?;
+        let mut report = Vec::new();
         let ended = wait_until(DEADLINE, || {
             let logs = self.logs();
             let lines = &logs[mark.min(logs.len())..];
-            if let Some(failure) = lines.iter().find(|l| l.contains("reload failed")) {
-                outcome = Some(Err(failure.clone()));
-            } else if lines.iter().any(|l| l.contains("reload: done")) {
-                let summary = lines
-                    .iter()
-                    .filter(|l| l.contains("reload: "))
-                    .cloned()
-                    .collect();
-                outcome = Some(Ok(summary));
-            }
-            outcome.is_some()
+            report = lines
+                .iter()
+                .filter(|l| l.contains("reload: "))
+                .cloned()
+                .collect();
+            lines.iter().any(|l| l.contains("reload: done"))
         });
-        assert!(ended, "the reload never ended; logs: {:#?}", self.logs());
-        outcome.expect("an outcome")
+        assert!(ended, "the reload logged no end; logs: {:#?}", self.logs());
+        Ok(report)
     }
 }

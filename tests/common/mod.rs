@@ -3,11 +3,13 @@
 //! conditions with a deadline.
 #![allow(dead_code)] // each test file uses a different subset
 
+pub mod access_log;
 pub mod config;
 pub mod faults;
 pub mod haproxy;
 pub mod hooks;
 pub mod proxy;
+pub mod ready;
 pub mod scrape;
 pub mod tools;
 pub mod upstreams;
@@ -49,8 +51,12 @@ pub fn wait_until(timeout: Duration, mut condition: impl FnMut() -> bool) -> boo
 /// A running `tcpipe` binary listening on an ephemeral port.
 pub struct Tcpipe {
     child: Child,
+    /// The first listener's bound address, from the first `READY=1`.
     pub addr: SocketAddr,
     logs: Arc<Mutex<Vec<String>>>,
+    /// Its readiness notifications; `None` when the test set
+    /// `NOTIFY_SOCKET` itself and hears them on its own socket.
+    notices: Option<ready::Notices>,
 }
 
 impl Tcpipe {
@@ -92,14 +98,16 @@ impl Tcpipe {
     }
 
     /// `tcpipe ARGS...`, which must make it listen; `addr` is the first
-    /// address it logs.
+    /// address its readiness notification names.
     pub fn start_args(args: &[&str]) -> Tcpipe {
         let mut command = Command::new(binary());
         command.args(args);
         Tcpipe::spawn(command, &default_log_filter())
     }
 
-    /// `tcpipe ARGS...` with these environment variables set.
+    /// `tcpipe ARGS...` with these environment variables set. With a
+    /// `NOTIFY_SOCKET` of the test's own, the test hears readiness itself:
+    /// this returns at once and `addr` is unspecified (`0.0.0.0:0`).
     pub fn start_args_with_env(args: &[&str], env: &[(&str, &str)]) -> Tcpipe {
         let mut command = Command::new(binary());
         command.args(args).envs(env.iter().copied());
@@ -108,6 +116,13 @@ impl Tcpipe {
 
     fn spawn(mut command: Command, log_filter: &str) -> Tcpipe {
         add_test_args(&mut command);
+        let own_notify_socket = command
+            .get_envs()
+            .any(|(key, value)| key == "NOTIFY_SOCKET" && value.is_some());
+        let notices = (!own_notify_socket).then(ready::Notices::bind);
+        if let Some(notices) = &notices {
+            command.env("NOTIFY_SOCKET", notices.path());
+        }
         command
             .env("RUST_LOG", log_filter)
             .stdin(Stdio::null())
@@ -127,22 +142,82 @@ impl Tcpipe {
                 sink.lock().unwrap().push(line);
             }
         });
-        let mut addr = None;
-        let found = wait_until(DEADLINE, || {
-            addr = logs.lock().unwrap().iter().find_map(|line| {
-                let rest = line.split("listening on ").nth(1)?;
-                rest.split([',', ';']).next()?.parse().ok()
-            });
-            addr.is_some()
-        });
         let mut tcpipe = Tcpipe {
             child,
             addr: "0.0.0.0:0".parse().unwrap(),
             logs,
+            notices,
         };
-        assert!(found, "tcpipe did not start; logs: {:?}", tcpipe.logs());
-        tcpipe.addr = addr.unwrap();
+        if tcpipe.notices.is_some() {
+            let ready = tcpipe.ready_after(0, "start");
+            let listening = ready.listening();
+            let (_, addr) = listening
+                .first()
+                .unwrap_or_else(|| panic!("READY=1 names no listener: {ready:?}"));
+            tcpipe.addr = *addr;
+        }
         tcpipe
+    }
+
+    /// The `READY=1` after the first `seen` ones (0: the startup one), once
+    /// it comes; fails the test if the forwarder exits or `DEADLINE` passes
+    /// first.
+    pub fn ready_after(&self, seen: usize, what: &str) -> ready::Ready {
+        let notices = self.notices.as_ref().expect("the harness's NOTIFY_SOCKET");
+        let mut ready = None;
+        wait_until(DEADLINE, || {
+            ready = notices.after(seen);
+            ready.is_some() || self.has_exited()
+        });
+        match ready {
+            Some(ready) => ready,
+            None if self.has_exited() => {
+                panic!(
+                    "tcpipe exited before READY=1 ({what}); logs: {:#?}",
+                    self.logs()
+                )
+            }
+            None => panic!("no READY=1 ({what}) in time; logs: {:#?}", self.logs()),
+        }
+    }
+
+    /// Whether the process has ended (a zombie not yet reaped counts).
+    fn has_exited(&self) -> bool {
+        match std::fs::read_to_string(format!("/proc/{}/stat", self.pid())) {
+            Ok(stat) => stat
+                .rfind(')')
+                .and_then(|at| stat[at + 1..].split_whitespace().next())
+                .is_some_and(|state| state == "Z" || state == "X"),
+            Err(_) => true,
+        }
+    }
+
+    /// The newest `READY=1`: where the forwarder listens now.
+    pub fn latest_ready(&self) -> ready::Ready {
+        self.notices
+            .as_ref()
+            .and_then(ready::Notices::latest)
+            .expect("a READY=1 on the harness's NOTIFY_SOCKET")
+    }
+
+    /// Waits for `STOPPING=1`, which the forwarder sends once a shutdown
+    /// has begun (its listeners are closed), and returns its `STATUS=`
+    /// (`draining N pipes`).
+    pub fn wait_stopping(&self) -> String {
+        let notices = self.notices.as_ref().expect("the harness's NOTIFY_SOCKET");
+        let mut stopping = None;
+        wait_until(DEADLINE, || {
+            stopping = notices.with("STOPPING=1").pop();
+            stopping.is_some()
+        });
+        let stopping =
+            stopping.unwrap_or_else(|| panic!("no STOPPING=1 in time; logs: {:#?}", self.logs()));
+        stopping.status().to_string()
+    }
+
+    /// How many `READY=1` came so far.
+    pub fn readies(&self) -> usize {
+        self.notices.as_ref().map_or(0, ready::Notices::count)
     }
 
     pub fn pid(&self) -> u32 {
@@ -165,6 +240,33 @@ impl Tcpipe {
             .filter(|line| line.contains("event=open"))
             .filter_map(|line| line.split("pipe=").nth(1)?.split(' ').next()?.parse().ok())
             .collect()
+    }
+
+    /// What the forwarder logged up to the end of its startup, for the
+    /// tests of its startup lines and warnings: `READY=1` can come before
+    /// stderr is read, so this waits for the last startup line (each
+    /// route's, which says where it listens).
+    pub fn startup_logs(&self) -> Vec<String> {
+        let routes = self.notices.as_ref().map_or(1, |notices| {
+            notices.latest().map_or(1, |ready| {
+                let mut names: Vec<String> = ready
+                    .listening()
+                    .into_iter()
+                    .map(|(name, _)| name)
+                    .collect();
+                names.dedup();
+                names.len()
+            })
+        });
+        let ended = wait_until(DEADLINE, || {
+            self.logs()
+                .iter()
+                .filter(|line| line.contains(": listening on "))
+                .count()
+                >= routes
+        });
+        assert!(ended, "the startup never ended; logs: {:#?}", self.logs());
+        self.logs()
     }
 
     pub fn wait_for_log(&self, needle: &str, timeout: Duration) -> bool {

@@ -10,18 +10,12 @@ use std::time::Duration;
 use crate::common::{wait_until, Tcpipe, DEADLINE};
 
 impl Tcpipe {
-    /// Where the binary serves `/metrics`, from its startup line.
+    /// Where the binary serves `/metrics`, as the newest `READY=1` says.
     pub fn metrics_addr(&self) -> SocketAddr {
-        let mut addr = None;
-        let found = wait_until(DEADLINE, || {
-            addr = self.logs().iter().find_map(|line| {
-                let rest = line.split("metrics: serving http://").nth(1)?;
-                rest.split('/').next()?.parse().ok()
-            });
-            addr.is_some()
-        });
-        assert!(found, "tcpipe never said where it serves metrics");
-        addr.unwrap()
+        let ready = self.latest_ready();
+        ready
+            .metrics()
+            .unwrap_or_else(|| panic!("tcpipe serves no metrics: {ready:?}"))
     }
 
     /// One scrape of `/metrics`.
@@ -142,6 +136,48 @@ fn key(name: &str, labels: &[(String, String)]) -> String {
     labels.sort();
     let pairs: Vec<String> = labels.iter().map(|(k, v)| format!("{k}=\"{v}\"")).collect();
     format!("{name}{{{}}}", pairs.join(","))
+}
+
+/// The route a forwarder started from flags has.
+pub const FLAGS_ROUTE: &str = "default";
+
+impl Tcpipe {
+    /// `name{route="default",target=TARGET}` now: what the flags' route
+    /// did with one target (`tcpipe_target_connect_attempts_total`, ...).
+    pub fn target_metric(&self, name: &str, target: SocketAddr) -> f64 {
+        let target = target.to_string();
+        self.scrape()
+            .get(name, &[("route", FLAGS_ROUTE), ("target", &target)])
+    }
+
+    /// Connects made to `target` for clients (pooled connections handed
+    /// out are not connects); every one is a client sent to it.
+    pub fn connects_to(&self, target: SocketAddr) -> usize {
+        self.target_metric("tcpipe_target_connect_attempts_total", target) as usize
+    }
+
+    /// Waits until `/metrics` shows `target` taking clients (`up`) or held
+    /// down by health checks.
+    pub fn wait_target_up(&self, target: SocketAddr, up: bool) {
+        let label = target.to_string();
+        let want = if up { 1.0 } else { 0.0 };
+        scrape_until(
+            self,
+            &format!("tcpipe_target_up {want} for {target}"),
+            |s| {
+                s.get(
+                    "tcpipe_target_up",
+                    &[("route", FLAGS_ROUTE), ("target", &label)],
+                ) == want
+            },
+        );
+    }
+
+    /// `tcpipe_connections_active` of the flags' route now.
+    pub fn active_pipes(&self) -> usize {
+        self.scrape()
+            .get("tcpipe_connections_active", &[("route", FLAGS_ROUTE)]) as usize
+    }
 }
 
 /// Scrapes until `condition` holds for a scrape, and returns that one.

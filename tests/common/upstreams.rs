@@ -1,7 +1,7 @@
 //! Helpers for the tests of several targets: a forwarder over a list of
-//! targets with per-pipe logs, echo targets that count what reaches them and
-//! whose listening the test switches on and off, clients from chosen source
-//! addresses, and counting log lines.
+//! targets serving `/metrics` (what each target was sent, whether it is
+//! up), echo targets that count what reaches them and whose listening the
+//! test switches on and off, and clients from chosen source addresses.
 #![allow(dead_code)] // each test file uses a different subset
 
 use std::io::{Read, Write};
@@ -15,9 +15,9 @@ use socket2::{Domain, Socket, Type};
 use crate::common::faults::fill_accept_queue;
 use crate::common::{echo, read_to_end, Tcpipe, DEADLINE};
 
-/// `tcpipe -l 127.0.0.1:0 -t T1 -t T2 ... OPTIONS`, logging at `debug`
-/// whatever `TCPIPE_TEST_LOG` says: these tests read the per-pipe lines
-/// (which target a pipe tried, whether it used a pooled connection).
+/// `tcpipe -l 127.0.0.1:0 -t T1 -t T2 ... OPTIONS --metrics 127.0.0.1:0`
+/// (unless OPTIONS serve metrics already): these tests read what each
+/// target was sent from `/metrics` (see [`Tcpipe::target_metric`]).
 pub fn start_forwarder(targets: &[SocketAddr], options: &[&str]) -> Tcpipe {
     let (first, others) = targets.split_first().expect("at least one target");
     let mut args: Vec<String> = others
@@ -25,34 +25,11 @@ pub fn start_forwarder(targets: &[SocketAddr], options: &[&str]) -> Tcpipe {
         .flat_map(|target| ["-t".to_string(), target.to_string()])
         .collect();
     args.extend(options.iter().map(|option| option.to_string()));
+    if !options.contains(&"--metrics") {
+        args.extend(["--metrics".to_string(), "127.0.0.1:0".to_string()]);
+    }
     let args: Vec<&str> = args.iter().map(String::as_str).collect();
-    Tcpipe::start_logging("debug", first, &args)
-}
-
-/// How many log lines contain `needle` so far.
-pub fn count_logs(tcpipe: &Tcpipe, needle: &str) -> usize {
-    tcpipe
-        .logs()
-        .iter()
-        .filter(|line| line.contains(needle))
-        .count()
-}
-
-/// The needle of the debug line logged for every failed connect to
-/// `target` (the warning is throttled). The space after the address keeps
-/// `127.0.0.1:4000` from matching `...:40001`.
-pub fn connect_failure_log(target: SocketAddr) -> String {
-    format!("connect to {target} failed:")
-}
-
-/// Waits until pipe `id` has logged that it closed, so every line it logged
-/// before is in `tcpipe.logs()` too.
-pub fn wait_for_pipe_closed(tcpipe: &Tcpipe, id: usize) {
-    assert!(
-        tcpipe.wait_for_log(&format!("pipe {id}: closing"), DEADLINE),
-        "pipe {id} never closed; logs: {:#?}",
-        tcpipe.logs()
-    );
+    Tcpipe::start(first, &args)
 }
 
 /// Connects to the forwarder from `source` (any 127.0.0.x works on Linux
