@@ -55,7 +55,10 @@ impl Notifier {
                 return None;
             }
         };
-        let socket = match UnixDatagram::unbound() {
+        // Non-blocking: a notify socket nobody reads must never stall the
+        // loop; a message it cannot take is dropped (and said at debug).
+        let socket = match UnixDatagram::unbound().and_then(|s| s.set_nonblocking(true).map(|()| s))
+        {
             Ok(socket) => socket,
             Err(e) => {
                 log::warn!("cannot make a socket to notify systemd: {e}");
