@@ -6,9 +6,10 @@
 mod common;
 use common::*;
 
+/// The warnings, once startup has been logged (readiness can come first).
 fn warnings_about_rust_log(tcpipe: &Tcpipe) -> Vec<String> {
     tcpipe
-        .logs()
+        .startup_logs()
         .into_iter()
         .filter(|line| line.contains("warning") && line.contains("RUST_LOG"))
         .collect()
@@ -16,7 +17,6 @@ fn warnings_about_rust_log(tcpipe: &Tcpipe) -> Vec<String> {
 
 #[test]
 fn a_misspelt_level_is_warned_about_and_info_still_logs() {
-    // Tcpipe::start waits for the "listening on" line, logged at info.
     let tcpipe = Tcpipe::start_logging("debugg", echo_server(), &[]);
     let warnings = warnings_about_rust_log(&tcpipe);
     assert!(
