@@ -281,9 +281,7 @@ impl Reactor {
             self.serve_ready_list();
             self.fire_timers();
             self.free_closed_pipes();
-            if self.observers.has_hooks() {
-                self.observers.health_changed(&mut self.upstreams);
-            }
+            self.observers.health_changed(&mut self.upstreams);
             if self.share.has_peers() && self.share.is_leader() {
                 self.share_news();
             }
