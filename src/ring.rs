@@ -57,8 +57,18 @@ impl Ring {
 
     /// Fills free space from `source` with one syscall. Returns what `read`
     /// returned; `Ok(0)` with free space means end of stream.
-    pub(crate) fn read_from(&mut self, mut source: impl Read) -> io::Result<usize> {
+    pub(crate) fn read_from(&mut self, source: impl Read) -> io::Result<usize> {
+        self.read_at_most(source, usize::MAX)
+    }
+
+    /// As [`read_from`](Ring::read_from), into at most `max` bytes of the
+    /// free space (a rate limit's allowance); `max` must not be 0.
+    pub(crate) fn read_at_most(&mut self, mut source: impl Read, max: usize) -> io::Result<usize> {
         let (first, second) = self.free_regions();
+        let first_len = first.len().min(max);
+        let first = &mut first[..first_len];
+        let second_len = second.len().min(max - first_len);
+        let second = &mut second[..second_len];
         let n = if second.is_empty() {
             source.read(first)?
         } else {

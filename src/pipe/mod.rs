@@ -23,6 +23,7 @@ mod crossed;
 mod deadlines;
 mod direction;
 mod endpoint;
+mod limit;
 mod splice;
 
 use std::io;
@@ -48,6 +49,8 @@ use endpoint::Endpoint;
 pub(crate) use close::{Closing, Reason, Refusal, Verdict};
 pub(crate) use crossed::Crossed;
 pub(crate) use direction::Context;
+use limit::Limits;
+pub(crate) use limit::{Rates, RouteShare};
 
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
 pub(crate) enum Side {
@@ -83,6 +86,8 @@ pub(crate) struct Settings {
     pub(crate) keepalive: Option<Duration>,
     /// When its directions move bytes through kernel pipes (`--splice`).
     pub(crate) splice: Splice,
+    /// Its traffic limits, if any.
+    pub(crate) rates: Rates,
 }
 
 pub(crate) struct Pipe {
@@ -122,7 +127,7 @@ impl Pipe {
         (dialed, dial): (Dialed, Dial),
         now: Instant,
     ) -> Pipe {
-        let stage = stage_for(&dialed, dial);
+        let stage = stage_for(&dialed, dial, &settings.rates, now);
         let connected = dialed.connected;
         let splice = settings.splice;
         let mut pipe = Pipe {
@@ -259,7 +264,10 @@ impl Pipe {
                     // A fresh clock, not the turn's: every pipe that
                     // connects in one turn would show the same time.
                     let connect_time = Some(Instant::now().saturating_duration_since(since));
-                    self.stage = Stage::Open { connect_time };
+                    self.stage = Stage::Open {
+                        connect_time,
+                        limits: Limits::of(&self.settings.rates, ctx.now),
+                    };
                     crossed.connected = true;
                 }
                 Ok(false) => {}
@@ -318,36 +326,47 @@ impl Pipe {
         }
     }
 
-    /// Pumps client → target, then (once open) target → client.
+    /// Pumps client → target, then (once open) target → client; a
+    /// direction with a rate limit within its allowance.
     fn pump_both(&mut self, ctx: &mut Context<'_>) -> Result<bool, (Side, io::Error)> {
         let settings = &*self.settings;
         let open = self.is_open();
         let target = &mut self.target.endpoint;
-        let moved_toward_target = self
-            .toward_target
-            .pump(
+        let done = self.toward_client.flow == Flow::Done;
+        let moved_toward_target = match self.stage.limits_mut() {
+            None => self
+                .toward_target
+                .pump(&mut self.client, target, open, done, settings, ctx),
+            Some(limits) => limit::pump_limited(
+                limits,
+                0,
+                &mut self.toward_target,
                 &mut self.client,
-                target,
-                open,
-                self.toward_client.flow == Flow::Done,
-                settings,
+                |d, source, ctx| d.pump(source, target, open, done, settings, ctx),
                 ctx,
-            )
-            .map_err(|e| e.blame(Side::Client, Side::Target))?;
+            ),
+        }
+        .map_err(|e| e.blame(Side::Client, Side::Target))?;
         if !open {
             return Ok(moved_toward_target);
         }
-        let moved_toward_client = self
-            .toward_client
-            .pump(
+        let target = &mut self.target.endpoint;
+        let client = &mut self.client;
+        let done = self.toward_target.flow == Flow::Done;
+        let moved_toward_client = match self.stage.limits_mut() {
+            None => self
+                .toward_client
+                .pump(target, client, true, done, settings, ctx),
+            Some(limits) => limit::pump_limited(
+                limits,
+                1,
+                &mut self.toward_client,
                 target,
-                &mut self.client,
-                true,
-                self.toward_target.flow == Flow::Done,
-                settings,
+                |d, source, ctx| d.pump(source, client, true, done, settings, ctx),
                 ctx,
-            )
-            .map_err(|e| e.blame(Side::Target, Side::Client))?;
+            ),
+        }
+        .map_err(|e| e.blame(Side::Target, Side::Client))?;
         Ok(moved_toward_target || moved_toward_client)
     }
 

@@ -84,9 +84,10 @@ impl Reactor {
                     let registry = self.poll.registry();
                     let group = self.upstreams.add_group(route_config, registry, self.now);
                     let config = route_config.clone();
+                    let worker = self.share;
                     self.routes
                         .routes
-                        .insert_with(|id| Route::new(id, config, group))
+                        .insert_with(|id| Route::new(id, config, group, worker))
                 }
             };
             let keys = self.install_listeners(id, route_config, sockets);
@@ -289,8 +290,10 @@ impl Reactor {
 
     /// A kept route takes its new options; pipes open already keep theirs.
     fn update_route(&mut self, id: RouteId, config: &config::Route) {
+        let worker = self.share;
         if let Some(route) = self.routes.get_mut(id) {
-            let settings = settings_of(id, config);
+            let share = route.settings.rates.share.clone();
+            let settings = settings_of(id, config, (worker, share));
             if *route.settings != settings {
                 route.settings = Arc::new(settings);
             }

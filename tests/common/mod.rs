@@ -10,6 +10,7 @@ pub mod hooks;
 pub mod proxy;
 pub mod scrape;
 pub mod tools;
+pub mod transfer;
 pub mod upstreams;
 
 use std::fmt::Display;
