@@ -78,7 +78,6 @@ impl TokenBucket {
     }
 
     /// Takes one token if there is one now.
-    #[allow(dead_code)] // TEMP: used by the metrics and connection-rate steps
     pub(crate) fn try_take_one(&mut self, now: Instant) -> bool {
         if self.available(now) == 0 {
             return false;
@@ -103,7 +102,6 @@ impl TokenBucket {
 
     /// Whether it is full by `now`: a source that has not been seen for
     /// this long has nothing to remember.
-    #[allow(dead_code)] // TEMP: used by the metrics and connection-rate steps
     pub(crate) fn is_full_by(&self, now: Instant) -> bool {
         now >= self.ready_at(self.burst)
     }

@@ -156,7 +156,6 @@ impl Limits {
     }
 
     /// Time spent paused by the limit, per way, up to `now`.
-    #[allow(dead_code)] // TEMP: used by the metrics and connection-rate steps
     pub(crate) fn limited_for(&self, now: Instant) -> [Duration; 2] {
         let of = |way: &Option<WayLimit>| {
             way.as_ref().map_or(Duration::ZERO, |w| {
@@ -195,7 +194,6 @@ impl Pipe {
 
     /// The time the pipe spent limited per way, if it has a limit, for
     /// the access log and metrics.
-    #[allow(dead_code)] // TEMP: used by the metrics step
     pub(crate) fn rate_limited_for(&self, now: Instant) -> Option<[Duration; 2]> {
         self.stage.limits().map(|l| l.limited_for(now))
     }

@@ -36,6 +36,8 @@ pub(crate) struct Route {
     pub(crate) at_limit: Episode,
     /// Its live pipes per client address.
     pub(crate) per_source: super::admission::SourceCounts,
+    /// Its new connections per client address, for a connection rate.
+    pub(crate) per_source_rate: super::admission::SourceRates,
     /// Removed by a reload: no listener, no new pipe; freed with its last
     /// pipe.
     pub(crate) retired: bool,
@@ -58,6 +60,7 @@ impl Route {
             live_pipes: 0,
             at_limit: Episode::default(),
             per_source: Default::default(),
+            per_source_rate: Default::default(),
             retired: false,
             stats: RouteStats::default(),
         }
