@@ -127,7 +127,11 @@ fn a_reload_that_changes_a_limit_applies_it_to_new_pipes() {
         &[target_addr],
         "upload-rate = \"4m\"\nrate-burst = \"64k\"",
     ));
-    tcpipe.reload().expect("reload");
+    let summary = tcpipe.reload().expect("reload");
+    assert!(
+        summary.iter().any(|l| l.contains("upload-rate 1m -> 4m")),
+        "the reload does not say the limit changed: {summary:?}"
+    );
     let after = send_and_time(connect(addr), accept(&target_listener), len, 41);
     assert_rate_near("after the reload", after.rate(), expected(4194304.0), 0.15);
 }
