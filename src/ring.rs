@@ -57,8 +57,15 @@ impl Ring {
 
     /// Fills free space from `source` with one syscall. Returns what `read`
     /// returned; `Ok(0)` with free space means end of stream.
-    pub(crate) fn read_from(&mut self, source: impl Read) -> io::Result<usize> {
-        self.read_at_most(source, usize::MAX)
+    pub(crate) fn read_from(&mut self, mut source: impl Read) -> io::Result<usize> {
+        let (first, second) = self.free_regions();
+        let n = if second.is_empty() {
+            source.read(first)?
+        } else {
+            source.read_vectored(&mut [IoSliceMut::new(first), IoSliceMut::new(second)])?
+        };
+        self.commit(n);
+        Ok(n)
     }
 
     /// As [`read_from`](Ring::read_from), into at most `max` bytes of the

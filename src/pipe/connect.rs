@@ -99,6 +99,8 @@ impl Pipe {
             dial: Dial::chosen(addr),
         };
         self.keepalive_pending = self.wants_keepalive(false);
+        // Its limits went with the open stage; new ones come when it opens.
+        self.client.limited = false;
         self.target = Upstream::new(Dialed {
             target: None,
             stream,

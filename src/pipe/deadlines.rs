@@ -38,6 +38,9 @@ impl Pipe {
     /// The next instant at which a timeout could run out, if any applies.
     pub(crate) fn next_deadline(&self) -> Option<Instant> {
         let deadline = earliest(self.timeout_deadline(), self.keepalive_due());
+        if self.stage.limits().is_none() {
+            return deadline;
+        }
         earliest(deadline, self.limit_wake())
     }
 

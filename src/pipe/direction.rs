@@ -291,8 +291,16 @@ impl Direction {
         let Buffer::Ring(ring) = &mut self.buffer else {
             return Ok(false);
         };
-        let room = ring.free().min(ctx.rate_cap);
-        match ring.read_at_most(&source.stream, room) {
+        let free = ring.free();
+        // A rate limit's allowance bounds the read; the unlimited path
+        // reads as it always did.
+        let (room, read) = if ctx.rate_cap >= free {
+            (free, ring.read_from(&source.stream))
+        } else {
+            let cap = ctx.rate_cap;
+            (cap, ring.read_at_most(&source.stream, cap))
+        };
+        match read {
             Ok(0) => {
                 self.flow = Flow::Flushing;
                 Ok(true)

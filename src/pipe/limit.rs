@@ -17,9 +17,10 @@ use std::sync::atomic::{AtomicUsize, Ordering::Relaxed};
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
+use super::connect::Stage;
 use super::direction::{Context, Direction, Flow, PumpError};
 use super::endpoint::Endpoint;
-use super::Pipe;
+use super::{Pipe, Side};
 use crate::rate::TokenBucket;
 
 /// What a route's config says its pipes may read a second, per way
@@ -186,6 +187,48 @@ fn effective(own: Option<u64>, route: Option<u64>, sharers: usize) -> Option<u64
 }
 
 impl Pipe {
+    /// `pump_both` for a pipe with limits (an open one): each limited
+    /// direction within its allowance. Apart, so that the unlimited path
+    /// stays as it was.
+    #[inline(never)]
+    pub(super) fn pump_both_limited(
+        &mut self,
+        ctx: &mut Context<'_>,
+    ) -> Result<bool, (Side, io::Error)> {
+        let Stage::Open {
+            limits: Some(limits),
+            ..
+        } = &mut self.stage
+        else {
+            return Ok(false);
+        };
+        let settings = &*self.settings;
+        let target = &mut self.target.endpoint;
+        let done = self.toward_client.flow == Flow::Done;
+        let moved_toward_target = pump_limited(
+            limits,
+            0,
+            &mut self.toward_target,
+            &mut self.client,
+            |d, source, ctx| d.pump(source, target, true, done, settings, ctx),
+            ctx,
+        )
+        .map_err(|e| e.blame(Side::Client, Side::Target))?;
+        let target = &mut self.target.endpoint;
+        let client = &mut self.client;
+        let done = self.toward_target.flow == Flow::Done;
+        let moved_toward_client = pump_limited(
+            limits,
+            1,
+            &mut self.toward_client,
+            target,
+            |d, source, ctx| d.pump(source, client, true, done, settings, ctx),
+            ctx,
+        )
+        .map_err(|e| e.blame(Side::Target, Side::Client))?;
+        Ok(moved_toward_target || moved_toward_client)
+    }
+
     /// Either way is paused by its rate limit: the pipe is not idle, it
     /// is waiting for its bucket, so no idle or half-close timeout runs.
     pub(super) fn is_limited(&self) -> bool {
@@ -234,7 +277,7 @@ impl Pipe {
 
 /// Pumps `direction` within the allowance of way `i` of `limits`: what a
 /// limited pipe does instead of a plain pump.
-pub(super) fn pump_limited(
+fn pump_limited(
     limits: &mut Limits,
     i: usize,
     direction: &mut Direction,

@@ -326,47 +326,39 @@ impl Pipe {
         }
     }
 
-    /// Pumps client → target, then (once open) target → client; a
-    /// direction with a rate limit within its allowance.
+    /// Pumps client → target, then (once open) target → client.
     fn pump_both(&mut self, ctx: &mut Context<'_>) -> Result<bool, (Side, io::Error)> {
+        if self.stage.limits().is_some() {
+            return self.pump_both_limited(ctx);
+        }
         let settings = &*self.settings;
         let open = self.is_open();
         let target = &mut self.target.endpoint;
-        let done = self.toward_client.flow == Flow::Done;
-        let moved_toward_target = match self.stage.limits_mut() {
-            None => self
-                .toward_target
-                .pump(&mut self.client, target, open, done, settings, ctx),
-            Some(limits) => limit::pump_limited(
-                limits,
-                0,
-                &mut self.toward_target,
+        let moved_toward_target = self
+            .toward_target
+            .pump(
                 &mut self.client,
-                |d, source, ctx| d.pump(source, target, open, done, settings, ctx),
+                target,
+                open,
+                self.toward_client.flow == Flow::Done,
+                settings,
                 ctx,
-            ),
-        }
-        .map_err(|e| e.blame(Side::Client, Side::Target))?;
+            )
+            .map_err(|e| e.blame(Side::Client, Side::Target))?;
         if !open {
             return Ok(moved_toward_target);
         }
-        let target = &mut self.target.endpoint;
-        let client = &mut self.client;
-        let done = self.toward_target.flow == Flow::Done;
-        let moved_toward_client = match self.stage.limits_mut() {
-            None => self
-                .toward_client
-                .pump(target, client, true, done, settings, ctx),
-            Some(limits) => limit::pump_limited(
-                limits,
-                1,
-                &mut self.toward_client,
+        let moved_toward_client = self
+            .toward_client
+            .pump(
                 target,
-                |d, source, ctx| d.pump(source, client, true, done, settings, ctx),
+                &mut self.client,
+                true,
+                self.toward_target.flow == Flow::Done,
+                settings,
                 ctx,
-            ),
-        }
-        .map_err(|e| e.blame(Side::Target, Side::Client))?;
+            )
+            .map_err(|e| e.blame(Side::Target, Side::Client))?;
         Ok(moved_toward_target || moved_toward_client)
     }
 

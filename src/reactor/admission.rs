@@ -1,7 +1,7 @@
 //! Whether a route takes a client, by its real address: the route's
-//! `allow`/`deny` rules and its `max-connections-per-source`, checked
-//! before any target is dialed; and the one way a client that never
-//! becomes a pipe is turned away.
+//! `allow`/`deny` rules, its `max-connections-per-source` and its
+//! `max-connection-rate-per-source`, checked before any target is dialed;
+//! and the one way a client that never becomes a pipe is turned away.
 //!
 //! The real address is the socket's peer, or the source named by the
 //! client's PROXY header on an `accept-proxy` route. IPv4 clients of a
