@@ -46,6 +46,9 @@ pub(crate) struct Entry<'a> {
     pub(crate) end: Option<&'static str>,
     /// Which side sent FIN first: `client`, `target`, or none.
     pub(crate) first_fin: Option<&'static str>,
+    /// How long a rate limit held its reads, both ways together; `None`
+    /// for a pipe with no limit.
+    pub(crate) rate_limited: Option<Duration>,
     /// The error or count behind `end`, in words.
     pub(crate) detail: Option<String>,
 }
@@ -72,6 +75,7 @@ impl<'a> Entry<'a> {
             bytes_to_client: 0,
             end: None,
             first_fin: None,
+            rate_limited: None,
             detail: None,
         }
     }
@@ -178,7 +182,7 @@ pub(crate) fn format(entry: &Entry<'_>, format: LogFormat) -> String {
     };
     let seconds = |d: Duration| format!("{:.6}", d.as_secs_f64());
     let client = entry.client.to_string();
-    let fields: [(&str, Value<'_>); 13] = [
+    let fields: [(&str, Value<'_>); 14] = [
         ("time", Value::Text(Some(&rfc3339(entry.time)))),
         ("event", Value::Text(Some(event))),
         ("pipe", Value::Number(Some(entry.pipe.to_string()))),
@@ -203,6 +207,10 @@ pub(crate) fn format(entry: &Entry<'_>, format: LogFormat) -> String {
         ),
         ("end", Value::Text(entry.end)),
         ("first_fin", Value::Text(entry.first_fin)),
+        (
+            "rate_limited_seconds",
+            Value::Number(entry.rate_limited.map(seconds)),
+        ),
         ("detail", Value::Text(entry.detail.as_deref())),
     ];
     let fields = fields
@@ -440,6 +448,7 @@ mod tests {
             bytes_to_client: 20,
             end: Some("target_reset"),
             first_fin: None,
+            rate_limited: None,
             detail: Some("Connection reset by peer (os error 104)".into()),
         }
     }
@@ -460,7 +469,7 @@ mod tests {
             "time=2025-12-01T20:20:12.345Z event=close pipe=7 route=web client=127.0.0.1:5000 \
              target=10.0.0.1:80 connect_seconds=0.000250 duration_seconds=1.500000 \
              bytes_to_target=10 bytes_to_client=20 end=target_reset first_fin=- \
-             detail=\"Connection reset by peer (os error 104)\""
+             rate_limited_seconds=- detail=\"Connection reset by peer (os error 104)\""
         );
     }
 

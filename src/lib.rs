@@ -61,6 +61,7 @@ mod metrics;
 mod net;
 mod pipe;
 mod proxy_protocol;
+mod rate;
 mod reactor;
 mod reply;
 mod ring;
@@ -74,9 +75,9 @@ mod upstream;
 
 pub use acl::Cidr;
 pub use config::{
-    format_duration, format_size, parse_address, parse_duration, parse_size, AccessLogConfig,
-    Balance, Config, ConfigError, ConfigWarning, LogDestination, LogFormat, Naming, Route, Splice,
-    Target,
+    format_duration, format_size, parse_address, parse_connection_rate, parse_duration, parse_size,
+    AccessLogConfig, Balance, Config, ConfigError, ConfigWarning, ConnectionRate, LogDestination,
+    LogFormat, Naming, Route, Splice, Target,
 };
 #[cfg(feature = "cli")]
 pub use config::{load_file, load_file_with, FileError, Overrides};

@@ -68,6 +68,23 @@ impl Ring {
         Ok(n)
     }
 
+    /// As [`read_from`](Ring::read_from), into at most `max` bytes of the
+    /// free space (a rate limit's allowance); `max` must not be 0.
+    pub(crate) fn read_at_most(&mut self, mut source: impl Read, max: usize) -> io::Result<usize> {
+        let (first, second) = self.free_regions();
+        let first_len = first.len().min(max);
+        let first = &mut first[..first_len];
+        let second_len = second.len().min(max - first_len);
+        let second = &mut second[..second_len];
+        let n = if second.is_empty() {
+            source.read(first)?
+        } else {
+            source.read_vectored(&mut [IoSliceMut::new(first), IoSliceMut::new(second)])?
+        };
+        self.commit(n);
+        Ok(n)
+    }
+
     /// Sends filled bytes to `sink` with one syscall and consumes what it took.
     pub(crate) fn write_to(&mut self, mut sink: impl Write) -> io::Result<usize> {
         let (first, second) = self.filled_regions();

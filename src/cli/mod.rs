@@ -13,8 +13,9 @@ use clap::{ArgMatches, CommandFactory, FromArgMatches, Parser, ValueEnum};
 
 use crate::acl::Cidr;
 use crate::config::{
-    self, load_file_with, parse_address, parse_duration, parse_size, AccessLogConfig, Balance,
-    Config, LogDestination, LogFormat, Naming, Overrides, Splice, Target, DEFAULT_ROUTE_NAME,
+    self, load_file_with, parse_address, parse_connection_rate, parse_duration, parse_size,
+    AccessLogConfig, Balance, Config, ConnectionRate, LogDestination, LogFormat, Naming, Overrides,
+    Splice, Target, DEFAULT_ROUTE_NAME,
 };
 use crate::proxy_protocol::ProxyVersion;
 
@@ -80,7 +81,7 @@ impl From<BalanceArg> for Balance {
 
 /// The flags of the one route the command line describes: `--config`
 /// replaces them all, since the file's routes have their own.
-const ROUTE_FLAGS: [&str; 22] = [
+const ROUTE_FLAGS: [&str; 28] = [
     "listen",
     "targets",
     "balance",
@@ -103,6 +104,12 @@ const ROUTE_FLAGS: [&str; 22] = [
     "allow",
     "deny",
     "max_connections_per_source",
+    "max_connection_rate_per_source",
+    "upload_rate",
+    "download_rate",
+    "route_upload_rate",
+    "route_download_rate",
+    "rate_burst",
 ];
 
 /// The flags that set what a file's `[global]` holds: with `--config`
@@ -296,6 +303,33 @@ struct Args {
     #[arg(long, value_name = "N", value_parser = count::<usize>)]
     max_connections_per_source: Option<usize>,
 
+    /// New clients per client IP and period beyond which one is closed at
+    /// once: 20/s, 100/10s, ...
+    #[arg(long, value_name = "N/DURATION", value_parser = parse_connection_rate)]
+    max_connection_rate_per_source: Option<ConnectionRate>,
+
+    /// Bytes a second each pipe reads from its client (2m = 2 MiB/s).
+    #[arg(long, value_name = "SIZE", value_parser = parse_size)]
+    upload_rate: Option<usize>,
+
+    /// Bytes a second each pipe reads from its target.
+    #[arg(long, value_name = "SIZE", value_parser = parse_size)]
+    download_rate: Option<usize>,
+
+    /// Bytes a second all pipes read from their clients together, shared
+    /// evenly by the live pipes.
+    #[arg(long, value_name = "SIZE", value_parser = parse_size)]
+    route_upload_rate: Option<usize>,
+
+    /// Bytes a second all pipes read from their targets together.
+    #[arg(long, value_name = "SIZE", value_parser = parse_size)]
+    route_download_rate: Option<usize>,
+
+    /// Bytes a rate-limited direction may read at once [default:
+    /// --buffer-size].
+    #[arg(long, value_name = "SIZE", value_parser = parse_size)]
+    rate_burst: Option<usize>,
+
     /// Serve Prometheus metrics at http://ADDR/metrics, e.g. 127.0.0.1:9100.
     #[arg(long, value_name = "ADDR", value_parser = parse_address)]
     metrics: Option<SocketAddr>,
@@ -482,6 +516,12 @@ impl Args {
         route.allow = self.allow;
         route.deny = self.deny;
         route.max_connections_per_source = self.max_connections_per_source;
+        route.max_connection_rate_per_source = self.max_connection_rate_per_source;
+        route.upload_rate = self.upload_rate;
+        route.download_rate = self.download_rate;
+        route.route_upload_rate = self.route_upload_rate;
+        route.route_download_rate = self.route_download_rate;
+        route.rate_burst = self.rate_burst;
         route.splice = self.splice.into();
         config.max_connections = self.max_connections;
         config.drain_timeout = self.drain_timeout.0;

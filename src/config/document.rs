@@ -8,7 +8,9 @@ use std::time::Duration;
 use serde::{Deserialize, Deserializer};
 
 use super::file::Problem;
-use super::values::{parse_address, parse_duration, parse_size};
+use super::values::{
+    parse_address, parse_connection_rate, parse_duration, parse_size, ConnectionRate,
+};
 use super::{Balance, Config, LogDestination, LogFormat, Naming, Overrides, Route, Splice, Target};
 use crate::acl::Cidr;
 use crate::proxy_protocol::ProxyVersion;
@@ -64,6 +66,12 @@ pub(super) struct Section {
     allow: Option<Blocks>,
     deny: Option<Blocks>,
     max_connections_per_source: Option<Count<usize>>,
+    max_connection_rate_per_source: Option<RateSetting>,
+    upload_rate: Option<SizeSetting>,
+    download_rate: Option<SizeSetting>,
+    route_upload_rate: Option<SizeSetting>,
+    route_download_rate: Option<SizeSetting>,
+    rate_burst: Option<SizeSetting>,
     splice: Option<Splice>,
 }
 
@@ -196,6 +204,20 @@ impl Section {
         route.max_connections_per_source = option!(max_connections_per_source)
             .map(|Count(n)| n)
             .or(route.max_connections_per_source);
+        route.max_connection_rate_per_source = option!(max_connection_rate_per_source)
+            .map(|RateSetting(rate)| rate)
+            .or(route.max_connection_rate_per_source);
+        for (setting, field) in [
+            (option!(upload_rate), &mut route.upload_rate),
+            (option!(download_rate), &mut route.download_rate),
+            (option!(route_upload_rate), &mut route.route_upload_rate),
+            (option!(route_download_rate), &mut route.route_download_rate),
+            (option!(rate_burst), &mut route.rate_burst),
+        ] {
+            if let Some(SizeSetting(size)) = setting {
+                *field = Some(size);
+            }
+        }
         route.send_proxy = option!(send_proxy).or(route.send_proxy);
         if let Some(accept) = option!(accept_proxy) {
             route.accept_proxy = accept;
@@ -354,6 +376,21 @@ impl TryFrom<Written> for SizeSetting {
                 .map(SizeSetting)
                 .map_err(|_| format!("invalid size {n}: must not be negative")),
         }
+    }
+}
+
+/// A connection rate written as `"20/s"` or `"100/10s"`.
+#[derive(Clone, Deserialize)]
+#[serde(try_from = "String")]
+struct RateSetting(ConnectionRate);
+
+impl TryFrom<String> for RateSetting {
+    type Error = String;
+
+    fn try_from(text: String) -> Result<RateSetting, String> {
+        parse_connection_rate(&text)
+            .map(RateSetting)
+            .map_err(|reason| format!("invalid rate '{text}': {reason}"))
     }
 }
 

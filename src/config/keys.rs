@@ -19,7 +19,7 @@ pub(super) const GLOBAL_KEYS: [&str; 8] = [
 
 /// Every key of a `[[route]]`, as [`Section`] reads them; `[defaults]`
 /// takes them all but the first three.
-pub(super) const ROUTE_KEYS: [&str; 24] = [
+pub(super) const ROUTE_KEYS: [&str; 30] = [
     "name",
     "listen",
     "targets",
@@ -43,6 +43,12 @@ pub(super) const ROUTE_KEYS: [&str; 24] = [
     "allow",
     "deny",
     "max-connections-per-source",
+    "max-connection-rate-per-source",
+    "upload-rate",
+    "download-rate",
+    "route-upload-rate",
+    "route-download-rate",
+    "rate-burst",
     "splice",
 ];
 

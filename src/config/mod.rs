@@ -40,7 +40,10 @@ pub use overrides::Overrides;
 pub(crate) use validate::buffer_size_problem;
 #[cfg(feature = "cli")]
 pub(crate) use values::parse_workers;
-pub use values::{format_duration, format_size, parse_address, parse_duration, parse_size};
+pub use values::{
+    format_duration, format_size, parse_address, parse_connection_rate, parse_duration, parse_size,
+    ConnectionRate,
+};
 pub use warnings::ConfigWarning;
 
 /// Everything a forwarder runs: process-wide settings and the routes.
@@ -198,6 +201,22 @@ pub struct Route {
     /// Live pipes of this route per client IP beyond which a new client
     /// from that IP is closed at once; `None`: no limit.
     pub max_connections_per_source: Option<usize>,
+    /// New clients per period from one (real) client address beyond which
+    /// one is reset at once; `None`: no limit.
+    pub max_connection_rate_per_source: Option<ConnectionRate>,
+    /// Bytes a second each pipe reads from its client (`upload-rate`);
+    /// `None`: no limit.
+    pub upload_rate: Option<usize>,
+    /// Bytes a second each pipe reads from its target (`download-rate`).
+    pub download_rate: Option<usize>,
+    /// Bytes a second all the route's pipes read from their clients
+    /// together (`route-upload-rate`), shared evenly by its live pipes.
+    pub route_upload_rate: Option<usize>,
+    /// Bytes a second all the route's pipes read from their targets.
+    pub route_download_rate: Option<usize>,
+    /// Bytes a limited direction may read at once after a pause; `None`:
+    /// one buffer (`buffer-size`).
+    pub rate_burst: Option<usize>,
     /// Whether its pipes move bytes with `splice(2)` instead of copying
     /// them through the ring.
     pub splice: Splice,
@@ -332,6 +351,12 @@ impl Route {
             allow: Vec::new(),
             deny: Vec::new(),
             max_connections_per_source: None,
+            max_connection_rate_per_source: None,
+            upload_rate: None,
+            download_rate: None,
+            route_upload_rate: None,
+            route_download_rate: None,
+            rate_burst: None,
             splice: Splice::Auto,
         }
     }

@@ -202,6 +202,29 @@ impl Route {
                 "must be at least 1",
             ));
         }
+        for (name, rate) in [
+            ("upload-rate", self.upload_rate),
+            ("download-rate", self.download_rate),
+            ("route-upload-rate", self.route_upload_rate),
+            ("route-download-rate", self.route_download_rate),
+        ] {
+            if rate == Some(0) {
+                return Err(ConfigError::new(
+                    key(name),
+                    "0",
+                    "must be at least 1 byte a second (leave it out for no limit)",
+                ));
+            }
+        }
+        if let Some(burst) = self.rate_burst {
+            if let Some(reason) = buffer_size_problem(burst) {
+                return Err(ConfigError::new(
+                    key("rate-burst"),
+                    format_size(burst),
+                    reason,
+                ));
+            }
+        }
         Ok(())
     }
 }

@@ -60,6 +60,54 @@ pub fn parse_size(text: &str) -> Result<usize, String> {
         .ok_or_else(|| "too large".into())
 }
 
+/// A number of connections per period, as `max-connection-rate-per-source`
+/// takes it: `"20/s"`, `"100/10s"`, `"300/m"`.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct ConnectionRate {
+    /// Connections allowed per `per`, and at once.
+    pub count: u32,
+    /// The period `count` is per.
+    pub per: Duration,
+}
+
+impl std::fmt::Display for ConnectionRate {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        if self.per == Duration::from_secs(1) {
+            write!(f, "{}/s", self.count)
+        } else {
+            write!(f, "{}/{}", self.count, format_duration(Some(self.per)))
+        }
+    }
+}
+
+/// Parses `N/DURATION` (`20/s`, `100/10s`, `5/1m`): a whole number of
+/// connections, at least 1, per a duration as [`parse_duration`] takes it,
+/// whose amount may be left out when it is 1 (`/s`, `/m`).
+pub fn parse_connection_rate(text: &str) -> Result<ConnectionRate, String> {
+    const EXAMPLE: &str = "expected connections per duration such as 20/s or 100/10s";
+    let Some((count, per)) = text.trim().split_once('/') else {
+        return Err(EXAMPLE.into());
+    };
+    let count = count.trim();
+    if count.is_empty() || !count.bytes().all(|b| b.is_ascii_digit()) {
+        return Err(EXAMPLE.into());
+    }
+    let count: u32 = count.parse().map_err(|_| "too many".to_string())?;
+    if count == 0 {
+        return Err("must be at least 1 connection (leave the key out for no limit)".into());
+    }
+    let per = per.trim();
+    let per = if per.starts_with(|c: char| c.is_ascii_digit()) {
+        per.to_string()
+    } else {
+        format!("1{per}")
+    };
+    match parse_duration(&per)? {
+        Some(per) => Ok(ConnectionRate { count, per }),
+        None => Err("the period must be longer than 0".into()),
+    }
+}
+
 /// Duration units, largest first, in milliseconds: the resolution of every
 /// timer tcpipe keeps.
 const DURATION_UNITS: [(&str, u64); 5] = [

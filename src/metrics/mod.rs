@@ -113,6 +113,9 @@ pub struct Metrics {
     /// Clients reset because their (real) address had
     /// `max-connections-per-source` pipes on the route already.
     pub refused_per_source_total: Gauge,
+    /// Clients reset because their (real) address opened more than
+    /// `max-connection-rate-per-source` connections to the route.
+    pub refused_connection_rate_total: Gauge,
 }
 
 impl Metrics {
@@ -132,7 +135,7 @@ impl Metrics {
     /// someone reads.
     pub(crate) fn set_to_sum(&self, parts: &[std::sync::Arc<Metrics>]) {
         let sum = |field: fn(&Metrics) -> &Gauge| parts.iter().map(|m| field(m).get()).sum();
-        let fields: [fn(&Metrics) -> &Gauge; 18] = [
+        let fields: [fn(&Metrics) -> &Gauge; 19] = [
             |m| &m.live_pipes,
             |m| &m.accepted_total,
             |m| &m.connect_failures_total,
@@ -151,6 +154,7 @@ impl Metrics {
             |m| &m.proxy_header_timeouts_total,
             |m| &m.denied_total,
             |m| &m.refused_per_source_total,
+            |m| &m.refused_connection_rate_total,
         ];
         for field in fields {
             field(self).set(sum(field));
@@ -168,7 +172,7 @@ impl Metrics {
 }
 
 /// Every way a pipe can end, as metrics and the access log name it.
-pub(crate) const CLOSE_REASONS: usize = 13;
+pub(crate) const CLOSE_REASONS: usize = 14;
 
 /// The index of `reason` in a per-reason counter array, and its label
 /// (the reactor narrows refusals further: `per_source_limit`,
@@ -208,15 +212,17 @@ pub(crate) const CLOSE_REASON_LABELS: [&str; CLOSE_REASONS] = [
     // the names `tcpipe_connections_refused_total` gives them.
     "per_source_limit",
     "proxy_timeout",
+    "connection_rate",
 ];
 
 /// Why a client was turned away before any target was dialed, as
 /// `tcpipe_connections_refused_total` names it.
-pub(crate) const REFUSAL_LABELS: [&str; 4] = [
+pub(crate) const REFUSAL_LABELS: [&str; 5] = [
     "denied",
     "per_source_limit",
     "bad_proxy_header",
     "proxy_timeout",
+    "connection_rate",
 ];
 
 /// What one route counted, kept by the reactor in the route's entry.
@@ -230,7 +236,11 @@ pub(crate) struct RouteStats {
     /// Times its listeners paused at its own `max-connections`.
     pub(crate) limit_reached: u64,
     /// Clients turned away, per [`REFUSAL_LABELS`].
-    pub(crate) refused: [u64; 4],
+    pub(crate) refused: [u64; 5],
+    /// Nanoseconds its pipes spent with reading paused by a rate limit,
+    /// (upload, download): freed pipes' here, live ones' added at snapshot
+    /// time.
+    pub(crate) rate_limited_ns: [u64; 2],
 }
 
 impl Default for RouteStats {
@@ -240,7 +250,8 @@ impl Default for RouteStats {
             closed: [0; CLOSE_REASONS],
             duration: Histogram::new(LIFETIME_BOUNDS),
             limit_reached: 0,
-            refused: [0; 4],
+            refused: [0; 5],
+            rate_limited_ns: [0; 2],
         }
     }
 }
@@ -254,6 +265,14 @@ impl RouteStats {
         self.duration.absorb(&other.duration);
         self.limit_reached += other.limit_reached;
         add_all(&mut self.refused, &other.refused);
+        add_all(&mut self.rate_limited_ns, &other.rate_limited_ns);
+    }
+
+    /// Adds what a pipe spent limited, per way.
+    pub(crate) fn add_rate_limited(&mut self, limited: [std::time::Duration; 2]) {
+        for (total, way) in self.rate_limited_ns.iter_mut().zip(limited) {
+            *total += u64::try_from(way.as_nanos()).unwrap_or(u64::MAX);
+        }
     }
 }
 

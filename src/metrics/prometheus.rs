@@ -110,6 +110,24 @@ pub(crate) fn render(snapshot: &Snapshot) -> String {
         "Times the route's listeners paused at its own max-connections (clients wait in the backlog).",
         |r| r.stats.limit_reached);
     out.family(
+        "tcpipe_route_rate_limited_seconds_total",
+        "counter",
+        "Time the route's pipes spent with reading paused by upload-rate, download-rate or \
+         their share of the route's rate, summed over pipes, by direction.",
+    );
+    for route in routes {
+        for (direction, ns) in ["upload", "download"]
+            .iter()
+            .zip(route.stats.rate_limited_ns)
+        {
+            out.sample(
+                "tcpipe_route_rate_limited_seconds_total",
+                &[("route", &route.name), ("direction", direction)],
+                ns as f64 / 1e9,
+            );
+        }
+    }
+    out.family(
         "tcpipe_pipes_closed_total",
         "counter",
         "Pipes ended, by how they ended (every reason but clean ends with a reset on both sides).",
@@ -127,7 +145,8 @@ pub(crate) fn render(snapshot: &Snapshot) -> String {
         "tcpipe_connections_refused_total",
         "counter",
         "Clients reset before any target was dialed, by why: denied by allow/deny, \
-         over max-connections-per-source, a bad PROXY header, or none within proxy-timeout.",
+         over max-connections-per-source, a bad PROXY header, none within proxy-timeout, \
+         or over max-connection-rate-per-source.",
     );
     for route in routes {
         for (reason, count) in REFUSAL_LABELS.iter().zip(route.stats.refused) {

@@ -87,6 +87,9 @@ pub(crate) enum Refusal {
     Denied,
     /// It has `max-connections-per-source` pipes on the route already.
     SourceLimit(usize),
+    /// Its address opened more than `max-connection-rate-per-source`
+    /// connections to the route (this worker's part of it).
+    ConnectionRate(crate::config::ConnectionRate),
     /// Its route was removed, or the forwarder is shutting down, while its
     /// PROXY header was awaited.
     Gone,
@@ -104,6 +107,10 @@ impl fmt::Display for Refusal {
                     "already {max} connections from this address (max-connections-per-source)"
                 )
             }
+            Refusal::ConnectionRate(rate) => write!(
+                f,
+                "more than {rate} connections from this address (max-connection-rate-per-source)"
+            ),
             Refusal::Gone => f.write_str("shutting down or route removed"),
         }
     }
@@ -152,7 +159,9 @@ impl Reason {
             Reason::Drained | Reason::Shutdown => CloseReason::Shutdown,
             Reason::Aborted => CloseReason::Aborted,
             Reason::Poll(_) => CloseReason::Error,
-            Reason::Refused(Refusal::Denied | Refusal::SourceLimit(_)) => CloseReason::Denied,
+            Reason::Refused(
+                Refusal::Denied | Refusal::SourceLimit(_) | Refusal::ConnectionRate(_),
+            ) => CloseReason::Denied,
             Reason::Refused(Refusal::ProxyHeader(_) | Refusal::ProxyTimeout) => {
                 CloseReason::BadProxyHeader
             }

@@ -10,6 +10,7 @@ use std::time::{Duration, Instant};
 
 use super::direction::Flow;
 use super::endpoint::Endpoint;
+use super::limit::{Limits, Rates};
 use super::Pipe;
 use crate::arena::TargetId;
 use crate::dial::{Dial, Dialed};
@@ -44,7 +45,29 @@ pub(super) enum Stage {
     /// Both sides established: bytes flow both ways. `connect_time`: how
     /// long its own connect took; `None` for a socket that came connected
     /// (the warm pool, or attached).
-    Open { connect_time: Option<Duration> },
+    Open {
+        connect_time: Option<Duration>,
+        /// Its rate limits, if it has any (most pipes: `None`, nothing to
+        /// do). Made once it is open: until then its client's bytes only
+        /// gather, at most one buffer of them.
+        limits: Option<Box<Limits>>,
+    },
+}
+
+impl Stage {
+    pub(super) fn limits_mut(&mut self) -> Option<&mut Limits> {
+        match self {
+            Stage::Open { limits, .. } => limits.as_deref_mut(),
+            Stage::Connecting { .. } => None,
+        }
+    }
+
+    pub(super) fn limits(&self) -> Option<&Limits> {
+        match self {
+            Stage::Open { limits, .. } => limits.as_deref(),
+            Stage::Connecting { .. } => None,
+        }
+    }
 }
 
 impl Pipe {
@@ -76,6 +99,8 @@ impl Pipe {
             dial: Dial::chosen(addr),
         };
         self.keepalive_pending = self.wants_keepalive(false);
+        // Its limits went with the open stage; new ones come when it opens.
+        self.client.limited = false;
         self.target = Upstream::new(Dialed {
             target: None,
             stream,
@@ -94,7 +119,7 @@ impl Pipe {
             return debug_assert!(false, "retargeting an open pipe");
         };
         let dial = std::mem::take(dial);
-        self.stage = stage_for(&dialed, dial);
+        self.stage = stage_for(&dialed, dial, &self.settings.rates, Instant::now());
         self.keepalive_pending = self.wants_keepalive(dialed.connected);
         self.target = Upstream::new(dialed);
     }
@@ -119,7 +144,7 @@ impl Pipe {
     /// connecting and for a socket that came connected.
     pub(crate) fn connect_time(&self) -> Option<Duration> {
         match self.stage {
-            Stage::Open { connect_time } => connect_time,
+            Stage::Open { connect_time, .. } => connect_time,
             Stage::Connecting { .. } => None,
         }
     }
@@ -140,9 +165,12 @@ impl Pipe {
 /// A pooled connection is established already; any other is connecting,
 /// timed from a fresh clock reading (one vDSO call per connect), since the
 /// turn's `now` may be a batch of events old by the time a dial starts.
-pub(super) fn stage_for(dialed: &Dialed, dial: Dial) -> Stage {
+pub(super) fn stage_for(dialed: &Dialed, dial: Dial, rates: &Rates, now: Instant) -> Stage {
     if dialed.connected {
-        Stage::Open { connect_time: None }
+        Stage::Open {
+            connect_time: None,
+            limits: Limits::of(rates, now),
+        }
     } else {
         Stage::Connecting {
             since: Instant::now(),

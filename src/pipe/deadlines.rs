@@ -37,7 +37,11 @@ impl Pipe {
 
     /// The next instant at which a timeout could run out, if any applies.
     pub(crate) fn next_deadline(&self) -> Option<Instant> {
-        earliest(self.timeout_deadline(), self.keepalive_due())
+        let deadline = earliest(self.timeout_deadline(), self.keepalive_due());
+        if self.stage.limits().is_none() {
+            return deadline;
+        }
+        earliest(deadline, self.limit_wake())
     }
 
     /// The next instant at which a timeout could run out, if any applies.
@@ -46,7 +50,7 @@ impl Pipe {
         if let Stage::Connecting { since, .. } = self.stage {
             return settings.connect_timeout.map(|t| since + t);
         }
-        if self.is_held() {
+        if self.is_held() | self.is_limited() {
             return None;
         }
         let idle = settings.idle_timeout.map(|t| self.last_activity + t);
@@ -76,6 +80,7 @@ impl Pipe {
                 }
             }
         }
+        let released = self.release_limits(now);
         let settings = &self.settings;
         let ran_out =
             |start: Instant, limit: Option<Duration>| limit.is_some_and(|t| now >= start + t);
@@ -84,9 +89,16 @@ impl Pipe {
                 let e = io::Error::new(io::ErrorKind::TimedOut, "connect timed out");
                 return Verdict::Redial(e);
             }
-            return Verdict::Wait;
+            return if released {
+                Verdict::Again
+            } else {
+                Verdict::Wait
+            };
         }
-        if self.is_held() {
+        if released {
+            return Verdict::Again;
+        }
+        if self.is_held() | self.is_limited() {
             return Verdict::Wait;
         }
         if self.is_half_closed() && ran_out(self.last_activity, settings.half_close_timeout) {

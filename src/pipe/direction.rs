@@ -128,6 +128,10 @@ pub(crate) struct Context<'a> {
     pub(crate) now: Instant,
     /// Bytes the pipe may still read this turn before others get theirs.
     pub(crate) budget: usize,
+    /// Bytes the direction being pumped may still read under its rate
+    /// limit; `usize::MAX` for an unlimited one. Unlike `budget`, a read
+    /// never goes past it.
+    pub(crate) rate_cap: usize,
 }
 
 impl Direction {
@@ -198,7 +202,9 @@ impl Direction {
     }
 
     pub(super) fn wants_to_read(&self, source: &Endpoint) -> bool {
-        self.flow == Flow::Open && source.readable && self.reads() && !self.read_waits
+        self.flow == Flow::Open
+            && source.readable
+            && !(self.paused | self.held | source.limited | self.read_waits)
     }
 
     /// Bytes waiting, in the ring or the kernel pipe.
@@ -232,7 +238,7 @@ impl Direction {
         let mut moved = false;
         loop {
             let mut progressed = false;
-            if self.wants_to_read(source) && ctx.budget > 0 {
+            if self.wants_to_read(source) && ctx.budget > 0 && ctx.rate_cap > 0 {
                 progressed = if self.mode == Mode::Splice {
                     self.splice_in(source, settings, ctx)?
                 } else {
@@ -285,14 +291,23 @@ impl Direction {
         let Buffer::Ring(ring) = &mut self.buffer else {
             return Ok(false);
         };
-        let room = ring.free();
-        match ring.read_from(&source.stream) {
+        let free = ring.free();
+        // A rate limit's allowance bounds the read; the unlimited path
+        // reads as it always did.
+        let (room, read) = if ctx.rate_cap >= free {
+            (free, ring.read_from(&source.stream))
+        } else {
+            let cap = ctx.rate_cap;
+            (cap, ring.read_at_most(&source.stream, cap))
+        };
+        match read {
             Ok(0) => {
                 self.flow = Flow::Flushing;
                 Ok(true)
             }
             Ok(n) => {
                 ctx.budget = ctx.budget.saturating_sub(n);
+                ctx.rate_cap = ctx.rate_cap.saturating_sub(n);
                 ctx.metrics.buffered_bytes.add(n as u64);
                 ctx.metrics.note_direction_fill(ring.len());
                 // A short read emptied the socket: the next byte comes

@@ -29,6 +29,11 @@ pub(super) struct Endpoint {
     /// over the token of another mid-turn (a re-target), whose events may
     /// still come. Sits in padding.
     pub(super) verify_connect: bool,
+    /// The rate limit of the direction that reads this socket has spent
+    /// its bucket: it is not read until the pipe's timer says the bucket
+    /// has refilled (see `limit`). Here rather than in the direction, in
+    /// padding.
+    pub(super) limited: bool,
 }
 
 impl Endpoint {
@@ -45,6 +50,7 @@ impl Endpoint {
             error: false,
             registered: None,
             verify_connect: false,
+            limited: false,
         }
     }
 

@@ -23,6 +23,7 @@ mod crossed;
 mod deadlines;
 mod direction;
 mod endpoint;
+mod limit;
 mod splice;
 
 use std::io;
@@ -48,6 +49,8 @@ use endpoint::Endpoint;
 pub(crate) use close::{Closing, Reason, Refusal, Verdict};
 pub(crate) use crossed::Crossed;
 pub(crate) use direction::Context;
+use limit::Limits;
+pub(crate) use limit::{Rates, RouteShare};
 
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
 pub(crate) enum Side {
@@ -83,6 +86,8 @@ pub(crate) struct Settings {
     pub(crate) keepalive: Option<Duration>,
     /// When its directions move bytes through kernel pipes (`--splice`).
     pub(crate) splice: Splice,
+    /// Its traffic limits, if any.
+    pub(crate) rates: Rates,
 }
 
 pub(crate) struct Pipe {
@@ -122,7 +127,7 @@ impl Pipe {
         (dialed, dial): (Dialed, Dial),
         now: Instant,
     ) -> Pipe {
-        let stage = stage_for(&dialed, dial);
+        let stage = stage_for(&dialed, dial, &settings.rates, now);
         let connected = dialed.connected;
         let splice = settings.splice;
         let mut pipe = Pipe {
@@ -259,7 +264,10 @@ impl Pipe {
                     // A fresh clock, not the turn's: every pipe that
                     // connects in one turn would show the same time.
                     let connect_time = Some(Instant::now().saturating_duration_since(since));
-                    self.stage = Stage::Open { connect_time };
+                    self.stage = Stage::Open {
+                        connect_time,
+                        limits: Limits::of(&self.settings.rates, ctx.now),
+                    };
                     crossed.connected = true;
                 }
                 Ok(false) => {}
@@ -320,6 +328,9 @@ impl Pipe {
 
     /// Pumps client → target, then (once open) target → client.
     fn pump_both(&mut self, ctx: &mut Context<'_>) -> Result<bool, (Side, io::Error)> {
+        if self.stage.limits().is_some() {
+            return self.pump_both_limited(ctx);
+        }
         let settings = &*self.settings;
         let open = self.is_open();
         let target = &mut self.target.endpoint;

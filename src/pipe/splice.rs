@@ -53,7 +53,12 @@ impl Direction {
             self.paused = true;
             return Ok(true);
         }
-        match ctx.kernel_pipes.fill(lent, source.stream.as_fd(), room) {
+        // A rate limit's allowance bounds the splice's length, as it does
+        // a read's: a limited direction keeps splicing.
+        match ctx
+            .kernel_pipes
+            .fill(lent, source.stream.as_fd(), room.min(ctx.rate_cap))
+        {
             Ok(0) => {
                 self.flow = Flow::Flushing;
                 Ok(true)
@@ -63,6 +68,7 @@ impl Direction {
                 // drained: the pipe may have run out of slots first. Only
                 // `WouldBlock` tells.
                 ctx.budget = ctx.budget.saturating_sub(n);
+                ctx.rate_cap = ctx.rate_cap.saturating_sub(n);
                 ctx.metrics.buffered_bytes.add(n as u64);
                 ctx.metrics.note_direction_fill(lent.len());
                 if ctx.kernel_pipes.room(lent, settings.buffer_size) == 0 {

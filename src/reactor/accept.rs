@@ -360,7 +360,7 @@ impl Reactor {
         let Some(route) = self.routes.get_mut(route_id) else {
             return;
         };
-        if let Err(refusal) = admission::check(route, peer.ip()) {
+        if let Err(refusal) = admission::check(route, peer.ip(), (self.now, self.share)) {
             return self.turn_away((id, route_id), client, peer, Reason::Refused(refusal));
         }
         let mut dial = Dial::new(route.config.max_attempts());

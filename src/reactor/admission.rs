@@ -1,7 +1,7 @@
 //! Whether a route takes a client, by its real address: the route's
-//! `allow`/`deny` rules and its `max-connections-per-source`, checked
-//! before any target is dialed; and the one way a client that never
-//! becomes a pipe is turned away.
+//! `allow`/`deny` rules, its `max-connections-per-source` and its
+//! `max-connection-rate-per-source`, checked before any target is dialed;
+//! and the one way a client that never becomes a pipe is turned away.
 //!
 //! The real address is the socket's peer, or the source named by the
 //! client's PROXY header on an `accept-proxy` route. IPv4 clients of a
@@ -10,6 +10,7 @@
 
 use std::collections::HashMap;
 use std::net::{IpAddr, SocketAddr};
+use std::time::Instant;
 
 use mio::net::TcpStream;
 use socket2::SockRef;
@@ -18,8 +19,11 @@ use super::observers::seen;
 use super::routes::{Route, RouteId};
 use super::Reactor;
 use crate::acl;
+use crate::config::ConnectionRate;
 use crate::net;
 use crate::pipe::{Closing, Reason, Refusal};
+use crate::rate::TokenBucket;
+use crate::share::Share;
 
 /// Live pipes of one route per client address. Every pipe of a route is
 /// counted, whether or not the route has a limit, so that a reload that
@@ -47,16 +51,61 @@ impl SourceCounts {
     }
 }
 
-/// Whether `route` takes a client at `ip` now.
-pub(super) fn check(route: &Route, ip: IpAddr) -> Result<(), Refusal> {
+/// New connections of one route per client address: a token bucket each
+/// (`max-connection-rate-per-source`), forgotten once full again, so the
+/// table holds only the addresses seen within about one period.
+#[derive(Default)]
+pub(crate) struct SourceRates {
+    buckets: HashMap<IpAddr, TokenBucket>,
+    /// The table is swept of full buckets when it grows past this.
+    sweep_at: usize,
+}
+
+/// A table this small is never swept.
+const MIN_SWEEP: usize = 1024;
+
+impl SourceRates {
+    /// Whether one more connection from `ip` is within `rate` (this
+    /// worker's part of it); counts it if so.
+    fn admit(&mut self, ip: IpAddr, rate: ConnectionRate, now: Instant) -> bool {
+        if self.buckets.len() >= self.sweep_at.max(MIN_SWEEP) {
+            self.buckets.retain(|_, bucket| !bucket.is_full_by(now));
+            self.sweep_at = self.buckets.len() * 2;
+        }
+        let count = u64::from(rate.count);
+        self.buckets
+            .entry(ip.to_canonical())
+            .or_insert_with(|| TokenBucket::new(count, rate.per, count, now))
+            .try_take_one(now)
+    }
+}
+
+/// Whether `route` takes a client at `ip` now; `worker` takes its part
+/// of the route's connection rate.
+pub(super) fn check(
+    route: &mut Route,
+    ip: IpAddr,
+    (now, worker): (Instant, Share),
+) -> Result<(), Refusal> {
     let config = &route.config;
     if !acl::admits(&config.allow, &config.deny, ip) {
         return Err(Refusal::Denied);
     }
-    match config.max_connections_per_source {
-        Some(max) if route.per_source.get(ip) >= max => Err(Refusal::SourceLimit(max)),
-        _ => Ok(()),
+    if let Some(max) = config.max_connections_per_source {
+        if route.per_source.get(ip) >= max {
+            return Err(Refusal::SourceLimit(max));
+        }
     }
+    if let Some(rate) = config.max_connection_rate_per_source {
+        let part = ConnectionRate {
+            count: worker.limit(rate.count as usize) as u32,
+            per: rate.per,
+        };
+        if !route.per_source_rate.admit(ip, part, now) {
+            return Err(Refusal::ConnectionRate(rate));
+        }
+    }
+    Ok(())
 }
 
 impl Reactor {

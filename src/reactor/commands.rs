@@ -306,6 +306,7 @@ impl Reactor {
             // The embedder's sockets keep the options it gave them.
             keepalive: None,
             splice: options.splice,
+            rates: Default::default(),
         });
         let mut dial = Dial::new(1);
         dial.attempts = 1;

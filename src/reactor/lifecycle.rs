@@ -67,6 +67,7 @@ impl Reactor {
             metrics: &self.observers.metrics,
             now: self.now,
             budget: BYTES_PER_TURN,
+            rate_cap: usize::MAX,
         };
         let mut crossed = Crossed::default();
         let mut verdict = pipe.drive(&mut ctx, &mut crossed);

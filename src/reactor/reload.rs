@@ -84,9 +84,10 @@ impl Reactor {
                     let registry = self.poll.registry();
                     let group = self.upstreams.add_group(route_config, registry, self.now);
                     let config = route_config.clone();
+                    let worker = self.share;
                     self.routes
                         .routes
-                        .insert_with(|id| Route::new(id, config, group))
+                        .insert_with(|id| Route::new(id, config, group, worker))
                 }
             };
             let keys = self.install_listeners(id, route_config, sockets);
@@ -289,8 +290,10 @@ impl Reactor {
 
     /// A kept route takes its new options; pipes open already keep theirs.
     fn update_route(&mut self, id: RouteId, config: &config::Route) {
+        let worker = self.share;
         if let Some(route) = self.routes.get_mut(id) {
-            let settings = settings_of(id, config);
+            let share = route.settings.rates.share.clone();
+            let settings = settings_of(id, config, (worker, share));
             if *route.settings != settings {
                 route.settings = Arc::new(settings);
             }
@@ -475,7 +478,7 @@ fn option_changes(old: &config::Route, new: &config::Route) -> Vec<String> {
         let all: Vec<String> = blocks.iter().map(ToString::to_string).collect();
         format!("[{}]", all.join(" "))
     };
-    [
+    let options = [
         ("balance", old.balance.to_string(), new.balance.to_string()),
         ("retries", retries(old), retries(new)),
         (
@@ -553,9 +556,39 @@ fn option_changes(old: &config::Route, new: &config::Route) -> Vec<String> {
             per_source(new),
         ),
         ("splice", old.splice.to_string(), new.splice.to_string()),
-    ]
-    .into_iter()
-    .filter(|(_, before, after)| before != after)
-    .map(|(key, before, after)| format!("{key} {before} -> {after}"))
-    .collect()
+    ];
+    let size = |size: Option<usize>| size.map_or_else(|| "none".to_string(), format_size);
+    let rate = |rate: Option<config::ConnectionRate>| {
+        rate.map_or_else(|| "none".to_string(), |r| r.to_string())
+    };
+    let limits = [
+        ("upload-rate", size(old.upload_rate), size(new.upload_rate)),
+        (
+            "download-rate",
+            size(old.download_rate),
+            size(new.download_rate),
+        ),
+        (
+            "route-upload-rate",
+            size(old.route_upload_rate),
+            size(new.route_upload_rate),
+        ),
+        (
+            "route-download-rate",
+            size(old.route_download_rate),
+            size(new.route_download_rate),
+        ),
+        ("rate-burst", size(old.rate_burst), size(new.rate_burst)),
+        (
+            "max-connection-rate-per-source",
+            rate(old.max_connection_rate_per_source),
+            rate(new.max_connection_rate_per_source),
+        ),
+    ];
+    options
+        .into_iter()
+        .chain(limits)
+        .filter(|(_, before, after)| before != after)
+        .map(|(key, before, after)| format!("{key} {before} -> {after}"))
+        .collect()
 }

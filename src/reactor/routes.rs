@@ -36,6 +36,8 @@ pub(crate) struct Route {
     pub(crate) at_limit: Episode,
     /// Its live pipes per client address.
     pub(crate) per_source: super::admission::SourceCounts,
+    /// Its new connections per client address, for a connection rate.
+    pub(crate) per_source_rate: super::admission::SourceRates,
     /// Removed by a reload: no listener, no new pipe; freed with its last
     /// pipe.
     pub(crate) retired: bool,
@@ -44,15 +46,21 @@ pub(crate) struct Route {
 }
 
 impl Route {
-    pub(crate) fn new(id: RouteId, config: config::Route, targets: GroupId) -> Route {
+    pub(crate) fn new(
+        id: RouteId,
+        config: config::Route,
+        targets: GroupId,
+        worker: crate::share::Share,
+    ) -> Route {
         Route {
-            settings: Arc::new(settings_of(id, &config)),
+            settings: Arc::new(settings_of(id, &config, (worker, Default::default()))),
             config,
             targets,
             listeners: Vec::new(),
             live_pipes: 0,
             at_limit: Episode::default(),
             per_source: Default::default(),
+            per_source_rate: Default::default(),
             retired: false,
             stats: RouteStats::default(),
         }
@@ -72,7 +80,13 @@ impl Route {
 }
 
 /// What a route's config says about each of its pipes.
-pub(crate) fn settings_of(id: RouteId, route: &config::Route) -> pipe::Settings {
+/// `worker`: which worker takes its part of the route's rate; `share`: the
+/// count of the route's pipes that share it (a kept route's own).
+pub(crate) fn settings_of(
+    id: RouteId,
+    route: &config::Route,
+    (worker, share): (crate::share::Share, pipe::RouteShare),
+) -> pipe::Settings {
     pipe::Settings {
         route: Some(id),
         buffer_size: route.buffer_size,
@@ -82,6 +96,14 @@ pub(crate) fn settings_of(id: RouteId, route: &config::Route) -> pipe::Settings 
         half_close_timeout: route.half_close_timeout,
         keepalive: route.keepalive,
         splice: route.splice,
+        rates: pipe::Rates {
+            pipe: [route.upload_rate, route.download_rate].map(|r| r.map(|r| r as u64)),
+            // Each worker takes its part, as of `max-connections`.
+            route: [route.route_upload_rate, route.route_download_rate]
+                .map(|r| r.map(|r| worker.limit(r) as u64)),
+            burst: route.rate_burst.unwrap_or(route.buffer_size) as u64,
+            share,
+        },
     }
 }
 

@@ -39,6 +39,11 @@ impl Reactor {
         }
         let mut live_bytes: HashMap<TargetId, [u64; 2]> = HashMap::new();
         for (_, pipe) in self.pipes.iter() {
+            let limited = pipe.rate_limited_for(self.now);
+            let route = pipe.route().and_then(|id| self.routes.get(id));
+            if let (Some(limited), Some(route)) = (limited, route) {
+                snapshot.route(route.name()).stats.add_rate_limited(limited);
+            }
             if let Some(target) = pipe.target() {
                 let bytes = live_bytes.entry(target).or_default();
                 bytes[0] += pipe.bytes_toward_target();

@@ -12,6 +12,7 @@ pub mod proxy;
 pub mod ready;
 pub mod scrape;
 pub mod tools;
+pub mod transfer;
 pub mod upstreams;
 
 use std::fmt::Display;

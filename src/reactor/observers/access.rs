@@ -32,6 +32,9 @@ pub(super) fn closed(log: &mut AccessLog, seen: &Seen<'_>, pipe: &Pipe, reason: 
     entry.bytes_to_client = pipe.bytes_toward_client();
     entry.end = Some(CLOSE_REASON_LABELS[end_slot(reason)]);
     entry.first_fin = pipe.first_fin().map(Side::name);
+    entry.rate_limited = pipe
+        .rate_limited_for(seen.now)
+        .map(|[upload, download]| upload + download);
     entry.detail = detail(reason);
     log.write(&entry);
 }

@@ -19,6 +19,7 @@ pub(crate) fn end_slot(reason: &Reason) -> usize {
     match reason {
         Reason::Refused(Refusal::SourceLimit(_)) => 11,
         Reason::Refused(Refusal::ProxyTimeout) => 12,
+        Reason::Refused(Refusal::ConnectionRate(_)) => 13,
         other => close_reason_slot(other.public()),
     }
 }
@@ -44,6 +45,9 @@ pub(super) fn closed(seen: &mut Seen<'_>, pipe: &Pipe, reason: &Reason) {
     if let Some(route) = pipe.route().and_then(|id| seen.routes.get_mut(id)) {
         route.stats.closed[end_slot(reason)] += 1;
         route.stats.duration.observe(pipe.age(seen.now));
+        if let Some(limited) = pipe.rate_limited_for(seen.now) {
+            route.stats.add_rate_limited(limited);
+        }
     }
     if let Some(stats) = pipe.target().and_then(|id| seen.upstreams.stats_mut(id)) {
         stats.closed_bytes[0] += pipe.bytes_toward_target();
@@ -59,6 +63,9 @@ pub(super) fn turned_away(metrics: &Metrics, seen: &mut Seen<'_>, route: RouteId
         Reason::Refused(Refusal::SourceLimit(_)) => Some((&metrics.refused_per_source_total, 1)),
         Reason::Refused(Refusal::ProxyHeader(_)) => Some((&metrics.proxy_header_rejected_total, 2)),
         Reason::Refused(Refusal::ProxyTimeout) => Some((&metrics.proxy_header_timeouts_total, 3)),
+        Reason::Refused(Refusal::ConnectionRate(_)) => {
+            Some((&metrics.refused_connection_rate_total, 4))
+        }
         _ => None,
     };
     if let Some((counter, _)) = refused {

@@ -20,6 +20,7 @@ pub(super) struct Warnings {
     proxy_timeout: Throttle,
     denied: Throttle,
     source_limit: Throttle,
+    connection_rate: Throttle,
     gone: Throttle,
 }
 
@@ -64,6 +65,7 @@ impl Warnings {
             Refusal::ProxyTimeout => &mut self.proxy_timeout,
             Refusal::Denied => &mut self.denied,
             Refusal::SourceLimit(_) => &mut self.source_limit,
+            Refusal::ConnectionRate(_) => &mut self.connection_rate,
             Refusal::Gone => &mut self.gone,
         };
         if let Some(held_back) = throttle.allow(now) {
