@@ -127,7 +127,7 @@ fn a_reload_that_changes_a_limit_applies_it_to_new_pipes() {
         &[target_addr],
         "upload-rate = \"4m\"\nrate-burst = \"64k\"",
     ));
-    let summary = tcpipe.reload().expect("reload");
+    let summary = tcpipe.reload_report().expect("reload");
     assert!(
         summary.iter().any(|l| l.contains("upload-rate 1m -> 4m")),
         "the reload does not say the limit changed: {summary:?}"
