@@ -113,6 +113,9 @@ pub struct Metrics {
     /// Clients reset because their (real) address had
     /// `max-connections-per-source` pipes on the route already.
     pub refused_per_source_total: Gauge,
+    /// Clients of a shared address without a default route reset because
+    /// their first bytes chose no route.
+    pub no_route_total: Gauge,
 }
 
 impl Metrics {
@@ -132,7 +135,7 @@ impl Metrics {
     /// someone reads.
     pub(crate) fn set_to_sum(&self, parts: &[std::sync::Arc<Metrics>]) {
         let sum = |field: fn(&Metrics) -> &Gauge| parts.iter().map(|m| field(m).get()).sum();
-        let fields: [fn(&Metrics) -> &Gauge; 18] = [
+        let fields: [fn(&Metrics) -> &Gauge; 19] = [
             |m| &m.live_pipes,
             |m| &m.accepted_total,
             |m| &m.connect_failures_total,
@@ -151,6 +154,7 @@ impl Metrics {
             |m| &m.proxy_header_timeouts_total,
             |m| &m.denied_total,
             |m| &m.refused_per_source_total,
+            |m| &m.no_route_total,
         ];
         for field in fields {
             field(self).set(sum(field));
@@ -168,7 +172,7 @@ impl Metrics {
 }
 
 /// Every way a pipe can end, as metrics and the access log name it.
-pub(crate) const CLOSE_REASONS: usize = 13;
+pub(crate) const CLOSE_REASONS: usize = 14;
 
 /// The index of `reason` in a per-reason counter array, and its label
 /// (the reactor narrows refusals further: `per_source_limit`,
@@ -208,15 +212,17 @@ pub(crate) const CLOSE_REASON_LABELS: [&str; CLOSE_REASONS] = [
     // the names `tcpipe_connections_refused_total` gives them.
     "per_source_limit",
     "proxy_timeout",
+    "no_route",
 ];
 
 /// Why a client was turned away before any target was dialed, as
 /// `tcpipe_connections_refused_total` names it.
-pub(crate) const REFUSAL_LABELS: [&str; 4] = [
+pub(crate) const REFUSAL_LABELS: [&str; 5] = [
     "denied",
     "per_source_limit",
     "bad_proxy_header",
     "proxy_timeout",
+    "no_route",
 ];
 
 /// What one route counted, kept by the reactor in the route's entry.
@@ -230,7 +236,12 @@ pub(crate) struct RouteStats {
     /// Times its listeners paused at its own `max-connections`.
     pub(crate) limit_reached: u64,
     /// Clients turned away, per [`REFUSAL_LABELS`].
-    pub(crate) refused: [u64; 4],
+    pub(crate) refused: [u64; 5],
+    /// Clients of a shared address it took, per `By::ALL` (what matched).
+    pub(crate) matched: [u64; 5],
+    /// Clients of a shared address it counted while they were inspected
+    /// whose first bytes chose nothing, per the reactor's failure labels.
+    pub(crate) inspect_failures: [u64; 7],
 }
 
 impl Default for RouteStats {
@@ -240,7 +251,9 @@ impl Default for RouteStats {
             closed: [0; CLOSE_REASONS],
             duration: Histogram::new(LIFETIME_BOUNDS),
             limit_reached: 0,
-            refused: [0; 4],
+            refused: [0; 5],
+            matched: [0; 5],
+            inspect_failures: [0; 7],
         }
     }
 }
@@ -254,6 +267,8 @@ impl RouteStats {
         self.duration.absorb(&other.duration);
         self.limit_reached += other.limit_reached;
         add_all(&mut self.refused, &other.refused);
+        add_all(&mut self.matched, &other.matched);
+        add_all(&mut self.inspect_failures, &other.inspect_failures);
     }
 }
 

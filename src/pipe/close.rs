@@ -88,8 +88,11 @@ pub(crate) enum Refusal {
     /// It has `max-connections-per-source` pipes on the route already.
     SourceLimit(usize),
     /// Its route was removed, or the forwarder is shutting down, while its
-    /// PROXY header was awaited.
+    /// PROXY header or first bytes were awaited.
     Gone,
+    /// On a shared address without a default route, its first bytes
+    /// matched no route, or said nothing in time, or were malformed.
+    NoRoute(String),
 }
 
 impl fmt::Display for Refusal {
@@ -105,6 +108,7 @@ impl fmt::Display for Refusal {
                 )
             }
             Refusal::Gone => f.write_str("shutting down or route removed"),
+            Refusal::NoRoute(why) => write!(f, "no route for it: {why}"),
         }
     }
 }
@@ -152,7 +156,9 @@ impl Reason {
             Reason::Drained | Reason::Shutdown => CloseReason::Shutdown,
             Reason::Aborted => CloseReason::Aborted,
             Reason::Poll(_) => CloseReason::Error,
-            Reason::Refused(Refusal::Denied | Refusal::SourceLimit(_)) => CloseReason::Denied,
+            Reason::Refused(Refusal::Denied | Refusal::SourceLimit(_) | Refusal::NoRoute(_)) => {
+                CloseReason::Denied
+            }
             Reason::Refused(Refusal::ProxyHeader(_) | Refusal::ProxyTimeout) => {
                 CloseReason::BadProxyHeader
             }

@@ -19,6 +19,7 @@ pub(crate) fn end_slot(reason: &Reason) -> usize {
     match reason {
         Reason::Refused(Refusal::SourceLimit(_)) => 11,
         Reason::Refused(Refusal::ProxyTimeout) => 12,
+        Reason::Refused(Refusal::NoRoute(_)) => 13,
         other => close_reason_slot(other.public()),
     }
 }
@@ -59,6 +60,7 @@ pub(super) fn turned_away(metrics: &Metrics, seen: &mut Seen<'_>, route: RouteId
         Reason::Refused(Refusal::SourceLimit(_)) => Some((&metrics.refused_per_source_total, 1)),
         Reason::Refused(Refusal::ProxyHeader(_)) => Some((&metrics.proxy_header_rejected_total, 2)),
         Reason::Refused(Refusal::ProxyTimeout) => Some((&metrics.proxy_header_timeouts_total, 3)),
+        Reason::Refused(Refusal::NoRoute(_)) => Some((&metrics.no_route_total, 4)),
         _ => None,
     };
     if let Some((counter, _)) = refused {

@@ -21,6 +21,7 @@ pub(super) struct Warnings {
     denied: Throttle,
     source_limit: Throttle,
     gone: Throttle,
+    no_route: Throttle,
 }
 
 impl Warnings {
@@ -65,6 +66,7 @@ impl Warnings {
             Refusal::Denied => &mut self.denied,
             Refusal::SourceLimit(_) => &mut self.source_limit,
             Refusal::Gone => &mut self.gone,
+            Refusal::NoRoute(_) => &mut self.no_route,
         };
         if let Some(held_back) = throttle.allow(now) {
             warn!("route {route}: pipe {id}: resetting client {client}: {refusal}{held_back}");
