@@ -9,6 +9,7 @@ pub mod haproxy;
 pub mod hooks;
 pub mod proxy;
 pub mod scrape;
+pub mod tls;
 pub mod tools;
 pub mod upstreams;
 
