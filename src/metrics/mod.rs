@@ -225,6 +225,19 @@ pub(crate) const REFUSAL_LABELS: [&str; 5] = [
     "no_route",
 ];
 
+/// Why a client's first bytes on a shared address chose no route: the
+/// ClientHello parser's kinds of malformed hello, and a timeout, as
+/// `tcpipe_inspect_failures_total` labels them.
+pub(crate) const INSPECT_FAILURE_LABELS: [&str; 7] = [
+    "bad_record",
+    "bad_handshake",
+    "bad_extension",
+    "bad_server_name",
+    "too_large",
+    "truncated",
+    "timeout",
+];
+
 /// What one route counted, kept by the reactor in the route's entry.
 #[derive(Debug, Clone, PartialEq)]
 pub(crate) struct RouteStats {
@@ -240,7 +253,7 @@ pub(crate) struct RouteStats {
     /// Clients of a shared address it took, per `By::ALL` (what matched).
     pub(crate) matched: [u64; 5],
     /// Clients of a shared address it counted while they were inspected
-    /// whose first bytes chose nothing, per the reactor's failure labels.
+    /// whose first bytes chose nothing, per [`INSPECT_FAILURE_LABELS`].
     pub(crate) inspect_failures: [u64; 7],
 }
 

@@ -162,7 +162,7 @@ pub(crate) fn render(snapshot: &Snapshot) -> String {
          the address's default route (or its first).",
     );
     for route in routes {
-        for (kind, count) in crate::reactor::INSPECT_FAILURE_LABELS
+        for (kind, count) in super::INSPECT_FAILURE_LABELS
             .iter()
             .zip(route.stats.inspect_failures)
         {

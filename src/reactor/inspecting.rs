@@ -29,23 +29,14 @@ use super::tokens::inspecting_token;
 use super::{Reactor, Timer};
 use crate::config::{self, By, Seen};
 use crate::inspect::{self, Inspected, Malformed, Protocol, Sniffed};
+use crate::metrics::INSPECT_FAILURE_LABELS;
 use crate::pipe::{Reason, Refusal};
 
 /// The most bytes looked at: a whole 16 KiB hello and its record headers.
 const PEEK_BYTES: usize = inspect::DEFAULT_MAX_BYTES;
 
-/// Why a client's bytes chose no route: [`Malformed`]'s kinds and a
-/// timeout, as `tcpipe_inspect_failures_total` labels them.
-pub(crate) const FAILURE_LABELS: [&str; 7] = [
-    "bad_record",
-    "bad_handshake",
-    "bad_extension",
-    "bad_server_name",
-    "too_large",
-    "truncated",
-    "timeout",
-];
-
+/// Slots in [`INSPECT_FAILURE_LABELS`] that are no [`Malformed`] kind of
+/// the parser's own.
 const TRUNCATED: usize = 5;
 const TIMEOUT: usize = 6;
 
@@ -104,7 +95,7 @@ enum Verdict {
     Pending,
     /// Enough to choose: the protocol and, for TLS, the hello.
     Seen(Protocol, Option<inspect::ClientHello>),
-    /// Nothing to choose by; the slot in [`FAILURE_LABELS`].
+    /// Nothing to choose by; the slot in [`INSPECT_FAILURE_LABELS`].
     Failed(usize),
 }
 
@@ -260,7 +251,7 @@ impl Reactor {
                 let outcome = chosen.ok_or_else(|| {
                     Refusal::NoRoute(format!(
                         "no default route and its first bytes said nothing: {}",
-                        FAILURE_LABELS[failure]
+                        INSPECT_FAILURE_LABELS[failure]
                     ))
                 });
                 return self.leave(slot, outcome.map(|c| (c, None)));
@@ -366,7 +357,7 @@ fn verdict(received: &[u8], needs_hello: bool) -> Verdict {
 
 fn failure_slot(kind: Malformed) -> usize {
     let label = kind.label();
-    FAILURE_LABELS
+    INSPECT_FAILURE_LABELS
         .iter()
         .position(|&l| l == label)
         .unwrap_or(TRUNCATED)
@@ -378,5 +369,19 @@ fn config_protocol(protocol: Protocol) -> config::Protocol {
         Protocol::Ssh => config::Protocol::Ssh,
         Protocol::Http => config::Protocol::Http,
         Protocol::Other => config::Protocol::Other,
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn every_malformed_kind_has_its_own_failure_label() {
+        for kind in Malformed::ALL {
+            assert_eq!(INSPECT_FAILURE_LABELS[failure_slot(kind)], kind.label());
+        }
+        assert_eq!(INSPECT_FAILURE_LABELS[TRUNCATED], "truncated");
+        assert_eq!(INSPECT_FAILURE_LABELS[TIMEOUT], "timeout");
     }
 }

@@ -75,7 +75,6 @@ pub use commands::{AttachOptions, PipeAction, PipeInfo, PipeState};
 pub(crate) use control::Command;
 pub use control::{ReloadError, Reloaded};
 pub(crate) use crew::Follow;
-pub(crate) use inspecting::FAILURE_LABELS as INSPECT_FAILURE_LABELS;
 pub(crate) use routes::RouteId;
 
 /// Bytes one pipe may read per turn before others get theirs.
