@@ -104,6 +104,13 @@ fn each_name_reaches_its_own_server_and_no_name_the_default() {
     assert_eq!(matched("a", "sni"), 1.0);
     assert_eq!(matched("b", "wildcard"), 1.0);
     assert_eq!(matched("a", "default"), 0.0);
+    // Each client counts as accepted by the route that took it.
+    let accepted =
+        |route: &str| scrape.get("tcpipe_connections_accepted_total", &[("route", route)]);
+    assert_eq!(
+        [accepted("a"), accepted("b"), accepted("fallback")],
+        [1.0, 1.0, 3.0]
+    );
 }
 
 #[test]

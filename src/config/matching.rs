@@ -51,6 +51,26 @@ impl fmt::Display for Protocol {
     }
 }
 
+/// `sni [a.example *.b.example], alpn [h2], protocol tls`, or `none`.
+impl fmt::Display for Match {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        let mut parts = Vec::new();
+        if !self.sni.is_empty() {
+            parts.push(format!("sni [{}]", self.sni.join(" ")));
+        }
+        if !self.alpn.is_empty() {
+            parts.push(format!("alpn [{}]", self.alpn.join(" ")));
+        }
+        if let Some(protocol) = self.protocol {
+            parts.push(format!("protocol {protocol}"));
+        }
+        if parts.is_empty() {
+            return f.write_str("none");
+        }
+        f.write_str(&parts.join(", "))
+    }
+}
+
 /// What inspection learnt of a client.
 #[derive(Clone, Copy, Debug, Default)]
 pub(crate) struct Seen<'a> {

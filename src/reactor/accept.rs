@@ -347,8 +347,9 @@ impl Reactor {
             return self.await_proxy_header((route_id, inspect), id, client, (peer, listener));
         }
         if let Some(key) = inspect {
-            let local = client.local_addr().unwrap_or(listener);
-            return self.inspect((key, route_id), id, client, (peer, local));
+            // The address reached, should the chosen route send a PROXY
+            // header, is asked once it is chosen.
+            return self.inspect((key, route_id), id, client, (peer, listener), false);
         }
         // The address the client reached, for a PROXY header sent onwards
         // (a wildcard listener's is not concrete); a syscall only then.

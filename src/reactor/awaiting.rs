@@ -211,7 +211,7 @@ impl Reactor {
                     header.version
                 );
                 match inspect {
-                    Some(key) => self.inspect((key, route_id), id, stream, (client, local)),
+                    Some(key) => self.inspect((key, route_id), id, stream, (client, local), true),
                     None => self.admit(route_id, id, stream, (client, local), None),
                 }
             }

@@ -51,9 +51,11 @@ struct Inspecting {
     /// end of the turn.
     stream: Option<TcpStream>,
     /// Its real address (the PROXY header's, on an `accept-proxy` route)
-    /// and the address it reached.
+    /// and the address it reached: the header's, or else the listener's
+    /// (which the socket makes concrete if a PROXY header is to be sent).
     peer: SocketAddr,
     local: SocketAddr,
+    local_from_header: bool,
     /// What the last peek saw.
     peeked: Box<[u8]>,
     peeked_len: usize,
@@ -108,6 +110,7 @@ impl Reactor {
         id: u64,
         mut client: TcpStream,
         (peer, local): (SocketAddr, SocketAddr),
+        local_from_header: bool,
     ) {
         let slot = self.inspecting.clients.vacant_key();
         let registry = self.poll.registry();
@@ -131,6 +134,7 @@ impl Reactor {
             stream: Some(client),
             peer,
             local,
+            local_from_header,
             peeked: vec![0; PEEK_BYTES].into_boxed_slice(),
             peeked_len: 0,
             read_closed: false,
@@ -232,6 +236,12 @@ impl Reactor {
             return;
         };
         let (key, owner) = (entry.listener, entry.route);
+        // A reload may have closed the listener (and its key gone to
+        // another): its routes are no longer this client's to choose from.
+        let serves = |listener: &super::routes::Listener| listener.routes.contains(&owner);
+        if !self.routes.listeners.get(key).is_some_and(serves) {
+            return self.leave(slot, Err(Refusal::Gone));
+        }
         let (chosen, server_name) = match verdict {
             Verdict::Seen(protocol, hello) => {
                 let server_name = hello.as_ref().and_then(|h| h.server_name.as_deref());
@@ -306,7 +316,8 @@ impl Reactor {
         let Some(mut stream) = entry.stream.take() else {
             return;
         };
-        let (id, owner, peer, local) = (entry.id, entry.route, entry.peer, entry.local);
+        let (id, owner, peer, mut local) = (entry.id, entry.route, entry.peer, entry.local);
+        let local_from_header = entry.local_from_header;
         // The buffer goes now, not with the slot at the end of the turn.
         entry.peeked = Box::default();
         self.inspecting.left.push(slot);
@@ -314,8 +325,23 @@ impl Reactor {
         let _ = self.poll.registry().deregister(&mut stream);
         match outcome {
             Ok(((route_id, by), server_name)) => {
+                if route_id != owner {
+                    // Accepted under its listener's route; it is the
+                    // chosen route's client.
+                    if let Some(route) = self.routes.get_mut(owner) {
+                        route.stats.accepted = route.stats.accepted.saturating_sub(1);
+                    }
+                    if let Some(route) = self.routes.get_mut(route_id) {
+                        route.stats.accepted += 1;
+                    }
+                }
                 if let Some(route) = self.routes.get_mut(route_id) {
                     route.stats.matched[by.slot()] += 1;
+                    // A wildcard listener's address is not concrete; a
+                    // syscall only for a header that says it.
+                    if route.config.send_proxy.is_some() && !local_from_header {
+                        local = stream.local_addr().unwrap_or(local);
+                    }
                 }
                 debug!(
                     "pipe {id}: first bytes of {peer} chose route by {}{}",

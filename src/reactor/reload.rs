@@ -586,6 +586,12 @@ fn option_changes(old: &config::Route, new: &config::Route) -> Vec<String> {
             per_source(new),
         ),
         ("splice", old.splice.to_string(), new.splice.to_string()),
+        ("match", old.matching.to_string(), new.matching.to_string()),
+        (
+            "inspect-timeout",
+            format_duration(old.inspect_timeout),
+            format_duration(new.inspect_timeout),
+        ),
     ]
     .into_iter()
     .filter(|(_, before, after)| before != after)

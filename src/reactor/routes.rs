@@ -246,6 +246,13 @@ fn describe_proxying(route: &config::Route) -> String {
             config::format_duration(route.proxy_timeout)
         ));
     }
+    if !route.matching.is_empty() {
+        parts.push(format!(
+            "match {} within {}",
+            route.matching,
+            config::format_duration(route.inspect_timeout)
+        ));
+    }
     if let Some(version) = route.send_proxy {
         parts.push(format!("send-proxy {version}"));
     }
