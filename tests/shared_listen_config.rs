@@ -43,6 +43,11 @@ fn routes_with_match_tables_share_an_address() {
     ));
     let stderr = String::from_utf8_lossy(&output.stderr);
     assert!(output.status.success(), "{stderr}");
+    let stdout = String::from_utf8_lossy(&output.stdout);
+    assert!(
+        stdout.contains("(2 routes, 1 listen address, 2 targets;"),
+        "one shared socket: {stdout}"
+    );
 }
 
 #[test]
