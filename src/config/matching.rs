@@ -365,6 +365,44 @@ mod tests {
         assert!(tie(&name("a.example"), &with_alpn).is_none());
     }
 
+    mod properties {
+        use super::super::*;
+        use proptest::prelude::*;
+
+        fn label() -> impl Strategy<Value = String> {
+            "[a-z0-9]([a-z0-9-]{0,10}[a-z0-9])?"
+        }
+
+        proptest! {
+            /// Any text as a pattern or a name: an answer, never a panic.
+            #[test]
+            fn arbitrary_patterns_and_names_never_panic(pattern in ".{0,40}", name in ".{0,40}") {
+                let _ = sni_problem(&pattern);
+                let _ = name_match(&pattern, &name);
+            }
+
+            /// `*.parent` matches exactly the names of one more label, and
+            /// a name matches itself exactly; never the parent itself nor
+            /// a name two labels below.
+            #[test]
+            fn a_wildcard_matches_one_label_below_its_parent(
+                parent in proptest::collection::vec(label(), 1..4),
+                first in label(),
+                second in label(),
+            ) {
+                let parent = parent.join(".");
+                let wildcard = format!("*.{parent}");
+                prop_assert!(sni_problem(&wildcard).is_none());
+                let one_below = format!("{first}.{parent}");
+                let two_below = format!("{second}.{first}.{parent}");
+                prop_assert_eq!(name_match(&wildcard, &one_below), 1);
+                prop_assert_eq!(name_match(&wildcard, &two_below), 0);
+                prop_assert_eq!(name_match(&wildcard, &parent), 0);
+                prop_assert_eq!(name_match(&one_below, &one_below), 2);
+            }
+        }
+    }
+
     #[test]
     fn server_name_patterns_are_dns_names() {
         assert!(sni_problem("api.example.com").is_none());
