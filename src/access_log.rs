@@ -38,6 +38,8 @@ pub(crate) struct Entry<'a> {
     pub(crate) route: Option<&'a str>,
     pub(crate) client: SocketAddr,
     pub(crate) target: Option<&'a str>,
+    /// The server name of its ClientHello, if its route was chosen by it.
+    pub(crate) sni: Option<&'a str>,
     pub(crate) connect_time: Option<Duration>,
     pub(crate) duration: Duration,
     pub(crate) bytes_to_target: u64,
@@ -69,6 +71,7 @@ impl<'a> Entry<'a> {
             route,
             client,
             target,
+            sni: None,
             connect_time: None,
             duration: Duration::ZERO,
             bytes_to_target: 0,
@@ -182,13 +185,14 @@ pub(crate) fn format(entry: &Entry<'_>, format: LogFormat) -> String {
     };
     let seconds = |d: Duration| format!("{:.6}", d.as_secs_f64());
     let client = entry.client.to_string();
-    let fields: [(&str, Value<'_>); 14] = [
+    let fields: [(&str, Value<'_>); 15] = [
         ("time", Value::Text(Some(&rfc3339(entry.time)))),
         ("event", Value::Text(Some(event))),
         ("pipe", Value::Number(Some(entry.pipe.to_string()))),
         ("route", Value::Text(entry.route)),
         ("client", Value::Text(Some(&client))),
         ("target", Value::Text(entry.target)),
+        ("sni", Value::Text(entry.sni)),
         (
             "connect_seconds",
             Value::Number(entry.connect_time.map(seconds)),
@@ -252,7 +256,7 @@ pub(crate) fn format(entry: &Entry<'_>, format: LogFormat) -> String {
 }
 
 /// What an open line says: nothing about an end it has not reached.
-const OPEN_KEYS: [&str; 6] = ["time", "event", "pipe", "route", "client", "target"];
+const OPEN_KEYS: [&str; 7] = ["time", "event", "pipe", "route", "client", "target", "sni"];
 
 enum Value<'a> {
     Text(Option<&'a str>),
@@ -442,6 +446,7 @@ mod tests {
             route: Some("web"),
             client: "127.0.0.1:5000".parse().unwrap(),
             target: Some("10.0.0.1:80"),
+            sni: Some("api.example.com"),
             connect_time: Some(Duration::from_micros(250)),
             duration: Duration::from_millis(1500),
             bytes_to_target: 10,
@@ -467,7 +472,7 @@ mod tests {
         assert_eq!(
             line,
             "time=2025-12-01T20:20:12.345Z event=close pipe=7 route=web client=127.0.0.1:5000 \
-             target=10.0.0.1:80 connect_seconds=0.000250 duration_seconds=1.500000 \
+             target=10.0.0.1:80 sni=api.example.com connect_seconds=0.000250 duration_seconds=1.500000 \
              bytes_to_target=10 bytes_to_client=20 end=target_reset first_fin=- \
              rate_limited_seconds=- detail=\"Connection reset by peer (os error 104)\""
         );
@@ -479,6 +484,7 @@ mod tests {
         e.route = Some("we\"b");
         let line = format(&e, LogFormat::Json);
         assert!(line.starts_with("{\"time\":\"2025-12-01T20:20:12.345Z\",\"event\":\"close\",\"pipe\":7,\"route\":\"we\\\"b\""), "{line}");
+        assert!(line.contains("\"sni\":\"api.example.com\","), "{line}");
         assert!(line.contains("\"connect_seconds\":0.000250,"), "{line}");
         assert!(line.contains("\"first_fin\":null,"), "{line}");
         assert!(
@@ -494,7 +500,8 @@ mod tests {
         let line = format(&e, LogFormat::Text);
         assert_eq!(
             line,
-            "time=2025-12-01T20:20:12.345Z event=open pipe=7 route=web client=127.0.0.1:5000 target=10.0.0.1:80"
+            "time=2025-12-01T20:20:12.345Z event=open pipe=7 route=web client=127.0.0.1:5000 target=10.0.0.1:80 \
+             sni=api.example.com"
         );
     }
 }

@@ -56,7 +56,14 @@ fn main() {
 
 /// The tools, by the cfg a test is ignored without (`has_promtool`,
 /// `has_systemd_analyze`...).
-const TEST_TOOLS: [&str; 5] = ["haproxy", "promtool", "ss", "systemd-analyze", "python3"];
+const TEST_TOOLS: [&str; 6] = [
+    "haproxy",
+    "promtool",
+    "ss",
+    "systemd-analyze",
+    "python3",
+    "openssl",
+];
 
 /// Sets `has_TOOL` for each of [`TEST_TOOLS`] on the PATH (or in the sbin
 /// directories, which a non-root PATH may lack), and for all of them under

@@ -224,8 +224,9 @@ pub enum CloseReason {
     /// The forwarder could not watch one of its sockets.
     Error,
     /// The client was turned away before any target was dialed: the
-    /// route's `allow`/`deny` rules do not admit its address, or it has
-    /// `max-connections-per-source` pipes already. The pipe's
+    /// route's `allow`/`deny` rules do not admit its address, it has
+    /// `max-connections-per-source` pipes already, or on a shared address
+    /// without a default route its first bytes chose no route. The pipe's
     /// [`PipeOpened`] names no target.
     Denied,
     /// The route accepts the PROXY protocol and the client's header was

@@ -565,7 +565,17 @@ pub fn check_summary(invocation: &Invocation) -> String {
             format!("{n} {many}")
         }
     };
-    let listeners = config.routes.iter().map(|r| r.listen.len()).sum();
+    // A shared address is one socket, however many routes list it.
+    let routes = &config.routes;
+    let listeners = (routes.iter().enumerate())
+        .flat_map(|(i, route)| route.listen.iter().map(move |&addr| (i, addr)))
+        .filter(|&(i, addr)| {
+            !(crate::config::is_shared(routes, addr)
+                && routes[..i]
+                    .iter()
+                    .any(|earlier| earlier.listen.contains(&addr)))
+        })
+        .count();
     let targets = config.routes.iter().map(|r| r.targets.len()).sum();
     let mut summary = format!(
         "tcpipe: {source}: ok ({}, {}, {}; every name resolved, nothing bound)",

@@ -11,7 +11,10 @@ use super::file::Problem;
 use super::values::{
     parse_address, parse_connection_rate, parse_duration, parse_size, ConnectionRate,
 };
-use super::{Balance, Config, LogDestination, LogFormat, Naming, Overrides, Route, Splice, Target};
+use super::{
+    Balance, Config, LogDestination, LogFormat, Match, Naming, Overrides, Protocol, Route, Splice,
+    Target,
+};
 use crate::acl::Cidr;
 use crate::proxy_protocol::ProxyVersion;
 
@@ -73,6 +76,18 @@ pub(super) struct Section {
     route_download_rate: Option<SizeSetting>,
     rate_burst: Option<SizeSetting>,
     splice: Option<Splice>,
+    #[serde(rename = "match")]
+    matching: Option<MatchTable>,
+    inspect_timeout: Option<DurationSetting>,
+}
+
+/// A route's `match` table.
+#[derive(Deserialize, Default, Clone)]
+#[serde(deny_unknown_fields)]
+struct MatchTable {
+    sni: Option<Vec<String>>,
+    alpn: Option<Vec<String>>,
+    protocol: Option<Protocol>,
 }
 
 impl Document {
@@ -81,6 +96,7 @@ impl Document {
             ("name", self.defaults.name.is_some()),
             ("listen", self.defaults.listen.is_some()),
             ("targets", self.defaults.targets.is_some()),
+            ("match", self.defaults.matching.is_some()),
         ] {
             if present {
                 return Err(Problem::at_key(
@@ -243,10 +259,22 @@ impl Section {
             (option!(half_close_timeout), &mut route.half_close_timeout),
             (option!(keepalive), &mut route.keepalive),
             (option!(proxy_timeout), &mut route.proxy_timeout),
+            (option!(inspect_timeout), &mut route.inspect_timeout),
         ] {
             if let Some(DurationSetting(duration)) = setting {
                 *field = duration;
             }
+        }
+        if let Some(table) = &self.matching {
+            route.matching = Match {
+                // Server names are case-insensitive; hellos are read in
+                // lowercase.
+                sni: (table.sni.iter().flatten())
+                    .map(|name| name.to_ascii_lowercase())
+                    .collect(),
+                alpn: table.alpn.clone().unwrap_or_default(),
+                protocol: table.protocol,
+            };
         }
         if let Some(DurationSetting(idle)) = option!(pool_max_idle) {
             route.pool_max_idle = idle.unwrap_or(Duration::ZERO);

@@ -18,11 +18,12 @@ pub(super) const GLOBAL_KEYS: [&str; 8] = [
 ];
 
 /// Every key of a `[[route]]`, as [`Section`] reads them; `[defaults]`
-/// takes them all but the first three.
-pub(super) const ROUTE_KEYS: [&str; 30] = [
+/// takes them all but the first [`ROUTE_ONLY`].
+pub(super) const ROUTE_KEYS: [&str; 32] = [
     "name",
     "listen",
     "targets",
+    "match",
     "balance",
     "retries",
     "fail-threshold",
@@ -50,7 +51,11 @@ pub(super) const ROUTE_KEYS: [&str; 30] = [
     "route-download-rate",
     "rate-burst",
     "splice",
+    "inspect-timeout",
 ];
+
+/// How many of [`ROUTE_KEYS`], from the first, only a `[[route]]` takes.
+pub(super) const ROUTE_ONLY: usize = 4;
 
 const TOP_KEYS: [&str; 3] = ["global", "defaults", "route"];
 
@@ -66,7 +71,7 @@ pub(super) fn key_problems(document: &toml::Table) -> Vec<Problem> {
             }
             ("defaults", toml::Value::Table(table)) => {
                 check_keys::<Section>("defaults", table, &ROUTE_KEYS, &mut problems);
-                for own in ROUTE_KEYS[..3]
+                for own in ROUTE_KEYS[..ROUTE_ONLY]
                     .iter()
                     .filter(|own| table.contains_key(**own))
                 {

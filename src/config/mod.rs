@@ -16,6 +16,7 @@ mod file;
 mod keys;
 #[cfg(feature = "cli")]
 mod location;
+mod matching;
 #[cfg(feature = "cli")]
 mod overrides;
 #[cfg(feature = "cli")]
@@ -35,6 +36,8 @@ use crate::proxy_protocol::ProxyVersion;
 
 #[cfg(feature = "cli")]
 pub use file::{load_file, load_file_with, FileError};
+pub(crate) use matching::{is_shared, By, Rank, Seen};
+pub use matching::{Match, Protocol};
 #[cfg(feature = "cli")]
 pub use overrides::Overrides;
 pub(crate) use validate::buffer_size_problem;
@@ -220,6 +223,13 @@ pub struct Route {
     /// Whether its pipes move bytes with `splice(2)` instead of copying
     /// them through the ring.
     pub splice: Splice,
+    /// Which clients of a listen address it shares with other routes are
+    /// its own; empty: it is the address's default route.
+    pub matching: Match,
+    /// On a shared address, a client that has not sent enough to choose a
+    /// route by then goes to the default route (or is reset without one);
+    /// `None` waits however long it takes.
+    pub inspect_timeout: Option<Duration>,
 }
 
 /// Whether a direction's bytes go socket → kernel pipe → socket with
@@ -313,6 +323,10 @@ pub const DEFAULT_POOL_MAX_IDLE: Duration = Duration::from_secs(30);
 pub const DEFAULT_RESOLVE_INTERVAL: Duration = Duration::from_secs(30);
 pub const DEFAULT_PROXY_TIMEOUT: Duration = Duration::from_secs(3);
 
+/// How long a client of a shared address may take to say enough to
+/// choose its route.
+pub const DEFAULT_INSPECT_TIMEOUT: Duration = Duration::from_secs(5);
+
 /// Smallest ring accepted: a page. Below it each read and write moves so
 /// few bytes that the syscalls, not the network, set the rate; it also
 /// holds the longest PROXY header tcpipe sends (107 bytes) with room.
@@ -358,6 +372,8 @@ impl Route {
             route_download_rate: None,
             rate_burst: None,
             splice: Splice::Auto,
+            matching: Match::default(),
+            inspect_timeout: Some(DEFAULT_INSPECT_TIMEOUT),
         }
     }
 

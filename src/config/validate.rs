@@ -40,6 +40,7 @@ impl Config {
             }
         }
         self.check_listen_conflicts(naming)?;
+        super::matching::check_shared(&self.routes, naming)?;
         self.check_metrics_address(naming)
     }
 
@@ -66,7 +67,9 @@ impl Config {
 
     /// Two routes cannot share an address: the second could never bind it.
     /// `0.0.0.0` and `[::]` overlap every address of the same port. Port 0
-    /// asks the kernel for a free port, so it never clashes.
+    /// asks the kernel for a free port, so it never clashes. The very same
+    /// address is one listener shared by the routes that list it, which
+    /// `matching::check_shared` checks.
     fn check_listen_conflicts(&self, naming: Naming) -> Result<(), ConfigError> {
         let all: Vec<(usize, SocketAddr)> = self
             .routes
@@ -75,9 +78,9 @@ impl Config {
             .flat_map(|(index, route)| route.listen.iter().map(move |&addr| (index, addr)))
             .collect();
         for (position, &(index, addr)) in all.iter().enumerate() {
-            let earlier = all[..position]
-                .iter()
-                .find(|&&(other, theirs)| other != index && addresses_overlap(addr, theirs));
+            let earlier = all[..position].iter().find(|&&(other, theirs)| {
+                other != index && theirs != addr && addresses_overlap(addr, theirs)
+            });
             if let Some(&(other, theirs)) = earlier {
                 return Err(ConfigError::new(
                     naming.route_key(index, "listen"),
@@ -195,6 +198,20 @@ impl Route {
                 "must be at least 1",
             ));
         }
+        for pattern in &self.matching.sni {
+            if let Some(reason) = super::matching::sni_problem(pattern) {
+                return Err(ConfigError::new(key("match.sni"), pattern, reason));
+            }
+        }
+        for protocol in &self.matching.alpn {
+            if protocol.is_empty() || protocol.len() > 255 {
+                return Err(ConfigError::new(
+                    key("match.alpn"),
+                    protocol,
+                    "an ALPN protocol name has 1 to 255 bytes",
+                ));
+            }
+        }
         if self.max_connections_per_source == Some(0) {
             return Err(ConfigError::new(
                 key("max-connections-per-source"),
@@ -285,6 +302,7 @@ mod tests {
             config.validate().is_err()
         };
         assert!(clash("127.0.0.1:80", "127.0.0.1:80"));
+        assert!(clash("0.0.0.0:80", "0.0.0.0:80"));
         assert!(clash("0.0.0.0:80", "127.0.0.1:80"));
         assert!(clash("127.0.0.1:80", "[::]:80"));
         assert!(!clash("127.0.0.1:80", "127.0.0.2:80"));

@@ -116,6 +116,9 @@ pub struct Metrics {
     /// Clients reset because their (real) address opened more than
     /// `max-connection-rate-per-source` connections to the route.
     pub refused_connection_rate_total: Gauge,
+    /// Clients of a shared address without a default route reset because
+    /// their first bytes chose no route.
+    pub no_route_total: Gauge,
 }
 
 impl Metrics {
@@ -135,7 +138,7 @@ impl Metrics {
     /// someone reads.
     pub(crate) fn set_to_sum(&self, parts: &[std::sync::Arc<Metrics>]) {
         let sum = |field: fn(&Metrics) -> &Gauge| parts.iter().map(|m| field(m).get()).sum();
-        let fields: [fn(&Metrics) -> &Gauge; 19] = [
+        let fields: [fn(&Metrics) -> &Gauge; 20] = [
             |m| &m.live_pipes,
             |m| &m.accepted_total,
             |m| &m.connect_failures_total,
@@ -155,6 +158,7 @@ impl Metrics {
             |m| &m.denied_total,
             |m| &m.refused_per_source_total,
             |m| &m.refused_connection_rate_total,
+            |m| &m.no_route_total,
         ];
         for field in fields {
             field(self).set(sum(field));
@@ -172,7 +176,7 @@ impl Metrics {
 }
 
 /// Every way a pipe can end, as metrics and the access log name it.
-pub(crate) const CLOSE_REASONS: usize = 14;
+pub(crate) const CLOSE_REASONS: usize = 15;
 
 /// The index of `reason` in a per-reason counter array, and its label
 /// (the reactor narrows refusals further: `per_source_limit`,
@@ -213,16 +217,31 @@ pub(crate) const CLOSE_REASON_LABELS: [&str; CLOSE_REASONS] = [
     "per_source_limit",
     "proxy_timeout",
     "connection_rate",
+    "no_route",
 ];
 
 /// Why a client was turned away before any target was dialed, as
 /// `tcpipe_connections_refused_total` names it.
-pub(crate) const REFUSAL_LABELS: [&str; 5] = [
+pub(crate) const REFUSAL_LABELS: [&str; 6] = [
     "denied",
     "per_source_limit",
     "bad_proxy_header",
     "proxy_timeout",
     "connection_rate",
+    "no_route",
+];
+
+/// Why a client's first bytes on a shared address chose no route: the
+/// ClientHello parser's kinds of malformed hello, and a timeout, as
+/// `tcpipe_inspect_failures_total` labels them.
+pub(crate) const INSPECT_FAILURE_LABELS: [&str; 7] = [
+    "bad_record",
+    "bad_handshake",
+    "bad_extension",
+    "bad_server_name",
+    "too_large",
+    "truncated",
+    "timeout",
 ];
 
 /// What one route counted, kept by the reactor in the route's entry.
@@ -236,11 +255,16 @@ pub(crate) struct RouteStats {
     /// Times its listeners paused at its own `max-connections`.
     pub(crate) limit_reached: u64,
     /// Clients turned away, per [`REFUSAL_LABELS`].
-    pub(crate) refused: [u64; 5],
+    pub(crate) refused: [u64; 6],
     /// Nanoseconds its pipes spent with reading paused by a rate limit,
     /// (upload, download): freed pipes' here, live ones' added at snapshot
     /// time.
     pub(crate) rate_limited_ns: [u64; 2],
+    /// Clients of a shared address it took, per `By::ALL` (what matched).
+    pub(crate) matched: [u64; 5],
+    /// Clients of a shared address it counted while they were inspected
+    /// whose first bytes chose nothing, per [`INSPECT_FAILURE_LABELS`].
+    pub(crate) inspect_failures: [u64; 7],
 }
 
 impl Default for RouteStats {
@@ -250,8 +274,10 @@ impl Default for RouteStats {
             closed: [0; CLOSE_REASONS],
             duration: Histogram::new(LIFETIME_BOUNDS),
             limit_reached: 0,
-            refused: [0; 5],
+            refused: [0; 6],
             rate_limited_ns: [0; 2],
+            matched: [0; 5],
+            inspect_failures: [0; 7],
         }
     }
 }
@@ -266,6 +292,8 @@ impl RouteStats {
         self.limit_reached += other.limit_reached;
         add_all(&mut self.refused, &other.refused);
         add_all(&mut self.rate_limited_ns, &other.rate_limited_ns);
+        add_all(&mut self.matched, &other.matched);
+        add_all(&mut self.inspect_failures, &other.inspect_failures);
     }
 
     /// Adds what a pipe spent limited, per way.

@@ -146,13 +146,48 @@ pub(crate) fn render(snapshot: &Snapshot) -> String {
         "counter",
         "Clients reset before any target was dialed, by why: denied by allow/deny, \
          over max-connections-per-source, a bad PROXY header, none within proxy-timeout, \
-         or over max-connection-rate-per-source.",
+         over max-connection-rate-per-source, or no route matching its first bytes on a \
+         shared address without a default.",
     );
     for route in routes {
         for (reason, count) in REFUSAL_LABELS.iter().zip(route.stats.refused) {
             out.sample(
                 "tcpipe_connections_refused_total",
                 &[("route", &route.name), ("reason", reason)],
+                count,
+            );
+        }
+    }
+    out.family(
+        "tcpipe_route_matched_total",
+        "counter",
+        "Clients of a shared address given to the route, by what chose it: the exact server name, \
+         a wildcard name, ALPN, the protocol, or nothing (the default route).",
+    );
+    for route in routes {
+        for (by, count) in crate::config::By::ALL.iter().zip(route.stats.matched) {
+            out.sample(
+                "tcpipe_route_matched_total",
+                &[("route", &route.name), ("by", by.label())],
+                count,
+            );
+        }
+    }
+    out.family(
+        "tcpipe_inspect_failures_total",
+        "counter",
+        "Clients of a shared address whose first bytes chose no route, by kind (a malformed, \
+         too large or truncated ClientHello, or nothing within inspect-timeout), counted under \
+         the address's default route (or its first).",
+    );
+    for route in routes {
+        for (kind, count) in super::INSPECT_FAILURE_LABELS
+            .iter()
+            .zip(route.stats.inspect_failures)
+        {
+            out.sample(
+                "tcpipe_inspect_failures_total",
+                &[("route", &route.name), ("kind", kind)],
                 count,
             );
         }

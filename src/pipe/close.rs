@@ -91,8 +91,11 @@ pub(crate) enum Refusal {
     /// connections to the route (this worker's part of it).
     ConnectionRate(crate::config::ConnectionRate),
     /// Its route was removed, or the forwarder is shutting down, while its
-    /// PROXY header was awaited.
+    /// PROXY header or first bytes were awaited.
     Gone,
+    /// On a shared address without a default route, its first bytes
+    /// matched no route, or said nothing in time, or were malformed.
+    NoRoute(String),
 }
 
 impl fmt::Display for Refusal {
@@ -112,6 +115,7 @@ impl fmt::Display for Refusal {
                 "more than {rate} connections from this address (max-connection-rate-per-source)"
             ),
             Refusal::Gone => f.write_str("shutting down or route removed"),
+            Refusal::NoRoute(why) => write!(f, "no route for it: {why}"),
         }
     }
 }
@@ -160,7 +164,10 @@ impl Reason {
             Reason::Aborted => CloseReason::Aborted,
             Reason::Poll(_) => CloseReason::Error,
             Reason::Refused(
-                Refusal::Denied | Refusal::SourceLimit(_) | Refusal::ConnectionRate(_),
+                Refusal::Denied
+                | Refusal::SourceLimit(_)
+                | Refusal::ConnectionRate(_)
+                | Refusal::NoRoute(_),
             ) => CloseReason::Denied,
             Reason::Refused(Refusal::ProxyHeader(_) | Refusal::ProxyTimeout) => {
                 CloseReason::BadProxyHeader

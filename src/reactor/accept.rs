@@ -94,7 +94,7 @@ impl Reactor {
             };
             let local = listener.local;
             match listener.socket.accept() {
-                Ok((client, peer)) => self.open_pipe(route_id, client, (peer, local)),
+                Ok((client, peer)) => self.open_pipe((key, route_id), client, (peer, local)),
                 Err(e) => {
                     if e.kind() == ErrorKind::WouldBlock {
                         listener.backlog_pending = false;
@@ -161,7 +161,8 @@ impl Reactor {
         // Several workers count their pipes together against this one (a
         // worker adds the clients awaiting a header in its own table); a
         // route's own limit they split.
-        if self.process_pipes() + self.awaiting.len() >= self.limits.max_connections {
+        let not_pipes_yet = self.awaiting.len() + self.inspecting.len();
+        if self.process_pipes() + not_pipes_yet >= self.limits.max_connections {
             return Some(Blocked::Process);
         }
         let share = self.share;
@@ -321,12 +322,13 @@ impl Reactor {
         }
     }
 
-    /// A client was accepted on a listener at `listener`: it awaits its
-    /// PROXY header if its route wants one, else it is admitted by its
-    /// peer address.
+    /// A client was accepted on listener `key`, at `listener`: it awaits
+    /// its PROXY header if its route wants one, then its first bytes are
+    /// inspected if the listener chooses routes by them, else it is
+    /// admitted by its peer address.
     fn open_pipe(
         &mut self,
-        route_id: RouteId,
+        (key, route_id): (usize, RouteId),
         client: TcpStream,
         (peer, listener): (SocketAddr, SocketAddr),
     ) {
@@ -335,8 +337,19 @@ impl Reactor {
         let Some(route) = self.routes.get(route_id) else {
             return;
         };
+        let inspects = self
+            .routes
+            .listeners
+            .get(key)
+            .is_some_and(|l| l.inspect.is_some());
+        let inspect = inspects.then_some(key);
         if route.config.accept_proxy {
-            return self.await_proxy_header(route_id, id, client, (peer, listener));
+            return self.await_proxy_header((route_id, inspect), id, client, (peer, listener));
+        }
+        if let Some(key) = inspect {
+            // The address reached, should the chosen route send a PROXY
+            // header, is asked once it is chosen.
+            return self.inspect((key, route_id), id, client, (peer, listener), false);
         }
         // The address the client reached, for a PROXY header sent onwards
         // (a wildcard listener's is not concrete); a syscall only then.
@@ -344,18 +357,20 @@ impl Reactor {
             Some(_) => client.local_addr().unwrap_or(listener),
             None => listener,
         };
-        self.admit(route_id, id, client, (peer, local));
+        self.admit(route_id, id, client, (peer, local), None);
     }
 
     /// Client `id` of `route_id`, at `peer` (its real address) and
     /// connected to `local`: checked against the route's source rules and
-    /// limits, then joined to a target.
+    /// limits, then joined to a target. `server_name` is what its
+    /// ClientHello said, if it was inspected.
     pub(super) fn admit(
         &mut self,
         route_id: RouteId,
         id: u64,
         client: TcpStream,
         (peer, local): (SocketAddr, SocketAddr),
+        server_name: Option<Box<str>>,
     ) {
         let Some(route) = self.routes.get_mut(route_id) else {
             return;
@@ -389,6 +404,9 @@ impl Reactor {
         );
         route.live_pipes += 1;
         route.per_source.add(peer.ip());
+        if let Some(name) = server_name {
+            route.server_names.insert(id, name);
+        }
         let settings = Arc::clone(&route.settings);
         let send_proxy = route.config.send_proxy;
         let mut pipe = Pipe::new(id, settings, (client, peer), (dialed, dial), self.now);

@@ -47,6 +47,9 @@ pub(super) struct Awaiting {
     listener: SocketAddr,
     /// The OS reported the client's FIN: an incomplete header will stay so.
     read_closed: bool,
+    /// The listener whose routes its first bytes choose from, after the
+    /// header, if its address is shared.
+    inspect: Option<usize>,
 }
 
 /// The clients awaiting their header, and the slots to free at the end of
@@ -88,7 +91,7 @@ impl Reactor {
     /// header, for at most the route's `proxy-timeout`.
     pub(super) fn await_proxy_header(
         &mut self,
-        route_id: RouteId,
+        (route_id, inspect): (RouteId, Option<usize>),
         id: u64,
         mut client: TcpStream,
         (peer, listener): (SocketAddr, SocketAddr),
@@ -110,6 +113,7 @@ impl Reactor {
             peer,
             listener,
             read_closed: false,
+            inspect,
         });
         self.observers.metrics.awaiting_proxy_header.add(1);
         if let Some(timeout) = timeout {
@@ -180,6 +184,7 @@ impl Reactor {
             return;
         };
         let (id, route_id, peer, listener) = (entry.id, entry.route, entry.peer, entry.listener);
+        let inspect = entry.inspect;
         self.awaiting.left.push(key);
         self.observers.metrics.awaiting_proxy_header.sub(1);
         // Its pipe, if it gets one, registers it afresh under its own token.
@@ -205,7 +210,10 @@ impl Reactor {
                     "pipe {id}: {} header from {peer}: client {client}, to {local}",
                     header.version
                 );
-                self.admit(route_id, id, stream, (client, local));
+                match inspect {
+                    Some(key) => self.inspect((key, route_id), id, stream, (client, local), true),
+                    None => self.admit(route_id, id, stream, (client, local), None),
+                }
             }
             Err(refusal) => {
                 self.turn_away((id, route_id), stream, peer, Reason::Refused(refusal));

@@ -381,6 +381,7 @@ impl Reactor {
         // Clients still sending their PROXY header have had nothing
         // forwarded: turned away now rather than let in to be drained.
         self.refuse_awaiting(|_| true);
+        self.refuse_inspecting(|_| true);
         // Closing the listeners makes new connects fail at once instead of
         // waiting in a backlog nobody will serve.
         self.routes.listeners.clear();

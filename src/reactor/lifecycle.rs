@@ -195,7 +195,8 @@ impl Reactor {
 
     pub(super) fn free_closed_pipes(&mut self) {
         let awaiting_freed = self.awaiting.free_left();
-        if self.closing.is_empty() && !awaiting_freed {
+        let inspecting_freed = self.inspecting.free_left();
+        if self.closing.is_empty() && !awaiting_freed && !inspecting_freed {
             return;
         }
         let mut freed = 0;
@@ -211,6 +212,9 @@ impl Reactor {
             if let Some(route) = pipe.route() {
                 if let Some(counted) = self.routes.get_mut(route) {
                     counted.per_source.remove(pipe.peer.ip());
+                    if !counted.server_names.is_empty() {
+                        counted.server_names.remove(&pipe.id);
+                    }
                 }
                 self.route_lost_pipe(route);
             }

@@ -19,6 +19,7 @@
 //! | `routes`    | the routes and their listening sockets                      |
 //! | `accept`    | accepting: the backlog, the per-turn cap, connection limits, back-off |
 //! | `awaiting`  | clients of `accept-proxy` routes until their PROXY header is read |
+//! | `inspecting` | clients of a shared address until their first bytes choose their route |
 //! | `admission` | the routes' source rules and per-source limits; the one way a client is turned away |
 //! | `reload`    | applying a new config in place                              |
 //! | `control`   | commands from other threads, signals, reloads, shutdown     |
@@ -34,6 +35,7 @@ mod awaiting;
 mod commands;
 mod control;
 mod crew;
+mod inspecting;
 mod lifecycle;
 mod notify;
 mod observers;
@@ -102,6 +104,11 @@ enum Timer {
         key: usize,
         id: u64,
     },
+    /// The `inspect-timeout` of a client of a shared address.
+    Inspect {
+        key: usize,
+        id: u64,
+    },
     /// Time to tell systemd's watchdog the loop still turns.
     Watchdog,
 }
@@ -130,6 +137,8 @@ pub(crate) struct Reactor {
     pipes: Slab<Pipe>,
     /// Clients awaiting their PROXY header, not pipes yet.
     awaiting: awaiting::Table,
+    /// Clients whose first bytes are read to choose their route, not pipes yet.
+    inspecting: inspecting::Table,
     rings: RingPool,
     /// Kernel pipes for spliced directions.
     kernel_pipes: KernelPipePool,
@@ -187,6 +196,7 @@ impl Reactor {
             },
             pipes: Slab::new(),
             awaiting: awaiting::Table::default(),
+            inspecting: inspecting::Table::default(),
             rings: RingPool::new(SPARE_RINGS),
             kernel_pipes: KernelPipePool::new(SPARE_KERNEL_PIPES),
             timers: Timers::new(),
@@ -303,6 +313,7 @@ impl Reactor {
             Source::Pooled(key) => self.upstreams.on_pool_event(key, event, registry, self.now),
             Source::Probe(key) => self.upstreams.on_probe_event(key, registry, self.now),
             Source::Awaiting(key) => self.on_awaiting_event(key, event),
+            Source::Inspecting(key) => self.on_inspecting_event(key, event),
             Source::Control => self.on_control(),
             Source::Signals => self.on_signals(),
         }
@@ -326,6 +337,7 @@ impl Reactor {
                 }
                 Timer::RouteDrained(route) => self.on_route_drained(route),
                 Timer::ProxyHeader { key, id } => self.on_proxy_header_timer(key, id),
+                Timer::Inspect { key, id } => self.on_inspect_timer(key, id),
                 Timer::Watchdog => self.on_watchdog(),
             }
         }

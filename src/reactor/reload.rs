@@ -46,6 +46,8 @@ enum Socket {
     /// The listener with this key already listens there.
     Kept(usize),
     Bound(TcpListener, SocketAddr),
+    /// An earlier route of the new config shares this address: its socket.
+    Shared(SocketAddr),
 }
 
 impl Reactor {
@@ -90,6 +92,21 @@ impl Reactor {
                         .insert_with(|id| Route::new(id, config, group, worker))
                 }
             };
+            // A shared address's socket is the one its first route got.
+            let sockets = sockets.into_iter().map(|socket| match socket {
+                Socket::Shared(addr) => claimed
+                    .iter()
+                    .copied()
+                    .find(|&key| {
+                        self.routes
+                            .listeners
+                            .get(key)
+                            .is_some_and(|listener| listener.configured == addr)
+                    })
+                    .map_or(Socket::Shared(addr), Socket::Kept),
+                socket => socket,
+            });
+            let sockets: Vec<Socket> = sockets.collect();
             let keys = self.install_listeners(id, route_config, sockets);
             let listening = self.routes.addresses(&keys);
             claimed.extend(&keys);
@@ -136,6 +153,7 @@ impl Reactor {
             wanted.push(id);
         }
 
+        self.routes.link_listeners(&wanted);
         for id in self.routes.routes.ids() {
             if !wanted.contains(&id) {
                 if let Some(line) = self.retire_route(id) {
@@ -171,11 +189,19 @@ impl Reactor {
     /// the one already listening there, or a new one. All or nothing.
     fn claim_sockets(&self, config: &Config) -> Result<Vec<Vec<Socket>>, ReloadError> {
         let mut taken: Vec<usize> = Vec::new();
+        let mut shared: Vec<SocketAddr> = Vec::new();
         let mut all = Vec::with_capacity(config.routes.len());
         for (i, route) in config.routes.iter().enumerate() {
             let keepalive = route.keepalive.map(net::keepalive);
             let mut sockets = Vec::with_capacity(route.listen.len());
             for (j, &addr) in route.listen.iter().enumerate() {
+                if config::is_shared(&config.routes, addr) {
+                    if shared.contains(&addr) {
+                        sockets.push(Socket::Shared(addr));
+                        continue;
+                    }
+                    shared.push(addr);
+                }
                 match self.listening_on(&route.name, addr, &taken) {
                     Some(key) => {
                         taken.push(key);
@@ -215,10 +241,12 @@ impl Reactor {
     /// asks for a port of its own, so only the same route's listener
     /// configured with it stands for it.
     fn listening_on(&self, route: &str, addr: SocketAddr, taken: &[usize]) -> Option<usize> {
-        let same_route = |owner: RouteId| {
-            self.routes
-                .get(owner)
-                .is_some_and(|owner| owner.name() == route && !owner.retired)
+        let same_route = |listener: &Listener| {
+            listener.routes.iter().any(|&id| {
+                self.routes
+                    .get(id)
+                    .is_some_and(|owner| owner.name() == route && !owner.retired)
+            })
         };
         self.routes
             .listeners
@@ -226,7 +254,7 @@ impl Reactor {
             .find(|(key, listener)| {
                 !taken.contains(key)
                     && if addr.port() == 0 {
-                        listener.configured == addr && same_route(listener.route)
+                        listener.configured == addr && same_route(listener)
                     } else {
                         listener.configured == addr || listener.local == addr
                     }
@@ -274,6 +302,8 @@ impl Reactor {
                         .is_ok();
                     entry.insert(Listener {
                         route: id,
+                        routes: vec![id],
+                        inspect: None,
                         configured,
                         local,
                         socket,
@@ -282,6 +312,8 @@ impl Reactor {
                     });
                     key
                 }
+                // Resolved to its first route's socket by the caller.
+                Socket::Shared(_) => continue,
             };
             keys.push(key);
         }
@@ -341,6 +373,7 @@ impl Reactor {
             plural(route.live_pipes, "pipe")
         );
         self.refuse_awaiting(|route| route == id);
+        self.refuse_inspecting(|route| route == id);
         self.abort_all(
             |pipe| pipe.route() == Some(id),
             || crate::pipe::Reason::Drained,
@@ -556,6 +589,12 @@ fn option_changes(old: &config::Route, new: &config::Route) -> Vec<String> {
             per_source(new),
         ),
         ("splice", old.splice.to_string(), new.splice.to_string()),
+        ("match", old.matching.to_string(), new.matching.to_string()),
+        (
+            "inspect-timeout",
+            format_duration(old.inspect_timeout),
+            format_duration(new.inspect_timeout),
+        ),
     ];
     let size = |size: Option<usize>| size.map_or_else(|| "none".to_string(), format_size);
     let rate = |rate: Option<config::ConnectionRate>| {

@@ -43,6 +43,9 @@ pub(crate) struct Route {
     pub(crate) retired: bool,
     /// What metrics show of it; kept across reloads that keep the route.
     pub(crate) stats: RouteStats,
+    /// The ClientHello server names of its live pipes that were chosen by
+    /// one, by pipe id, for the access log (kept here, not in every pipe).
+    pub(crate) server_names: std::collections::HashMap<u64, Box<str>>,
 }
 
 impl Route {
@@ -63,6 +66,7 @@ impl Route {
             per_source_rate: Default::default(),
             retired: false,
             stats: RouteStats::default(),
+            server_names: Default::default(),
         }
     }
 
@@ -108,7 +112,17 @@ pub(crate) fn settings_of(
 }
 
 pub(crate) struct Listener {
+    /// The route its clients count under until they have one of their own:
+    /// the default route of a shared address (the one without a `match`
+    /// table), or else the first route listing it.
     pub(crate) route: RouteId,
+    /// Every route it serves, in config order: more than one on a shared
+    /// address.
+    pub(crate) routes: Vec<RouteId>,
+    /// Some route of it has a `match` table: each client's first bytes are
+    /// read to choose its route, for at most this long (the longest
+    /// `inspect-timeout` of its routes; `None` forever).
+    pub(crate) inspect: Option<Option<std::time::Duration>>,
     /// As configured (port 0 included): what a reload compares.
     pub(crate) configured: SocketAddr,
     /// As bound.
@@ -165,6 +179,43 @@ impl Routes {
             .collect()
     }
 
+    /// Tells every listener which of `routes` (in config order) it serves,
+    /// which of them its clients count under, and whether it inspects.
+    pub(crate) fn link_listeners(&mut self, routes: &[RouteId]) {
+        for (key, listener) in self.listeners.iter_mut() {
+            let serving: Vec<RouteId> = routes
+                .iter()
+                .copied()
+                .filter(|&id| {
+                    self.routes
+                        .get(id)
+                        .is_some_and(|route| route.listeners.contains(&key))
+                })
+                .collect();
+            let config_of = |id: RouteId| self.routes.get(id).map(|route| &route.config);
+            let default = serving
+                .iter()
+                .copied()
+                .find(|&id| config_of(id).is_some_and(|c| c.matching.is_empty()));
+            if let Some(&owner) = default.as_ref().or(serving.first()) {
+                listener.route = owner;
+            }
+            let inspects = serving
+                .iter()
+                .any(|&id| config_of(id).is_some_and(|c| !c.matching.is_empty()));
+            listener.inspect = inspects.then(|| {
+                let mut timeouts = serving
+                    .iter()
+                    .filter_map(|&id| config_of(id).map(|c| c.inspect_timeout));
+                // `None` (no timeout) is the longest of all.
+                timeouts.try_fold(std::time::Duration::ZERO, |longest, t| {
+                    t.map(|t| longest.max(t))
+                })
+            });
+            listener.routes = serving;
+        }
+    }
+
     /// Keys of every listener, for a sweep that may touch each.
     pub(crate) fn listener_keys(&self) -> Vec<usize> {
         self.listeners.iter().map(|(key, _)| key).collect()
@@ -215,6 +266,13 @@ fn describe_proxying(route: &config::Route) -> String {
         parts.push(format!(
             "accept-proxy within {}",
             config::format_duration(route.proxy_timeout)
+        ));
+    }
+    if !route.matching.is_empty() {
+        parts.push(format!(
+            "match {} within {}",
+            route.matching,
+            config::format_duration(route.inspect_timeout)
         ));
     }
     if let Some(version) = route.send_proxy {

@@ -7,12 +7,14 @@ use crate::pipe::Side;
 
 /// Tokens, from the bottom: a pipe's two sockets are `2 × key` (client) and
 /// `2 × key + 1` (target), so one slab entry serves both; then listeners,
-/// pooled connections, probes and clients awaiting a PROXY header, each in
+/// pooled connections, probes, clients awaiting a PROXY header and
+/// clients whose first bytes are inspected to choose a route, each in
 /// a range of its own; the waker and the signals at the top.
 const LISTENER_BASE: usize = usize::MAX / 2;
 const POOLED_BASE: usize = LISTENER_BASE + (usize::MAX / 8);
 const PROBE_BASE: usize = POOLED_BASE + (usize::MAX / 8);
 const AWAITING_BASE: usize = PROBE_BASE + (usize::MAX / 8);
+const INSPECTING_BASE: usize = AWAITING_BASE + (usize::MAX / 16);
 pub(super) const CONTROL: Token = Token(usize::MAX);
 pub(super) const SIGNALS: Token = Token(usize::MAX - 1);
 
@@ -22,6 +24,7 @@ pub(super) enum Source {
     Pooled(usize),
     Probe(usize),
     Awaiting(usize),
+    Inspecting(usize),
     Control,
     Signals,
 }
@@ -30,6 +33,7 @@ pub(super) fn decode(token: Token) -> Source {
     match token {
         CONTROL => Source::Control,
         SIGNALS => Source::Signals,
+        Token(t) if t >= INSPECTING_BASE => Source::Inspecting(t - INSPECTING_BASE),
         Token(t) if t >= AWAITING_BASE => Source::Awaiting(t - AWAITING_BASE),
         Token(t) if t >= PROBE_BASE => Source::Probe(t - PROBE_BASE),
         Token(t) if t >= POOLED_BASE => Source::Pooled(t - POOLED_BASE),
@@ -57,4 +61,8 @@ pub(super) fn probe_token(key: usize) -> Token {
 
 pub(super) fn awaiting_token(key: usize) -> Token {
     Token(AWAITING_BASE + key)
+}
+
+pub(super) fn inspecting_token(key: usize) -> Token {
+    Token(INSPECTING_BASE + key)
 }

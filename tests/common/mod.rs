@@ -11,6 +11,7 @@ pub mod hooks;
 pub mod proxy;
 pub mod ready;
 pub mod scrape;
+pub mod tls;
 pub mod tools;
 pub mod transfer;
 pub mod upstreams;

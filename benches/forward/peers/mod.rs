@@ -100,6 +100,12 @@ impl Kind {
     pub fn has_pool(self) -> bool {
         self.is_tcpipe()
     }
+
+    /// Whether it can route by a client's first bytes (`match` tables):
+    /// this build of tcpipe, in its plain tuning.
+    pub fn has_inspection(self) -> bool {
+        self == Kind::Tcpipe
+    }
 }
 
 /// What a workload asks of a forwarder beyond how `Peer` configures it.
@@ -110,6 +116,10 @@ pub struct Tuning {
     /// tcpipe's idle and half-close timeouts (1h, as the peers'), so that
     /// every pipe holds timers.
     pub timeouts: bool,
+    /// tcpipe with its route behind a `match` table on a shared address
+    /// (`match.protocol = "other"` beside a default), so that every client's
+    /// first bytes are inspected before it is routed.
+    pub inspect: bool,
 }
 
 /// A contender found on this machine.

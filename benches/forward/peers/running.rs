@@ -40,6 +40,9 @@ impl Peer {
         if tuning.pool > 0 && !self.kind.has_pool() {
             return Err(format!("{} has no connection pool", self.name()));
         }
+        if tuning.inspect && !self.kind.has_inspection() {
+            return Err(format!("{} cannot route by first bytes", self.name()));
+        }
         if self.kind == Kind::Direct {
             return Ok(Running {
                 kind: self.kind,
@@ -71,9 +74,10 @@ impl Peer {
     ) -> Result<Running, StartFailure> {
         let listen: SocketAddr = ([127, 0, 0, 1], port).into();
         // Two tunings of one contender may run at once: a log each.
-        let log = match tuning.pool {
-            0 => workdir.join(format!("{}.log", self.name())),
-            pool => workdir.join(format!("{}-pool{pool}.log", self.name())),
+        let log = match (tuning.pool, tuning.inspect) {
+            (_, true) => workdir.join(format!("{}-inspect.log", self.name())),
+            (0, _) => workdir.join(format!("{}.log", self.name())),
+            (pool, _) => workdir.join(format!("{}-pool{pool}.log", self.name())),
         };
         let mut command = self
             .command(listen, target, tuning, workdir)
@@ -132,6 +136,31 @@ impl Peer {
                     Kind::TcpipeWorkers => command.args(["--workers", "2"]),
                     _ => &mut command,
                 };
+                if tuning.inspect {
+                    // Both routes to the one target: every client is
+                    // inspected, and the matching route takes it.
+                    let route = |name: &str, extra: &str| {
+                        format!(
+                            "[[route]]\nname = \"{name}\"\nlisten = \"{listen}\"\n\
+                             targets = \"{target}\"\npool = {}\n{extra}\n",
+                            tuning.pool
+                        )
+                    };
+                    let config = write(
+                        "tcpipe-inspect.toml",
+                        format!(
+                            "[global]\nmax-connections = {}\n{}{}",
+                            self.limits.pipes,
+                            route("inspected", "match.protocol = \"other\""),
+                            route("default", ""),
+                        ),
+                    )?;
+                    command
+                        .arg("--config")
+                        .arg(config)
+                        .env("RUST_LOG", "info,tcpipe::access=off");
+                    return Ok(command);
+                }
                 command
                     .args(["-l", &listen.to_string(), "-t", &target.to_string()])
                     .args(["--max-connections", &self.limits.pipes.to_string()])

@@ -99,7 +99,21 @@ pub(super) fn run(settings: &Settings, start: Start<'_>) -> Result<Sample, Strin
     let mut forwarder = start(server.addr(), Tuning::default())?;
     let rate = connections_per_second(forwarder.addr, settings, &forwarder.meter())?;
     forwarder.ensure_alive()?;
-    Ok(vec![("connect_per_s", rate)])
+    let mut sample = vec![("connect_per_s", rate)];
+    if forwarder.kind.has_inspection() {
+        // The same, with every client's first bytes inspected to choose
+        // its route (a shared address with a `match` table).
+        drop(forwarder);
+        let tuning = Tuning {
+            inspect: true,
+            ..Tuning::default()
+        };
+        let mut inspecting = start(server.addr(), tuning)?;
+        let rate = connections_per_second(inspecting.addr, settings, &inspecting.meter())?;
+        inspecting.ensure_alive()?;
+        sample.push(("connect_inspect_per_s", rate));
+    }
+    Ok(sample)
 }
 
 /// Completed connections per second through `addr` in the window; the

@@ -182,7 +182,7 @@ const fn metric(
     }
 }
 
-pub const METRICS: [Metric; 16] = [
+pub const METRICS: [Metric; 17] = [
     metric(
         "bulk1_gbps",
         Workload::Bulk1,
@@ -262,6 +262,14 @@ pub const METRICS: [Metric; 16] = [
         "conn/s",
         true,
         true,
+    ),
+    metric(
+        "connect_inspect_per_s",
+        Workload::ConnectRate,
+        "connect rate, routed by first bytes",
+        "conn/s",
+        true,
+        false,
     ),
     metric(
         "idle_kib_per_pipe",

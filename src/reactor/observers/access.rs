@@ -17,7 +17,8 @@ use crate::upstream::Upstreams;
 pub(super) fn opened(log: &mut AccessLog, seen: &Seen<'_>, pipe: &Pipe) {
     let target = target_label(seen.upstreams, pipe);
     let route = route_name(seen, pipe.route());
-    let entry = Entry::new(Event::Open, pipe.id, route, pipe.peer, target.as_deref());
+    let mut entry = Entry::new(Event::Open, pipe.id, route, pipe.peer, target.as_deref());
+    entry.sni = server_name(seen, pipe);
     log.write(&entry);
 }
 
@@ -26,6 +27,7 @@ pub(super) fn closed(log: &mut AccessLog, seen: &Seen<'_>, pipe: &Pipe, reason: 
     let target = target_label(seen.upstreams, pipe);
     let route = route_name(seen, pipe.route());
     let mut entry = Entry::new(Event::Close, pipe.id, route, pipe.peer, target.as_deref());
+    entry.sni = server_name(seen, pipe);
     entry.connect_time = pipe.connect_time();
     entry.duration = pipe.age(seen.now);
     entry.bytes_to_target = pipe.bytes_toward_target();
@@ -75,6 +77,12 @@ pub(crate) fn target_label(upstreams: &Upstreams, pipe: &Pipe) -> Option<String>
         Some(name) => Some(name.to_string()),
         None => pipe.target_addr().map(|addr| addr.to_string()),
     }
+}
+
+/// What the pipe's ClientHello named, if its route was chosen by it.
+fn server_name<'a>(seen: &'a Seen<'_>, pipe: &Pipe) -> Option<&'a str> {
+    let route = seen.routes.get(pipe.route()?)?;
+    route.server_names.get(&pipe.id).map(|name| &**name)
 }
 
 fn route_name<'a>(seen: &'a Seen<'_>, route: Option<RouteId>) -> Option<&'a str> {

@@ -20,6 +20,7 @@ pub(crate) fn end_slot(reason: &Reason) -> usize {
         Reason::Refused(Refusal::SourceLimit(_)) => 11,
         Reason::Refused(Refusal::ProxyTimeout) => 12,
         Reason::Refused(Refusal::ConnectionRate(_)) => 13,
+        Reason::Refused(Refusal::NoRoute(_)) => 14,
         other => close_reason_slot(other.public()),
     }
 }
@@ -66,6 +67,7 @@ pub(super) fn turned_away(metrics: &Metrics, seen: &mut Seen<'_>, route: RouteId
         Reason::Refused(Refusal::ConnectionRate(_)) => {
             Some((&metrics.refused_connection_rate_total, 4))
         }
+        Reason::Refused(Refusal::NoRoute(_)) => Some((&metrics.no_route_total, 5)),
         _ => None,
     };
     if let Some((counter, _)) = refused {

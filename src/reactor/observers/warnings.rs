@@ -22,6 +22,7 @@ pub(super) struct Warnings {
     source_limit: Throttle,
     connection_rate: Throttle,
     gone: Throttle,
+    no_route: Throttle,
 }
 
 impl Warnings {
@@ -67,6 +68,7 @@ impl Warnings {
             Refusal::SourceLimit(_) => &mut self.source_limit,
             Refusal::ConnectionRate(_) => &mut self.connection_rate,
             Refusal::Gone => &mut self.gone,
+            Refusal::NoRoute(_) => &mut self.no_route,
         };
         if let Some(held_back) = throttle.allow(now) {
             warn!("route {route}: pipe {id}: resetting client {client}: {refusal}{held_back}");
