@@ -18,7 +18,6 @@ use log::debug;
 use mio::event::Event;
 use mio::net::TcpStream;
 use mio::Interest;
-use slab::Slab;
 
 use super::routes::RouteId;
 use super::tokens::awaiting_token;
@@ -54,30 +53,7 @@ pub(super) struct Awaiting {
 
 /// The clients awaiting their header, and the slots to free at the end of
 /// this turn.
-#[derive(Default)]
-pub(super) struct Table {
-    clients: Slab<Awaiting>,
-    left: Vec<usize>,
-}
-
-impl Table {
-    /// Clients waiting, counted against the connection limits like pipes.
-    pub(super) fn len(&self) -> usize {
-        self.clients.len()
-    }
-
-    /// Frees the slots of the clients that left the table during this
-    /// turn; whether there were any.
-    pub(super) fn free_left(&mut self) -> bool {
-        if self.left.is_empty() {
-            return false;
-        }
-        for key in std::mem::take(&mut self.left) {
-            self.clients.try_remove(key);
-        }
-        true
-    }
-}
+pub(super) type Table = super::waiting::Waiting<Awaiting>;
 
 /// What the bytes received so far amount to.
 enum Progress {

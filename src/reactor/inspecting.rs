@@ -22,7 +22,6 @@ use log::debug;
 use mio::event::Event;
 use mio::net::TcpStream;
 use mio::Interest;
-use slab::Slab;
 
 use super::routes::RouteId;
 use super::tokens::inspecting_token;
@@ -41,7 +40,7 @@ const TRUNCATED: usize = 5;
 const TIMEOUT: usize = 6;
 
 /// A client whose first bytes are awaited.
-struct Inspecting {
+pub(super) struct Inspecting {
     id: u64,
     /// The route it counts under meanwhile: its listener's.
     route: RouteId,
@@ -64,30 +63,7 @@ struct Inspecting {
 
 /// The clients being inspected, and the slots to free at the end of this
 /// turn.
-#[derive(Default)]
-pub(super) struct Table {
-    clients: Slab<Inspecting>,
-    left: Vec<usize>,
-}
-
-impl Table {
-    /// Clients waiting, counted against the connection limits like pipes.
-    pub(super) fn len(&self) -> usize {
-        self.clients.len()
-    }
-
-    /// Frees the slots of the clients that left during this turn; whether
-    /// there were any.
-    pub(super) fn free_left(&mut self) -> bool {
-        if self.left.is_empty() {
-            return false;
-        }
-        for key in std::mem::take(&mut self.left) {
-            self.clients.try_remove(key);
-        }
-        true
-    }
-}
+pub(super) type Table = super::waiting::Waiting<Inspecting>;
 
 /// A route and what chose it.
 type Chosen = (RouteId, By);

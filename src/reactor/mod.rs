@@ -43,6 +43,7 @@ mod reload;
 mod routes;
 mod scrape;
 mod tokens;
+mod waiting;
 pub(crate) mod workers;
 
 use std::collections::VecDeque;
