@@ -371,6 +371,10 @@ pub enum CommandError {
     /// The pipe has connected to its target (or passed bytes to one): it
     /// can no longer be re-targeted.
     TooLate(PipeId),
+    /// No route has this name.
+    NoSuchRoute(String),
+    /// The route has no target of this name (`route/target`).
+    NoSuchTarget(String),
 }
 
 impl fmt::Display for CommandError {
@@ -387,6 +391,8 @@ impl fmt::Display for CommandError {
             CommandError::TooLate(id) => {
                 write!(f, "pipe {id} has connected already; it cannot be re-targeted")
             }
+            CommandError::NoSuchRoute(route) => write!(f, "no route {route:?}"),
+            CommandError::NoSuchTarget(target) => write!(f, "no target {target:?}"),
         }
     }
 }
