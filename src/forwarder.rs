@@ -340,6 +340,7 @@ pub struct Builder {
     config: Config,
     hooks: Option<Box<dyn Hooks>>,
     factory: Option<HooksFactory>,
+    systemd_sockets: bool,
 }
 
 impl Builder {
@@ -368,11 +369,33 @@ impl Builder {
         self
     }
 
+    /// Listens on the sockets systemd passed (socket activation:
+    /// `LISTEN_FDS`, when `LISTEN_PID` is this process) for the routes
+    /// whose listen address is theirs, instead of binding those addresses;
+    /// other addresses are bound as usual. A passed socket no route
+    /// listens on, or one that is not a listening TCP socket, is logged
+    /// and closed. The `LISTEN_*` variables are unset, so no child process
+    /// takes the sockets too.
+    pub fn systemd_sockets(mut self) -> Builder {
+        self.systemd_sockets = true;
+        self
+    }
+
     /// Validates the config and binds every route's listeners, in every
     /// worker.
     pub fn bind(self) -> Result<Forwarder, StartError> {
+        self.config.validate().map_err(StartError::Config)?;
+        if self.systemd_sockets {
+            crate::inherited::from_systemd();
+        }
+        let bound = self.bind_workers();
+        // Every worker has its duplicates of what it was given.
+        crate::inherited::settle();
+        bound
+    }
+
+    fn bind_workers(self) -> Result<Forwarder, StartError> {
         let config = self.config;
-        config.validate().map_err(StartError::Config)?;
         let count = config.workers;
         if self.hooks.is_some() && count > 1 {
             return Err(StartError::Config(ConfigError::new(
@@ -433,6 +456,7 @@ impl Forwarder {
             config,
             hooks: None,
             factory: None,
+            systemd_sockets: false,
         }
     }
 

@@ -53,6 +53,7 @@ mod dial;
 mod forwarder;
 mod hooks;
 mod http;
+mod inherited;
 // Pure parsers for now: the route-matching stage that uses them follows.
 #[allow(dead_code, unused_imports)]
 mod inspect;

@@ -48,7 +48,10 @@ fn main() -> ExitCode {
         log::warn!("{warning}");
     }
 
-    let mut forwarder = match Forwarder::bind(invocation.config) {
+    let mut forwarder = match Forwarder::builder(invocation.config)
+        .systemd_sockets()
+        .bind()
+    {
         Ok(forwarder) => forwarder,
         Err(e) => {
             eprintln!("tcpipe: {e}");

@@ -1,7 +1,7 @@
 //! The syscalls std and mio do not wrap: `splice(2)`, `pipe2(2)`, a
 //! pipe's size (`F_SETPIPE_SZ`, `F_GETPIPE_SZ`), the raw monotonic clock
-//! (`clock_gettime`) and the descriptor limit (`getrlimit`/`setrlimit` of
-//! `RLIMIT_NOFILE`). The only module with
+//! (`clock_gettime`), the descriptor limit (`getrlimit`/`setrlimit` of
+//! `RLIMIT_NOFILE`) and taking over inherited descriptors. The only module with
 //! `unsafe` code: each call is a thin wrapper that hands the kernel
 //! descriptors borrowed for the call and null pointers, and turns `-1`
 //! into `io::Error::last_os_error()`.
@@ -114,6 +114,23 @@ pub(crate) fn set_nofile_soft(soft: u64, hard: u64) -> io::Result<()> {
         return Err(io::Error::last_os_error());
     }
     Ok(())
+}
+
+/// The first descriptor systemd passes (`SD_LISTEN_FDS_START`).
+pub(crate) const LISTEN_FDS_START: i32 = 3;
+
+/// Owns descriptor `fd`, which this process inherited (from systemd's
+/// `LISTEN_FDS`). Fails if it is not open.
+pub(crate) fn take_inherited(fd: i32) -> io::Result<OwnedFd> {
+    // SAFETY: F_GETFD reads only the descriptor's flags; an fd that is not
+    // open fails with EBADF, so no descriptor is owned that does not exist.
+    if unsafe { libc::fcntl(fd, libc::F_GETFD) } == -1 {
+        return Err(io::Error::last_os_error());
+    }
+    // SAFETY: the descriptor is open, and systemd's protocol gives it to
+    // this process alone (LISTEN_PID was checked and the variables unset,
+    // so it is taken once): nothing else in the process owns it.
+    Ok(unsafe { OwnedFd::from_raw_fd(fd) })
 }
 
 #[cfg(test)]

@@ -1,5 +1,5 @@
 //! The deployment examples under `examples/deploy/` are what they claim:
-//! the systemd unit passes `systemd-analyze verify`, the Kubernetes
+//! the systemd units (service and socket) pass `systemd-analyze verify`, the Kubernetes
 //! manifests pass a strict schema check, and the config each carries runs.
 //! (The Dockerfile needs a container engine, which CI does not have.)
 
@@ -34,9 +34,13 @@ fn the_systemd_unit_verifies() {
     let unit = example("tcpipe.service").replace("/usr/local/bin/tcpipe", binary());
     let path = scratch("tcpipe.service");
     std::fs::write(&path, unit).unwrap();
+    // The socket unit is verified beside the service it activates.
+    let socket = scratch("tcpipe.socket");
+    std::fs::write(&socket, example("tcpipe.socket")).unwrap();
     let verified = Command::new(tool)
         .arg("verify")
         .arg(&path)
+        .arg(&socket)
         .output()
         .unwrap();
     assert!(

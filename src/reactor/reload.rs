@@ -215,6 +215,16 @@ impl Reactor {
                             .follow
                             .as_ref()
                             .map_or(addr, |f| f.bind_for(i, j, addr));
+                        if let Some(given) = crate::inherited::take(bind) {
+                            let given = given
+                                .and_then(|listener| {
+                                    net::tune(SockRef::from(&listener), keepalive.as_ref())?;
+                                    Ok((listener.local_addr()?, listener))
+                                })
+                                .map_err(|e| ReloadError::Bind(addr, e))?;
+                            sockets.push(Socket::Bound(given.1, given.0));
+                            continue;
+                        }
                         let reuse_port = self.share.has_peers();
                         // The leader makes the group, so it makes sure no
                         // one else's is there to join; a follower joins

@@ -116,6 +116,12 @@ impl Tcpipe {
         Tcpipe::spawn(command, &default_log_filter())
     }
 
+    /// `command`, which runs the binary (through a wrapper that sets up
+    /// what it inherits, for instance), with the harness's notify socket.
+    pub fn start_command(command: Command) -> Tcpipe {
+        Tcpipe::spawn(command, &default_log_filter())
+    }
+
     fn spawn(mut command: Command, log_filter: &str) -> Tcpipe {
         add_test_args(&mut command);
         let own_notify_socket = command

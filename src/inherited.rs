@@ -1,0 +1,170 @@
+//! Listening sockets this process was given rather than bound: by systemd's
+//! socket activation (`LISTEN_FDS`), or by the process it takes over from
+//! in a live upgrade. Binding a route's address first asks here, so a
+//! socket that is already listening goes on listening: no refused connect
+//! and no connection lost from its backlog, as there would be if the
+//! address were bound again.
+//!
+//! The store is process-wide because descriptors are. Each [`take`] hands
+//! out a duplicate, so every worker of a `--workers N` process can listen
+//! on one activated socket; several sockets offered for one address (one
+//! per worker of the process handing over) go out one each, in order.
+//! [`settle`] closes the originals once every worker has bound: the
+//! duplicates keep listening, and a socket nothing took is reported and
+//! closed (systemd keeps its own copy).
+
+use std::io;
+use std::net::SocketAddr;
+use std::os::fd::OwnedFd;
+use std::sync::Mutex;
+
+use log::{info, warn};
+use mio::net::TcpListener;
+use socket2::{Domain, Socket, Type};
+
+use crate::sys;
+
+/// A listening socket waiting for the route that listens on its address.
+struct Offered {
+    addr: SocketAddr,
+    /// How the giver named it (`LISTEN_FDNAMES`), for logs.
+    name: String,
+    socket: Socket,
+    taken: bool,
+}
+
+static STORE: Mutex<Vec<Offered>> = Mutex::new(Vec::new());
+
+fn store() -> std::sync::MutexGuard<'static, Vec<Offered>> {
+    // A panic elsewhere while holding the lock leaves a plain Vec behind:
+    // still consistent, so go on using it.
+    STORE
+        .lock()
+        .unwrap_or_else(|poisoned| poisoned.into_inner())
+}
+
+/// Why an inherited descriptor cannot serve as a route's listener.
+fn unusable(socket: &Socket) -> Option<&'static str> {
+    match socket.domain() {
+        Ok(domain) if domain == Domain::IPV4 || domain == Domain::IPV6 => {}
+        Ok(_) => return Some("not a TCP/IP socket (a Unix socket?)"),
+        Err(_) => return Some("not a socket"),
+    }
+    if !matches!(socket.r#type(), Ok(kind) if kind == Type::STREAM) {
+        return Some("not a stream (TCP) socket");
+    }
+    if !matches!(socket.is_listener(), Ok(true)) {
+        return Some("not listening");
+    }
+    None
+}
+
+/// Offers a listening socket for the route that listens on its address.
+/// Returns the address, or why it cannot serve (then it is closed).
+pub(crate) fn offer(fd: OwnedFd, name: &str) -> Result<SocketAddr, String> {
+    let socket = Socket::from(fd);
+    if let Some(why) = unusable(&socket) {
+        return Err(why.to_string());
+    }
+    let addr = socket
+        .local_addr()
+        .ok()
+        .and_then(|addr| addr.as_socket())
+        .ok_or("has no IP address")?;
+    socket
+        .set_nonblocking(true)
+        .and_then(|()| socket.set_cloexec(true))
+        .map_err(|e| e.to_string())?;
+    store().push(Offered {
+        addr,
+        name: name.to_string(),
+        socket,
+        taken: false,
+    });
+    Ok(addr)
+}
+
+/// A duplicate of a socket offered for `addr`, if any: the next one not
+/// taken yet, else the last one again (for the next worker). Port 0 asks
+/// for a new port, so nothing offered stands for it.
+pub(crate) fn take(addr: SocketAddr) -> Option<io::Result<TcpListener>> {
+    if addr.port() == 0 {
+        return None;
+    }
+    let mut store = store();
+    let mut matching = store.iter_mut().filter(|o| o.addr == addr).peekable();
+    matching.peek()?;
+    let mut last = None;
+    for offered in matching {
+        if !offered.taken {
+            offered.taken = true;
+            return Some(duplicate(offered));
+        }
+        last = Some(offered);
+    }
+    last.map(|offered| duplicate(offered))
+}
+
+fn duplicate(offered: &Offered) -> io::Result<TcpListener> {
+    info!(
+        "listening on {} with the socket {} was given",
+        offered.addr, offered.name
+    );
+    let copy = offered.socket.try_clone()?;
+    Ok(TcpListener::from_std(copy.into()))
+}
+
+/// Closes the offered sockets, once every worker has bound; says which no
+/// route listened on.
+pub(crate) fn settle() {
+    for offered in store().drain(..) {
+        if !offered.taken {
+            warn!(
+                "socket {} ({}) was given, but no route listens there; closing it",
+                offered.name, offered.addr
+            );
+        }
+    }
+}
+
+/// Takes the sockets systemd passed (`LISTEN_FDS` descriptors from 3 on,
+/// only when `LISTEN_PID` is this process), and unsets those variables so
+/// that no child (a hook's command, the next binary of an upgrade) takes
+/// them for its own.
+pub(crate) fn from_systemd() {
+    let pid = std::env::var("LISTEN_PID").ok();
+    let count = std::env::var("LISTEN_FDS").ok();
+    let names = std::env::var("LISTEN_FDNAMES").ok();
+    for variable in ["LISTEN_PID", "LISTEN_FDS", "LISTEN_FDNAMES"] {
+        std::env::remove_var(variable);
+    }
+    let (Some(pid), Some(count)) = (pid, count) else {
+        return;
+    };
+    if pid.trim() != std::process::id().to_string() {
+        return;
+    }
+    let Ok(count) = count.trim().parse::<i32>() else {
+        warn!("LISTEN_FDS={count}: not a number; using no socket from systemd");
+        return;
+    };
+    let names: Vec<&str> = names
+        .as_deref()
+        .map_or(Vec::new(), |n| n.split(':').collect());
+    for (i, fd) in (sys::LISTEN_FDS_START..)
+        .take(count.max(0) as usize)
+        .enumerate()
+    {
+        let name = match names.get(i) {
+            Some(name) if !name.is_empty() => format!("{name:?} (descriptor {fd})"),
+            _ => format!("descriptor {fd}"),
+        };
+        let offered = sys::take_inherited(fd)
+            .map_err(|e| e.to_string())
+            .and_then(|fd| offer(fd, &name));
+        match offered {
+            Ok(addr) => info!("systemd passed {name}, listening on {addr}"),
+            Err(why) => warn!("systemd passed {name}: {why}; not using it"),
+        }
+    }
+}
