@@ -310,6 +310,7 @@ impl Targets {
             candidates.get(position).map(|target| Member {
                 load: target.live_pipes,
                 name: &target.name,
+                weight: target.weight,
             })
         };
         let position = group
