@@ -39,11 +39,18 @@ fn backups_share_the_load_only_while_every_primary_is_down() {
         }
     };
     serve(20);
-    assert_eq!(backups_served(), 0, "a backup served while both primaries were up");
+    assert_eq!(
+        backups_served(),
+        0,
+        "a backup served while both primaries were up"
+    );
     let scrape = tcpipe.scrape();
     let backup = |backend: &Backend| {
         let target = backend.addr.to_string();
-        scrape.get("tcpipe_target_backup", &[("route", ROUTE), ("target", &target)])
+        scrape.get(
+            "tcpipe_target_backup",
+            &[("route", ROUTE), ("target", &target)],
+        )
     };
     assert_eq!((backup(&a), backup(&c), backup(&d)), (0.0, 1.0, 1.0));
 
@@ -51,8 +58,16 @@ fn backups_share_the_load_only_while_every_primary_is_down() {
     tcpipe.wait_target_up(a.addr, false);
     let b_before = b.served();
     serve(20);
-    assert_eq!(b.served() - b_before, 20, "one primary left takes every client");
-    assert_eq!(backups_served(), 0, "a backup served while a primary was up");
+    assert_eq!(
+        b.served() - b_before,
+        20,
+        "one primary left takes every client"
+    );
+    assert_eq!(
+        backups_served(),
+        0,
+        "a backup served while a primary was up"
+    );
 
     b.refuse();
     tcpipe.wait_target_up(b.addr, false);
@@ -71,7 +86,11 @@ fn backups_share_the_load_only_while_every_primary_is_down() {
     tcpipe.wait_target_up(b.addr, true);
     let (a_before, b_before, backups_before) = (a.served(), b.served(), backups_served());
     serve(40);
-    assert_eq!(backups_served(), backups_before, "the backups kept clients after recovery");
+    assert_eq!(
+        backups_served(),
+        backups_before,
+        "the backups kept clients after recovery"
+    );
     assert_eq!(
         (a.served() - a_before, b.served() - b_before),
         (30, 10),
@@ -100,7 +119,9 @@ fn backups_take_over_while_the_operator_keeps_every_primary_from_clients() {
     for n in 0..10 {
         assert_eq!(operate::next_target(addr, &backends, n), 1);
     }
-    handle.set_target_weight(ROUTE, &operate::name(&b), 0).unwrap();
+    handle
+        .set_target_weight(ROUTE, &operate::name(&b), 0)
+        .unwrap();
     for n in 0..10 {
         assert_eq!(operate::next_target(addr, &backends, n), 2);
     }

@@ -105,11 +105,7 @@ fn source_hash_splits_client_addresses_by_weight() {
 #[test]
 fn a_weight_set_at_runtime_changes_the_split_in_every_worker() {
     let (a, b) = (Backend::echo(), Backend::echo());
-    let running = operate::start(
-        vec![Target::from(a.addr), Target::from(b.addr)],
-        2,
-        |_| {},
-    );
+    let running = operate::start(vec![Target::from(a.addr), Target::from(b.addr)], 2, |_| {});
     let addr = running.addr();
     let backends = [&a, &b];
     let split = |n: usize| {
@@ -118,7 +114,10 @@ fn a_weight_set_at_runtime_changes_the_split_in_every_worker() {
             .count()
     };
     let to_b = split(200);
-    assert!((to_b as i64 - 100).abs() <= 4, "equal weights: {to_b} of 200");
+    assert!(
+        (to_b as i64 - 100).abs() <= 4,
+        "equal weights: {to_b} of 200"
+    );
     running
         .handle
         .set_target_weight(ROUTE, &b.addr.to_string(), 3)
