@@ -121,7 +121,7 @@ pub enum PipeFilter {
 impl Handle {
     /// Every route, in config order.
     pub fn routes(&self) -> Result<Vec<RouteInfo>, CommandError> {
-        let mut answers = self.ask_every(|reply| Ask::Routes(reply))?.into_iter();
+        let mut answers = self.ask_every(Ask::Routes)?.into_iter();
         let mut routes = answers.next().ok_or(CommandError::Stopped)?;
         for other in answers {
             for route in other {
@@ -138,7 +138,7 @@ impl Handle {
     /// workers, their pipes and counters summed; healthy if every worker
     /// finds it so). A target in maintenance counts as not healthy.
     pub fn targets(&self) -> Result<Vec<TargetInfo>, CommandError> {
-        let mut answers = self.ask_every(|reply| Ask::Targets(reply))?.into_iter();
+        let mut answers = self.ask_every(Ask::Targets)?.into_iter();
         let mut targets = answers.next().ok_or(CommandError::Stopped)?;
         for other in answers {
             for (position, target) in other.into_iter().enumerate() {

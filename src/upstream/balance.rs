@@ -80,7 +80,7 @@ impl Balancer {
             Balance::RoundRobin => self.smooth(count, &candidate, true),
             Balance::LeastConn => {
                 let least = (0..count)
-                    .filter_map(|p| candidate(p))
+                    .filter_map(&candidate)
                     .min_by(|a, b| by_load(a, b))?;
                 // The tied change with every load: the current weights run
                 // on, so that ties rotate.
