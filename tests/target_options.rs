@@ -128,6 +128,27 @@ fn the_check_and_the_startup_line_name_weights_and_backups() {
         "{stdout}"
     );
 
+    let output = run_tcpipe(&[
+        "--check",
+        "-l",
+        "127.0.0.1:0",
+        "-t",
+        "127.0.0.1:1,weight=0",
+        "--max-connections",
+        "100",
+    ]);
+    let (stdout, stderr) = (
+        String::from_utf8_lossy(&output.stdout),
+        String::from_utf8_lossy(&output.stderr),
+    );
+    assert_eq!(output.status.code(), Some(0), "{stderr}");
+    assert!(stdout.contains("1 target (weight 0)"), "{stdout}");
+    assert!(
+        stderr
+            .contains("warning: '1 target of weight 0' for '--target': every target has weight 0"),
+        "{stderr}"
+    );
+
     let tcpipe = Tcpipe::start_config(&file);
     let lines = tcpipe.startup_logs().join("\n");
     assert!(
