@@ -60,11 +60,11 @@ fn a_bad_target_table_names_its_key_path_the_value_and_the_reason() {
         ),
         (
             r#"[{ address = "127.0.0.1:2", weight = "3" }]"#,
-            &["route[0].targets[0].weight", "whole number"],
+            &["route[0].targets[0].weight", "\"3\"", "whole number"],
         ),
         (
             r#"[{ address = "127.0.0.1:2", backup = "yes" }]"#,
-            &["route[0].targets[0].backup", "true or false"],
+            &["route[0].targets[0].backup", "\"yes\"", "true or false"],
         ),
         (
             r#"[{ addr = "127.0.0.1:2" }]"#,
