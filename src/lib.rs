@@ -68,6 +68,7 @@ mod reply;
 mod ring;
 mod runtime;
 mod share;
+mod status_page;
 mod sys;
 mod systemd;
 mod text;
