@@ -168,18 +168,20 @@ fn route_section(out: &mut String, route: &RouteStatus, rates: Option<&Measured>
         out,
         "<section class=\"route\" data-route=\"{name}\">\n\
          <h2>{name} <small>{} · {}</small></h2>\n\
-         <div class=\"scroll\"><table>\n<thead>\n\
+         <div class=\"scroll\"><table>\n\
+         <colgroup>{}</colgroup>\n<thead>\n\
          <tr><th rowspan=\"2\" class=\"text\">target</th><th rowspan=\"2\" class=\"text\">state</th>\
          <th rowspan=\"2\" class=\"text\">health</th><th rowspan=\"2\">weight</th>\
          <th rowspan=\"2\" class=\"text\">role</th>\
-         <th colspan=\"3\" class=\"group\">pipes</th>\
-         <th rowspan=\"2\" title=\"connects that failed or timed out\">failed<br>connects</th>\
-         <th colspan=\"2\" class=\"group\" title=\"bytes the clients sent, delivered to the target\">to target</th>\
-         <th colspan=\"2\" class=\"group\" title=\"bytes the target sent, delivered to the clients\">to client</th></tr>\n\
-         <tr><th>live</th><th>total</th><th>new/s</th><th>bytes</th><th>rate</th>\
-         <th>bytes</th><th>rate</th></tr>\n</thead>\n<tbody>\n",
+         <th colspan=\"3\" class=\"group sep\">pipes</th>\
+         <th rowspan=\"2\" class=\"sep\" title=\"connects that failed or timed out\">failed<br>connects</th>\
+         <th colspan=\"2\" class=\"group sep\" title=\"bytes the clients sent, delivered to the target\">to target</th>\
+         <th colspan=\"2\" class=\"group sep\" title=\"bytes the target sent, delivered to the clients\">to client</th></tr>\n\
+         <tr><th class=\"sep\">live</th><th>total</th><th>new/s</th>\
+         <th class=\"sep\">bytes</th><th>rate</th><th class=\"sep\">bytes</th><th>rate</th></tr>\n</thead>\n<tbody>\n",
         escape(&listen),
-        escape(&route.balance)
+        escape(&route.balance),
+        "<col>".repeat(13),
     );
     if route.targets.is_empty() {
         out.push_str("<tr><td colspan=\"13\" class=\"empty\">no targets</td></tr>\n");
@@ -257,7 +259,8 @@ fn route_total(out: &mut String, route: &RouteStatus, rates: Option<PerSecond>) 
     out.push_str("</tr></tfoot>\n");
 }
 
-/// The numeric cells, from live pipes to the client's rate.
+/// The numeric cells, from live pipes to the client's rate. A zero is
+/// muted (class `zero`), so what moves stands out.
 fn counters(
     out: &mut String,
     live: usize,
@@ -268,24 +271,33 @@ fn counters(
 ) {
     const NO_RATE: &str =
         "<td class=\"rate none\" title=\"shown from the next refresh\">&#8212;</td>";
+    let zero = |n: f64| if n == 0.0 { " zero" } else { "" };
     let rate = |i: usize, format: fn(f64) -> String, unit: &str| match rates {
-        Some(rates) => format!("<td class=\"rate\">{}{unit}</td>", format(rates[i])),
+        Some(rates) => format!(
+            "<td class=\"rate{}\">{}{unit}</td>",
+            zero(rates[i]),
+            format(rates[i])
+        ),
         None => NO_RATE.to_string(),
     };
-    let failed = if failures > 0 { " failed" } else { "" };
+    let failed = if failures > 0 { " failed" } else { " zero" };
     let _ = write!(
         out,
-        "<td class=\"live\">{}</td><td class=\"total\">{}</td>{}\
-         <td class=\"failures{failed}\">{}</td>\
-         <td class=\"bytes\" title=\"{} bytes\">{}</td>{}\
-         <td class=\"bytes\" title=\"{} bytes\">{}</td>{}",
+        "<td class=\"live sep{}\">{}</td><td class=\"total{}\">{}</td>{}\
+         <td class=\"failures sep{failed}\">{}</td>\
+         <td class=\"bytes sep{}\" title=\"{} bytes\">{}</td>{}\
+         <td class=\"bytes sep{}\" title=\"{} bytes\">{}</td>{}",
+        zero(live as f64),
         count(live as u64),
+        zero(total as f64),
         count(total),
         rate(0, per_second, ""),
         count(failures),
+        zero(sent[0] as f64),
         count(sent[0]),
         bytes(sent[0] as f64),
         rate(1, bytes, "/s"),
+        zero(sent[1] as f64),
         count(sent[1]),
         bytes(sent[1] as f64),
         rate(2, bytes, "/s"),

@@ -81,7 +81,10 @@ proptest! {
 fn names_from_the_config_reach_the_page_escaped_only() {
     let evil = "<script>alert(1)</script>";
     let quote = "a\" onmouseover=\"alert(2)";
-    let html = page_of(&[route(evil, vec![target(quote, "ready"), target("b'<i>", "drain")])]);
+    let html = page_of(&[route(
+        evil,
+        vec![target(quote, "ready"), target("b'<i>", "drain")],
+    )]);
     assert!(!html.contains(evil), "{html}");
     assert!(!html.contains(quote));
     assert!(!html.contains("<i>"));
@@ -108,10 +111,10 @@ fn a_target_row_shows_state_health_weight_role_and_counters() {
     assert!(app1.contains("data-state=\"drain\""), "{app1}");
     assert!(app1.contains("<span class=\"badge drain\">drain</span>"));
     assert!(app1.contains("<span class=\"badge up\">up</span>"));
-    assert!(app1.contains("<td class=\"live\">3</td>"));
+    assert!(app1.contains("<td class=\"live sep\">3</td>"));
     assert!(app1.contains("<td class=\"total\">1,234</td>"));
-    assert!(app1.contains("<td class=\"failures failed\">2</td>"));
-    assert!(app1.contains("title=\"1,536 bytes\">1.50 KiB</td>"));
+    assert!(app1.contains("<td class=\"failures sep failed\">2</td>"));
+    assert!(app1.contains("<td class=\"bytes sep\" title=\"1,536 bytes\">1.50 KiB</td>"));
     assert!(app1.contains(">primary</td>"));
     // Its name is not its address, so the address is shown under it.
     assert!(app1.contains("<span class=\"addr\">10.0.0.1:80</span>"));
@@ -143,7 +146,10 @@ fn the_page_is_self_contained_and_refreshes_itself() {
     assert!(html.contains("<noscript><meta http-equiv=\"refresh\" content=\"2\"></noscript>"));
     assert!(html.contains("fetch(location.href"));
     for outside in ["http://", "https://", "src=", "href=", "@import", "url("] {
-        assert!(!html.contains(outside), "the page refers outside: {outside}");
+        assert!(
+            !html.contains(outside),
+            "the page refers outside: {outside}"
+        );
     }
 }
 
@@ -154,7 +160,10 @@ fn no_routes_and_no_forwarder_are_said_so() {
     let response = page.respond(Err(CommandError::Stopped));
     assert_eq!(response.status(), 503);
     let html = String::from_utf8(response.body().to_vec()).unwrap();
-    assert!(html.contains("No data: the forwarder is not running."), "{html}");
+    assert!(
+        html.contains("No data: the forwarder is not running."),
+        "{html}"
+    );
 }
 
 #[test]
@@ -200,7 +209,10 @@ fn counted(pipes: u64, to_target: u64, to_client: u64) -> Vec<RouteStatus> {
 fn rates_are_measured_between_samples_at_least_a_second_apart() {
     let mut rates = Rates::default();
     let start = Instant::now();
-    assert!(rates.observe(start, &counted(0, 0, 0)).is_none(), "one sample");
+    assert!(
+        rates.observe(start, &counted(0, 0, 0)).is_none(),
+        "one sample"
+    );
     // Too soon: still nothing measured.
     let soon = start + MIN_WINDOW / 2;
     assert!(rates.observe(soon, &counted(1, 100, 100)).is_none());
@@ -247,6 +259,6 @@ fn the_page_shows_measured_rates_and_their_window() {
     assert!(html.contains("rates over 2.5 s"), "{html}");
     let a = row(&html, "a");
     assert!(a.contains("<td class=\"rate\">2.0</td>"), "{a}");
-    assert!(a.contains("<td class=\"rate\">0 B/s</td>"));
+    assert!(a.contains("<td class=\"rate zero\">0 B/s</td>"));
     assert!(a.contains("<td class=\"rate\">1.00 KiB/s</td>"));
 }
