@@ -320,6 +320,8 @@ pub(crate) struct TargetStats {
     /// Bytes delivered (toward the target, toward the client) by pipes
     /// already freed; live pipes add theirs at snapshot time.
     pub(crate) closed_bytes: [u64; 2],
+    /// Pipes sent here (a failover counts once per target it tried).
+    pub(crate) pipes: u64,
 }
 
 impl Default for TargetStats {
@@ -331,6 +333,7 @@ impl Default for TargetStats {
             connect_time: Histogram::new(LATENCY_BOUNDS),
             first_byte: Histogram::new(LATENCY_BOUNDS),
             closed_bytes: [0; 2],
+            pipes: 0,
         }
     }
 }
@@ -343,6 +346,7 @@ impl TargetStats {
         self.connect_time.absorb(&other.connect_time);
         self.first_byte.absorb(&other.first_byte);
         add_all(&mut self.closed_bytes, &other.closed_bytes);
+        self.pipes += other.pipes;
     }
 }
 
@@ -388,6 +392,11 @@ pub(crate) struct TargetSnapshot {
     /// Delivered so far by closed and live pipes: (toward the target,
     /// toward the client).
     pub(crate) bytes: [u64; 2],
+    /// Its weight now (the operator's or the config's).
+    pub(crate) weight: u32,
+    pub(crate) backup: bool,
+    /// The operator's state.
+    pub(crate) state: crate::runtime::TargetState,
 }
 
 impl Snapshot {
@@ -430,6 +439,12 @@ impl Snapshot {
                 let known = into.targets.iter().any(|t| t.name == target.name);
                 let entry = into.target(&target.name);
                 entry.up = target.up && (entry.up || !known);
+                if !known {
+                    // Every worker applies the operator's word and the
+                    // config alike: the first one's stands for all.
+                    (entry.weight, entry.backup, entry.state) =
+                        (target.weight, target.backup, target.state);
+                }
                 entry.active += target.active;
                 entry.pool_idle += target.pool_idle;
                 entry.stats.absorb(&target.stats);
@@ -475,6 +490,9 @@ impl RouteSnapshot {
                     pool_idle: 0,
                     stats: TargetStats::default(),
                     bytes: [0; 2],
+                    weight: 1,
+                    backup: false,
+                    state: crate::runtime::TargetState::Ready,
                 });
                 self.targets.len() - 1
             }

@@ -6,6 +6,7 @@
 //! | `target`   | the set of targets, each route's group of them, reload matching |
 //! | `balance`  | which of the candidates health allows a new client goes to  |
 //! | `health`   | up, down and trial, from connect outcomes; which targets may take a client now |
+//! | `operator` | the operator's say: ready, drain or maint, and weights, kept across reloads |
 //! | `pool`     | the warm pool and its safety rule                           |
 //! | `probe`    | active health checks                                        |
 //! | `resolver` | re-resolving host names off the loop                        |
@@ -20,6 +21,7 @@
 mod ahead;
 mod balance;
 mod health;
+mod operator;
 mod pool;
 mod probe;
 mod resolver;
@@ -65,6 +67,8 @@ struct SpareSocket {
 pub(crate) struct TargetChanges {
     pub(crate) added: Vec<String>,
     pub(crate) removed: Vec<String>,
+    /// `name weight 1 -> 3`, `name now a backup`.
+    pub(crate) changed: Vec<String>,
 }
 
 pub(crate) struct Upstreams {
@@ -178,7 +182,7 @@ impl Upstreams {
         for (id, target) in self.targets.iter() {
             let entry = snapshot.route(&target.route).target(&target.name);
             entry.add(
-                target.health.is_up(),
+                target.counts_as_up(),
                 target.live_pipes,
                 self.pool.idle(id),
                 &target.stats,
@@ -186,6 +190,10 @@ impl Upstreams {
             if let Some(bytes) = live_bytes.get(&id) {
                 entry.bytes[0] += bytes[0];
                 entry.bytes[1] += bytes[1];
+            }
+            if !target.retired {
+                (entry.weight, entry.backup, entry.state) =
+                    (target.weight, target.backup, target.state);
             }
         }
     }
@@ -257,6 +265,7 @@ impl Upstreams {
         TargetChanges {
             added: regrouped.added_names,
             removed: regrouped.removed_names,
+            changed: regrouped.changed,
         }
     }
 
