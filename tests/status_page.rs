@@ -155,20 +155,31 @@ fn route_to(name: &str, targets: &[SocketAddr]) -> Route {
 
 #[test]
 fn every_route_and_target_is_on_the_page_with_its_live_pipes_and_bytes() {
+    the_page_matches_what_clients_did(1);
+}
+
+#[test]
+fn with_two_workers_the_page_sums_what_each_one_has() {
+    the_page_matches_what_clients_did(2);
+}
+
+fn the_page_matches_what_clients_did(workers: usize) {
     let (web_targets, web_addrs) = two_targets();
     let (db_target, db_addr) = listener();
-    let served = Served::start(Config::with_routes(vec![
+    let mut config = Config::with_routes(vec![
         route_to("web", &web_addrs),
         route_to("db", &[db_addr]),
-    ]));
+    ]);
+    config.workers = workers;
+    let served = Served::start(config);
     let web = served.route_addr("web");
     let db_targets = [db_target];
 
-    let mut pipes: Vec<Pipe> = (0..3).map(|_| open_pipe(web, &web_targets, 100)).collect();
+    let mut pipes: Vec<Pipe> = (0..4).map(|_| open_pipe(web, &web_targets, 100)).collect();
     pipes.push(open_pipe(served.route_addr("db"), &db_targets, 7));
     let mut live = HashMap::new();
     for (i, addr) in web_addrs.iter().enumerate() {
-        let n = pipes[..3].iter().filter(|p| p.target == i).count();
+        let n = pipes[..4].iter().filter(|p| p.target == i).count();
         live.insert(addr.to_string(), n);
     }
     live.insert(db_addr.to_string(), 1);
@@ -177,6 +188,13 @@ fn every_route_and_target_is_on_the_page_with_its_live_pipes_and_bytes() {
     assert!(html.contains("<section class=\"route\" data-route=\"web\">"));
     assert!(html.contains("<section class=\"route\" data-route=\"db\">"));
     assert!(html.contains(&format!("listens on {web} · round-robin")));
+    let web_section = &html[html.find("data-route=\"web\"").unwrap()..];
+    let web_total = &web_section[web_section.find("<tfoot>").unwrap()..];
+    assert_eq!(cell(web_total, "live"), "4", "{web_total}");
+    assert!(
+        html.contains("2 routes · 3 of 3 targets up · 5 live pipes"),
+        "{html}"
+    );
     for (name, live) in &live {
         let row = row(&html, name);
         assert_eq!(cell(row, "live"), live.to_string(), "{row}");
