@@ -102,7 +102,7 @@ mod tests {
             ("a:1,weight=2,weight=3", "twice"),
             ("a:1,backup,backup", "twice"),
             ("a:1,backup=true", "no value"),
-            ("a:1,wieght=3", "unknown option 'wieght'"),
+            ("a:1,wieght=3", "unknown option 'wieght=3'"),
             ("a:1,", "empty option"),
             (",weight=3", "address comes first"),
         ] {

@@ -396,7 +396,7 @@ pub(crate) struct TargetSnapshot {
     pub(crate) weight: u32,
     pub(crate) backup: bool,
     /// The operator's state.
-    pub(crate) state: crate::runtime::TargetState,
+    pub(crate) state: crate::operator::TargetState,
 }
 
 impl Snapshot {
@@ -492,7 +492,7 @@ impl RouteSnapshot {
                     bytes: [0; 2],
                     weight: 1,
                     backup: false,
-                    state: crate::runtime::TargetState::Ready,
+                    state: crate::operator::TargetState::Ready,
                 });
                 self.targets.len() - 1
             }

@@ -5,7 +5,7 @@
 //! data, and labels of bounded cardinality only (route and target as
 //! configured, a close reason, a direction; never a client address).
 
-use crate::runtime::TargetState;
+use crate::operator::TargetState;
 use std::fmt::Write;
 
 use super::{unix_seconds, Histogram, Snapshot, CLOSE_REASON_LABELS, REFUSAL_LABELS};

@@ -52,6 +52,9 @@ pub(crate) struct Balancer {
     /// weight each pick it is a candidate, and drops by the candidates'
     /// total when it is picked.
     current: Vec<i64>,
+    /// A digest of the candidates (positions and weights) at the last
+    /// pick: when they change, the current weights start over.
+    candidates: u64,
 }
 
 impl Balancer {
@@ -59,6 +62,7 @@ impl Balancer {
         Balancer {
             mode,
             current: Vec::new(),
+            candidates: 0,
         }
     }
 
@@ -73,14 +77,15 @@ impl Balancer {
         candidate: impl Fn(usize) -> Option<Member<'a>>,
     ) -> Option<usize> {
         match self.mode {
-            Balance::RoundRobin => self.smooth(count, &candidate),
+            Balance::RoundRobin => self.smooth(count, &candidate, true),
             Balance::LeastConn => {
                 let least = (0..count)
-                    .filter_map(|p| candidate(p))
+                    .filter_map(&candidate)
                     .min_by(|a, b| by_load(a, b))?;
-                self.smooth(count, &|p| {
-                    candidate(p).filter(|m| by_load(m, &least) == Ordering::Equal)
-                })
+                // The tied change with every load: the current weights run
+                // on, so that ties rotate.
+                let tied = |p| candidate(p).filter(|m| by_load(m, &least) == Ordering::Equal);
+                self.smooth(count, &tied, false)
             }
             Balance::SourceHash => (0..count)
                 .filter_map(|p| {
@@ -94,13 +99,29 @@ impl Balancer {
     /// Smooth weighted round-robin (nginx's): every candidate's current
     /// weight grows by its weight; the highest is picked (the first, of
     /// equals) and drops by the candidates' total.
+    ///
+    /// Unlike nginx, the current weights start over whenever the set of
+    /// candidates or a weight changes (a target went down or came back, was
+    /// drained, reweighted, or a failover skips the one tried): a member
+    /// that was out keeps no debt or credit from before, so the split after
+    /// the change is the weights' from its first pick, and the first
+    /// member in config order is offered the first client (a target back
+    /// from its cooldown makes its trial at once).
     fn smooth<'a>(
         &mut self,
         count: usize,
         candidate: &dyn Fn(usize) -> Option<Member<'a>>,
+        start_over_on_change: bool,
     ) -> Option<usize> {
-        if self.current.len() != count {
-            self.current = vec![0; count];
+        let digest = if start_over_on_change {
+            digest(count, candidate)
+        } else {
+            self.candidates
+        };
+        if self.current.len() != count || digest != self.candidates {
+            self.current.clear();
+            self.current.resize(count, 0);
+            self.candidates = digest;
         }
         let mut total: i64 = 0;
         let mut best: Option<usize> = None;
@@ -120,6 +141,21 @@ impl Balancer {
         self.current[best] -= total;
         Some(best)
     }
+}
+
+/// FNV-1a of the candidates' positions and weights (never 0, the
+/// balancer's initial value, in practice).
+fn digest<'a>(count: usize, candidate: &dyn Fn(usize) -> Option<Member<'a>>) -> u64 {
+    let mut hash: u64 = 0xcbf2_9ce4_8422_2325;
+    for position in 0..count {
+        if let Some(member) = candidate(position) {
+            for word in [position as u64, member.weight()] {
+                hash ^= word;
+                hash = hash.wrapping_mul(0x0000_0100_0000_01B3);
+            }
+        }
+    }
+    hash
 }
 
 /// Orders members by live pipes ÷ weight, without division.

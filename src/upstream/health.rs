@@ -398,7 +398,7 @@ mod tests {
 
     #[test]
     fn backups_are_candidates_all_together_only_while_no_primary_is() {
-        use crate::runtime::TargetState;
+        use crate::operator::TargetState;
         let now = Instant::now();
         let (mut targets, members) = group(4);
         for &backup in &members[2..] {
@@ -426,7 +426,7 @@ mod tests {
 
     #[test]
     fn the_operator_s_word_has_no_last_resort() {
-        use crate::runtime::TargetState;
+        use crate::operator::TargetState;
         let now = Instant::now();
         let (mut targets, members) = group(2);
         targets.get_mut(members[0]).unwrap().state = TargetState::Maint;

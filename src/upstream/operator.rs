@@ -15,7 +15,7 @@ use mio::Registry;
 use super::target::Target;
 use super::{GroupId, TargetId, Upstreams};
 use crate::config;
-use crate::runtime::{TargetInfo, TargetState};
+use crate::operator::{TargetInfo, TargetState};
 
 impl Target {
     /// Takes what the config says of it at a reload: its backup flag

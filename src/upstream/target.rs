@@ -17,7 +17,7 @@ use std::time::Instant;
 use crate::arena::{Arena, GroupTag, TargetTag};
 use crate::config;
 use crate::metrics::TargetStats;
-use crate::runtime::TargetState;
+use crate::operator::TargetState;
 use crate::throttle::Throttle;
 
 use super::balance::{Balancer, Member};
