@@ -69,6 +69,7 @@ mod reply;
 mod ring;
 mod runtime;
 mod share;
+mod status_page;
 mod sys;
 mod systemd;
 mod text;
