@@ -78,8 +78,8 @@ mod upstream;
 pub use acl::Cidr;
 pub use config::{
     format_duration, format_size, parse_address, parse_connection_rate, parse_duration, parse_size,
-    AccessLogConfig, Balance, Config, ConfigError, ConfigWarning, ConnectionRate, LogDestination,
-    LogFormat, Naming, Route, Splice, Target,
+    AccessLogConfig, AdminAddress, Balance, Config, ConfigError, ConfigWarning, ConnectionRate,
+    LogDestination, LogFormat, Naming, Route, Splice, Target,
 };
 #[cfg(feature = "cli")]
 pub use config::{load_file, load_file_with, FileError, Overrides};

@@ -14,8 +14,8 @@ use clap::{ArgMatches, CommandFactory, FromArgMatches, Parser, ValueEnum};
 use crate::acl::Cidr;
 use crate::config::{
     self, load_file_with, parse_address, parse_connection_rate, parse_duration, parse_size,
-    AccessLogConfig, Balance, Config, ConnectionRate, LogDestination, LogFormat, Naming, Overrides,
-    Splice, Target, DEFAULT_ROUTE_NAME,
+    AccessLogConfig, AdminAddress, Balance, Config, ConnectionRate, LogDestination, LogFormat,
+    Naming, Overrides, Splice, Target, DEFAULT_ROUTE_NAME,
 };
 use crate::proxy_protocol::ProxyVersion;
 
@@ -115,7 +115,7 @@ const ROUTE_FLAGS: [&str; 28] = [
 /// The flags that set what a file's `[global]` holds: with `--config`
 /// they win over it ([`Args::overrides`]).
 #[cfg(test)]
-const GLOBAL_FLAGS: [&str; 8] = [
+const GLOBAL_FLAGS: [&str; 10] = [
     "max_connections",
     "drain_timeout",
     "resolve_interval",
@@ -124,6 +124,8 @@ const GLOBAL_FLAGS: [&str; 8] = [
     "log_format",
     "access_log_opens",
     "workers",
+    "admin",
+    "admin_token_file",
 ];
 
 #[derive(Clone, Copy, Debug, ValueEnum)]
@@ -351,6 +353,16 @@ struct Args {
     /// with SO_REUSEPORT; N may be 'auto': one per CPU.
     #[arg(long, value_name = "N", default_value = "1", value_parser = config::parse_workers)]
     workers: usize,
+
+    /// Serve the admin API (what `tcpipe ctl` talks to) here: unix:/PATH
+    /// (a socket file, mode 0600) or HOST:PORT (needs --admin-token-file).
+    #[arg(long, value_name = "unix:PATH|ADDR", value_parser = AdminAddress::parse)]
+    admin: Option<AdminAddress>,
+
+    /// The file whose one line is the bearer token a TCP --admin address
+    /// requires of every request.
+    #[arg(long, value_name = "FILE")]
+    admin_token_file: Option<PathBuf>,
 }
 
 #[derive(Clone, Copy, Debug, ValueEnum)]
@@ -486,6 +498,8 @@ impl Args {
             log_format: set("log_format").then(|| self.log_format.into()),
             access_log_opens: set("access_log_opens").then_some(self.access_log_opens),
             workers: set("workers").then_some(self.workers),
+            admin: self.admin.clone(),
+            admin_token_file: self.admin_token_file.clone(),
         }
     }
 
@@ -528,6 +542,8 @@ impl Args {
         config.resolve_interval = self.resolve_interval.0;
         config.metrics = self.metrics;
         config.workers = self.workers;
+        config.admin = self.admin;
+        config.admin_token_file = self.admin_token_file;
         config.access_log = AccessLogConfig {
             destination: self.access_log,
             format: self.log_format.into(),

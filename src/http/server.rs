@@ -12,6 +12,14 @@
 //! reset, which can destroy the answer before the client reads it (the
 //! case of a 431 sent while the oversize head is still arriving).
 //!
+//! A handler may also answer *later* ([`Answer::Later`]): its work (a wait
+//! for pipes to end, reading a config file) runs on a thread of its own
+//! while the connection *waits*, under `max_wait` rather than the request
+//! and write deadlines, which it has no part in. A waiting client that
+//! closes or sends more than [`MAX_DRAIN`] is dropped (its work's answer
+//! then goes nowhere); others are served meanwhile as ever. At most
+//! `max_connections` works run at once; beyond, a 503 says to try again.
+//!
 //! At `max_connections`, a new client is always accepted and the one
 //! closest to done goes instead: a lingering one, else the one silent the
 //! longest, else the one that sent part of a request the longest ago, else
@@ -22,20 +30,20 @@
 //! out.
 
 use std::io::{self, ErrorKind, Read, Write};
-use std::net::{Shutdown, SocketAddr};
+use std::net::SocketAddr;
 use std::sync::atomic::{AtomicBool, Ordering};
+use std::sync::mpsc::{self, Receiver, Sender};
 use std::sync::Arc;
 use std::thread;
 use std::time::{Duration, Instant};
 
 use log::{debug, warn};
-use mio::net::{TcpListener, TcpStream};
 use mio::{Events, Interest, Poll, Token, Waker};
 use slab::Slab;
-use socket2::SockRef;
 
 use super::request::{head_end, parse_head, Head, Rejection, Request};
 use super::response::Response;
+use super::socket::{Endpoint, Listener, SocketFile, Stream};
 use crate::throttle::Throttle;
 
 const WAKER: Token = Token(usize::MAX);
@@ -63,6 +71,9 @@ pub(crate) struct Limits {
     pub(crate) request_timeout: Duration,
     /// From the answer being ready to the client having taken all of it.
     pub(crate) write_timeout: Duration,
+    /// From a complete request to the answer of its [`Answer::Later`]
+    /// work (504 after).
+    pub(crate) max_wait: Duration,
 }
 
 impl Default for Limits {
@@ -79,38 +90,72 @@ impl Default for Limits {
             max_body: 64 * 1024,
             request_timeout: Duration::from_secs(3),
             write_timeout: Duration::from_secs(5),
+            max_wait: Duration::from_secs(60),
         }
+    }
+}
+
+/// Work that answers a request later, run on a thread of its own.
+pub(crate) type Work = Box<dyn FnOnce() -> Response + Send>;
+
+/// A handler's answer: now, or once its work is done.
+pub(crate) enum Answer {
+    Now(Response),
+    Later(Work),
+}
+
+impl From<Response> for Answer {
+    fn from(response: Response) -> Answer {
+        Answer::Now(response)
     }
 }
 
 /// A running server; dropping it stops the thread and closes its sockets
 /// (at once, or after the request being answered, if the handler is busy).
 pub(crate) struct Server {
-    addr: SocketAddr,
+    endpoint: Endpoint,
     stop: Arc<AtomicBool>,
-    waker: Waker,
+    waker: Arc<Waker>,
+    /// Removed when the server stops, at once rather than when its thread
+    /// gets to it: the process may be exiting.
+    _file: Option<SocketFile>,
 }
 
 impl Server {
-    /// Binds `addr` and serves it on a thread named `tcpipe-NAME`; `name`
-    /// also starts this server's log lines. `handler` answers each
-    /// complete request, on that thread.
-    pub(crate) fn start<H>(
+    /// Binds the TCP address `addr` and serves it: see [`Server::start_on`].
+    pub(crate) fn start<H, A>(
         name: &'static str,
         addr: SocketAddr,
         limits: Limits,
         handler: H,
     ) -> io::Result<Server>
     where
-        H: Fn(&Request) -> Response + Send + 'static,
+        H: Fn(&Request) -> A + Send + 'static,
+        A: Into<Answer>,
     {
-        let mut listener = TcpListener::bind(addr)?;
-        let addr = listener.local_addr()?;
+        Server::start_on(name, &Endpoint::Tcp(addr), limits, handler)
+    }
+
+    /// Binds `endpoint` and serves it on a thread named `tcpipe-NAME`;
+    /// `name` also starts this server's log lines. `handler` answers each
+    /// complete request, on that thread.
+    pub(crate) fn start_on<H, A>(
+        name: &'static str,
+        endpoint: &Endpoint,
+        limits: Limits,
+        handler: H,
+    ) -> io::Result<Server>
+    where
+        H: Fn(&Request) -> A + Send + 'static,
+        A: Into<Answer>,
+    {
+        let (mut listener, endpoint, file) = Listener::bind(endpoint)?;
         let poll = Poll::new()?;
         poll.registry()
             .register(&mut listener, LISTENER, Interest::READABLE)?;
-        let waker = Waker::new(poll.registry(), WAKER)?;
+        let waker = Arc::new(Waker::new(poll.registry(), WAKER)?);
         let stop = Arc::new(AtomicBool::new(false));
+        let (done, finished) = mpsc::channel();
         let serving = Serving {
             name,
             poll,
@@ -122,16 +167,34 @@ impl Server {
             accept_resumes: None,
             evictions: Throttle::default(),
             accept_failures: Throttle::default(),
+            waker: Arc::clone(&waker),
+            done,
+            finished,
+            working: 0,
+            next_serial: 0,
         };
         thread::Builder::new()
             .name(format!("tcpipe-{name}"))
             .spawn(move || serving.run())?;
-        Ok(Server { addr, stop, waker })
+        Ok(Server {
+            endpoint,
+            stop,
+            waker,
+            _file: file,
+        })
     }
 
     /// As bound (port 0 resolved).
-    pub(crate) fn addr(&self) -> SocketAddr {
-        self.addr
+    pub(crate) fn endpoint(&self) -> &Endpoint {
+        &self.endpoint
+    }
+
+    /// The TCP address as bound; `None` for a socket file.
+    pub(crate) fn tcp_addr(&self) -> Option<SocketAddr> {
+        match self.endpoint {
+            Endpoint::Tcp(addr) => Some(addr),
+            Endpoint::Unix(_) => None,
+        }
     }
 }
 
@@ -139,15 +202,26 @@ impl Drop for Server {
     fn drop(&mut self) {
         self.stop.store(true, Ordering::Release);
         if let Err(e) = self.waker.wake() {
-            warn!("http {}: cannot wake the server to stop it: {e}", self.addr);
+            warn!(
+                "http {}: cannot wake the server to stop it: {e}",
+                self.endpoint
+            );
         }
     }
+}
+
+/// A work's answer, for the connection `key` if it is still connection
+/// `serial` (the slot may have gone to another client meanwhile).
+struct Done {
+    key: usize,
+    serial: u64,
+    response: Response,
 }
 
 struct Serving<H> {
     name: &'static str,
     poll: Poll,
-    listener: TcpListener,
+    listener: Listener,
     connections: Slab<Connection>,
     limits: Limits,
     handler: H,
@@ -156,9 +230,20 @@ struct Serving<H> {
     accept_resumes: Option<Instant>,
     evictions: Throttle,
     accept_failures: Throttle,
+    /// Wakes the poll when a work is done.
+    waker: Arc<Waker>,
+    done: Sender<Done>,
+    finished: Receiver<Done>,
+    /// Works running, whether or not their clients still wait.
+    working: usize,
+    next_serial: u64,
 }
 
-impl<H: Fn(&Request) -> Response> Serving<H> {
+impl<H, A> Serving<H>
+where
+    H: Fn(&Request) -> A,
+    A: Into<Answer>,
+{
     fn run(mut self) {
         let mut events = Events::with_capacity(256);
         loop {
@@ -177,7 +262,7 @@ impl<H: Fn(&Request) -> Response> Serving<H> {
             }
             for event in events.iter() {
                 match event.token() {
-                    WAKER => {}
+                    WAKER => self.collect_done(),
                     LISTENER => self.accept(),
                     Token(key) => self.advance(key),
                 }
@@ -217,7 +302,7 @@ impl<H: Fn(&Request) -> Response> Serving<H> {
         }
     }
 
-    fn admit(&mut self, mut stream: TcpStream, peer: SocketAddr) {
+    fn admit(&mut self, mut stream: Stream, peer: String) {
         let now = Instant::now();
         if self.connections.len() >= self.limits.max_connections {
             self.evict(now);
@@ -233,7 +318,9 @@ impl<H: Fn(&Request) -> Response> Serving<H> {
             return;
         }
         let key = entry.key();
+        self.next_serial += 1;
         entry.insert(Connection {
+            serial: self.next_serial,
             stream,
             peer,
             state: State::Reading(Reading::default()),
@@ -255,7 +342,7 @@ impl<H: Fn(&Request) -> Response> Serving<H> {
         if let Some(key) = idlest {
             let gone = self.connections.remove(key);
             if let State::Writing { .. } = gone.state {
-                gone.reset();
+                gone.stream.reset_on_close();
             }
             if let Some(held_back) = self.evictions.allow(now) {
                 warn!(
@@ -274,8 +361,78 @@ impl<H: Fn(&Request) -> Response> Serving<H> {
         let Some(connection) = self.connections.get_mut(key) else {
             return;
         };
-        if connection.advance(Instant::now(), &self.limits, &self.handler) == Step::Close {
-            self.connections.remove(key);
+        let handler = &self.handler;
+        let answer = |request: &Request| handler(request).into();
+        match connection.advance(Instant::now(), &self.limits, &answer) {
+            Next::Open => {}
+            Next::Close => {
+                self.connections.remove(key);
+            }
+            Next::Later(work, head_only) => self.defer(key, work, head_only),
+        }
+    }
+
+    /// Runs `work` on a thread of its own; connection `key` waits for it.
+    fn defer(&mut self, key: usize, work: Work, head_only: bool) {
+        let Some(connection) = self.connections.get_mut(key) else {
+            return;
+        };
+        let now = Instant::now();
+        let refused = if self.working >= self.limits.max_connections {
+            Some("too many requests waiting for their answer; try again later\n".to_string())
+        } else {
+            let completion = Completion {
+                done: Some(Done {
+                    key,
+                    serial: connection.serial,
+                    response: Response::text(500, "the request's work failed\n"),
+                }),
+                to: self.done.clone(),
+                waker: Arc::clone(&self.waker),
+            };
+            let spawned = thread::Builder::new()
+                .name(format!("tcpipe-{}-wait", self.name))
+                .spawn(move || completion.finish(work()));
+            spawned
+                .err()
+                .map(|e| format!("cannot start a thread for the answer: {e}\n"))
+        };
+        match refused {
+            Some(why) => {
+                connection.answer(now, &self.limits, Response::text(503, why), head_only);
+                if connection.send(now) == Step::Close {
+                    self.connections.remove(key);
+                }
+            }
+            None => {
+                self.working += 1;
+                connection.state = State::Waiting {
+                    head_only,
+                    drained: 0,
+                };
+                connection.deadline = now + self.limits.max_wait;
+            }
+        }
+    }
+
+    /// Answers the clients whose work is done and still wait for it.
+    fn collect_done(&mut self) {
+        let now = Instant::now();
+        while let Ok(done) = self.finished.try_recv() {
+            self.working = self.working.saturating_sub(1);
+            let Some(connection) = self.connections.get_mut(done.key) else {
+                continue;
+            };
+            let State::Waiting { head_only, .. } = connection.state else {
+                continue;
+            };
+            if connection.serial != done.serial {
+                continue;
+            }
+            connection.answer(now, &self.limits, done.response, head_only);
+            if connection.send(now) == Step::Close {
+                self.connections.remove(done.key);
+            }
         }
     }
 
@@ -302,8 +459,14 @@ impl<H: Fn(&Request) -> Response> Serving<H> {
                         "{name}: client {}: did not take its answer in time",
                         connection.peer
                     );
-                    connection.reset();
+                    connection.stream.reset_on_close();
                     false
+                }
+                State::Waiting { head_only, .. } => {
+                    debug!("{name}: client {}: no answer in time", connection.peer);
+                    let late = Response::text(504, "no answer in time\n");
+                    connection.answer(now, &limits, late, head_only);
+                    connection.send(now) == Step::Open
                 }
                 State::Lingering { .. } => false,
             }
@@ -315,9 +478,38 @@ fn reject(rejection: Rejection) -> Response {
     Response::text(rejection.status(), rejection.message())
 }
 
+/// Sends a work's answer when it ends, or a 500 if it panicked.
+struct Completion {
+    done: Option<Done>,
+    to: Sender<Done>,
+    waker: Arc<Waker>,
+}
+
+impl Completion {
+    fn finish(mut self, response: Response) {
+        if let Some(done) = &mut self.done {
+            done.response = response;
+        }
+    }
+}
+
+impl Drop for Completion {
+    fn drop(&mut self) {
+        if let Some(done) = self.done.take() {
+            // The server may have stopped; then nobody waits.
+            if self.to.send(done).is_ok() {
+                let _ = self.waker.wake();
+            }
+        }
+    }
+}
+
 struct Connection {
-    stream: TcpStream,
-    peer: SocketAddr,
+    /// Tells this client from a later one in the same slot.
+    serial: u64,
+    stream: Stream,
+    /// Its address, for logs.
+    peer: String,
     state: State,
     /// Accepted, or last sent us bytes while reading.
     heard: Instant,
@@ -326,19 +518,30 @@ struct Connection {
 
 enum State {
     Reading(Reading),
-    Writing { out: Vec<u8>, sent: usize },
-    Lingering { drained: usize },
+    /// Its request's work runs; what it sends meanwhile is dropped.
+    Waiting {
+        head_only: bool,
+        drained: usize,
+    },
+    Writing {
+        out: Vec<u8>,
+        sent: usize,
+    },
+    Lingering {
+        drained: usize,
+    },
 }
 
 impl State {
     /// Lower goes first when the server is full: answered, silent, part
-    /// of a request sent, answer going out.
+    /// of a request sent, answer going out, waiting for its answer.
     fn keep_rank(&self) -> u8 {
         match self {
             State::Lingering { .. } => 0,
             State::Reading(reading) if reading.buf.is_empty() => 1,
             State::Reading(_) => 2,
             State::Writing { .. } => 3,
+            State::Waiting { .. } => 4,
         }
     }
 
@@ -348,6 +551,7 @@ impl State {
             State::Reading(reading) if reading.buf.is_empty() => "silent",
             State::Reading(_) => "sending its request",
             State::Writing { .. } => "not reading its answer",
+            State::Waiting { .. } => "waiting for its answer",
         }
     }
 }
@@ -373,27 +577,44 @@ enum Step {
     Close,
 }
 
+/// What a connection needs after an event.
+enum Next {
+    Open,
+    Close,
+    /// Its answer is this work's, and a `HEAD`'s if so.
+    Later(Work, bool),
+}
+
 impl Connection {
-    /// Goes as far as the socket allows now.
+    /// Goes as far as the socket allows now. A connection whose answer
+    /// cannot go out in full is closed with a reset rather than a FIN
+    /// ([`Stream::reset_on_close`]): the kernel drops what the client did
+    /// not take instead of holding it (up to the send buffer, megabytes)
+    /// for minutes of zero-window probes. A cut answer is useless to the
+    /// client either way.
     fn advance(
         &mut self,
         now: Instant,
         limits: &Limits,
-        handler: &dyn Fn(&Request) -> Response,
-    ) -> Step {
+        handler: &dyn Fn(&Request) -> Answer,
+    ) -> Next {
         if let State::Reading(reading) = &mut self.state {
             let (progress, heard) = read_request(&mut self.stream, reading, limits);
             if heard {
                 self.heard = now;
             }
             match progress {
-                Progress::More => return Step::Open,
-                Progress::Close => return Step::Close,
+                Progress::More => return Next::Open,
+                Progress::Close => return Next::Close,
                 Progress::Complete(request) => {
                     let head_only = request.method() == "HEAD";
-                    let response = handler(&request);
-                    // The handler may have taken a while.
-                    self.answer(Instant::now(), limits, response, head_only);
+                    match handler(&request) {
+                        // The handler may have taken a while.
+                        Answer::Now(response) => {
+                            self.answer(Instant::now(), limits, response, head_only)
+                        }
+                        Answer::Later(work) => return Next::Later(work, head_only),
+                    }
                 }
                 Progress::Reject(rejection) => {
                     debug!("client {}: {}", self.peer, rejection.message().trim_end());
@@ -401,16 +622,9 @@ impl Connection {
                 }
             }
         }
-        self.send(now)
-    }
-
-    /// Closing with a reset rather than a FIN: the kernel drops what the
-    /// client did not take instead of holding it (up to the send buffer,
-    /// megabytes) for minutes of zero-window probes. A cut answer is
-    /// useless to the client either way.
-    fn reset(&self) {
-        if let Err(e) = SockRef::from(&self.stream).set_linger(Some(Duration::ZERO)) {
-            debug!("client {}: cannot set SO_LINGER: {e}", self.peer);
+        match self.send(now) {
+            Step::Open => Next::Open,
+            Step::Close => Next::Close,
         }
     }
 
@@ -428,6 +642,21 @@ impl Connection {
         loop {
             match &mut self.state {
                 State::Reading(_) => return Step::Open,
+                // A client that closes while waiting is gone: a client
+                // half-closing after its request is legal but rare, and
+                // `tcpipe ctl`, curl and scripts do not.
+                State::Waiting { drained, .. } => match self.stream.read(&mut chunk) {
+                    Ok(0) => return Step::Close,
+                    Ok(n) => {
+                        *drained += n;
+                        if *drained > MAX_DRAIN {
+                            return Step::Close;
+                        }
+                    }
+                    Err(e) if e.kind() == ErrorKind::WouldBlock => return Step::Open,
+                    Err(e) if e.kind() == ErrorKind::Interrupted => {}
+                    Err(_) => return Step::Close,
+                },
                 State::Writing { out, sent } => match self.stream.write(&out[*sent..]) {
                     Ok(0) => return Step::Close,
                     Ok(n) => {
@@ -435,7 +664,7 @@ impl Connection {
                         if *sent == out.len() {
                             // The FIN goes after the answer; what the
                             // client still sends is drained (see LINGER).
-                            if self.stream.shutdown(Shutdown::Write).is_err() {
+                            if self.stream.shutdown_write().is_err() {
                                 return Step::Close;
                             }
                             self.state = State::Lingering { drained: 0 };
@@ -467,11 +696,7 @@ impl Connection {
 }
 
 /// Reads what is there; whether any bytes came, and how far the request is.
-fn read_request(
-    stream: &mut TcpStream,
-    reading: &mut Reading,
-    limits: &Limits,
-) -> (Progress, bool) {
+fn read_request(stream: &mut Stream, reading: &mut Reading, limits: &Limits) -> (Progress, bool) {
     let mut chunk = [0u8; CHUNK];
     let mut heard = false;
     loop {
