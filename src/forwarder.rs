@@ -300,6 +300,11 @@ impl Handle {
         &self.crew.peers[0]
     }
 
+    /// Every worker, for the operator's commands (`src/runtime.rs`).
+    pub(crate) fn crew(&self) -> &Crew {
+        &self.crew
+    }
+
     /// Sends `peer` the command `make` builds around a reply channel, and
     /// waits for the answer; `None` if the loop has ended.
     fn ask<T>(&self, peer: &Peer, make: impl FnOnce(Sender<T>) -> Command) -> Option<T> {

@@ -79,7 +79,7 @@ pub use acl::Cidr;
 pub use config::{
     format_duration, format_size, parse_address, parse_connection_rate, parse_duration, parse_size,
     AccessLogConfig, AdminAddress, Balance, Config, ConfigError, ConfigWarning, ConnectionRate,
-    LogDestination, LogFormat, Naming, Route, Splice, Target,
+    LogDestination, LogFormat, Naming, Route, Splice, Target, MAX_WEIGHT,
 };
 #[cfg(feature = "cli")]
 pub use config::{load_file, load_file_with, FileError, Overrides};

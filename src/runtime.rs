@@ -8,10 +8,13 @@
 
 use std::fmt;
 use std::net::SocketAddr;
-use std::time::Duration;
+use std::sync::mpsc::{self, Sender};
+use std::time::{Duration, Instant};
 
+use crate::config::{ConfigError, MAX_WEIGHT};
 use crate::forwarder::Handle;
 use crate::hooks::CommandError;
+use crate::reactor::{Ask, Command};
 
 /// An operator's say over a target, apart from its health (HAProxy's
 /// `set server state`).
@@ -118,55 +121,139 @@ pub enum PipeFilter {
 impl Handle {
     /// Every route, in config order.
     pub fn routes(&self) -> Result<Vec<RouteInfo>, CommandError> {
-        Err(CommandError::Stopped)
+        let mut answers = self.ask_every(|reply| Ask::Routes(reply))?.into_iter();
+        let mut routes = answers.next().ok_or(CommandError::Stopped)?;
+        for other in answers {
+            for route in other {
+                if let Some(into) = routes.iter_mut().find(|r| r.name == route.name) {
+                    into.live_pipes += route.live_pipes;
+                    into.total_pipes += route.total_pipes;
+                }
+            }
+        }
+        Ok(routes)
     }
 
-    /// Every target of every route (with several workers, their pipes and
-    /// counters summed).
+    /// Every target of every route, in config order (with several
+    /// workers, their pipes and counters summed; healthy if every worker
+    /// finds it so). A target in maintenance counts as not healthy.
     pub fn targets(&self) -> Result<Vec<TargetInfo>, CommandError> {
-        Err(CommandError::Stopped)
+        let mut answers = self.ask_every(|reply| Ask::Targets(reply))?.into_iter();
+        let mut targets = answers.next().ok_or(CommandError::Stopped)?;
+        for other in answers {
+            for (position, target) in other.into_iter().enumerate() {
+                let same = |t: &TargetInfo| t.route == target.route && t.name == target.name;
+                let at = match targets.get(position) {
+                    Some(t) if same(t) => Some(position),
+                    _ => targets.iter().position(same),
+                };
+                if let Some(into) = at.and_then(|at| targets.get_mut(at)) {
+                    into.healthy &= target.healthy;
+                    into.live_pipes += target.live_pipes;
+                    into.total_pipes += target.total_pipes;
+                    into.bytes_toward_target += target.bytes_toward_target;
+                    into.bytes_toward_client += target.bytes_toward_client;
+                    into.connect_failures += target.connect_failures;
+                }
+            }
+        }
+        Ok(targets)
     }
 
     /// Sets a target's state in every worker; answers once it took effect
-    /// (no new pipe reaches a drained target after this returns).
+    /// in all of them: no new pipe reaches a drained target after this
+    /// returns. A target listed more than once by the same name is set in
+    /// each place.
     pub fn set_target_state(
         &self,
         route: &str,
         target: &str,
         state: TargetState,
     ) -> Result<(), CommandError> {
-        let _ = (route, target, state);
-        Err(CommandError::Stopped)
+        let answers = self.ask_every(|reply| Ask::State {
+            route: route.to_string(),
+            target: target.to_string(),
+            state,
+            reply,
+        })?;
+        answers.into_iter().collect()
     }
 
-    /// Sets a target's weight in every worker (0: no new pipes); answers
-    /// once it took effect.
+    /// Sets a target's weight in every worker (0: no new pipes; at most
+    /// [`MAX_WEIGHT`]); answers once it took effect in all of them. It
+    /// stays across reloads until the config file's weight for the target
+    /// changes.
     pub fn set_target_weight(
         &self,
         route: &str,
         target: &str,
         weight: u32,
     ) -> Result<(), CommandError> {
-        let _ = (route, target, weight);
-        Err(CommandError::Stopped)
+        if weight > MAX_WEIGHT {
+            return Err(CommandError::Invalid(ConfigError::new(
+                "weight",
+                weight.to_string(),
+                format!("must be at most {MAX_WEIGHT}"),
+            )));
+        }
+        let answers = self.ask_every(|reply| Ask::Weight {
+            route: route.to_string(),
+            target: target.to_string(),
+            weight,
+            reply,
+        })?;
+        answers.into_iter().collect()
     }
 
-    /// Resets every pipe `filter` names (reason `aborted`); answers with
-    /// how many, once they are gone.
+    /// Resets every pipe `filter` names (reason `aborted` in metrics, the
+    /// access log and hooks); answers with how many, once every worker has
+    /// freed them.
     pub fn abort_pipes(&self, filter: PipeFilter) -> Result<usize, CommandError> {
-        let _ = filter;
-        Err(CommandError::Stopped)
+        let answers = self.ask_every(|reply| Ask::Abort {
+            filter: filter.clone(),
+            reply,
+        })?;
+        answers.into_iter().sum()
     }
 
-    /// Waits until the target has no live pipe, or `timeout` passes;
-    /// answers how many remain (0: empty).
+    /// Waits until the target has no live pipe in any worker, or `timeout`
+    /// passes; answers how many remain (0: empty). The loops answer when
+    /// the target's last pipe is freed, or at the deadline: nothing polls.
+    /// Meant for a drained target: one that still takes clients may get a
+    /// new pipe in a worker that has already answered.
     pub fn wait_empty(
         &self,
         route: &str,
         target: &str,
         timeout: Duration,
     ) -> Result<usize, CommandError> {
-        let _ = (route, target, timeout);
-        Err(CommandError::Stopped)
+        let deadline = Instant::now().checked_add(timeout);
+        let answers = self.ask_every(|reply| Ask::WaitEmpty {
+            route: route.to_string(),
+            target: target.to_string(),
+            deadline,
+            reply,
+        })?;
+        answers.into_iter().sum()
+    }
+
+    /// Puts the question `make` builds to every worker, and waits for
+    /// every answer.
+    fn ask_every<T>(&self, make: impl Fn(Sender<T>) -> Ask) -> Result<Vec<T>, CommandError> {
+        let crew = self.crew();
+        if crew.on_loop_thread() {
+            return Err(CommandError::OnLoopThread);
+        }
+        let answers = (crew.peers.iter())
+            .map(|peer| {
+                let (reply, answer) = mpsc::channel();
+                peer.send(Command::Operate(make(reply))).then_some(answer)
+            })
+            .collect::<Option<Vec<_>>>()
+            .ok_or(CommandError::Stopped)?;
+        answers
+            .into_iter()
+            .map(|answer| answer.recv().map_err(|_| CommandError::Stopped))
+            .collect()
     }
 }

@@ -56,10 +56,7 @@ const VERSION: &str = concat!(
 );
 
 fn target(text: &str) -> Result<Target, String> {
-    parse_address(text).map(|addr| Target {
-        name: text.to_string(),
-        addr,
-    })
+    parse_address(text).map(|addr| Target::new(text, addr))
 }
 
 #[derive(Clone, Copy, Debug, ValueEnum)]

@@ -187,10 +187,7 @@ impl Section {
             .0
             .iter()
             .zip(resolve_all(index, "targets", targets)?)
-            .map(|(name, addr)| Target {
-                name: name.clone(),
-                addr,
-            })
+            .map(|(name, addr)| Target::new(name.clone(), addr))
             .collect();
         let (Some(&first_listen), Some(first_target)) = (listen.first(), targets.first()) else {
             let key = if listen.is_empty() {

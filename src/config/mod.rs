@@ -282,14 +282,57 @@ pub struct Target {
     pub name: String,
     /// What the name resolves to now.
     pub addr: SocketAddr,
+    /// Its share of new clients against the others' (1 by default; 0 takes
+    /// no new pipe; at most [`MAX_WEIGHT`]).
+    pub weight: u32,
+    /// Takes clients only while no primary (non-backup) target can.
+    pub backup: bool,
+}
+
+/// The largest weight a target may have: enough for any split an operator
+/// writes in percent or per mille, small enough that sums never overflow.
+pub const MAX_WEIGHT: u32 = 10_000;
+
+impl Target {
+    /// A primary target of weight 1, named `name`, at `addr`.
+    pub fn new(name: impl Into<String>, addr: SocketAddr) -> Target {
+        Target {
+            name: name.into(),
+            addr,
+            weight: 1,
+            backup: false,
+        }
+    }
+
+    /// The same target with weight `weight`.
+    pub fn weight(mut self, weight: u32) -> Target {
+        self.weight = weight;
+        self
+    }
+
+    /// The same target as a backup.
+    pub fn backup(mut self) -> Target {
+        self.backup = true;
+        self
+    }
+
+    /// How summaries list it: its name, then `weight N` when not 1 and
+    /// `backup` when it is one.
+    pub(crate) fn describe(&self) -> String {
+        let mut text = self.name.clone();
+        if self.weight != 1 {
+            text.push_str(&format!(" weight {}", self.weight));
+        }
+        if self.backup {
+            text.push_str(" backup");
+        }
+        text
+    }
 }
 
 impl From<SocketAddr> for Target {
     fn from(addr: SocketAddr) -> Target {
-        Target {
-            name: addr.to_string(),
-            addr,
-        }
+        Target::new(addr.to_string(), addr)
     }
 }
 

@@ -320,6 +320,8 @@ pub(crate) struct TargetStats {
     /// Bytes delivered (toward the target, toward the client) by pipes
     /// already freed; live pipes add theirs at snapshot time.
     pub(crate) closed_bytes: [u64; 2],
+    /// Pipes sent here (a failover counts once per target it tried).
+    pub(crate) pipes: u64,
 }
 
 impl Default for TargetStats {
@@ -331,6 +333,7 @@ impl Default for TargetStats {
             connect_time: Histogram::new(LATENCY_BOUNDS),
             first_byte: Histogram::new(LATENCY_BOUNDS),
             closed_bytes: [0; 2],
+            pipes: 0,
         }
     }
 }
@@ -343,6 +346,7 @@ impl TargetStats {
         self.connect_time.absorb(&other.connect_time);
         self.first_byte.absorb(&other.first_byte);
         add_all(&mut self.closed_bytes, &other.closed_bytes);
+        self.pipes += other.pipes;
     }
 }
 

@@ -68,6 +68,8 @@ pub(crate) enum Command {
     News(Vec<crate::upstream::News>),
     /// Another worker freed pipes while all were at `max-connections`.
     Freed,
+    /// An operator's question about routes and targets.
+    Operate(super::Ask),
 }
 
 /// What a reload did.
@@ -252,6 +254,7 @@ impl Reactor {
                 Command::Follow(relay) => self.on_relay(relay),
                 Command::News(news) => self.on_news(news),
                 Command::Freed => self.accept_waiting(super::accept::Trigger::PipeFreed),
+                Command::Operate(ask) => self.on_operate(ask),
                 #[cfg(feature = "cli")]
                 Command::FileLoaded(loaded) => self.on_file_loaded(*loaded),
                 // Callers that gave up waiting need no answer.

@@ -25,6 +25,7 @@
 //! | `control`   | commands from other threads, signals, reloads, shutdown     |
 //! | `notify`    | telling systemd: ready, reloading, stopping, watchdog pings |
 //! | `commands`  | what the embedder asks of single pipes: pause, resume, abort, list, attach |
+//! | `operate`   | what an operator asks of routes and targets: show, state, weight, reset, wait for empty |
 //! | `scrape`    | the snapshot a scrape of `/metrics` gets                    |
 //! | `crew`      | one worker among several: following the leader's reloads and news |
 //! | `workers`   | every worker of a forwarder, as its handles and the other loops reach them |
@@ -39,6 +40,7 @@ mod inspecting;
 mod lifecycle;
 mod notify;
 mod observers;
+mod operate;
 mod reload;
 mod routes;
 mod scrape;
@@ -76,6 +78,7 @@ pub use commands::{AttachOptions, PipeAction, PipeInfo, PipeState};
 pub(crate) use control::Command;
 pub use control::{ReloadError, Reloaded};
 pub(crate) use crew::Follow;
+pub(crate) use operate::Ask;
 pub(crate) use routes::RouteId;
 
 /// Bytes one pipe may read per turn before others get theirs.
@@ -112,6 +115,8 @@ enum Timer {
     },
     /// Time to tell systemd's watchdog the loop still turns.
     Watchdog,
+    /// A wait for a target to empty has reached its deadline.
+    WaitEmpty,
 }
 
 /// Where the loop is in its life.
@@ -168,6 +173,8 @@ pub(crate) struct Reactor {
     crew: Arc<OnceLock<Arc<Crew>>>,
     /// A follower's part of the config being applied, from the leader.
     follow: Option<Follow>,
+    /// Operators waiting for a target to empty.
+    waiters: Vec<operate::Waiter>,
 }
 
 impl Reactor {
@@ -216,6 +223,7 @@ impl Reactor {
             share,
             crew,
             follow,
+            waiters: Vec::new(),
         };
         if reactor.observers.has_hooks() {
             reactor.upstreams.report_health();
@@ -295,6 +303,7 @@ impl Reactor {
             self.serve_ready_list();
             self.fire_timers();
             self.free_closed_pipes();
+            self.answer_waiters();
             self.observers.health_changed(&mut self.upstreams);
             if self.share.has_peers() && self.share.is_leader() {
                 self.share_news();
@@ -343,6 +352,8 @@ impl Reactor {
                 Timer::ProxyHeader { key, id } => self.on_proxy_header_timer(key, id),
                 Timer::Inspect { key, id } => self.on_inspect_timer(key, id),
                 Timer::Watchdog => self.on_watchdog(),
+                // The waiters look at their own deadlines after the timers.
+                Timer::WaitEmpty => {}
             }
         }
     }

@@ -139,6 +139,8 @@ pub(crate) struct Listener {
 pub(crate) struct Routes {
     pub(crate) routes: Arena<Route, RouteTag>,
     pub(crate) listeners: Slab<Listener>,
+    /// The routes of the running config, in its order.
+    pub(crate) order: Vec<RouteId>,
 }
 
 impl Routes {
@@ -146,6 +148,7 @@ impl Routes {
         Routes {
             routes: Arena::new(),
             listeners: Slab::new(),
+            order: Vec::new(),
         }
     }
 
@@ -182,6 +185,7 @@ impl Routes {
     /// Tells every listener which of `routes` (in config order) it serves,
     /// which of them its clients count under, and whether it inspects.
     pub(crate) fn link_listeners(&mut self, routes: &[RouteId]) {
+        self.order = routes.to_vec();
         for (key, listener) in self.listeners.iter_mut() {
             let serving: Vec<RouteId> = routes
                 .iter()
@@ -235,7 +239,7 @@ impl Routes {
 /// How a route is described when it starts: where it listens, where it
 /// forwards, and how (after `route NAME: ` in the log line).
 pub(crate) fn describe(route: &config::Route, listening: &str) -> String {
-    let targets: Vec<&str> = route.targets.iter().map(|t| t.name.as_str()).collect();
+    let targets: Vec<String> = route.targets.iter().map(config::Target::describe).collect();
     let pool = if route.pool > 0 {
         format!("; pool {} per target", route.pool)
     } else {

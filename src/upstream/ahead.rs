@@ -16,6 +16,7 @@ use crate::text::format_elapsed;
 use super::pool::{self, PooledId};
 use super::probe::ProbeId;
 use super::{TargetId, Upstreams};
+use crate::runtime::TargetState;
 
 /// A pooled connection that dies younger than this is not replaced at once,
 /// so an upstream that closes every idle connection is not hammered.
@@ -52,13 +53,15 @@ impl Upstreams {
         pooled
     }
 
-    /// Tops up `target`'s pool; down and removed targets get no refills.
+    /// Tops up `target`'s pool; down and removed targets get no refills,
+    /// nor those the operator keeps new pipes from (drained, in
+    /// maintenance, weight 0).
     pub(super) fn refill(&mut self, id: TargetId, registry: &Registry, now: Instant) {
         let Some(target) = self.targets.get(id) else {
             return;
         };
         let (policy, addr) = (target.policy, target.addr);
-        if self.stopped || target.retired || !target.health.is_up() {
+        if self.stopped || !target.admits() || !target.health.is_up() {
             return;
         }
         let size = self.pool_size(policy.pool);
@@ -165,7 +168,13 @@ impl Upstreams {
         if self.probes.is_probing(id) {
             return;
         }
-        let Some(target) = self.targets.get(id) else {
+        // In maintenance the chain ticks on without probing, so that
+        // probes resume on the interval once the operator says ready.
+        let Some(target) = self
+            .targets
+            .get(id)
+            .filter(|t| t.state != TargetState::Maint)
+        else {
             return;
         };
         let (addr, policy) = (target.addr, target.policy);

@@ -146,22 +146,29 @@ impl Health {
 }
 
 /// The members of a route's group that may take one client now, by
-/// position: those health lets in (up, or down with the cooldown over and
-/// no trial under way) that this client has not tried yet (all of them are
-/// fair game again once each has been tried).
+/// position: those the operator admits (ready, weight above 0: see
+/// [`Target::admits`]) and health lets in (up, or down with the cooldown
+/// over and no trial under way) that this client has not tried yet (all of
+/// them are fair game again once each has been tried). Primaries come
+/// first: the backups are candidates, all of them, only while no primary
+/// is.
 ///
 /// When no member may, every one being down, only the one whose cooldown
 /// ends first may, anyway: refusing would only turn a recovered backend
-/// into failed clients until the cooldown ends.
+/// into failed clients until the cooldown ends. The operator's word has no
+/// such exception: a drained target, or one of weight 0, never is one.
 ///
-/// Asked lazily, member by member, so building it costs at most a scan
-/// and never an allocation.
+/// Asked lazily, member by member, so building it costs at most a few
+/// scans and never an allocation.
 pub(crate) struct Candidates<'a> {
     members: &'a [TargetId],
     targets: &'a Arena<Target, TargetTag>,
     tried: &'a [TargetId],
     all_tried: bool,
     now: Instant,
+    /// Which tier takes the client: the primaries while any may, else the
+    /// backups.
+    backups: bool,
     /// `None`: health lets some member in. `Some(position)`: none, so only
     /// this one, the soonest back (`Some(None)`: not even one).
     last_resort: Option<Option<usize>>,
@@ -174,16 +181,25 @@ impl<'a> Candidates<'a> {
         tried: &'a [TargetId],
         now: Instant,
     ) -> Candidates<'a> {
+        let admitted = |id: &TargetId| targets.get(*id).is_some_and(Target::admits);
         let mut candidates = Candidates {
             members,
             targets,
             tried,
-            all_tried: members.iter().all(|id| tried.contains(id)),
+            all_tried: members
+                .iter()
+                .filter(|id| admitted(id))
+                .all(|id| tried.contains(id)),
             now,
+            backups: false,
             last_resort: None,
         };
         let count = members.len();
-        if !(0..count).any(|p| candidates.eligible(p).is_some()) {
+        let any_eligible = |c: &Candidates<'_>| (0..count).any(|p| c.eligible(p).is_some());
+        if !any_eligible(&candidates) {
+            candidates.backups = true;
+        }
+        if !any_eligible(&candidates) {
             // A trial under way has no `back_at`, so it sorts first: its
             // cooldown is over already.
             let soonest = (0..count)
@@ -204,15 +220,19 @@ impl<'a> Candidates<'a> {
         }
     }
 
+    /// The member at `position` if the operator admits it and this client
+    /// has not tried it yet, primary or backup.
     fn untried(&self, position: usize) -> Option<&'a Target> {
         let id = *self.members.get(position)?;
         let untried = self.all_tried || !self.tried.contains(&id);
-        self.targets.get(id).filter(|_| untried)
+        self.targets
+            .get(id)
+            .filter(|target| untried && target.admits())
     }
 
     fn eligible(&self, position: usize) -> Option<&'a Target> {
         self.untried(position)
-            .filter(|target| target.health.is_eligible(self.now))
+            .filter(|target| target.backup == self.backups && target.health.is_eligible(self.now))
     }
 }
 
@@ -284,10 +304,7 @@ mod tests {
         let members = (0..n)
             .map(|i| {
                 let name = format!("10.0.0.{i}:80");
-                let target = crate::config::Target {
-                    addr: name.parse().unwrap(),
-                    name,
-                };
+                let target = crate::config::Target::new(name.clone(), name.parse().unwrap());
                 targets.insert(Target::new(&route, &target))
             })
             .collect();

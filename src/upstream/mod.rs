@@ -6,6 +6,7 @@
 //! | `target`   | the set of targets, each route's group of them, reload matching |
 //! | `balance`  | which of the candidates health allows a new client goes to  |
 //! | `health`   | up, down and trial, from connect outcomes; which targets may take a client now |
+//! | `operator` | the operator's say: ready, drain or maint, and weights, kept across reloads |
 //! | `pool`     | the warm pool and its safety rule                           |
 //! | `probe`    | active health checks                                        |
 //! | `resolver` | re-resolving host names off the loop                        |
@@ -20,6 +21,7 @@
 mod ahead;
 mod balance;
 mod health;
+mod operator;
 mod pool;
 mod probe;
 mod resolver;
@@ -178,7 +180,7 @@ impl Upstreams {
         for (id, target) in self.targets.iter() {
             let entry = snapshot.route(&target.route).target(&target.name);
             entry.add(
-                target.health.is_up(),
+                target.counts_as_up(),
                 target.live_pipes,
                 self.pool.idle(id),
                 &target.stats,

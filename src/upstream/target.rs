@@ -17,6 +17,7 @@ use std::time::Instant;
 use crate::arena::{Arena, GroupTag, TargetTag};
 use crate::config;
 use crate::metrics::TargetStats;
+use crate::runtime::TargetState;
 use crate::throttle::Throttle;
 
 use super::balance::{Balancer, Member};
@@ -44,6 +45,15 @@ pub(crate) struct Target {
     /// "cannot connect" lines: each target its own, so one target's flood
     /// of failures does not hide another's first.
     pub(crate) connect_warnings: Throttle,
+    /// The operator's say: ready, drain or maint. Kept across reloads.
+    pub(crate) state: TargetState,
+    /// Its weight now: the file's, or the operator's since.
+    pub(crate) weight: u32,
+    /// The weight the config last gave it: a reload that changes it
+    /// overrides the operator's, one that keeps it does not.
+    pub(crate) configured_weight: u32,
+    /// Takes clients only while no primary target can.
+    pub(crate) backup: bool,
 }
 
 impl Target {
@@ -58,6 +68,10 @@ impl Target {
             stats: TargetStats::default(),
             retired: false,
             connect_warnings: Throttle::default(),
+            state: TargetState::Ready,
+            weight: target.weight,
+            configured_weight: target.weight,
+            backup: target.backup,
         }
     }
 
@@ -90,9 +104,22 @@ impl Target {
         true
     }
 
-    /// Whether a new client may be sent here.
+    /// Whether the config lists it still (new clients may be sent here
+    /// if the operator and health allow).
     pub(crate) fn takes_new_pipes(&self) -> bool {
         !self.retired
+    }
+
+    /// Whether the operator lets new clients come here: ready, with a
+    /// weight; health decides apart.
+    pub(crate) fn admits(&self) -> bool {
+        !self.retired && self.state == TargetState::Ready && self.weight > 0
+    }
+
+    /// Up as metrics and the admin API show it: health says up, and the
+    /// operator has not put it in maintenance.
+    pub(crate) fn counts_as_up(&self) -> bool {
+        self.health.is_up() && self.state != TargetState::Maint
     }
 
     /// No pipe holds it any more and no config lists it.
@@ -220,6 +247,7 @@ impl Targets {
                 Some((id, target)) => {
                     let old = std::mem::replace(&mut target.policy, policy);
                     let moved = target.readdress(wanted.addr);
+                    target.configure(wanted);
                     regrouped.kept.push((id, old, moved));
                     id
                 }
@@ -298,6 +326,7 @@ impl Targets {
     pub(crate) fn assign(&mut self, id: TargetId) {
         if let Some(target) = self.targets.get_mut(id) {
             target.live_pipes += 1;
+            target.stats.pipes += 1;
         }
     }
 
@@ -371,10 +400,7 @@ mod tests {
             "127.0.0.1:1".parse().unwrap(),
             "127.0.0.1:2".parse().unwrap(),
         );
-        let target = |name: &str| config::Target {
-            name: name.into(),
-            addr: "127.0.0.1:9".parse().unwrap(),
-        };
+        let target = |name: &str| config::Target::new(name, "127.0.0.1:9".parse().unwrap());
         let a1 = arena.insert(Target::new(&route, &target("a")));
         let a2 = arena.insert(Target::new(&route, &target("a")));
         let b = arena.insert(Target::new(&route, &target("b")));
@@ -409,10 +435,7 @@ mod tests {
             route.targets = (0..n)
                 .map(|i| {
                     let name = format!("10.0.0.{i}:80");
-                    config::Target {
-                        addr: name.parse().unwrap(),
-                        name,
-                    }
+                    config::Target::new(name.clone(), name.parse().unwrap())
                 })
                 .collect();
             let mut targets = Targets::new();
