@@ -34,6 +34,8 @@ pub enum StartError {
     AccessLog(PathBuf, io::Error),
     /// The event loop could not be set up.
     Io(io::Error),
+    /// The admin endpoint could not be served at this address.
+    Admin(String, io::Error),
 }
 
 impl StartError {
@@ -41,7 +43,10 @@ impl StartError {
     pub fn exit_code(&self) -> u8 {
         match self {
             StartError::Config(_) => 2,
-            StartError::Bind(..) | StartError::AccessLog(..) | StartError::Io(_) => 1,
+            StartError::Bind(..)
+            | StartError::AccessLog(..)
+            | StartError::Io(_)
+            | StartError::Admin(..) => 1,
         }
     }
 }
@@ -55,6 +60,7 @@ impl fmt::Display for StartError {
                 write!(f, "cannot open the access log {}: {e}", path.display())
             }
             StartError::Io(e) => write!(f, "cannot start the event loop: {e}"),
+            StartError::Admin(addr, e) => write!(f, "cannot serve the admin API on {addr}: {e}"),
         }
     }
 }
@@ -122,6 +128,20 @@ impl Handle {
             reply,
         })
         .ok_or(ReloadError::Stopped)?
+    }
+
+    /// Reads the config file again and applies it, as SIGHUP does (the file
+    /// given to [`Forwarder::reload_on_sighup`], with its overrides), and
+    /// answers how it went: [`ReloadError::NoFile`] if there is no file.
+    /// A reload asked for while another is under way is done after it.
+    /// Needs the `cli` feature.
+    #[cfg(feature = "cli")]
+    pub fn reload_file(&self) -> Result<Reloaded, ReloadError> {
+        if self.crew.on_loop_thread() {
+            return Err(ReloadError::OnLoopThread);
+        }
+        self.ask(self.leader(), Command::ReloadFile)
+            .ok_or(ReloadError::Stopped)?
     }
 
     /// Stops reading both sides of a pipe. What it has buffered is still
@@ -437,10 +457,25 @@ impl Builder {
         let crew = Arc::new(Crew::new(peers, metrics));
         // Set once, here: nothing else fills the slot.
         let _ = slot.set(Arc::clone(&crew));
+        #[cfg(feature = "cli")]
+        let admin = match &config.admin {
+            Some(address) => {
+                let handle = Handle {
+                    crew: Arc::clone(&crew),
+                    total: Arc::default(),
+                };
+                let token_file = config.admin_token_file.as_deref();
+                let started = crate::admin::Admin::start(address, token_file, handle);
+                Some(started.map_err(|e| StartError::Admin(address.to_string(), e))?)
+            }
+            None => None,
+        };
         Ok(Forwarder {
             reactor: leader,
             followers,
             crew,
+            #[cfg(feature = "cli")]
+            admin,
         })
     }
 }
@@ -452,6 +487,9 @@ pub struct Forwarder {
     reactor: Reactor,
     followers: Vec<Reactor>,
     crew: Arc<Crew>,
+    /// The admin endpoint (`Config::admin`), served until `run` returns.
+    #[cfg(feature = "cli")]
+    admin: Option<crate::admin::Admin>,
 }
 
 impl Forwarder {
@@ -481,6 +519,14 @@ impl Forwarder {
     /// Where `GET /metrics` is served, as bound (`Config::metrics`).
     pub fn metrics_addr(&self) -> Option<SocketAddr> {
         self.reactor.metrics_addr()
+    }
+
+    /// Where the admin API is served, as bound (`unix:/path` or
+    /// `host:port`, port 0 resolved); `None` if it is not. Needs the `cli`
+    /// feature.
+    #[cfg(feature = "cli")]
+    pub fn admin_endpoint(&self) -> Option<String> {
+        self.admin.as_ref().map(crate::admin::Admin::endpoint)
     }
 
     /// Every route's bound addresses: (route name, address).
@@ -543,7 +589,11 @@ impl Forwarder {
     /// The binary calls it; an embedder that speaks to systemd itself
     /// leaves it out.
     pub fn notify_systemd(&mut self) {
-        self.reactor.notify_systemd();
+        #[cfg(feature = "cli")]
+        let admin = self.admin_endpoint();
+        #[cfg(not(feature = "cli"))]
+        let admin = None;
+        self.reactor.notify_systemd(admin);
     }
 
     /// Forwards until shut down. Returns `Ok` after a shutdown request once
@@ -554,6 +604,10 @@ impl Forwarder {
             mut reactor,
             followers,
             crew,
+            // Served while the loops run; dropped (its socket file
+            // removed) when they end.
+            #[cfg(feature = "cli")]
+                admin: _admin,
         } = self;
         let mut threads = Vec::with_capacity(followers.len());
         for (n, mut follower) in followers.into_iter().enumerate() {

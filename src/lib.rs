@@ -44,6 +44,8 @@
 
 mod access_log;
 mod acl;
+#[cfg(feature = "cli")]
+mod admin;
 mod arena;
 #[cfg(feature = "cli")]
 pub mod cli;
