@@ -7,7 +7,11 @@ use std::process::ExitCode;
 use tcpipe::{cli, raise_fd_limit, FdLimit, Forwarder};
 
 fn main() -> ExitCode {
-    let invocation = match cli::parse(std::env::args_os()) {
+    let args: Vec<_> = std::env::args_os().collect();
+    if cli::ctl::is_ctl(&args) {
+        return ExitCode::from(cli::ctl::main(&args));
+    }
+    let invocation = match cli::parse(args) {
         Ok(invocation) => invocation,
         Err(exit) => {
             exit.print();

@@ -1,6 +1,9 @@
 //! The command line: flags, their defaults, and usage errors as one line.
 
+mod client;
+pub mod ctl;
 mod exit;
+mod table;
 
 use std::ffi::OsString;
 use std::net::SocketAddr;
@@ -32,7 +35,7 @@ fn timeout(text: &str) -> Result<Timeout, String> {
 
 /// A count flag (`--pool`, `--retries`, ...): digits only, so that `-1`
 /// says why it is wrong rather than what `usize` thinks of a `-`.
-fn count<T: std::str::FromStr>(text: &str) -> Result<T, String> {
+pub(crate) fn count<T: std::str::FromStr>(text: &str) -> Result<T, String> {
     if text.starts_with('-') {
         return Err("must not be negative".into());
     }
