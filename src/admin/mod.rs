@@ -58,6 +58,7 @@ impl Admin {
             max_connections: 32,
             max_body: 16 * 1024,
             max_wait: call::MAX_WAIT + Duration::from_secs(60),
+            json_errors: true,
             ..Limits::default()
         };
         let api = Api { handle, token };

@@ -74,6 +74,9 @@ pub(crate) struct Limits {
     /// From a complete request to the answer of its [`Answer::Later`]
     /// work (504 after).
     pub(crate) max_wait: Duration,
+    /// The server's own refusals (400, 408, 413, ...) as JSON
+    /// `{"error": "..."}`, as a JSON API's clients expect, not text.
+    pub(crate) json_errors: bool,
 }
 
 impl Default for Limits {
@@ -91,6 +94,7 @@ impl Default for Limits {
             request_timeout: Duration::from_secs(3),
             write_timeout: Duration::from_secs(5),
             max_wait: Duration::from_secs(60),
+            json_errors: false,
         }
     }
 }
@@ -379,13 +383,13 @@ where
         };
         let now = Instant::now();
         let refused = if self.working >= self.limits.max_connections {
-            Some("too many requests waiting for their answer; try again later\n".to_string())
+            Some("too many requests waiting for their answer; try again later".to_string())
         } else {
             let completion = Completion {
                 done: Some(Done {
                     key,
                     serial: connection.serial,
-                    response: Response::text(500, "the request's work failed\n"),
+                    response: refusal(&self.limits, 500, "the request's work failed"),
                 }),
                 to: self.done.clone(),
                 waker: Arc::clone(&self.waker),
@@ -395,11 +399,12 @@ where
                 .spawn(move || completion.finish(work()));
             spawned
                 .err()
-                .map(|e| format!("cannot start a thread for the answer: {e}\n"))
+                .map(|e| format!("cannot start a thread for the answer: {e}"))
         };
         match refused {
             Some(why) => {
-                connection.answer(now, &self.limits, Response::text(503, why), head_only);
+                let busy = refusal(&self.limits, 503, &why);
+                connection.answer(now, &self.limits, busy, head_only);
                 if connection.send(now) == Step::Close {
                     self.connections.remove(key);
                 }
@@ -451,7 +456,8 @@ where
                 // Told why, then closed as any answer is.
                 State::Reading(_) => {
                     debug!("{name}: client {}: no request in time", connection.peer);
-                    connection.answer(now, &limits, reject(Rejection::Timeout), false);
+                    let late = reject(&limits, Rejection::Timeout);
+                    connection.answer(now, &limits, late, false);
                     connection.send(now) == Step::Open
                 }
                 State::Writing { .. } => {
@@ -464,7 +470,7 @@ where
                 }
                 State::Waiting { head_only, .. } => {
                     debug!("{name}: client {}: no answer in time", connection.peer);
-                    let late = Response::text(504, "no answer in time\n");
+                    let late = refusal(&limits, 504, "no answer in time");
                     connection.answer(now, &limits, late, head_only);
                     connection.send(now) == Step::Open
                 }
@@ -474,8 +480,26 @@ where
     }
 }
 
-fn reject(rejection: Rejection) -> Response {
-    Response::text(rejection.status(), rejection.message())
+fn reject(limits: &Limits, rejection: Rejection) -> Response {
+    refusal(limits, rejection.status(), rejection.message().trim_end())
+}
+
+/// One line saying why, as text or as `{"error": "..."}`.
+fn refusal(limits: &Limits, status: u16, message: &str) -> Response {
+    if !limits.json_errors {
+        return Response::text(status, format!("{message}\n"));
+    }
+    let mut json = String::from("{\"error\":\"");
+    for c in message.chars() {
+        match c {
+            '"' => json.push_str("\\\""),
+            '\\' => json.push_str("\\\\"),
+            c if c.is_control() => json.push_str(&format!("\\u{:04x}", u32::from(c))),
+            c => json.push(c),
+        }
+    }
+    json.push_str("\"}\n");
+    Response::new(status, "application/json", json)
 }
 
 /// Sends a work's answer when it ends, or a 500 if it panicked.
@@ -618,7 +642,7 @@ impl Connection {
                 }
                 Progress::Reject(rejection) => {
                     debug!("client {}: {}", self.peer, rejection.message().trim_end());
-                    self.answer(now, limits, reject(rejection), false);
+                    self.answer(now, limits, reject(limits, rejection), false);
                 }
             }
         }
