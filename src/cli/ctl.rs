@@ -7,7 +7,7 @@ use std::ffi::OsString;
 use std::path::PathBuf;
 use std::time::Duration;
 
-use clap::error::ErrorKind;
+use clap::error::{ContextKind, ContextValue, ErrorKind};
 use clap::{Args, Parser, Subcommand, ValueEnum};
 use serde_json::{json, Value};
 
@@ -23,7 +23,9 @@ const PATIENCE: Duration = Duration::from_secs(60);
 #[command(
     name = "tcpipe ctl",
     about = "Asks a running tcpipe through its admin API (--admin).",
-    disable_version_flag = true
+    disable_version_flag = true,
+    disable_help_subcommand = true,
+    arg_required_else_help = false
 )]
 struct Ctl {
     /// The admin endpoint: unix:/PATH or HOST:PORT [default: $TCPIPE_ADMIN].
@@ -46,21 +48,25 @@ struct Ctl {
 #[derive(Subcommand, Debug)]
 enum Command {
     /// Lists routes, targets or live pipes.
+    #[command(arg_required_else_help = false)]
     Show {
         #[command(subcommand)]
         what: ShowWhat,
     },
     /// Sets a target's state or weight.
+    #[command(arg_required_else_help = false)]
     Set {
         #[command(subcommand)]
         what: SetWhat,
     },
     /// Resets a pipe, or every pipe of a route or target.
+    #[command(arg_required_else_help = false)]
     Kill {
         #[command(subcommand)]
         what: KillWhat,
     },
     /// Waits until a target has no live pipe.
+    #[command(arg_required_else_help = false)]
     Wait {
         #[command(subcommand)]
         what: WaitWhat,
@@ -111,6 +117,7 @@ struct RequiredFilter {
 #[derive(Subcommand, Debug)]
 enum SetWhat {
     /// A target's state or weight: `set target web/app1 state drain`.
+    #[command(arg_required_else_help = false)]
     Target {
         /// ROUTE/TARGET, as `show targets` names it.
         #[arg(value_parser = target_ref, value_name = "ROUTE/TARGET")]
@@ -129,7 +136,7 @@ enum Setting {
     },
     /// Its share of new pipes (0: none).
     Weight {
-        #[arg(value_parser = super::count::<u32>)]
+        #[arg(value_parser = super::count::<u32>, allow_negative_numbers = true)]
         weight: u32,
     },
 }
@@ -145,7 +152,7 @@ enum StateArg {
 enum KillWhat {
     /// One pipe, by the id `show pipes` gives.
     Pipe {
-        #[arg(value_parser = super::count::<u64>)]
+        #[arg(value_parser = super::count::<u64>, allow_negative_numbers = true)]
         id: u64,
     },
     /// Every pipe of a route or a target.
@@ -204,7 +211,11 @@ pub fn main(args: &[OsString]) -> u8 {
             };
         }
         Err(e) => {
-            eprintln!("tcpipe: ctl: {}", super::exit::usage_line(&e, args));
+            let mut line = super::exit::usage_line(&e, args);
+            if let Some(ContextValue::Strings(commands)) = e.get(ContextKind::ValidSubcommand) {
+                line.push_str(&format!(" [commands: {}]", commands.join(", ")));
+            }
+            eprintln!("tcpipe: ctl: {line}");
             return 2;
         }
     };
