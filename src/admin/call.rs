@@ -74,10 +74,24 @@ pub(crate) struct Refusal {
 }
 
 impl Refusal {
+    /// A control character a client sent (decoded from `%0A`, say) is
+    /// written escaped: the message stays one line.
     pub(crate) fn new(status: u16, message: impl Into<String>) -> Refusal {
+        let message: String = message.into();
+        let message = if message.chars().any(char::is_control) {
+            message
+                .chars()
+                .map(|c| match c {
+                    c if c.is_control() => c.escape_default().to_string(),
+                    c => c.to_string(),
+                })
+                .collect()
+        } else {
+            message
+        };
         Refusal {
             status,
-            message: message.into(),
+            message,
             allow: None,
         }
     }
@@ -102,13 +116,12 @@ pub(crate) fn parse(
             Ok(())
         } else {
             Err(Refusal {
-                status: 405,
-                message: format!("{path} takes {allowed}, not {method}"),
                 allow: Some(if allowed == "GET" {
                     "GET, HEAD"
                 } else {
                     allowed
                 }),
+                ..Refusal::new(405, format!("{path} takes {allowed}, not {method}"))
             })
         }
     };
