@@ -70,6 +70,7 @@ mod reply;
 mod ring;
 mod runtime;
 mod share;
+mod start_error;
 mod sys;
 mod systemd;
 mod text;

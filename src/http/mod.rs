@@ -10,11 +10,16 @@
 //!
 //! | module     | the idea                                                  |
 //! |------------|-----------------------------------------------------------|
+//! | `connection` | one client: its request, its wait, its answer, lingering |
 //! | `request`  | finding and parsing a request head, whatever the segments |
 //! | `response` | a handler's answer and its bytes                          |
 //! | `server`   | the thread, its poll loop, deadlines, the connection cap, answers given later |
 //! | `socket`   | a TCP or Unix listener and its connections; the socket file's life |
 
+// Socket files and later answers are the admin API's (feature `cli`).
+#![cfg_attr(not(feature = "cli"), allow(dead_code, unused_imports))]
+
+mod connection;
 mod request;
 mod response;
 mod server;

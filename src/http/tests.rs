@@ -4,10 +4,11 @@
 
 use std::io::{ErrorKind, Read, Write};
 use std::net::{SocketAddr, TcpStream};
+use std::sync::{Arc, Condvar, Mutex};
 use std::thread;
 use std::time::{Duration, Instant};
 
-use super::{Limits, Request, Response, Server};
+use super::{Answer, Limits, Request, Response, Server};
 
 const DEADLINE: Duration = Duration::from_secs(30);
 
@@ -233,4 +234,90 @@ fn dropping_the_server_closes_its_port() {
         Err(e) if e.kind() == ErrorKind::ConnectionReset => {}
         other => panic!("its clients are closed: {other:?}"),
     }
+}
+
+/// Answers `/later` with work that waits for the gate to open; anything
+/// else at once.
+fn gated(gate: Arc<(Mutex<bool>, Condvar)>) -> impl Fn(&Request) -> Answer + Send + 'static {
+    move |request: &Request| {
+        if request.path() != "/later" {
+            return Answer::Now(Response::text(200, "now"));
+        }
+        let gate = Arc::clone(&gate);
+        Answer::Later(Box::new(move || {
+            let (open, opened) = &*gate;
+            let mut open = open.lock().unwrap();
+            while !*open {
+                open = opened.wait(open).unwrap();
+            }
+            Response::text(200, "later")
+        }))
+    }
+}
+
+#[test]
+fn a_later_answer_outlives_the_request_and_write_deadlines_and_holds_up_no_one() {
+    let limits = Limits {
+        request_timeout: Duration::from_millis(200),
+        write_timeout: Duration::from_millis(200),
+        ..Limits::default()
+    };
+    let gate = Arc::new((Mutex::new(false), Condvar::new()));
+    let server = Server::start(
+        "test",
+        "127.0.0.1:0".parse().unwrap(),
+        limits,
+        gated(Arc::clone(&gate)),
+    )
+    .unwrap();
+    let addr = server.tcp_addr().unwrap();
+    let waiter = thread::spawn(move || exchange(addr, &[b"GET /later HTTP/1.1\r\n\r\n"]));
+    // Past both deadlines (the behaviour under test), others are served.
+    thread::sleep(Duration::from_millis(500));
+    let started = Instant::now();
+    let other = exchange(addr, &[b"GET /now HTTP/1.1\r\n\r\n"]);
+    assert!(other.ends_with("\r\n\r\nnow"), "{other}");
+    assert!(started.elapsed() < Duration::from_millis(200));
+    assert!(!waiter.is_finished(), "the waiting client was dropped");
+    let (open, opened) = &*gate;
+    *open.lock().unwrap() = true;
+    opened.notify_all();
+    let answer = waiter.join().unwrap();
+    assert!(answer.starts_with("HTTP/1.1 200 OK\r\n"), "{answer}");
+    assert!(answer.ends_with("\r\n\r\nlater"), "{answer}");
+}
+
+#[test]
+fn work_that_takes_longer_than_max_wait_is_answered_504_in_json_if_asked() {
+    let limits = Limits {
+        max_wait: Duration::from_millis(200),
+        json_errors: true,
+        ..Limits::default()
+    };
+    let gate = Arc::new((Mutex::new(false), Condvar::new()));
+    let server = Server::start(
+        "test",
+        "127.0.0.1:0".parse().unwrap(),
+        limits,
+        gated(Arc::clone(&gate)),
+    )
+    .unwrap();
+    let started = Instant::now();
+    let answer = exchange(
+        server.tcp_addr().unwrap(),
+        &[b"GET /later HTTP/1.1\r\n\r\n"],
+    );
+    assert_eq!(status(&answer), "504", "{answer}");
+    assert!(
+        answer.contains("Content-Type: application/json\r\n"),
+        "{answer}"
+    );
+    assert!(
+        answer.ends_with("{\"error\":\"no answer in time\"}\n"),
+        "{answer}"
+    );
+    assert!(started.elapsed() >= Duration::from_millis(200));
+    let (open, opened) = &*gate;
+    *open.lock().unwrap() = true;
+    opened.notify_all();
 }
