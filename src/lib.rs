@@ -62,6 +62,7 @@ mod inspect;
 mod kernel_pipe;
 mod metrics;
 mod net;
+mod operator;
 mod pipe;
 mod proxy_protocol;
 mod rate;

@@ -6,8 +6,6 @@
 //! Runtime state belongs to the target, not to the file: a reload that
 //! keeps a target (same route, same name) keeps its state.
 
-use std::fmt;
-use std::net::SocketAddr;
 use std::sync::mpsc::{self, Sender};
 use std::time::{Duration, Instant};
 
@@ -16,112 +14,12 @@ use crate::forwarder::Handle;
 use crate::hooks::CommandError;
 use crate::reactor::{Ask, Command};
 
-/// An operator's say over a target, apart from its health (HAProxy's
-/// `set server state`).
-#[derive(Clone, Copy, Debug, Default, PartialEq, Eq, Hash)]
-pub enum TargetState {
-    /// Takes new pipes when healthy.
-    #[default]
-    Ready,
-    /// Takes no new pipe; live ones run on and health probes go on.
-    Drain,
-    /// As drain, and probes stop: the target counts as down.
-    Maint,
-}
-
-impl TargetState {
-    /// As the admin API and metrics write it.
-    pub fn as_str(self) -> &'static str {
-        match self {
-            TargetState::Ready => "ready",
-            TargetState::Drain => "drain",
-            TargetState::Maint => "maint",
-        }
-    }
-
-    /// `ready`, `drain` or `maint`.
-    pub fn parse(text: &str) -> Option<TargetState> {
-        match text {
-            "ready" => Some(TargetState::Ready),
-            "drain" => Some(TargetState::Drain),
-            "maint" => Some(TargetState::Maint),
-            _ => None,
-        }
-    }
-}
-
-impl fmt::Display for TargetState {
-    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        f.write_str(self.as_str())
-    }
-}
-
-/// A route as [`Handle::routes`] sees it.
-#[derive(Clone, Debug)]
-#[non_exhaustive]
-pub struct RouteInfo {
-    /// Its name (`default` for the command line's one route).
-    pub name: String,
-    /// The addresses it listens on.
-    pub listen: Vec<SocketAddr>,
-    /// `round-robin`, `least-conn`, ... as the config writes it.
-    pub balance: String,
-    /// Its targets' names, in config order.
-    pub targets: Vec<String>,
-    /// Live pipes.
-    pub live_pipes: usize,
-    /// Pipes since start.
-    pub total_pipes: u64,
-}
-
-/// A target as [`Handle::targets`] sees it.
-#[derive(Clone, Debug)]
-#[non_exhaustive]
-pub struct TargetInfo {
-    /// The route it belongs to.
-    pub route: String,
-    /// As the config names it.
-    pub name: String,
-    /// What the name resolves to now.
-    pub addr: SocketAddr,
-    /// The operator's state.
-    pub state: TargetState,
-    /// Its weight now (0: no new pipes).
-    pub weight: u32,
-    /// Takes clients only while no primary target can.
-    pub backup: bool,
-    /// What health checks and connects say.
-    pub healthy: bool,
-    /// Pipes assigned here now, connecting or open.
-    pub live_pipes: usize,
-    /// Pipes assigned here since start.
-    pub total_pipes: u64,
-    /// Bytes delivered to it.
-    pub bytes_toward_target: u64,
-    /// Bytes delivered from it to clients.
-    pub bytes_toward_client: u64,
-    /// Connects that failed or timed out.
-    pub connect_failures: u64,
-}
-
-/// Which pipes [`Handle::abort_pipes`] ends.
-#[derive(Clone, Debug, PartialEq, Eq)]
-pub enum PipeFilter {
-    /// Every pipe of this route.
-    Route(String),
-    /// Every pipe of this route's target.
-    Target {
-        /// The route's name.
-        route: String,
-        /// The target's name within it.
-        target: String,
-    },
-}
+pub use crate::operator::{PipeFilter, RouteInfo, TargetInfo, TargetState};
 
 impl Handle {
     /// Every route, in config order.
     pub fn routes(&self) -> Result<Vec<RouteInfo>, CommandError> {
-        let mut answers = self.ask_every(|reply| Ask::Routes(reply))?.into_iter();
+        let mut answers = self.ask_every(Ask::Routes)?.into_iter();
         let mut routes = answers.next().ok_or(CommandError::Stopped)?;
         for other in answers {
             for route in other {
@@ -138,7 +36,7 @@ impl Handle {
     /// workers, their pipes and counters summed; healthy if every worker
     /// finds it so). A target in maintenance counts as not healthy.
     pub fn targets(&self) -> Result<Vec<TargetInfo>, CommandError> {
-        let mut answers = self.ask_every(|reply| Ask::Targets(reply))?.into_iter();
+        let mut answers = self.ask_every(Ask::Targets)?.into_iter();
         let mut targets = answers.next().ok_or(CommandError::Stopped)?;
         for other in answers {
             for (position, target) in other.into_iter().enumerate() {

@@ -46,9 +46,16 @@ fn splice() -> impl Strategy<Value = Splice> {
     ]
 }
 
+/// A target: mostly of weight 1 and primary (written as a bare address),
+/// else weighted (0 included) or a backup (written as a table).
 fn target() -> impl Strategy<Value = Target> {
-    (any::<[u8; 4]>(), 1u16..)
-        .prop_map(|(ip, port)| Target::from(SocketAddr::new(IpAddr::V4(Ipv4Addr::from(ip)), port)))
+    let weight = prop_oneof![3 => Just(1u32), 1 => 0..=tcpipe::MAX_WEIGHT];
+    (any::<[u8; 4]>(), 1u16.., weight, any::<bool>()).prop_map(|(ip, port, weight, backup)| {
+        let mut target =
+            Target::from(SocketAddr::new(IpAddr::V4(Ipv4Addr::from(ip)), port)).weight(weight);
+        target.backup = backup;
+        target
+    })
 }
 
 /// A valid route; `index` keeps names and addresses apart across routes.
@@ -150,6 +157,25 @@ fn config() -> impl Strategy<Value = Config> {
         })
 }
 
+/// A route's targets as the file writes them: a bare address for a
+/// primary of weight 1, else a table, with only the keys that differ from
+/// the defaults.
+fn targets(targets: &[Target]) -> String {
+    let entries: Vec<String> = targets
+        .iter()
+        .map(|t| match (t.weight, t.backup) {
+            (1, false) => format!("\"{}\"", t.name),
+            (1, true) => format!("{{ address = \"{}\", backup = true }}", t.name),
+            (weight, false) => format!("{{ address = \"{}\", weight = {weight} }}", t.name),
+            (weight, true) => format!(
+                "{{ backup = true, weight = {weight}, address = \"{}\" }}",
+                t.name
+            ),
+        })
+        .collect();
+    format!("[{}]", entries.join(", "))
+}
+
 /// Writes `config` out in the file format, every key spelled out.
 fn render(config: &Config) -> String {
     let quoted = |items: Vec<String>| {
@@ -176,7 +202,7 @@ fn render(config: &Config) -> String {
             "[[route]]\nname = \"{}\"\nlisten = {}\ntargets = {}\nbalance = \"{}\"\n",
             route.name,
             quoted(route.listen.iter().map(|a| a.to_string()).collect()),
-            quoted(route.targets.iter().map(|t| t.name.clone()).collect()),
+            targets(&route.targets),
             route.balance,
         ));
         if let Some(retries) = route.retries {

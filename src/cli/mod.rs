@@ -59,7 +59,11 @@ const VERSION: &str = concat!(
 );
 
 fn target(text: &str) -> Result<Target, String> {
-    parse_address(text).map(|addr| Target::new(text, addr))
+    let spec = config::parse_target_spec(text)?;
+    let addr = parse_address(spec.address)?;
+    let mut target = Target::new(spec.address, addr).weight(spec.weight);
+    target.backup = spec.backup;
+    Ok(target)
 }
 
 #[derive(Clone, Copy, Debug, ValueEnum)]
@@ -176,11 +180,14 @@ struct Args {
     listen: Option<SocketAddr>,
 
     /// Address to forward clients to, e.g. 127.0.0.1:6379; repeat for
-    /// several targets. Host names are resolved at startup.
+    /// several targets. Host names are resolved at startup. Options after
+    /// commas: weight=N (its share of clients against the others'; default
+    /// 1, 0 = none) and backup (takes clients only while no other target
+    /// can), as in 10.0.0.2:80,weight=3 or 10.0.0.9:80,backup.
     #[arg(
         short,
         long = "target",
-        value_name = "ADDR",
+        value_name = "ADDR[,weight=N][,backup]",
         value_parser = target,
         required_unless_present = "config"
     )]
@@ -592,12 +599,26 @@ pub fn check_summary(invocation: &Invocation) -> String {
                     .any(|earlier| earlier.listen.contains(&addr)))
         })
         .count();
-    let targets = config.routes.iter().map(|r| r.targets.len()).sum();
+    let all_targets = || config.routes.iter().flat_map(|r| &r.targets);
+    let mut targets = count(all_targets().count(), "target", "targets");
+    let mut kinds = Vec::new();
+    let weights = all_targets().map(|t| t.weight);
+    if let (Some(least), Some(most)) = (weights.clone().min(), weights.max()) {
+        if (least, most) != (1, 1) {
+            kinds.push(format!("weights {least} to {most}"));
+        }
+    }
+    let backups = all_targets().filter(|t| t.backup).count();
+    if backups > 0 {
+        kinds.push(count(backups, "backup", "backups"));
+    }
+    if !kinds.is_empty() {
+        targets.push_str(&format!(" ({})", kinds.join(", ")));
+    }
     let mut summary = format!(
-        "tcpipe: {source}: ok ({}, {}, {}; every name resolved, nothing bound)",
+        "tcpipe: {source}: ok ({}, {}, {targets}; every name resolved, nothing bound)",
         count(config.routes.len(), "route", "routes"),
         count(listeners, "listen address", "listen addresses"),
-        count(targets, "target", "targets")
     );
     if !invocation.overrides.is_empty() {
         let set = invocation.overrides.describe().join(", ");

@@ -50,7 +50,9 @@ pub(super) struct Global {
 pub(super) struct Section {
     name: Option<String>,
     listen: Option<OneOrMany>,
-    targets: Option<OneOrMany>,
+    /// Read as written and checked in [`target_entries`], so that a
+    /// problem names the entry and key it is in.
+    targets: Option<toml::Value>,
     balance: Option<Balance>,
     retries: Option<Count<usize>>,
     fail_threshold: Option<Count<u32>>,
@@ -183,11 +185,15 @@ impl Section {
         let listen = self.listen.as_ref().ok_or_else(|| required("listen"))?;
         let targets = self.targets.as_ref().ok_or_else(|| required("targets"))?;
         let listen = resolve_all(index, "listen", listen)?;
-        let targets: Vec<Target> = targets
-            .0
-            .iter()
-            .zip(resolve_all(index, "targets", targets)?)
-            .map(|(name, addr)| Target::new(name.clone(), addr))
+        let entries = target_entries(index, targets)?;
+        let addresses = OneOrMany(entries.iter().map(|t| t.name.clone()).collect());
+        let targets: Vec<Target> = entries
+            .into_iter()
+            .zip(resolve_all(index, "targets", &addresses)?)
+            .map(|(mut target, addr)| {
+                target.addr = addr;
+                target
+            })
             .collect();
         let (Some(&first_listen), Some(first_target)) = (listen.first(), targets.first()) else {
             let key = if listen.is_empty() {
@@ -288,6 +294,67 @@ impl Section {
             route.pool_max_idle = idle.unwrap_or(Duration::ZERO);
         }
         Ok(route)
+    }
+}
+
+/// A route's `targets`: an address, or an array of addresses and tables
+/// `{ address = "host:port", weight = N, backup = true }`. Each comes back
+/// with its name, weight and backup flag, its address not resolved yet.
+fn target_entries(index: usize, targets: &toml::Value) -> Result<Vec<Target>, Problem> {
+    const FORMS: &str = "expected an address \"host:port\", a table \
+        { address = \"host:port\", weight = 3, backup = true }, or an array of them";
+    let unresolved: std::net::SocketAddr = ([0, 0, 0, 0], 0).into();
+    let entry = |position: Option<usize>, value: &toml::Value| -> Result<Target, Problem> {
+        let at = match position {
+            Some(position) => format!("route[{index}].targets[{position}]"),
+            None => format!("route[{index}].targets"),
+        };
+        let table = match value {
+            toml::Value::String(address) => return Ok(Target::new(address.clone(), unresolved)),
+            toml::Value::Table(table) => table,
+            _ => return Err(Problem::at_key(at, FORMS)),
+        };
+        let mut target = Target::new(String::new(), unresolved);
+        let mut address = None;
+        for (key, value) in table {
+            let key_at = format!("{at}.{key}");
+            match (key.as_str(), value) {
+                ("address", toml::Value::String(text)) => address = Some(text.clone()),
+                ("address", _) => {
+                    return Err(Problem::at_key(key_at, "expected an address \"host:port\""))
+                }
+                ("weight", toml::Value::Integer(n)) => {
+                    target.weight = super::parse_weight(&n.to_string()).map_err(|reason| {
+                        Problem::at_key(key_at, format!("invalid weight {n}: {reason}"))
+                    })?;
+                }
+                ("weight", _) => {
+                    return Err(Problem::at_key(key_at, "expected a whole number such as 3"))
+                }
+                ("backup", toml::Value::Boolean(backup)) => target.backup = *backup,
+                ("backup", _) => return Err(Problem::at_key(key_at, "expected true or false")),
+                (unknown, _) => {
+                    return Err(Problem::at_key(
+                        key_at,
+                        format!(
+                            "unknown key `{unknown}` (a target takes address, weight and backup)"
+                        ),
+                    ))
+                }
+            }
+        }
+        target.name = address.ok_or_else(|| Problem::at_key(at, "missing key 'address'"))?;
+        Ok(target)
+    };
+    match targets {
+        toml::Value::Array(items) => (items.iter().enumerate())
+            .map(|(position, value)| entry(Some(position), value))
+            .collect(),
+        toml::Value::Table(_) => Err(Problem::at_key(
+            format!("route[{index}].targets"),
+            "a single target table goes in an array: targets = [{ address = ... }]",
+        )),
+        one => entry(None, one).map(|target| vec![target]),
     }
 }
 

@@ -22,6 +22,8 @@ mod matching;
 mod overrides;
 #[cfg(feature = "cli")]
 mod suggest;
+#[cfg(feature = "cli")]
+mod target_spec;
 mod validate;
 // `parse_workers` is for the command line and the config file.
 #[cfg_attr(not(feature = "cli"), allow(dead_code))]
@@ -44,6 +46,8 @@ pub(crate) use matching::{is_shared, By, Rank, Seen};
 pub use matching::{Match, Protocol};
 #[cfg(feature = "cli")]
 pub use overrides::Overrides;
+#[cfg(feature = "cli")]
+pub(crate) use target_spec::{parse_target_spec, parse_weight};
 pub(crate) use validate::buffer_size_problem;
 #[cfg(feature = "cli")]
 pub(crate) use values::parse_workers;

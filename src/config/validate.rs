@@ -146,6 +146,17 @@ impl Route {
             ));
         }
         for (position, target) in self.targets.iter().enumerate() {
+            if target.weight > super::MAX_WEIGHT {
+                let key = match naming {
+                    Naming::Flags => "--target".to_string(),
+                    Naming::File => format!("{}.weight", naming.target_key(index, position)),
+                };
+                return Err(ConfigError::new(
+                    key,
+                    target.weight.to_string(),
+                    format!("must be at most {}", super::MAX_WEIGHT),
+                ));
+            }
             // The kernel would take port 0 or 0.0.0.0 as "this host", some
             // port: never the service meant.
             let reason = if target.addr.port() == 0 {

@@ -392,6 +392,11 @@ pub(crate) struct TargetSnapshot {
     /// Delivered so far by closed and live pipes: (toward the target,
     /// toward the client).
     pub(crate) bytes: [u64; 2],
+    /// Its weight now (the operator's or the config's).
+    pub(crate) weight: u32,
+    pub(crate) backup: bool,
+    /// The operator's state.
+    pub(crate) state: crate::operator::TargetState,
 }
 
 impl Snapshot {
@@ -434,6 +439,12 @@ impl Snapshot {
                 let known = into.targets.iter().any(|t| t.name == target.name);
                 let entry = into.target(&target.name);
                 entry.up = target.up && (entry.up || !known);
+                if !known {
+                    // Every worker applies the operator's word and the
+                    // config alike: the first one's stands for all.
+                    (entry.weight, entry.backup, entry.state) =
+                        (target.weight, target.backup, target.state);
+                }
                 entry.active += target.active;
                 entry.pool_idle += target.pool_idle;
                 entry.stats.absorb(&target.stats);
@@ -479,6 +490,9 @@ impl RouteSnapshot {
                     pool_idle: 0,
                     stats: TargetStats::default(),
                     bytes: [0; 2],
+                    weight: 1,
+                    backup: false,
+                    state: crate::operator::TargetState::Ready,
                 });
                 self.targets.len() - 1
             }

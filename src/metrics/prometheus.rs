@@ -5,6 +5,7 @@
 //! data, and labels of bounded cardinality only (route and target as
 //! configured, a close reason, a direction; never a client address).
 
+use crate::operator::TargetState;
 use std::fmt::Write;
 
 use super::{unix_seconds, Histogram, Snapshot, CLOSE_REASON_LABELS, REFUSAL_LABELS};
@@ -211,12 +212,24 @@ pub(crate) fn render(snapshot: &Snapshot) -> String {
             .flat_map(|r| r.targets.iter().map(move |t| (r.name.as_str(), t)))
     };
     type Value = fn(&super::TargetSnapshot) -> u64;
-    let per_target: [(&str, &str, &str, Value); 6] = [
+    let per_target: [(&str, &str, &str, Value); 8] = [
         (
             "tcpipe_target_up",
             "gauge",
-            "1 while the target takes clients, 0 while health checks hold it down.",
+            "1 while health checks find the target up, 0 while they hold it down or the operator has put it in maintenance.",
             |t| u64::from(t.up),
+        ),
+        (
+            "tcpipe_target_weight",
+            "gauge",
+            "The target's weight now: its share of new clients against the others' (0 takes none).",
+            |t| u64::from(t.weight),
+        ),
+        (
+            "tcpipe_target_backup",
+            "gauge",
+            "1 for a backup target, which takes clients only while no primary can.",
+            |t| u64::from(t.backup),
         ),
         (
             "tcpipe_target_connections_active",
@@ -256,6 +269,25 @@ pub(crate) fn render(snapshot: &Snapshot) -> String {
                 name,
                 &[("route", route), ("target", &target.name)],
                 value(target),
+            );
+        }
+    }
+    out.family(
+        "tcpipe_target_state",
+        "gauge",
+        "1 for the operator's state of the target now (ready, drain or maint), 0 for the others.",
+    );
+    for (route, target) in targets() {
+        for state in [TargetState::Ready, TargetState::Drain, TargetState::Maint] {
+            let labels = [
+                ("route", route),
+                ("target", &target.name),
+                ("state", state.as_str()),
+            ];
+            out.sample(
+                "tcpipe_target_state",
+                &labels,
+                u64::from(target.state == state),
             );
         }
     }

@@ -15,8 +15,8 @@ use std::time::Instant;
 use super::{Reactor, Timer};
 use crate::arena::TargetId;
 use crate::hooks::CommandError;
+use crate::operator::{PipeFilter, RouteInfo, TargetInfo, TargetState};
 use crate::pipe::Reason;
-use crate::runtime::{PipeFilter, RouteInfo, TargetInfo, TargetState};
 use crate::upstream::GroupId;
 
 /// One operator's question, for one worker.

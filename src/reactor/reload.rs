@@ -133,6 +133,7 @@ impl Reactor {
                             .update_group(group, route_config, registry, self.now);
                     let moved: Vec<String> = (targets.added.iter().map(|t| format!("+{t}")))
                         .chain(targets.removed.iter().map(|t| format!("-{t}")))
+                        .chain(targets.changed)
                         .collect();
                     if !moved.is_empty() {
                         changes.push(format!("targets {}", moved.join(", ")));

@@ -16,7 +16,7 @@ use crate::text::format_elapsed;
 use super::pool::{self, PooledId};
 use super::probe::ProbeId;
 use super::{TargetId, Upstreams};
-use crate::runtime::TargetState;
+use crate::operator::TargetState;
 
 /// A pooled connection that dies younger than this is not replaced at once,
 /// so an upstream that closes every idle connection is not hammered.

@@ -1,11 +1,26 @@
 //! Which of a route's targets a new client goes to, among the ones health
-//! lets take it.
+//! and the operator let take it, by weight.
 //!
 //! The balancer sees a group's members only by position, and of each only
-//! what its policy needs (load and name), and only of the candidates health
-//! admitted: it cannot know or change health. Asking is a closure, so a
-//! pick allocates nothing.
+//! what its policy needs (load, name, weight), and only of the candidates
+//! health and the operator admitted: it cannot know or change either.
+//! Asking is a closure, so a pick allocates nothing (but the round-robin
+//! memory, once per group size).
+//!
+//! Every mode weighs its members:
+//! - round-robin is nginx's smooth weighted round-robin: over any run of
+//!   picks each member gets its share within one pick, with no burst (a
+//!   member of weight `w` is picked at most `ceil(w / w')` times in a row,
+//!   `w'` the heaviest other candidate's weight);
+//! - least-conn takes the lowest live pipes ÷ weight, ties going by smooth
+//!   weighted round-robin (so short connections, which leave every load at
+//!   0, still split by weight);
+//! - source-hash is weighted rendezvous hashing: each client IP scores each
+//!   member `-weight / ln(h)`, `h` in (0, 1) a hash of the IP and the
+//!   name, and takes the best; a weight change moves only the clients
+//!   that must move, to or from that member.
 
+use std::cmp::Ordering;
 use std::net::IpAddr;
 
 use crate::config::Balance;
@@ -18,18 +33,37 @@ pub(crate) struct Member<'a> {
     /// The configured name, for source-hash: the same across restarts and
     /// re-resolves, unlike the address.
     pub(crate) name: &'a str,
+    /// Its share against the other candidates'; above 0 for a candidate
+    /// (0 is read as 1, should one slip through).
+    pub(crate) weight: u32,
 }
 
-/// A balancing mode and its memory (where round-robin goes on from).
+impl Member<'_> {
+    fn weight(&self) -> u64 {
+        u64::from(self.weight.max(1))
+    }
+}
+
+/// A balancing mode and its memory (the smooth round-robin's current
+/// weights, by position).
 pub(crate) struct Balancer {
     mode: Balance,
-    /// Where the next round-robin (and least-conn tie) scan starts.
-    cursor: usize,
+    /// nginx's `current_weight` of each position: grows by the member's
+    /// weight each pick it is a candidate, and drops by the candidates'
+    /// total when it is picked.
+    current: Vec<i64>,
+    /// A digest of the candidates (positions and weights) at the last
+    /// pick: when they change, the current weights start over.
+    candidates: u64,
 }
 
 impl Balancer {
     pub(crate) fn new(mode: Balance) -> Balancer {
-        Balancer { mode, cursor: 0 }
+        Balancer {
+            mode,
+            current: Vec::new(),
+            candidates: 0,
+        }
     }
 
     /// Chooses the position of one of `count` members for a client from
@@ -42,30 +76,100 @@ impl Balancer {
         client_ip: IpAddr,
         candidate: impl Fn(usize) -> Option<Member<'a>>,
     ) -> Option<usize> {
-        let from_cursor = || (0..count).map(|step| (self.cursor + step) % count);
-        let position = match self.mode {
-            Balance::RoundRobin => from_cursor().find(|&p| candidate(p).is_some()),
-            Balance::LeastConn => from_cursor()
-                .filter_map(|p| candidate(p).map(|member| (p, member.load)))
-                .min_by_key(|&(_, load)| load)
-                .map(|(p, _)| p),
+        match self.mode {
+            Balance::RoundRobin => self.smooth(count, &candidate, true),
+            Balance::LeastConn => {
+                let least = (0..count)
+                    .filter_map(&candidate)
+                    .min_by(|a, b| by_load(a, b))?;
+                // The tied change with every load: the current weights run
+                // on, so that ties rotate.
+                let tied = |p| candidate(p).filter(|m| by_load(m, &least) == Ordering::Equal);
+                self.smooth(count, &tied, false)
+            }
             Balance::SourceHash => (0..count)
                 .filter_map(|p| {
-                    candidate(p).map(|member| (p, rendezvous_score(client_ip, member.name)))
+                    candidate(p).map(|member| (p, rendezvous_score(client_ip, &member)))
                 })
-                .max_by_key(|&(_, score)| score)
+                .max_by(|(_, a), (_, b)| a.total_cmp(b))
                 .map(|(p, _)| p),
-        }?;
-        self.cursor = (position + 1) % count;
-        Some(position)
+        }
+    }
+
+    /// Smooth weighted round-robin (nginx's): every candidate's current
+    /// weight grows by its weight; the highest is picked (the first, of
+    /// equals) and drops by the candidates' total.
+    ///
+    /// Unlike nginx, the current weights start over whenever the set of
+    /// candidates or a weight changes (a target went down or came back, was
+    /// drained, reweighted, or a failover skips the one tried): a member
+    /// that was out keeps no debt or credit from before, so the split after
+    /// the change is the weights' from its first pick, and the first
+    /// member in config order is offered the first client (a target back
+    /// from its cooldown makes its trial at once).
+    fn smooth<'a>(
+        &mut self,
+        count: usize,
+        candidate: &dyn Fn(usize) -> Option<Member<'a>>,
+        start_over_on_change: bool,
+    ) -> Option<usize> {
+        let digest = if start_over_on_change {
+            digest(count, candidate)
+        } else {
+            self.candidates
+        };
+        if self.current.len() != count || digest != self.candidates {
+            self.current.clear();
+            self.current.resize(count, 0);
+            self.candidates = digest;
+        }
+        let mut total: i64 = 0;
+        let mut best: Option<usize> = None;
+        for position in 0..count {
+            let Some(member) = candidate(position) else {
+                continue;
+            };
+            // At most MAX_WEIGHT each: no sum of them comes near overflow.
+            let weight = member.weight() as i64;
+            self.current[position] += weight;
+            total += weight;
+            if best.map_or(true, |b| self.current[position] > self.current[b]) {
+                best = Some(position);
+            }
+        }
+        let best = best?;
+        self.current[best] -= total;
+        Some(best)
     }
 }
 
-/// Highest-random-weight hashing: each client IP ranks the targets, and
-/// takes its best healthy one. When a target goes down only its own clients
-/// move, each to its next best; the rest stay where they were. FNV-1a then
-/// a 64-bit finalizer, so the mapping is the same across restarts.
-fn rendezvous_score(client_ip: IpAddr, target_name: &str) -> u64 {
+/// FNV-1a of the candidates' positions and weights (never 0, the
+/// balancer's initial value, in practice).
+fn digest<'a>(count: usize, candidate: &dyn Fn(usize) -> Option<Member<'a>>) -> u64 {
+    let mut hash: u64 = 0xcbf2_9ce4_8422_2325;
+    for position in 0..count {
+        if let Some(member) = candidate(position) {
+            for word in [position as u64, member.weight()] {
+                hash ^= word;
+                hash = hash.wrapping_mul(0x0000_0100_0000_01B3);
+            }
+        }
+    }
+    hash
+}
+
+/// Orders members by live pipes ÷ weight, without division.
+fn by_load(a: &Member<'_>, b: &Member<'_>) -> Ordering {
+    (a.load as u128 * u128::from(b.weight())).cmp(&(b.load as u128 * u128::from(a.weight())))
+}
+
+/// Weighted highest-random-weight hashing: each client IP scores each
+/// member `-weight / ln(h)`, `h` a hash of the IP and the member's name
+/// mapped into (0, 1), and takes its best. When a member goes, or its
+/// weight changes, the other members' scores stay: only clients whose best
+/// it was (or becomes) move. FNV-1a then a 64-bit finalizer, so the
+/// mapping is the same across restarts.
+fn rendezvous_score(client_ip: IpAddr, member: &Member<'_>) -> f64 {
     let mut hash: u64 = 0xcbf2_9ce4_8422_2325;
     let (v4, v6);
     let ip_bytes: &[u8] = match client_ip {
@@ -78,109 +182,17 @@ fn rendezvous_score(client_ip: IpAddr, target_name: &str) -> u64 {
             &v6
         }
     };
-    for byte in ip_bytes.iter().chain(b"/").chain(target_name.as_bytes()) {
+    for byte in ip_bytes.iter().chain(b"/").chain(member.name.as_bytes()) {
         hash ^= u64::from(*byte);
         hash = hash.wrapping_mul(0x0000_0100_0000_01B3);
     }
     hash ^= hash >> 33;
     hash = hash.wrapping_mul(0xff51_afd7_ed55_8ccd);
     hash ^= hash >> 33;
-    hash
+    // The top 53 bits, as a float strictly inside (0, 1).
+    let unit = ((hash >> 11) as f64 + 0.5) / (1u64 << 53) as f64;
+    -(member.weight() as f64) / unit.ln()
 }
 
 #[cfg(test)]
-mod tests {
-    use super::*;
-    use proptest::prelude::*;
-
-    /// Members `0..loads.len()` with these loads; those in `out` are not
-    /// candidates.
-    fn pick(balancer: &mut Balancer, loads: &[usize], out: &[usize], client: u8) -> Option<usize> {
-        let names: Vec<String> = (0..loads.len()).map(|i| format!("10.0.0.{i}:80")).collect();
-        let ip = IpAddr::from([127, 0, 0, client]);
-        balancer.pick(loads.len(), ip, |p| {
-            (!out.contains(&p)).then(|| Member {
-                load: loads[p],
-                name: &names[p],
-            })
-        })
-    }
-
-    #[test]
-    fn round_robin_takes_each_candidate_in_turn() {
-        let mut balancer = Balancer::new(Balance::RoundRobin);
-        let picks: Vec<_> = (0..6)
-            .map(|_| pick(&mut balancer, &[0; 3], &[], 1))
-            .collect();
-        assert_eq!(picks, [0, 1, 2, 0, 1, 2].map(Some));
-        let picks: Vec<_> = (0..4)
-            .map(|_| pick(&mut balancer, &[0; 3], &[1], 1))
-            .collect();
-        assert_eq!(picks, [0, 2, 0, 2].map(Some));
-    }
-
-    #[test]
-    fn least_conn_prefers_the_candidate_with_fewest_pipes() {
-        let mut balancer = Balancer::new(Balance::LeastConn);
-        assert_eq!(pick(&mut balancer, &[2, 1, 0], &[], 1), Some(2));
-        assert_eq!(pick(&mut balancer, &[2, 1, 2], &[], 1), Some(1));
-        assert_eq!(pick(&mut balancer, &[2, 1, 0], &[2], 1), Some(1));
-    }
-
-    #[test]
-    fn source_hash_is_stable_and_only_moves_the_clients_of_a_lost_candidate() {
-        let mut balancer = Balancer::new(Balance::SourceHash);
-        let loads = [0; 3];
-        let before: Vec<_> = (1..=200)
-            .map(|i| pick(&mut balancer, &loads, &[], i))
-            .collect();
-        let again: Vec<_> = (1..=200)
-            .map(|i| pick(&mut balancer, &loads, &[], i))
-            .collect();
-        assert_eq!(before, again);
-        assert!(
-            (0..3).all(|t| before.contains(&Some(t))),
-            "every member gets clients"
-        );
-        for (i, &was) in (1..=200).zip(&before) {
-            let now_at = pick(&mut balancer, &loads, &[1], i);
-            if was == Some(1) {
-                assert_ne!(now_at, Some(1));
-            } else {
-                assert_eq!(now_at, was, "client {i} moved though its member stayed");
-            }
-        }
-    }
-
-    fn any_mode() -> impl Strategy<Value = Balance> {
-        prop_oneof![
-            Just(Balance::RoundRobin),
-            Just(Balance::LeastConn),
-            Just(Balance::SourceHash)
-        ]
-    }
-
-    proptest! {
-        /// Whatever the mode, its memory and the members' loads: a pick is
-        /// a candidate, and there is one whenever any member is.
-        #[test]
-        fn never_picks_outside_the_candidate_set(
-            mode in any_mode(),
-            rounds in prop::collection::vec(
-                (prop::collection::vec((any::<bool>(), 0usize..4), 0..12), any::<u8>()),
-                1..20,
-            ),
-        ) {
-            let mut balancer = Balancer::new(mode);
-            for (members, client) in rounds {
-                let loads: Vec<usize> = members.iter().map(|&(_, load)| load).collect();
-                let out: Vec<usize> = (0..members.len()).filter(|&p| !members[p].0).collect();
-                let picked = pick(&mut balancer, &loads, &out, client);
-                match picked {
-                    Some(p) => prop_assert!(p < members.len() && members[p].0, "picked {p} of {members:?}"),
-                    None => prop_assert!(members.iter().all(|&(candidate, _)| !candidate)),
-                }
-            }
-        }
-    }
-}
+mod tests;

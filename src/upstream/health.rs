@@ -348,6 +348,7 @@ mod tests {
                 candidates.get(p).map(|t| Member {
                     load: t.live_pipes,
                     name: &t.name,
+                    weight: t.weight,
                 })
             };
             balancer.pick(members.len(), ip, member);
@@ -393,5 +394,50 @@ mod tests {
         let (targets, members) = group(3);
         assert_eq!(admitted(&targets, &members, &[0, 2], now), [1]);
         assert_eq!(admitted(&targets, &members, &[0, 1, 2], now), [0, 1, 2]);
+    }
+
+    #[test]
+    fn backups_are_candidates_all_together_only_while_no_primary_is() {
+        use crate::operator::TargetState;
+        let now = Instant::now();
+        let (mut targets, members) = group(4);
+        for &backup in &members[2..] {
+            targets.get_mut(backup).unwrap().backup = true;
+        }
+        assert_eq!(admitted(&targets, &members, &[], now), [0, 1]);
+        health(&mut targets, members[0]).failed(&POLICY, true, now);
+        assert_eq!(admitted(&targets, &members, &[], now), [1]);
+        targets.get_mut(members[1]).unwrap().state = TargetState::Drain;
+        assert_eq!(
+            admitted(&targets, &members, &[], now),
+            [2, 3],
+            "every backup, not only the first"
+        );
+        targets.get_mut(members[1]).unwrap().state = TargetState::Ready;
+        targets.get_mut(members[1]).unwrap().weight = 0;
+        assert_eq!(admitted(&targets, &members, &[], now), [2, 3]);
+        targets.get_mut(members[1]).unwrap().weight = 2;
+        assert_eq!(
+            admitted(&targets, &members, &[], now),
+            [1],
+            "back to the primary"
+        );
+    }
+
+    #[test]
+    fn the_operator_s_word_has_no_last_resort() {
+        use crate::operator::TargetState;
+        let now = Instant::now();
+        let (mut targets, members) = group(2);
+        targets.get_mut(members[0]).unwrap().state = TargetState::Maint;
+        targets.get_mut(members[1]).unwrap().weight = 0;
+        assert_eq!(admitted(&targets, &members, &[], now), Vec::<usize>::new());
+        targets.get_mut(members[1]).unwrap().weight = 1;
+        health(&mut targets, members[1]).failed(&POLICY, true, now);
+        assert_eq!(
+            admitted(&targets, &members, &[], now),
+            [1],
+            "a down target is still a last resort, a target in maintenance is not"
+        );
     }
 }

@@ -67,6 +67,8 @@ struct SpareSocket {
 pub(crate) struct TargetChanges {
     pub(crate) added: Vec<String>,
     pub(crate) removed: Vec<String>,
+    /// `name weight 1 -> 3`, `name now a backup`.
+    pub(crate) changed: Vec<String>,
 }
 
 pub(crate) struct Upstreams {
@@ -189,6 +191,10 @@ impl Upstreams {
                 entry.bytes[0] += bytes[0];
                 entry.bytes[1] += bytes[1];
             }
+            if !target.retired {
+                (entry.weight, entry.backup, entry.state) =
+                    (target.weight, target.backup, target.state);
+            }
         }
     }
 
@@ -259,6 +265,7 @@ impl Upstreams {
         TargetChanges {
             added: regrouped.added_names,
             removed: regrouped.removed_names,
+            changed: regrouped.changed,
         }
     }
 

@@ -15,19 +15,37 @@ use mio::Registry;
 use super::target::Target;
 use super::{GroupId, TargetId, Upstreams};
 use crate::config;
-use crate::runtime::{TargetInfo, TargetState};
+use crate::operator::{TargetInfo, TargetState};
 
 impl Target {
     /// Takes what the config says of it at a reload: its backup flag
     /// always, its weight only if the config's changed since the last (a
     /// weight the operator set stays until then). Its state is the
     /// operator's alone: the config has no say.
-    pub(crate) fn configure(&mut self, wanted: &config::Target) {
-        self.backup = wanted.backup;
+    /// Returns what changed, for the reload's summary (`app weight 1 ->
+    /// 3`, `app now a backup`).
+    pub(crate) fn configure(&mut self, wanted: &config::Target) -> Option<String> {
+        let mut changes = Vec::new();
         if wanted.weight != self.configured_weight {
+            changes.push(format!(
+                "weight {} -> {}",
+                self.configured_weight, wanted.weight
+            ));
             self.weight = wanted.weight;
             self.configured_weight = wanted.weight;
         }
+        if wanted.backup != self.backup {
+            changes.push(
+                if wanted.backup {
+                    "now a backup"
+                } else {
+                    "no longer a backup"
+                }
+                .into(),
+            );
+            self.backup = wanted.backup;
+        }
+        (!changes.is_empty()).then(|| format!("{} {}", self.name, changes.join(", ")))
     }
 
     /// As [`Handle::targets`](crate::Handle::targets) shows it, with the

@@ -17,7 +17,7 @@ use std::time::Instant;
 use crate::arena::{Arena, GroupTag, TargetTag};
 use crate::config;
 use crate::metrics::TargetStats;
-use crate::runtime::TargetState;
+use crate::operator::TargetState;
 use crate::throttle::Throttle;
 
 use super::balance::{Balancer, Member};
@@ -190,6 +190,8 @@ pub(crate) struct Regrouped {
     pub(crate) removed: Vec<TargetId>,
     pub(crate) added_names: Vec<String>,
     pub(crate) removed_names: Vec<String>,
+    /// Kept targets whose weight or backup flag the config changed.
+    pub(crate) changed: Vec<String>,
 }
 
 impl Targets {
@@ -247,12 +249,12 @@ impl Targets {
                 Some((id, target)) => {
                     let old = std::mem::replace(&mut target.policy, policy);
                     let moved = target.readdress(wanted.addr);
-                    target.configure(wanted);
+                    regrouped.changed.extend(target.configure(wanted));
                     regrouped.kept.push((id, old, moved));
                     id
                 }
                 None => {
-                    regrouped.added_names.push(wanted.name.clone());
+                    regrouped.added_names.push(wanted.describe());
                     self.targets.insert(Target::new(route, wanted))
                 }
             };
@@ -310,6 +312,7 @@ impl Targets {
             candidates.get(position).map(|target| Member {
                 load: target.live_pipes,
                 name: &target.name,
+                weight: target.weight,
             })
         };
         let position = group

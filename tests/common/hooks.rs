@@ -250,7 +250,11 @@ impl Running {
 
     /// Of a builder whose hooks record into `events`.
     pub fn start_built(builder: Builder, events: Events) -> Running {
-        let forwarder = builder.bind().expect("bind the forwarder");
+        Running::start_forwarder(builder.bind().expect("bind the forwarder"), events)
+    }
+
+    /// Of a bound forwarder (its hooks, if any, record into `events`).
+    pub fn start_forwarder(forwarder: Forwarder, events: Events) -> Running {
         let addr = forwarder.local_addr();
         let listening = forwarder.listening();
         let handle = forwarder.handle();

@@ -9,6 +9,7 @@ pub mod config;
 pub mod faults;
 pub mod haproxy;
 pub mod hooks;
+pub mod operate;
 pub mod proxy;
 pub mod ready;
 pub mod scrape;
