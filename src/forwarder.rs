@@ -402,25 +402,11 @@ impl Builder {
         let crew = Arc::new(Crew::new(peers, metrics));
         // Set once, here: nothing else fills the slot.
         let _ = slot.set(Arc::clone(&crew));
-        #[cfg(feature = "cli")]
-        let admin = match &config.admin {
-            Some(address) => {
-                let handle = Handle {
-                    crew: Arc::clone(&crew),
-                    total: Arc::default(),
-                };
-                let token_file = config.admin_token_file.as_deref();
-                let started = crate::admin::Admin::start(address, token_file, handle);
-                Some(started.map_err(|e| StartError::Admin(address.to_string(), e))?)
-            }
-            None => None,
-        };
         Ok(Forwarder {
             reactor: leader,
             followers,
             crew,
-            #[cfg(feature = "cli")]
-            admin,
+            admin_endpoint: None,
         })
     }
 }
@@ -432,9 +418,8 @@ pub struct Forwarder {
     reactor: Reactor,
     followers: Vec<Reactor>,
     crew: Arc<Crew>,
-    /// The admin endpoint (`Config::admin`), served until `run` returns.
-    #[cfg(feature = "cli")]
-    admin: Option<crate::admin::Admin>,
+    /// Where the admin API is served, for `READY=1`.
+    admin_endpoint: Option<String>,
 }
 
 impl Forwarder {
@@ -466,12 +451,11 @@ impl Forwarder {
         self.reactor.metrics_addr()
     }
 
-    /// Where the admin API is served, as bound (`unix:/path` or
-    /// `host:port`, port 0 resolved); `None` if it is not. Needs the `cli`
-    /// feature.
-    #[cfg(feature = "cli")]
-    pub fn admin_endpoint(&self) -> Option<String> {
-        self.admin.as_ref().map(crate::admin::Admin::endpoint)
+    /// Says where the admin API is served (`unix:/path` or `host:port`),
+    /// for [`notify_systemd`](Forwarder::notify_systemd)'s `READY=1`
+    /// (`X_TCPIPE_ADMIN=`); the binary serves it (`Config::admin`).
+    pub fn announce_admin(&mut self, endpoint: impl Into<String>) {
+        self.admin_endpoint = Some(endpoint.into());
     }
 
     /// Every route's bound addresses: (route name, address).
@@ -534,11 +518,7 @@ impl Forwarder {
     /// The binary calls it; an embedder that speaks to systemd itself
     /// leaves it out.
     pub fn notify_systemd(&mut self) {
-        #[cfg(feature = "cli")]
-        let admin = self.admin_endpoint();
-        #[cfg(not(feature = "cli"))]
-        let admin = None;
-        self.reactor.notify_systemd(admin);
+        self.reactor.notify_systemd(self.admin_endpoint.clone());
     }
 
     /// Forwards until shut down. Returns `Ok` after a shutdown request once
@@ -549,10 +529,7 @@ impl Forwarder {
             mut reactor,
             followers,
             crew,
-            // Served while the loops run; dropped (its socket file
-            // removed) when they end.
-            #[cfg(feature = "cli")]
-                admin: _admin,
+            ..
         } = self;
         let mut threads = Vec::with_capacity(followers.len());
         for (n, mut follower) in followers.into_iter().enumerate() {

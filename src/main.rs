@@ -52,11 +52,19 @@ fn main() -> ExitCode {
         log::warn!("{warning}");
     }
 
-    let mut forwarder = match Forwarder::builder(invocation.config)
+    let bound = Forwarder::builder(invocation.config.clone())
         .systemd_sockets()
-        .bind()
-    {
+        .bind();
+    let mut forwarder = match bound {
         Ok(forwarder) => forwarder,
+        Err(e) => {
+            eprintln!("tcpipe: {e}");
+            return ExitCode::from(e.exit_code());
+        }
+    };
+    // Served until main returns; dropping it removes its socket file.
+    let _admin = match cli::serve_admin(&mut forwarder, &invocation.config) {
+        Ok(admin) => admin,
         Err(e) => {
             eprintln!("tcpipe: {e}");
             return ExitCode::from(e.exit_code());

@@ -292,6 +292,21 @@ fn reload_through_the_api_rereads_the_file_and_answers_with_its_summary() {
     assert_eq!(refused.status, 422, "{refused:?}");
     assert!(refused.error().contains("listen"), "{refused:?}");
     assert_round_trip(&mut common::connect(api), b"still there");
+
+    // The endpoint is set at startup: a file that moves it is told so.
+    let elsewhere = format!(
+        "unix:{}",
+        dir.socket().with_file_name("other.sock").display()
+    );
+    file.write(&format!(
+        "[global]\nadmin = \"{elsewhere}\"\n{}",
+        route("web", &[echo], "")
+    ));
+    let kept = admin.post("/v1/reload", "");
+    assert_eq!(kept.status, 200, "{kept:?}");
+    let expected = format!("admin {} kept (asked for {elsewhere}", dir.flag());
+    assert!(kept.body.contains(&expected), "{kept:?}");
+    assert_eq!(tcpipe.admin().get("/v1/routes").status, 200);
 }
 
 #[test]

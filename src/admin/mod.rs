@@ -18,25 +18,42 @@ use std::io;
 use std::path::Path;
 use std::time::Duration;
 
-use crate::config::{read_token, AdminAddress};
-use crate::forwarder::Handle;
+use crate::config::{read_token, AdminAddress, Config};
+use crate::forwarder::{Forwarder, Handle, StartError};
 use crate::http::{Endpoint, Limits, Request, Server};
 use api::Api;
 
+/// Serves the admin API `config` asks for ([`Config::admin`]) for
+/// `forwarder`, and tells it where, for its `READY=1`; `None` if the
+/// config asks for none. Keep the value for as long as the forwarder runs.
+pub fn serve_admin(
+    forwarder: &mut Forwarder,
+    config: &Config,
+) -> Result<Option<AdminServer>, StartError> {
+    let Some(address) = &config.admin else {
+        return Ok(None);
+    };
+    let token_file = config.admin_token_file.as_deref();
+    let server = AdminServer::start(address, token_file, forwarder.handle())
+        .map_err(|e| StartError::Admin(address.to_string(), e))?;
+    forwarder.announce_admin(server.endpoint());
+    Ok(Some(server))
+}
+
 /// A running admin endpoint; dropping it stops it and removes its socket
 /// file.
-pub(crate) struct Admin {
+pub struct AdminServer {
     server: Server,
 }
 
-impl Admin {
+impl AdminServer {
     /// Serves the admin API of `handle`'s forwarder at `address`; a TCP
     /// address checks every request against the token in `token_file`.
-    pub(crate) fn start(
+    fn start(
         address: &AdminAddress,
         token_file: Option<&Path>,
         handle: Handle,
-    ) -> io::Result<Admin> {
+    ) -> io::Result<AdminServer> {
         let (endpoint, token) = match address {
             AdminAddress::Unix(path) => (Endpoint::Unix(path.clone()), None),
             AdminAddress::Tcp(addr) => {
@@ -66,11 +83,11 @@ impl Admin {
             api.answer(request)
         })?;
         log::info!("admin: serving the admin API on {}", server.endpoint());
-        Ok(Admin { server })
+        Ok(AdminServer { server })
     }
 
     /// As bound (port 0 resolved): `unix:/path` or `host:port`.
-    pub(crate) fn endpoint(&self) -> String {
+    pub fn endpoint(&self) -> String {
         self.server.endpoint().to_string()
     }
 }

@@ -22,6 +22,7 @@ use crate::config::{
 };
 use crate::proxy_protocol::ProxyVersion;
 
+pub use crate::admin::{serve_admin, AdminServer};
 use exit::usage_line;
 pub use exit::CliExit;
 

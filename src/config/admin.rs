@@ -61,6 +61,24 @@ pub fn read_token(path: &Path) -> Result<String, String> {
     Ok(token.to_string())
 }
 
+/// What a reload says of an admin address it cannot change (the endpoint
+/// is started once, with the process); `None` if it asks for the running
+/// one.
+pub(crate) fn admin_kept(
+    running: Option<&AdminAddress>,
+    asked: Option<&AdminAddress>,
+) -> Option<String> {
+    if running == asked {
+        return None;
+    }
+    let show = |a: Option<&AdminAddress>| a.map_or_else(|| "off".into(), ToString::to_string);
+    Some(format!(
+        "admin {} kept (asked for {}; set at startup only)",
+        show(running),
+        show(asked)
+    ))
+}
+
 impl Config {
     /// A TCP admin address needs a token file: loopback is reachable by
     /// every local user. A Unix socket needs its directory.

@@ -37,6 +37,7 @@ use std::time::Duration;
 use crate::acl::Cidr;
 use crate::proxy_protocol::ProxyVersion;
 
+pub(crate) use admin::admin_kept;
 #[cfg(feature = "cli")]
 pub use admin::read_token;
 pub use admin::AdminAddress;
@@ -81,8 +82,9 @@ pub struct Config {
     /// sockets (`SO_REUSEPORT`); set at startup, a reload keeps the running
     /// number. 1 is one loop and no `SO_REUSEPORT`.
     pub workers: usize,
-    /// Where to serve the admin API (`tcpipe ctl`'s endpoint; needs the
-    /// `cli` feature); `None` serves nothing. Set at startup: a reload
+    /// Where the binary serves the admin API, `tcpipe ctl`'s endpoint
+    /// (`tcpipe::cli::serve_admin`, feature `cli`; a forwarder serves
+    /// nothing by itself); `None` serves nothing. Set at startup: a reload
     /// keeps the running one.
     pub admin: Option<AdminAddress>,
     /// The file whose one line is the bearer token every request to a TCP

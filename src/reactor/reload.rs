@@ -30,6 +30,7 @@ use super::routes::{describe, settings_of, Listener, Route, RouteId};
 use super::tokens::listener_token;
 use super::{accept, plural, Reactor, Timer};
 use crate::access_log::AccessLog;
+use crate::config::admin_kept;
 use crate::config::{self, format_duration, format_size, Config, Naming};
 use crate::metrics::Exporter;
 use crate::net;
@@ -494,35 +495,11 @@ impl Reactor {
         .filter(|(_, old, new)| old != new)
         .map(|(key, old, new)| format!("{key} {old} -> {new}"))
         .chain(self.workers_kept(config, starting))
-        .chain(self.admin_kept(config, starting))
+        .chain(admin_kept(self.limits.admin.as_ref(), config.admin.as_ref()).filter(|_| !starting))
         .collect();
         self.limits.max_connections = config.max_connections;
         self.limits.drain_timeout = config.drain_timeout;
         (!starting && !changes.is_empty()).then(|| format!("global: {}", changes.join(", ")))
-    }
-}
-
-impl Reactor {
-    /// The admin endpoint is the binary's, started once; a reload that
-    /// asks for another address is told so.
-    fn admin_kept(&self, config: &Config, starting: bool) -> Option<String> {
-        if starting || config.admin == self.limits.admin {
-            return None;
-        }
-        let show = |admin: &Option<crate::config::AdminAddress>| {
-            admin
-                .as_ref()
-                .map_or_else(|| "off".into(), ToString::to_string)
-        };
-        let (running, asked) = (show(&self.limits.admin), show(&config.admin));
-        if self.share.is_leader() {
-            warn!(
-                "reload: admin stays {running} (the config asks for {asked}): it is set at startup"
-            );
-        }
-        Some(format!(
-            "admin {running} kept (asked for {asked}; set at startup only)"
-        ))
     }
 }
 
