@@ -60,11 +60,11 @@ fn a_bad_target_table_names_its_key_path_the_value_and_the_reason() {
         ),
         (
             r#"[{ address = "127.0.0.1:2", weight = "3" }]"#,
-            &["route[0].targets[0].weight", "whole number"],
+            &["route[0].targets[0].weight", "\"3\"", "whole number"],
         ),
         (
             r#"[{ address = "127.0.0.1:2", backup = "yes" }]"#,
-            &["route[0].targets[0].backup", "true or false"],
+            &["route[0].targets[0].backup", "\"yes\"", "true or false"],
         ),
         (
             r#"[{ addr = "127.0.0.1:2" }]"#,
@@ -126,6 +126,27 @@ fn the_check_and_the_startup_line_name_weights_and_backups() {
     assert!(
         stdout.contains("2 targets (weights 0 to 2, 1 backup)"),
         "{stdout}"
+    );
+
+    let output = run_tcpipe(&[
+        "--check",
+        "-l",
+        "127.0.0.1:0",
+        "-t",
+        "127.0.0.1:1,weight=0",
+        "--max-connections",
+        "100",
+    ]);
+    let (stdout, stderr) = (
+        String::from_utf8_lossy(&output.stdout),
+        String::from_utf8_lossy(&output.stderr),
+    );
+    assert_eq!(output.status.code(), Some(0), "{stderr}");
+    assert!(stdout.contains("1 target (weight 0)"), "{stdout}");
+    assert!(
+        stderr
+            .contains("warning: '1 target of weight 0' for '--target': every target has weight 0"),
+        "{stderr}"
     );
 
     let tcpipe = Tcpipe::start_config(&file);

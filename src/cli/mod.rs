@@ -605,7 +605,9 @@ pub fn check_summary(invocation: &Invocation) -> String {
     let mut kinds = Vec::new();
     let weights = all_targets().map(|t| t.weight);
     if let (Some(least), Some(most)) = (weights.clone().min(), weights.max()) {
-        if (least, most) != (1, 1) {
+        if least == most && least != 1 {
+            kinds.push(format!("weight {least}"));
+        } else if least != most {
             kinds.push(format!("weights {least} to {most}"));
         }
     }

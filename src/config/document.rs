@@ -320,19 +320,36 @@ fn target_entries(index: usize, targets: &toml::Value) -> Result<Vec<Target>, Pr
             let key_at = format!("{at}.{key}");
             match (key.as_str(), value) {
                 ("address", toml::Value::String(text)) => address = Some(text.clone()),
-                ("address", _) => {
-                    return Err(Problem::at_key(key_at, "expected an address \"host:port\""))
+                ("address", other) => {
+                    return Err(Problem::at_key(
+                        key_at,
+                        format!(
+                            "invalid address {}: expected a string \"host:port\"",
+                            written(other)
+                        ),
+                    ))
                 }
                 ("weight", toml::Value::Integer(n)) => {
                     target.weight = super::parse_weight(&n.to_string()).map_err(|reason| {
                         Problem::at_key(key_at, format!("invalid weight {n}: {reason}"))
                     })?;
                 }
-                ("weight", _) => {
-                    return Err(Problem::at_key(key_at, "expected a whole number such as 3"))
+                ("weight", other) => {
+                    return Err(Problem::at_key(
+                        key_at,
+                        format!(
+                            "invalid weight {}: expected a whole number such as 3",
+                            written(other)
+                        ),
+                    ))
                 }
                 ("backup", toml::Value::Boolean(backup)) => target.backup = *backup,
-                ("backup", _) => return Err(Problem::at_key(key_at, "expected true or false")),
+                ("backup", other) => {
+                    return Err(Problem::at_key(
+                        key_at,
+                        format!("invalid value {}: expected true or false", written(other)),
+                    ))
+                }
                 (unknown, _) => {
                     return Err(Problem::at_key(
                         key_at,
@@ -355,6 +372,19 @@ fn target_entries(index: usize, targets: &toml::Value) -> Result<Vec<Target>, Pr
             "a single target table goes in an array: targets = [{ address = ... }]",
         )),
         one => entry(None, one).map(|target| vec![target]),
+    }
+}
+
+/// A value as the file wrote it, for an error line (an array or a table by
+/// its kind).
+fn written(value: &toml::Value) -> String {
+    match value {
+        toml::Value::String(text) => format!("{text:?}"),
+        toml::Value::Integer(n) => n.to_string(),
+        toml::Value::Float(x) => x.to_string(),
+        toml::Value::Boolean(b) => b.to_string(),
+        toml::Value::Array(_) => "(an array)".into(),
+        other => format!("(a {})", other.type_str()),
     }
 }
 

@@ -104,6 +104,19 @@ impl Route {
                 )));
             }
         }
+        if !self.targets.is_empty() && self.targets.iter().all(|t| t.weight == 0) {
+            out.push(ConfigWarning {
+                key: match naming {
+                    Naming::Flags => "--target".into(),
+                    Naming::File => format!("route[{index}].targets"),
+                },
+                value: format!(
+                    "{} of weight 0",
+                    crate::text::plural(self.targets.len(), "target")
+                ),
+                reason: "every target has weight 0: the route takes clients and resets them".into(),
+            });
+        }
         let others = self.targets.len().saturating_sub(1);
         if let Some(retries) = self.retries.filter(|&retries| retries > others) {
             let reason = match others {

@@ -100,8 +100,9 @@ impl Balancer {
     /// weight grows by its weight; the highest is picked (the first, of
     /// equals) and drops by the candidates' total.
     ///
-    /// Unlike nginx, the current weights start over whenever the set of
-    /// candidates or a weight changes (a target went down or came back, was
+    /// Unlike nginx, for round-robin (`start_over_on_change`) the current
+    /// weights start over whenever the set of candidates or a weight
+    /// changes (a target went down or came back, was
     /// drained, reweighted, or a failover skips the one tried): a member
     /// that was out keeps no debt or credit from before, so the split after
     /// the change is the weights' from its first pick, and the first
