@@ -45,7 +45,13 @@ impl Api {
             request.body(),
         );
         match call {
-            Ok(call) => self.run(call),
+            Ok(call) => {
+                // What changes something is logged: who did what, when.
+                if !matches!(request.method(), "GET" | "HEAD") {
+                    log::info!("admin: {} {}", request.method(), request.path());
+                }
+                self.run(call)
+            }
             Err(refusal) => refuse(&refusal).into(),
         }
     }

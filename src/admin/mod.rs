@@ -9,6 +9,10 @@
 //! | `call` | a request read into the operation it asks for, or refused  |
 //! | `api`  | the token, and each operation carried out through the Handle |
 //! | `json` | the answers' shapes                                        |
+//!
+//! A new endpoint (`upgrade`, say) is a [`call::Call`] variant with its
+//! path and method in `call::parse`, and what it does in `Api::run`: an
+//! `Answer::Later` if it may take longer than a turn of the loop.
 
 mod api;
 pub(crate) mod call;
