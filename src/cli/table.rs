@@ -129,9 +129,9 @@ mod tests {
         ];
         assert_eq!(
             render(&columns, &items),
-            "NAME  LIVE  UP     AGE\n\
-             web     12  up   1m15s\n\
-             a        3  down  2.3s\n"
+            "NAME  LIVE  UP      AGE\n\
+             web     12  up    1m15s\n\
+             a        3  down   2.3s\n"
         );
     }
 }
