@@ -331,4 +331,6 @@ fn usage_errors_exit_2_in_one_line_and_no_answer_exits_1() {
     let (help, _, code) = outcome(&ctl(&["--help"]));
     assert_eq!(code, 0);
     assert!(help.contains("show") && help.contains("wait"), "{help}");
+    let top = common::run_tcpipe(&["--help"]);
+    assert!(String::from_utf8_lossy(&top.stdout).contains("tcpipe ctl --help"));
 }

@@ -156,7 +156,8 @@ fn cidr(text: &str) -> Result<Cidr, String> {
 #[command(
     name = "tcpipe",
     version = VERSION,
-    about = "Forwards TCP connections to targets, with exact half-close and bounded buffers."
+    about = "Forwards TCP connections to targets, with exact half-close and bounded buffers.",
+    after_help = "A running tcpipe is operated with `tcpipe ctl` (see `tcpipe ctl --help`) through --admin."
 )]
 struct Args {
     /// Read routes and settings from this TOML file (SIGHUP reloads it)

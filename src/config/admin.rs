@@ -153,6 +153,14 @@ impl Config {
                 if path.file_name().is_none() {
                     return Err(ConfigError::new(key, admin.to_string(), "not a file path"));
                 }
+                // It goes into log lines and systemd's READY=1 as it is.
+                if path.to_string_lossy().chars().any(char::is_control) {
+                    return Err(ConfigError::new(
+                        key,
+                        admin.to_string().escape_default().to_string(),
+                        "control characters in the path",
+                    ));
+                }
                 if !parent.is_dir() {
                     return Err(ConfigError::new(
                         key,
