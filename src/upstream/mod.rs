@@ -4,7 +4,7 @@
 //! | module     | owns                                                        |
 //! |------------|-------------------------------------------------------------|
 //! | `target`   | the set of targets, each route's group of them, reload matching |
-//! | `balance`  | which of the candidates health allows a new client goes to  |
+//! | `balance`  | which of the candidates health and the operator allow a new client goes to, by weight |
 //! | `health`   | up, down and trial, from connect outcomes; which targets may take a client now |
 //! | `operator` | the operator's say: ready, drain or maint, and weights, kept across reloads |
 //! | `pool`     | the warm pool and its safety rule                           |
