@@ -56,13 +56,14 @@ fn main() {
 
 /// The tools, by the cfg a test is ignored without (`has_promtool`,
 /// `has_systemd_analyze`...).
-const TEST_TOOLS: [&str; 6] = [
+const TEST_TOOLS: [&str; 7] = [
     "haproxy",
     "promtool",
     "ss",
     "systemd-analyze",
     "python3",
     "openssl",
+    "chromium",
 ];
 
 /// Sets `has_TOOL` for each of [`TEST_TOOLS`] on the PATH (or in the sbin

@@ -48,6 +48,14 @@ pub struct Handle {
 }
 
 impl Handle {
+    fn of(crew: &Arc<Crew>) -> Handle {
+        let total = Arc::default();
+        Handle {
+            crew: Arc::clone(crew),
+            total,
+        }
+    }
+
     /// Same as SIGTERM: stop accepting and let live pipes finish within the
     /// drain timeout. A second call aborts the rest at once.
     pub fn shutdown(&self) {
@@ -399,7 +407,8 @@ impl Builder {
         let metrics = workers
             .map(|reactor| Arc::clone(reactor.metrics()))
             .collect();
-        let crew = Arc::new(Crew::new(peers, metrics));
+        let read_status = |crew: &Arc<Crew>| Handle::of(crew).status();
+        let crew = Arc::new(Crew::new(peers, metrics, read_status));
         // Set once, here: nothing else fills the slot.
         let _ = slot.set(Arc::clone(&crew));
         Ok(Forwarder {
@@ -465,10 +474,7 @@ impl Forwarder {
 
     /// A handle to the forwarder for other threads.
     pub fn handle(&self) -> Handle {
-        Handle {
-            crew: Arc::clone(&self.crew),
-            total: Arc::default(),
-        }
+        Handle::of(&self.crew)
     }
 
     /// The forwarder's counters and gauges: live with one worker; with

@@ -72,6 +72,7 @@ mod ring;
 mod runtime;
 mod share;
 mod start_error;
+mod status_page;
 mod sys;
 mod systemd;
 mod text;

@@ -13,6 +13,7 @@ use crate::config::{ConfigError, MAX_WEIGHT};
 use crate::forwarder::Handle;
 use crate::hooks::CommandError;
 use crate::reactor::{Ask, Command};
+use crate::status_page::{RouteStatus, TargetStatus};
 
 pub use crate::operator::{PipeFilter, RouteInfo, TargetInfo, TargetState};
 
@@ -153,5 +154,36 @@ impl Handle {
             .into_iter()
             .map(|answer| answer.recv().map_err(|_| CommandError::Stopped))
             .collect()
+    }
+}
+
+impl Handle {
+    /// What the status page shows (`src/status_page/`): every route with
+    /// its targets.
+    pub(crate) fn status(&self) -> Result<Vec<RouteStatus>, CommandError> {
+        let (routes, targets) = (self.routes()?, self.targets()?);
+        let shown = routes.iter().map(|route| RouteStatus {
+            name: route.name.clone(),
+            listen: route.listen.clone(),
+            balance: route.balance.clone(),
+            live_pipes: route.live_pipes,
+            total_pipes: route.total_pipes,
+            targets: (targets.iter().filter(|t| t.route == route.name))
+                .map(|t| TargetStatus {
+                    name: t.name.clone(),
+                    addr: t.addr,
+                    state: t.state.as_str(),
+                    weight: t.weight,
+                    backup: t.backup,
+                    healthy: t.healthy,
+                    live_pipes: t.live_pipes,
+                    total_pipes: t.total_pipes,
+                    bytes_toward_target: t.bytes_toward_target,
+                    bytes_toward_client: t.bytes_toward_client,
+                    connect_failures: t.connect_failures,
+                })
+                .collect(),
+        });
+        Ok(shown.collect())
     }
 }

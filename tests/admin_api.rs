@@ -377,11 +377,24 @@ fn the_socket_file_is_private_replaces_a_stale_one_refuses_a_live_one_and_goes_a
 }
 
 #[test]
-fn the_root_path_answers_and_unknown_paths_are_404() {
+fn the_root_path_is_the_status_page_and_unknown_paths_are_404() {
     let dir = AdminDir::new();
-    let tcpipe = start(&dir, echo_server());
+    let target = echo_server();
+    let tcpipe = start(&dir, target);
     let admin = tcpipe.admin();
-    assert_eq!(admin.get("/").status, 200);
+    let drained = admin.put(
+        &format!("/v1/targets/default/{target}/state"),
+        r#"{"state":"drain"}"#,
+    );
+    assert_eq!(drained.status, 200);
+    let page = admin.get("/");
+    assert_eq!(page.status, 200, "{page:?}");
+    assert!(page
+        .header("content-type")
+        .unwrap_or_default()
+        .starts_with("text/html"));
+    let row = format!("data-target=\"{target}\" data-state=\"drain\"");
+    assert!(page.body.contains(&row), "{}", page.body);
     let unknown = admin.get("/v2/routes");
     assert_eq!(unknown.status, 404);
     assert!(unknown.error().contains("/v2/routes"));

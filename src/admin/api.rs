@@ -16,6 +16,7 @@ use crate::hooks::CommandError;
 use crate::http::{Answer, Request, Response};
 use crate::reactor::ReloadError;
 use crate::runtime::PipeFilter;
+use crate::status_page::StatusPage;
 
 const JSON: &str = "application/json";
 
@@ -24,6 +25,8 @@ pub(crate) struct Api {
     pub(crate) handle: Handle,
     /// Required of every request, over TCP.
     pub(crate) token: Option<String>,
+    /// `GET /`, with the rates measured between this endpoint's views.
+    pub(crate) status_page: StatusPage,
 }
 
 impl Api {
@@ -59,7 +62,7 @@ impl Api {
     fn run(&self, call: Call) -> Answer {
         let handle = &self.handle;
         let answered = match call {
-            Call::Index => return index().into(),
+            Call::Index => return self.status_page.respond(handle.status()).into(),
             Call::Routes => handle.routes().map(|routes| json::routes(&routes)),
             Call::Targets(route) => self.targets(route.as_deref()),
             Call::Pipes(filter) => self.pipes(filter.as_ref()),
@@ -176,15 +179,6 @@ fn reload(handle: &Handle) -> Response {
             refuse(&Refusal::new(status, format!("reload failed: {e}")))
         }
     }
-}
-
-/// `GET /`. The place of the HTML status page (`status_page`); until it
-/// is merged, a pointer to the API.
-fn index() -> Response {
-    Response::text(
-        200,
-        "tcpipe admin API: GET /v1/routes, /v1/targets, /v1/pipes (see README, \"Operating it\")\n",
-    )
 }
 
 fn refusal_of(e: &CommandError) -> Refusal {

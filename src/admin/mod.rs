@@ -25,6 +25,7 @@ use std::time::Duration;
 use crate::config::{read_token, AdminAddress, Config};
 use crate::forwarder::{Forwarder, Handle, StartError};
 use crate::http::{Endpoint, Limits, Request, Server};
+use crate::status_page::StatusPage;
 use api::Api;
 
 /// Serves the admin API `config` asks for ([`Config::admin`]) for
@@ -82,7 +83,11 @@ impl AdminServer {
             json_errors: true,
             ..Limits::default()
         };
-        let api = Api { handle, token };
+        let api = Api {
+            handle,
+            token,
+            status_page: StatusPage::new(),
+        };
         let server = Server::start_on("admin", &endpoint, limits, move |request: &Request| {
             api.answer(request)
         })?;

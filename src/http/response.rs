@@ -47,6 +47,12 @@ impl Response {
         self.content_type
     }
 
+    #[cfg(test)]
+    pub(crate) fn header(&self, name: &str) -> Option<&str> {
+        let mut found = self.headers.iter().filter(|(n, _)| *n == name);
+        found.next().map(|(_, value)| value.as_str())
+    }
+
     /// Head and body as sent; the head alone for a `HEAD` request, with the
     /// length the body would have had (RFC 9110 §9.3.2).
     pub(super) fn encode(&self, head_only: bool) -> Vec<u8> {

@@ -1,5 +1,5 @@
 //! The `/metrics` endpoint, served by [`crate::http`] on a thread of its
-//! own.
+//! own, with the status page at `/`.
 //!
 //! The event loop never does HTTP: that thread reads each scraper's
 //! request, asks the loop for a [`Snapshot`] through the command channel
@@ -22,14 +22,16 @@ pub(crate) struct Exporter {
 
 impl Exporter {
     /// Binds `addr` and serves it; `scrape` asks the loop for a snapshot
-    /// (`None` once the loop is gone).
+    /// (`None` once the loop is gone), `status_page` renders the page at
+    /// `/` (`src/status_page/`).
     pub(crate) fn start(
         addr: SocketAddr,
         scrape: impl Fn() -> Option<Snapshot> + Send + 'static,
+        status_page: impl Fn() -> Response + Send + 'static,
     ) -> io::Result<Exporter> {
         let limits = Limits::default();
         let server = Server::start("metrics", addr, limits, move |request: &Request| {
-            answer(request, &scrape)
+            answer(request, &scrape, &status_page)
         })?;
         Ok(Exporter { server })
     }
@@ -43,7 +45,11 @@ impl Exporter {
     }
 }
 
-fn answer(request: &Request, scrape: &dyn Fn() -> Option<Snapshot>) -> Response {
+fn answer(
+    request: &Request,
+    scrape: &dyn Fn() -> Option<Snapshot>,
+    status_page: &dyn Fn() -> Response,
+) -> Response {
     if !matches!(request.method(), "GET" | "HEAD") {
         return Response::text(405, "GET only\n").with_header("Allow", "GET, HEAD");
     }
@@ -52,7 +58,7 @@ fn answer(request: &Request, scrape: &dyn Fn() -> Option<Snapshot>) -> Response 
             Some(snapshot) => Response::new(200, CONTENT_TYPE, render(&snapshot)),
             None => Response::text(503, "the forwarder is not running\n"),
         },
-        "/" => Response::text(200, "tcpipe: metrics at /metrics\n"),
+        "/" => status_page(),
         _ => Response::text(404, "not found\n"),
     }
 }
@@ -60,12 +66,12 @@ fn answer(request: &Request, scrape: &dyn Fn() -> Option<Snapshot>) -> Response 
 #[cfg(test)]
 mod tests {
     use super::answer;
-    use crate::http::Request;
+    use crate::http::{Request, Response};
 
     fn get(method: &str, path: &str) -> (u16, String) {
         let request = Request::parse_for_test(&format!("{method} {path} HTTP/1.1\r\n\r\n"));
-        let response = answer(&request, &|| None);
-        assert_eq!(response.content_type(), "text/plain");
+        let page = || Response::new(200, "text/html", "the page");
+        let response = answer(&request, &|| None, &page);
         let body = String::from_utf8_lossy(response.body()).into_owned();
         (response.status(), body)
     }
@@ -74,10 +80,8 @@ mod tests {
     fn only_get_and_head_of_known_paths_are_served() {
         assert_eq!(get("GET", "/metrics").0, 503, "no loop to ask");
         assert_eq!(get("HEAD", "/metrics?x=1").0, 503);
-        assert_eq!(
-            get("GET", "/"),
-            (200, "tcpipe: metrics at /metrics\n".into())
-        );
+        assert_eq!(get("GET", "/"), (200, "the page".into()));
+        assert_eq!(get("HEAD", "/?refresh").0, 200);
         assert_eq!(get("GET", "/nope").0, 404);
         assert_eq!(get("POST", "/metrics").0, 405);
         assert_eq!(get("DELETE", "/").0, 405);

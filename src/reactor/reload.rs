@@ -447,7 +447,11 @@ impl Reactor {
             self.observers.exporter = exporter;
             let new = self.metrics_addr();
             match new {
-                Some(addr) => info!("metrics: serving http://{addr}/metrics"),
+                Some(addr) => {
+                    info!(
+                        "metrics: serving http://{addr}/metrics, the status page at http://{addr}/"
+                    )
+                }
                 None => info!("metrics: no longer served"),
             }
             let show = |a: Option<SocketAddr>| a.map_or_else(|| "off".into(), |a| a.to_string());

@@ -23,7 +23,9 @@ use log::error;
 use mio::Waker;
 
 use super::Command;
+use crate::hooks::CommandError;
 use crate::metrics::{Metrics, Snapshot};
+use crate::status_page::RouteStatus;
 
 /// How long a scrape waits for each loop; a loop that takes longer is stuck.
 const SCRAPE_TIMEOUT: Duration = Duration::from_secs(5);
@@ -48,10 +50,16 @@ impl Peer {
     }
 }
 
+/// How the status page reads every route and target: `Handle::status`,
+/// given by the forwarder, which the loops cannot name.
+pub(crate) type ReadStatus = fn(&Arc<Crew>) -> Result<Vec<RouteStatus>, CommandError>;
+
 /// Every worker of a forwarder, as its handles and its loops see them.
 pub(crate) struct Crew {
     pub(crate) peers: Vec<Peer>,
     pub(crate) metrics: Vec<Arc<Metrics>>,
+    /// What the status page shows, read as a handle reads it.
+    pub(crate) read_status: ReadStatus,
     /// Where the next attached pair goes.
     next_attach: AtomicUsize,
     /// Workers whose loop has not ended yet.
@@ -67,11 +75,16 @@ pub(crate) struct Crew {
 }
 
 impl Crew {
-    pub(crate) fn new(peers: Vec<Peer>, metrics: Vec<Arc<Metrics>>) -> Crew {
+    pub(crate) fn new(
+        peers: Vec<Peer>,
+        metrics: Vec<Arc<Metrics>>,
+        read_status: ReadStatus,
+    ) -> Crew {
         let running = AtomicUsize::new(peers.len());
         Crew {
             peers,
             metrics,
+            read_status,
             next_attach: AtomicUsize::new(0),
             loop_threads: Mutex::new(Vec::new()),
             running,

@@ -5,6 +5,7 @@
 
 pub mod access_log;
 pub mod admin;
+pub mod chromium;
 pub mod config;
 pub mod faults;
 pub mod haproxy;
