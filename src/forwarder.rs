@@ -1,9 +1,9 @@
 //! The public face of a forwarder: bind it, run it, and talk to it from
 //! other threads through a [`Handle`].
 
-use std::fmt;
 use std::io;
 use std::net::SocketAddr;
+#[cfg(feature = "cli")]
 use std::path::PathBuf;
 use std::sync::mpsc::{self, Sender};
 use std::sync::{Arc, OnceLock};
@@ -22,56 +22,7 @@ use crate::reactor::{
 };
 use crate::reply::Pending;
 use crate::share::{owner_of, Share};
-
-/// Why a forwarder could not start.
-#[derive(Debug)]
-pub enum StartError {
-    /// A setting cannot be used.
-    Config(ConfigError),
-    /// An address could not be listened on.
-    Bind(SocketAddr, io::Error),
-    /// The access log file could not be opened.
-    AccessLog(PathBuf, io::Error),
-    /// The event loop could not be set up.
-    Io(io::Error),
-}
-
-impl StartError {
-    /// 2 for a usage error, 1 for anything the environment refused.
-    pub fn exit_code(&self) -> u8 {
-        match self {
-            StartError::Config(_) => 2,
-            StartError::Bind(..) | StartError::AccessLog(..) | StartError::Io(_) => 1,
-        }
-    }
-}
-
-impl fmt::Display for StartError {
-    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        match self {
-            StartError::Config(e) => e.fmt(f),
-            StartError::Bind(addr, e) => write!(f, "cannot listen on {addr}: {e}"),
-            StartError::AccessLog(path, e) => {
-                write!(f, "cannot open the access log {}: {e}", path.display())
-            }
-            StartError::Io(e) => write!(f, "cannot start the event loop: {e}"),
-        }
-    }
-}
-
-impl std::error::Error for StartError {}
-
-impl From<ReloadError> for StartError {
-    fn from(e: ReloadError) -> StartError {
-        match e {
-            ReloadError::Invalid(e) => StartError::Config(e),
-            ReloadError::Bind(addr, e) => StartError::Bind(addr, e),
-            ReloadError::AccessLog(path, e) => StartError::AccessLog(path, e),
-            ReloadError::Io(e) => StartError::Io(e),
-            other => StartError::Io(io::Error::other(other.to_string())),
-        }
-    }
-}
+pub use crate::start_error::StartError;
 
 /// Talks to a running forwarder from any thread: shutdown, reload, and
 /// the pipe commands. Every method but [`shutdown`](Handle::shutdown),
@@ -130,6 +81,20 @@ impl Handle {
             reply,
         })
         .ok_or(ReloadError::Stopped)?
+    }
+
+    /// Reads the config file again and applies it, as SIGHUP does (the file
+    /// given to [`Forwarder::reload_on_sighup`], with its overrides), and
+    /// answers how it went: [`ReloadError::NoFile`] if there is no file.
+    /// A reload asked for while another is under way is done after it.
+    /// Needs the `cli` feature.
+    #[cfg(feature = "cli")]
+    pub fn reload_file(&self) -> Result<Reloaded, ReloadError> {
+        if self.crew.on_loop_thread() {
+            return Err(ReloadError::OnLoopThread);
+        }
+        self.ask(self.leader(), Command::ReloadFile)
+            .ok_or(ReloadError::Stopped)?
     }
 
     /// Stops reading both sides of a pipe. What it has buffered is still
@@ -450,6 +415,7 @@ impl Builder {
             reactor: leader,
             followers,
             crew,
+            admin_endpoint: None,
         })
     }
 }
@@ -461,6 +427,8 @@ pub struct Forwarder {
     reactor: Reactor,
     followers: Vec<Reactor>,
     crew: Arc<Crew>,
+    /// Where the admin API is served, for `READY=1`.
+    admin_endpoint: Option<String>,
 }
 
 impl Forwarder {
@@ -490,6 +458,13 @@ impl Forwarder {
     /// Where `GET /metrics` is served, as bound (`Config::metrics`).
     pub fn metrics_addr(&self) -> Option<SocketAddr> {
         self.reactor.metrics_addr()
+    }
+
+    /// Says where the admin API is served (`unix:/path` or `host:port`),
+    /// for [`notify_systemd`](Forwarder::notify_systemd)'s `READY=1`
+    /// (`X_TCPIPE_ADMIN=`); the binary serves it (`Config::admin`).
+    pub fn announce_admin(&mut self, endpoint: impl Into<String>) {
+        self.admin_endpoint = Some(endpoint.into());
     }
 
     /// Every route's bound addresses: (route name, address).
@@ -549,7 +524,7 @@ impl Forwarder {
     /// The binary calls it; an embedder that speaks to systemd itself
     /// leaves it out.
     pub fn notify_systemd(&mut self) {
-        self.reactor.notify_systemd();
+        self.reactor.notify_systemd(self.admin_endpoint.clone());
     }
 
     /// Forwards until shut down. Returns `Ok` after a shutdown request once
@@ -560,6 +535,7 @@ impl Forwarder {
             mut reactor,
             followers,
             crew,
+            ..
         } = self;
         let mut threads = Vec::with_capacity(followers.len());
         for (n, mut follower) in followers.into_iter().enumerate() {

@@ -44,6 +44,8 @@
 
 mod access_log;
 mod acl;
+#[cfg(feature = "cli")]
+mod admin;
 mod arena;
 #[cfg(feature = "cli")]
 pub mod cli;
@@ -69,6 +71,7 @@ mod reply;
 mod ring;
 mod runtime;
 mod share;
+mod start_error;
 mod status_page;
 mod sys;
 mod systemd;
@@ -83,8 +86,8 @@ mod wire;
 pub use acl::Cidr;
 pub use config::{
     format_duration, format_size, parse_address, parse_connection_rate, parse_duration, parse_size,
-    AccessLogConfig, Balance, Config, ConfigError, ConfigWarning, ConnectionRate, LogDestination,
-    LogFormat, Naming, Route, Splice, Target, MAX_WEIGHT,
+    AccessLogConfig, AdminAddress, Balance, Config, ConfigError, ConfigWarning, ConnectionRate,
+    LogDestination, LogFormat, Naming, Route, Splice, Target, MAX_WEIGHT,
 };
 #[cfg(feature = "cli")]
 pub use config::{load_file, load_file_with, FileError, Overrides};

@@ -7,7 +7,11 @@ use std::process::ExitCode;
 use tcpipe::{cli, raise_fd_limit, FdLimit, Forwarder};
 
 fn main() -> ExitCode {
-    let invocation = match cli::parse(std::env::args_os()) {
+    let args: Vec<_> = std::env::args_os().collect();
+    if cli::ctl::is_ctl(&args) {
+        return ExitCode::from(cli::ctl::main(&args));
+    }
+    let invocation = match cli::parse(args) {
         Ok(invocation) => invocation,
         Err(exit) => {
             exit.print();
@@ -48,11 +52,19 @@ fn main() -> ExitCode {
         log::warn!("{warning}");
     }
 
-    let mut forwarder = match Forwarder::builder(invocation.config)
+    let bound = Forwarder::builder(invocation.config.clone())
         .systemd_sockets()
-        .bind()
-    {
+        .bind();
+    let mut forwarder = match bound {
         Ok(forwarder) => forwarder,
+        Err(e) => {
+            eprintln!("tcpipe: {e}");
+            return ExitCode::from(e.exit_code());
+        }
+    };
+    // Served until main returns; dropping it removes its socket file.
+    let _admin = match cli::serve_admin(&mut forwarder, &invocation.config) {
+        Ok(admin) => admin,
         Err(e) => {
             eprintln!("tcpipe: {e}");
             return ExitCode::from(e.exit_code());

@@ -19,6 +19,7 @@
 //! ```text
 //! X_TCPIPE_LISTEN=<route name> <address>   one line per listener of every route
 //! X_TCPIPE_METRICS=<address>                where /metrics is served, if it is
+//! X_TCPIPE_ADMIN=<unix:/path or address>     where the admin API is served, if it is
 //! ```
 
 use std::fmt::Write;
@@ -37,6 +38,8 @@ pub(crate) struct Notifier {
     socket: UnixDatagram,
     to: SocketAddr,
     watchdog: Option<Duration>,
+    /// Where the admin API is served, for `READY=1`.
+    admin: Option<String>,
 }
 
 impl Notifier {
@@ -76,7 +79,14 @@ impl Notifier {
             socket,
             to,
             watchdog,
+            admin: None,
         })
+    }
+
+    /// `READY=1` also says where the admin API is served.
+    pub(crate) fn with_admin(mut self, admin: Option<String>) -> Notifier {
+        self.admin = admin;
+        self
     }
 
     /// How often to send `WATCHDOG=1`: half of what systemd allows, as
@@ -93,7 +103,11 @@ impl Notifier {
         listening: &[(String, TcpAddr)],
         metrics: Option<TcpAddr>,
     ) {
-        self.send(&ready_message(status, listening, metrics));
+        let mut message = ready_message(status, listening, metrics);
+        if let Some(admin) = &self.admin {
+            let _ = write!(message, "\nX_TCPIPE_ADMIN={admin}");
+        }
+        self.send(&message);
     }
 
     /// A reload has begun; [`ready`](Notifier::ready) ends it, whatever

@@ -1,6 +1,9 @@
 //! The command line: flags, their defaults, and usage errors as one line.
 
+mod client;
+pub mod ctl;
 mod exit;
+mod table;
 
 use std::ffi::OsString;
 use std::net::SocketAddr;
@@ -14,11 +17,12 @@ use clap::{ArgMatches, CommandFactory, FromArgMatches, Parser, ValueEnum};
 use crate::acl::Cidr;
 use crate::config::{
     self, load_file_with, parse_address, parse_connection_rate, parse_duration, parse_size,
-    AccessLogConfig, Balance, Config, ConnectionRate, LogDestination, LogFormat, Naming, Overrides,
-    Splice, Target, DEFAULT_ROUTE_NAME,
+    AccessLogConfig, AdminAddress, Balance, Config, ConnectionRate, LogDestination, LogFormat,
+    Naming, Overrides, Splice, Target, DEFAULT_ROUTE_NAME,
 };
 use crate::proxy_protocol::ProxyVersion;
 
+pub use crate::admin::{serve_admin, AdminServer};
 use exit::usage_line;
 pub use exit::CliExit;
 
@@ -32,7 +36,7 @@ fn timeout(text: &str) -> Result<Timeout, String> {
 
 /// A count flag (`--pool`, `--retries`, ...): digits only, so that `-1`
 /// says why it is wrong rather than what `usize` thinks of a `-`.
-fn count<T: std::str::FromStr>(text: &str) -> Result<T, String> {
+pub(crate) fn count<T: std::str::FromStr>(text: &str) -> Result<T, String> {
     if text.starts_with('-') {
         return Err("must not be negative".into());
     }
@@ -116,7 +120,7 @@ const ROUTE_FLAGS: [&str; 28] = [
 /// The flags that set what a file's `[global]` holds: with `--config`
 /// they win over it ([`Args::overrides`]).
 #[cfg(test)]
-const GLOBAL_FLAGS: [&str; 8] = [
+const GLOBAL_FLAGS: [&str; 10] = [
     "max_connections",
     "drain_timeout",
     "resolve_interval",
@@ -125,6 +129,8 @@ const GLOBAL_FLAGS: [&str; 8] = [
     "log_format",
     "access_log_opens",
     "workers",
+    "admin",
+    "admin_token_file",
 ];
 
 #[derive(Clone, Copy, Debug, ValueEnum)]
@@ -150,7 +156,8 @@ fn cidr(text: &str) -> Result<Cidr, String> {
 #[command(
     name = "tcpipe",
     version = VERSION,
-    about = "Forwards TCP connections to targets, with exact half-close and bounded buffers."
+    about = "Forwards TCP connections to targets, with exact half-close and bounded buffers.",
+    after_help = "A running tcpipe is operated with `tcpipe ctl` (see `tcpipe ctl --help`) through --admin."
 )]
 struct Args {
     /// Read routes and settings from this TOML file (SIGHUP reloads it)
@@ -355,6 +362,16 @@ struct Args {
     /// with SO_REUSEPORT; N may be 'auto': one per CPU.
     #[arg(long, value_name = "N", default_value = "1", value_parser = config::parse_workers)]
     workers: usize,
+
+    /// Serve the admin API (what `tcpipe ctl` talks to) here: unix:/PATH
+    /// (a socket file, mode 0600) or HOST:PORT (needs --admin-token-file).
+    #[arg(long, value_name = "unix:PATH|ADDR", value_parser = AdminAddress::parse)]
+    admin: Option<AdminAddress>,
+
+    /// The file whose one line is the bearer token a TCP --admin address
+    /// requires of every request.
+    #[arg(long, value_name = "FILE")]
+    admin_token_file: Option<PathBuf>,
 }
 
 #[derive(Clone, Copy, Debug, ValueEnum)]
@@ -490,6 +507,8 @@ impl Args {
             log_format: set("log_format").then(|| self.log_format.into()),
             access_log_opens: set("access_log_opens").then_some(self.access_log_opens),
             workers: set("workers").then_some(self.workers),
+            admin: self.admin.clone(),
+            admin_token_file: self.admin_token_file.clone(),
         }
     }
 
@@ -532,6 +551,8 @@ impl Args {
         config.resolve_interval = self.resolve_interval.0;
         config.metrics = self.metrics;
         config.workers = self.workers;
+        config.admin = self.admin;
+        config.admin_token_file = self.admin_token_file;
         config.access_log = AccessLogConfig {
             destination: self.access_log,
             format: self.log_format.into(),

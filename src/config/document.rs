@@ -12,8 +12,8 @@ use super::values::{
     parse_address, parse_connection_rate, parse_duration, parse_size, ConnectionRate,
 };
 use super::{
-    Balance, Config, LogDestination, LogFormat, Match, Naming, Overrides, Protocol, Route, Splice,
-    Target,
+    AdminAddress, Balance, Config, LogDestination, LogFormat, Match, Naming, Overrides, Protocol,
+    Route, Splice, Target,
 };
 use crate::acl::Cidr;
 use crate::proxy_protocol::ProxyVersion;
@@ -40,6 +40,8 @@ pub(super) struct Global {
     log_format: Option<LogFormat>,
     access_log_opens: Option<bool>,
     workers: Option<WorkersSetting>,
+    admin: Option<String>,
+    admin_token_file: Option<std::path::PathBuf>,
 }
 
 /// A `[[route]]`, or `[defaults]` (which has no name, listen or targets).
@@ -156,6 +158,15 @@ impl Document {
                 )
             })?;
         }
+        if let Some(text) = &self.global.admin {
+            config.admin = Some(AdminAddress::parse(text).map_err(|reason| {
+                Problem::at_key(
+                    "global.admin",
+                    format!("invalid address '{text}': {reason}"),
+                )
+            })?);
+        }
+        config.admin_token_file = self.global.admin_token_file.clone();
         overrides.apply(&mut config);
         config
             .validate_as(Naming::File)

@@ -6,6 +6,7 @@
 //! file ([`load_file`]) gives any number. The reactor only ever sees a config
 //! that passed [`Config::validate`], at startup and at every reload.
 
+mod admin;
 mod descriptor_budget;
 // The config file (TOML, through serde) is the CLI's: `cli` feature.
 #[cfg(feature = "cli")]
@@ -36,6 +37,10 @@ use std::time::Duration;
 use crate::acl::Cidr;
 use crate::proxy_protocol::ProxyVersion;
 
+pub(crate) use admin::admin_kept;
+#[cfg(feature = "cli")]
+pub use admin::read_token;
+pub use admin::AdminAddress;
 #[cfg(feature = "cli")]
 pub use file::{load_file, load_file_with, FileError};
 pub(crate) use matching::{is_shared, By, Rank, Seen};
@@ -77,6 +82,14 @@ pub struct Config {
     /// sockets (`SO_REUSEPORT`); set at startup, a reload keeps the running
     /// number. 1 is one loop and no `SO_REUSEPORT`.
     pub workers: usize,
+    /// Where the binary serves the admin API, `tcpipe ctl`'s endpoint
+    /// (`tcpipe::cli::serve_admin`, feature `cli`; a forwarder serves
+    /// nothing by itself); `None` serves nothing. Set at startup: a reload
+    /// keeps the running one.
+    pub admin: Option<AdminAddress>,
+    /// The file whose one line is the bearer token every request to a TCP
+    /// [`admin`](Config::admin) address must carry; required with one.
+    pub admin_token_file: Option<std::path::PathBuf>,
 }
 
 /// The access log's settings.
@@ -491,6 +504,8 @@ impl Config {
             metrics: None,
             access_log: AccessLogConfig::default(),
             workers: 1,
+            admin: None,
+            admin_token_file: None,
         }
     }
 

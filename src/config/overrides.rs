@@ -3,10 +3,11 @@
 //! and `nginx -g` let the command line win.
 
 use std::net::SocketAddr;
+use std::path::PathBuf;
 use std::time::Duration;
 
 use super::values::format_duration;
-use super::{Config, ConfigError, LogDestination, LogFormat};
+use super::{AdminAddress, Config, ConfigError, LogDestination, LogFormat};
 
 /// The `[global]` settings to take from elsewhere than the file; `None`
 /// leaves the file's (or the default) alone.
@@ -28,6 +29,10 @@ pub struct Overrides {
     pub access_log_opens: Option<bool>,
     /// `global.workers`; a reload keeps the running number whatever it says.
     pub workers: Option<usize>,
+    /// `global.admin`; kept from startup by a reload.
+    pub admin: Option<AdminAddress>,
+    /// `global.admin-token-file`.
+    pub admin_token_file: Option<PathBuf>,
 }
 
 impl Overrides {
@@ -62,6 +67,12 @@ impl Overrides {
         if let Some(workers) = self.workers {
             config.workers = workers;
         }
+        if let Some(admin) = &self.admin {
+            config.admin = Some(admin.clone());
+        }
+        if let Some(file) = &self.admin_token_file {
+            config.admin_token_file = Some(file.clone());
+        }
     }
 
     /// Each overridden setting as `key = value`, in `[global]`'s terms.
@@ -92,6 +103,13 @@ impl Overrides {
             self.access_log_opens.map(|o| o.to_string()),
         );
         note("workers", self.workers.map(|n| n.to_string()));
+        note("admin", self.admin.as_ref().map(|a| a.to_string()));
+        note(
+            "admin-token-file",
+            self.admin_token_file
+                .as_ref()
+                .map(|f| f.display().to_string()),
+        );
         set
     }
 
@@ -107,6 +125,8 @@ impl Overrides {
             Some("log-format") => self.log_format.is_some(),
             Some("access-log-opens") => self.access_log_opens.is_some(),
             Some("workers") => self.workers.is_some(),
+            Some("admin") => self.admin.is_some(),
+            Some("admin-token-file") => self.admin_token_file.is_some(),
             _ => false,
         };
         if overridden {

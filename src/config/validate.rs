@@ -1,5 +1,6 @@
 //! Validation: each route's settings on their own, then what no two
-//! routes may share (names, listen addresses, the metrics port).
+//! routes may share (names, listen addresses, the metrics port); the
+//! admin endpoint's rules are in `admin`.
 
 use std::collections::HashSet;
 use std::net::SocketAddr;
@@ -41,7 +42,8 @@ impl Config {
         }
         self.check_listen_conflicts(naming)?;
         super::matching::check_shared(&self.routes, naming)?;
-        self.check_metrics_address(naming)
+        self.check_metrics_address(naming)?;
+        self.check_admin(naming)
     }
 
     /// The metrics endpoint cannot share a port with a route.

@@ -2,40 +2,50 @@
 //! deadline on every connection, so no client holds up another however
 //! many are connected and however little they send or read.
 //!
-//! A connection goes through three states. *Reading*: until the head and
+//! A connection (`connection.rs`) goes through three states. *Reading*: until the head and
 //! its `Content-Length` body are in, within `request_timeout` of the
 //! accept (a total, not an idle time, so a byte every second buys
 //! nothing); then the handler answers. *Writing*: the answer goes out as
 //! the client takes it, within `write_timeout`. *Lingering*: after our
 //! FIN, what the client still sends is read and dropped until it closes,
-//! for at most [`LINGER`]: closing a socket with unread input sends a
+//! for at most a second: closing a socket with unread input sends a
 //! reset, which can destroy the answer before the client reads it (the
 //! case of a 431 sent while the oversize head is still arriving).
+//!
+//! A handler may also answer *later* ([`Answer::Later`]): its work (a wait
+//! for pipes to end, reading a config file) runs on a thread of its own
+//! while the connection *waits*, under `max_wait` rather than the request
+//! and write deadlines, which it has no part in. A waiting client that
+//! closes or sends more than 64 KiB meanwhile is dropped (its work's answer
+//! then goes nowhere); others are served meanwhile as ever. At most
+//! `max_connections` works run at once; beyond, a 503 says to try again.
 //!
 //! At `max_connections`, a new client is always accepted and the one
 //! closest to done goes instead: a lingering one, else the one silent the
 //! longest, else the one that sent part of a request the longest ago, else
-//! the oldest writer. So a flood of silent
+//! the oldest writer, and one waiting for a later answer last. So a flood
+//! of silent
 //! clients costs each of them its slot, never the scraper its answer: like
 //! nginx reusing its idle keep-alive connections when out of them, and
 //! unlike refusing the newcomer, which would let the flood lock everyone
 //! out.
 
-use std::io::{self, ErrorKind, Read, Write};
-use std::net::{Shutdown, SocketAddr};
+use std::io::{self, ErrorKind};
+use std::net::SocketAddr;
 use std::sync::atomic::{AtomicBool, Ordering};
+use std::sync::mpsc::{self, Receiver, Sender};
 use std::sync::Arc;
 use std::thread;
 use std::time::{Duration, Instant};
 
 use log::{debug, warn};
-use mio::net::{TcpListener, TcpStream};
 use mio::{Events, Interest, Poll, Token, Waker};
 use slab::Slab;
-use socket2::SockRef;
 
-use super::request::{head_end, parse_head, Head, Rejection, Request};
+use super::connection::{refusal, reject, Connection, Next, Reading, State, Step};
+use super::request::{Rejection, Request};
 use super::response::Response;
+use super::socket::{Endpoint, Listener, SocketFile, Stream};
 use crate::throttle::Throttle;
 
 const WAKER: Token = Token(usize::MAX);
@@ -43,12 +53,6 @@ const LISTENER: Token = Token(usize::MAX - 1);
 
 /// Out of descriptors or memory, accepting again at once would spin.
 const ACCEPT_BACKOFF: Duration = Duration::from_millis(100);
-/// How long a client that has its answer may keep sending before we close.
-const LINGER: Duration = Duration::from_secs(1);
-/// How much a lingering client may still send before we close anyway.
-const MAX_DRAIN: usize = 64 * 1024;
-/// One read's worth; the head cap is a few of these.
-const CHUNK: usize = 4096;
 
 /// What one server allows each client.
 #[derive(Debug, Clone, Copy)]
@@ -63,6 +67,12 @@ pub(crate) struct Limits {
     pub(crate) request_timeout: Duration,
     /// From the answer being ready to the client having taken all of it.
     pub(crate) write_timeout: Duration,
+    /// From a complete request to the answer of its [`Answer::Later`]
+    /// work (504 after).
+    pub(crate) max_wait: Duration,
+    /// The server's own refusals (400, 408, 413, ...) as JSON
+    /// `{"error": "..."}`, as a JSON API's clients expect, not text.
+    pub(crate) json_errors: bool,
 }
 
 impl Default for Limits {
@@ -79,38 +89,73 @@ impl Default for Limits {
             max_body: 64 * 1024,
             request_timeout: Duration::from_secs(3),
             write_timeout: Duration::from_secs(5),
+            max_wait: Duration::from_secs(60),
+            json_errors: false,
         }
+    }
+}
+
+/// Work that answers a request later, run on a thread of its own.
+pub(crate) type Work = Box<dyn FnOnce() -> Response + Send>;
+
+/// A handler's answer: now, or once its work is done.
+pub(crate) enum Answer {
+    Now(Response),
+    Later(Work),
+}
+
+impl From<Response> for Answer {
+    fn from(response: Response) -> Answer {
+        Answer::Now(response)
     }
 }
 
 /// A running server; dropping it stops the thread and closes its sockets
 /// (at once, or after the request being answered, if the handler is busy).
 pub(crate) struct Server {
-    addr: SocketAddr,
+    endpoint: Endpoint,
     stop: Arc<AtomicBool>,
-    waker: Waker,
+    waker: Arc<Waker>,
+    /// Removed when the server stops, at once rather than when its thread
+    /// gets to it: the process may be exiting.
+    _file: Option<SocketFile>,
 }
 
 impl Server {
-    /// Binds `addr` and serves it on a thread named `tcpipe-NAME`; `name`
-    /// also starts this server's log lines. `handler` answers each
-    /// complete request, on that thread.
-    pub(crate) fn start<H>(
+    /// Binds the TCP address `addr` and serves it: see [`Server::start_on`].
+    pub(crate) fn start<H, A>(
         name: &'static str,
         addr: SocketAddr,
         limits: Limits,
         handler: H,
     ) -> io::Result<Server>
     where
-        H: Fn(&Request) -> Response + Send + 'static,
+        H: Fn(&Request) -> A + Send + 'static,
+        A: Into<Answer>,
     {
-        let mut listener = TcpListener::bind(addr)?;
-        let addr = listener.local_addr()?;
+        Server::start_on(name, &Endpoint::Tcp(addr), limits, handler)
+    }
+
+    /// Binds `endpoint` and serves it on a thread named `tcpipe-NAME`;
+    /// `name` also starts this server's log lines. `handler` answers each
+    /// complete request, on that thread.
+    pub(crate) fn start_on<H, A>(
+        name: &'static str,
+        endpoint: &Endpoint,
+        limits: Limits,
+        handler: H,
+    ) -> io::Result<Server>
+    where
+        H: Fn(&Request) -> A + Send + 'static,
+        A: Into<Answer>,
+    {
+        let (mut listener, endpoint, file) = Listener::bind(endpoint)?;
         let poll = Poll::new()?;
         poll.registry()
             .register(&mut listener, LISTENER, Interest::READABLE)?;
-        let waker = Waker::new(poll.registry(), WAKER)?;
+        let waker = Arc::new(Waker::new(poll.registry(), WAKER)?);
         let stop = Arc::new(AtomicBool::new(false));
+        let (done, finished) = mpsc::channel();
         let serving = Serving {
             name,
             poll,
@@ -122,16 +167,34 @@ impl Server {
             accept_resumes: None,
             evictions: Throttle::default(),
             accept_failures: Throttle::default(),
+            waker: Arc::clone(&waker),
+            done,
+            finished,
+            working: 0,
+            next_serial: 0,
         };
         thread::Builder::new()
             .name(format!("tcpipe-{name}"))
             .spawn(move || serving.run())?;
-        Ok(Server { addr, stop, waker })
+        Ok(Server {
+            endpoint,
+            stop,
+            waker,
+            _file: file,
+        })
     }
 
     /// As bound (port 0 resolved).
-    pub(crate) fn addr(&self) -> SocketAddr {
-        self.addr
+    pub(crate) fn endpoint(&self) -> &Endpoint {
+        &self.endpoint
+    }
+
+    /// The TCP address as bound; `None` for a socket file.
+    pub(crate) fn tcp_addr(&self) -> Option<SocketAddr> {
+        match self.endpoint {
+            Endpoint::Tcp(addr) => Some(addr),
+            Endpoint::Unix(_) => None,
+        }
     }
 }
 
@@ -139,15 +202,26 @@ impl Drop for Server {
     fn drop(&mut self) {
         self.stop.store(true, Ordering::Release);
         if let Err(e) = self.waker.wake() {
-            warn!("http {}: cannot wake the server to stop it: {e}", self.addr);
+            warn!(
+                "http {}: cannot wake the server to stop it: {e}",
+                self.endpoint
+            );
         }
     }
+}
+
+/// A work's answer, for the connection `key` if it is still connection
+/// `serial` (the slot may have gone to another client meanwhile).
+struct Done {
+    key: usize,
+    serial: u64,
+    response: Response,
 }
 
 struct Serving<H> {
     name: &'static str,
     poll: Poll,
-    listener: TcpListener,
+    listener: Listener,
     connections: Slab<Connection>,
     limits: Limits,
     handler: H,
@@ -156,9 +230,20 @@ struct Serving<H> {
     accept_resumes: Option<Instant>,
     evictions: Throttle,
     accept_failures: Throttle,
+    /// Wakes the poll when a work is done.
+    waker: Arc<Waker>,
+    done: Sender<Done>,
+    finished: Receiver<Done>,
+    /// Works running, whether or not their clients still wait.
+    working: usize,
+    next_serial: u64,
 }
 
-impl<H: Fn(&Request) -> Response> Serving<H> {
+impl<H, A> Serving<H>
+where
+    H: Fn(&Request) -> A,
+    A: Into<Answer>,
+{
     fn run(mut self) {
         let mut events = Events::with_capacity(256);
         loop {
@@ -177,7 +262,7 @@ impl<H: Fn(&Request) -> Response> Serving<H> {
             }
             for event in events.iter() {
                 match event.token() {
-                    WAKER => {}
+                    WAKER => self.collect_done(),
                     LISTENER => self.accept(),
                     Token(key) => self.advance(key),
                 }
@@ -217,7 +302,7 @@ impl<H: Fn(&Request) -> Response> Serving<H> {
         }
     }
 
-    fn admit(&mut self, mut stream: TcpStream, peer: SocketAddr) {
+    fn admit(&mut self, mut stream: Stream, peer: String) {
         let now = Instant::now();
         if self.connections.len() >= self.limits.max_connections {
             self.evict(now);
@@ -233,7 +318,9 @@ impl<H: Fn(&Request) -> Response> Serving<H> {
             return;
         }
         let key = entry.key();
+        self.next_serial += 1;
         entry.insert(Connection {
+            serial: self.next_serial,
             stream,
             peer,
             state: State::Reading(Reading::default()),
@@ -255,7 +342,7 @@ impl<H: Fn(&Request) -> Response> Serving<H> {
         if let Some(key) = idlest {
             let gone = self.connections.remove(key);
             if let State::Writing { .. } = gone.state {
-                gone.reset();
+                gone.stream.reset_on_close();
             }
             if let Some(held_back) = self.evictions.allow(now) {
                 warn!(
@@ -274,8 +361,79 @@ impl<H: Fn(&Request) -> Response> Serving<H> {
         let Some(connection) = self.connections.get_mut(key) else {
             return;
         };
-        if connection.advance(Instant::now(), &self.limits, &self.handler) == Step::Close {
-            self.connections.remove(key);
+        let handler = &self.handler;
+        let answer = |request: &Request| handler(request).into();
+        match connection.advance(Instant::now(), &self.limits, &answer) {
+            Next::Open => {}
+            Next::Close => {
+                self.connections.remove(key);
+            }
+            Next::Later(work, head_only) => self.defer(key, work, head_only),
+        }
+    }
+
+    /// Runs `work` on a thread of its own; connection `key` waits for it.
+    fn defer(&mut self, key: usize, work: Work, head_only: bool) {
+        let Some(connection) = self.connections.get_mut(key) else {
+            return;
+        };
+        let now = Instant::now();
+        let refused = if self.working >= self.limits.max_connections {
+            Some("too many requests waiting for their answer; try again later".to_string())
+        } else {
+            let completion = Completion {
+                done: Some(Done {
+                    key,
+                    serial: connection.serial,
+                    response: refusal(&self.limits, 500, "the request's work failed"),
+                }),
+                to: self.done.clone(),
+                waker: Arc::clone(&self.waker),
+            };
+            let spawned = thread::Builder::new()
+                .name(format!("tcpipe-{}-wait", self.name))
+                .spawn(move || completion.finish(work()));
+            spawned
+                .err()
+                .map(|e| format!("cannot start a thread for the answer: {e}"))
+        };
+        match refused {
+            Some(why) => {
+                let busy = refusal(&self.limits, 503, &why);
+                connection.answer(now, &self.limits, busy, head_only);
+                if connection.send(now) == Step::Close {
+                    self.connections.remove(key);
+                }
+            }
+            None => {
+                self.working += 1;
+                connection.state = State::Waiting {
+                    head_only,
+                    drained: 0,
+                };
+                connection.deadline = now + self.limits.max_wait;
+            }
+        }
+    }
+
+    /// Answers the clients whose work is done and still wait for it.
+    fn collect_done(&mut self) {
+        let now = Instant::now();
+        while let Ok(done) = self.finished.try_recv() {
+            self.working = self.working.saturating_sub(1);
+            let Some(connection) = self.connections.get_mut(done.key) else {
+                continue;
+            };
+            let State::Waiting { head_only, .. } = connection.state else {
+                continue;
+            };
+            if connection.serial != done.serial {
+                continue;
+            }
+            connection.answer(now, &self.limits, done.response, head_only);
+            if connection.send(now) == Step::Close {
+                self.connections.remove(done.key);
+            }
         }
     }
 
@@ -294,7 +452,8 @@ impl<H: Fn(&Request) -> Response> Serving<H> {
                 // Told why, then closed as any answer is.
                 State::Reading(_) => {
                     debug!("{name}: client {}: no request in time", connection.peer);
-                    connection.answer(now, &limits, reject(Rejection::Timeout), false);
+                    let late = reject(&limits, Rejection::Timeout);
+                    connection.answer(now, &limits, late, false);
                     connection.send(now) == Step::Open
                 }
                 State::Writing { .. } => {
@@ -302,8 +461,14 @@ impl<H: Fn(&Request) -> Response> Serving<H> {
                         "{name}: client {}: did not take its answer in time",
                         connection.peer
                     );
-                    connection.reset();
+                    connection.stream.reset_on_close();
                     false
+                }
+                State::Waiting { head_only, .. } => {
+                    debug!("{name}: client {}: no answer in time", connection.peer);
+                    let late = refusal(&limits, 504, "no answer in time");
+                    connection.answer(now, &limits, late, head_only);
+                    connection.send(now) == Step::Open
                 }
                 State::Lingering { .. } => false,
             }
@@ -311,216 +476,28 @@ impl<H: Fn(&Request) -> Response> Serving<H> {
     }
 }
 
-fn reject(rejection: Rejection) -> Response {
-    Response::text(rejection.status(), rejection.message())
+/// Sends a work's answer when it ends, or a 500 if it panicked.
+struct Completion {
+    done: Option<Done>,
+    to: Sender<Done>,
+    waker: Arc<Waker>,
 }
 
-struct Connection {
-    stream: TcpStream,
-    peer: SocketAddr,
-    state: State,
-    /// Accepted, or last sent us bytes while reading.
-    heard: Instant,
-    deadline: Instant,
-}
-
-enum State {
-    Reading(Reading),
-    Writing { out: Vec<u8>, sent: usize },
-    Lingering { drained: usize },
-}
-
-impl State {
-    /// Lower goes first when the server is full: answered, silent, part
-    /// of a request sent, answer going out.
-    fn keep_rank(&self) -> u8 {
-        match self {
-            State::Lingering { .. } => 0,
-            State::Reading(reading) if reading.buf.is_empty() => 1,
-            State::Reading(_) => 2,
-            State::Writing { .. } => 3,
-        }
-    }
-
-    fn doing(&self) -> &'static str {
-        match self {
-            State::Lingering { .. } => "answered",
-            State::Reading(reading) if reading.buf.is_empty() => "silent",
-            State::Reading(_) => "sending its request",
-            State::Writing { .. } => "not reading its answer",
+impl Completion {
+    fn finish(mut self, response: Response) {
+        if let Some(done) = &mut self.done {
+            done.response = response;
         }
     }
 }
 
-#[derive(Default)]
-struct Reading {
-    buf: Vec<u8>,
-    /// Where to look for the head's end again.
-    scanned: usize,
-    head: Option<Head>,
-}
-
-enum Progress {
-    More,
-    Close,
-    Complete(Request),
-    Reject(Rejection),
-}
-
-#[derive(Debug, PartialEq, Eq)]
-enum Step {
-    Open,
-    Close,
-}
-
-impl Connection {
-    /// Goes as far as the socket allows now.
-    fn advance(
-        &mut self,
-        now: Instant,
-        limits: &Limits,
-        handler: &dyn Fn(&Request) -> Response,
-    ) -> Step {
-        if let State::Reading(reading) = &mut self.state {
-            let (progress, heard) = read_request(&mut self.stream, reading, limits);
-            if heard {
-                self.heard = now;
-            }
-            match progress {
-                Progress::More => return Step::Open,
-                Progress::Close => return Step::Close,
-                Progress::Complete(request) => {
-                    let head_only = request.method() == "HEAD";
-                    let response = handler(&request);
-                    // The handler may have taken a while.
-                    self.answer(Instant::now(), limits, response, head_only);
-                }
-                Progress::Reject(rejection) => {
-                    debug!("client {}: {}", self.peer, rejection.message().trim_end());
-                    self.answer(now, limits, reject(rejection), false);
-                }
+impl Drop for Completion {
+    fn drop(&mut self) {
+        if let Some(done) = self.done.take() {
+            // The server may have stopped; then nobody waits.
+            if self.to.send(done).is_ok() {
+                let _ = self.waker.wake();
             }
         }
-        self.send(now)
-    }
-
-    /// Closing with a reset rather than a FIN: the kernel drops what the
-    /// client did not take instead of holding it (up to the send buffer,
-    /// megabytes) for minutes of zero-window probes. A cut answer is
-    /// useless to the client either way.
-    fn reset(&self) {
-        if let Err(e) = SockRef::from(&self.stream).set_linger(Some(Duration::ZERO)) {
-            debug!("client {}: cannot set SO_LINGER: {e}", self.peer);
-        }
-    }
-
-    fn answer(&mut self, now: Instant, limits: &Limits, response: Response, head_only: bool) {
-        self.state = State::Writing {
-            out: response.encode(head_only),
-            sent: 0,
-        };
-        self.deadline = now + limits.write_timeout;
-    }
-
-    /// Writes the answer, then drains until the client closes.
-    fn send(&mut self, now: Instant) -> Step {
-        let mut chunk = [0u8; CHUNK];
-        loop {
-            match &mut self.state {
-                State::Reading(_) => return Step::Open,
-                State::Writing { out, sent } => match self.stream.write(&out[*sent..]) {
-                    Ok(0) => return Step::Close,
-                    Ok(n) => {
-                        *sent += n;
-                        if *sent == out.len() {
-                            // The FIN goes after the answer; what the
-                            // client still sends is drained (see LINGER).
-                            if self.stream.shutdown(Shutdown::Write).is_err() {
-                                return Step::Close;
-                            }
-                            self.state = State::Lingering { drained: 0 };
-                            self.deadline = now + LINGER;
-                        }
-                    }
-                    Err(e) if e.kind() == ErrorKind::WouldBlock => return Step::Open,
-                    Err(e) if e.kind() == ErrorKind::Interrupted => {}
-                    Err(e) => {
-                        debug!("client {}: {e}", self.peer);
-                        return Step::Close;
-                    }
-                },
-                State::Lingering { drained } => match self.stream.read(&mut chunk) {
-                    Ok(0) => return Step::Close,
-                    Ok(n) => {
-                        *drained += n;
-                        if *drained > MAX_DRAIN {
-                            return Step::Close;
-                        }
-                    }
-                    Err(e) if e.kind() == ErrorKind::WouldBlock => return Step::Open,
-                    Err(e) if e.kind() == ErrorKind::Interrupted => {}
-                    Err(_) => return Step::Close,
-                },
-            }
-        }
-    }
-}
-
-/// Reads what is there; whether any bytes came, and how far the request is.
-fn read_request(
-    stream: &mut TcpStream,
-    reading: &mut Reading,
-    limits: &Limits,
-) -> (Progress, bool) {
-    let mut chunk = [0u8; CHUNK];
-    let mut heard = false;
-    loop {
-        if let Some(progress) = reading.progress(limits) {
-            return (progress, heard);
-        }
-        match stream.read(&mut chunk) {
-            Ok(0) if reading.buf.is_empty() => return (Progress::Close, heard),
-            Ok(0) => {
-                let why = Rejection::Malformed("the client closed before the request ended");
-                return (Progress::Reject(why), heard);
-            }
-            Ok(n) => {
-                reading.buf.extend_from_slice(&chunk[..n]);
-                heard = true;
-            }
-            Err(e) if e.kind() == ErrorKind::WouldBlock => return (Progress::More, heard),
-            Err(e) if e.kind() == ErrorKind::Interrupted => {}
-            Err(_) => return (Progress::Close, heard),
-        }
-    }
-}
-
-impl Reading {
-    /// `None` while more bytes are needed.
-    fn progress(&mut self, limits: &Limits) -> Option<Progress> {
-        if self.head.is_none() {
-            match head_end(&self.buf, self.scanned) {
-                Some(end) if end <= limits.max_head => {
-                    match parse_head(&self.buf, end, limits.max_body) {
-                        Ok(head) => self.head = Some(head),
-                        Err(rejection) => return Some(Progress::Reject(rejection)),
-                    }
-                }
-                Some(_) => return Some(Progress::Reject(Rejection::HeadTooLarge)),
-                None if self.buf.len() > limits.max_head => {
-                    return Some(Progress::Reject(Rejection::HeadTooLarge))
-                }
-                None => {
-                    self.scanned = self.buf.len().saturating_sub(2);
-                    return None;
-                }
-            }
-        }
-        let head = self.head.as_ref()?;
-        let end = head.len + head.content_length;
-        let body = self.buf.get(head.len..end)?.to_vec();
-        let mut request = self.head.take()?.request;
-        request.body = body;
-        Some(Progress::Complete(request))
     }
 }

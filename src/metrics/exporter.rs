@@ -38,7 +38,10 @@ impl Exporter {
 
     /// As bound (port 0 resolved).
     pub(crate) fn addr(&self) -> SocketAddr {
-        self.server.addr()
+        // Bound on TCP, by start.
+        self.server
+            .tcp_addr()
+            .unwrap_or_else(|| SocketAddr::from(([0, 0, 0, 0], 0)))
     }
 }
 

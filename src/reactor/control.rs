@@ -43,6 +43,9 @@ pub(crate) enum Command {
     /// The config file, read and checked by a loader thread.
     #[cfg(feature = "cli")]
     FileLoaded(Box<Result<Config, FileError>>),
+    /// Reload the config file as SIGHUP does, and answer on `reply`.
+    #[cfg(feature = "cli")]
+    ReloadFile(Sender<Result<Reloaded, ReloadError>>),
     /// Pause, resume or abort one pipe.
     Pipe {
         id: PipeId,
@@ -103,6 +106,48 @@ pub enum ReloadError {
     /// Called on an event loop's own thread (from a hook), where waiting
     /// for the answer would never end.
     OnLoopThread,
+    /// [`Handle::reload_file`](crate::Handle::reload_file) of a forwarder
+    /// whose config came from elsewhere than a file.
+    NoFile,
+}
+
+impl ReloadError {
+    /// The same error again, for a second caller waiting on one reload.
+    fn duplicate(&self) -> ReloadError {
+        let io = |e: &io::Error| io::Error::new(e.kind(), e.to_string());
+        match self {
+            ReloadError::Invalid(e) => ReloadError::Invalid(e.clone()),
+            #[cfg(feature = "cli")]
+            ReloadError::File(e) => ReloadError::File(e.clone()),
+            ReloadError::Bind(addr, e) => ReloadError::Bind(*addr, io(e)),
+            ReloadError::AccessLog(path, e) => ReloadError::AccessLog(path.clone(), io(e)),
+            ReloadError::ShuttingDown => ReloadError::ShuttingDown,
+            ReloadError::Stopped => ReloadError::Stopped,
+            ReloadError::Io(e) => ReloadError::Io(io(e)),
+            ReloadError::OnLoopThread => ReloadError::OnLoopThread,
+            ReloadError::NoFile => ReloadError::NoFile,
+        }
+    }
+}
+
+/// Tells everyone waiting for a reload how it went; a caller that gave up
+/// waiting needs nothing.
+pub(super) fn answer_reload(
+    replies: Vec<Sender<Result<Reloaded, ReloadError>>>,
+    outcome: Result<Reloaded, ReloadError>,
+) {
+    let mut replies = replies.into_iter();
+    let Some(last) = replies.next_back() else {
+        return;
+    };
+    for reply in replies {
+        let copy = match &outcome {
+            Ok(reloaded) => Ok(reloaded.clone()),
+            Err(e) => Err(e.duplicate()),
+        };
+        let _ = reply.send(copy);
+    }
+    let _ = last.send(outcome);
 }
 
 impl fmt::Display for ReloadError {
@@ -121,6 +166,9 @@ impl fmt::Display for ReloadError {
             ReloadError::OnLoopThread => f.write_str(
                 "called on the event loop's own thread (from a hook), where waiting would never end",
             ),
+            ReloadError::NoFile => {
+                f.write_str("tcpipe runs from flags, not --config: there is no file to reload")
+            }
         }
     }
 }
@@ -135,6 +183,10 @@ pub(super) struct FileReload {
     /// Since when the loader thread has been reading the file.
     in_flight: Option<Instant>,
     again: bool,
+    /// Who waits for the reload in flight ([`Command::ReloadFile`]).
+    answering: Vec<Sender<Result<Reloaded, ReloadError>>>,
+    /// Who waits for the one after it.
+    answering_next: Vec<Sender<Result<Reloaded, ReloadError>>>,
 }
 
 impl FileReload {
@@ -143,6 +195,8 @@ impl FileReload {
             commands,
             in_flight: None,
             again: false,
+            answering: Vec::new(),
+            answering_next: Vec::new(),
         }
     }
 
@@ -217,7 +271,7 @@ impl Reactor {
         };
         for signal in received {
             match signal {
-                SIGHUP => self.reload_file("SIGHUP"),
+                SIGHUP => self.reload_file("SIGHUP", None),
                 SIGUSR2 => warn!("SIGUSR2 means nothing to tcpipe; carrying on"),
                 // One worker takes the signals; all of them drain.
                 other => self.shut_every_worker_down(signal_name(other)),
@@ -244,11 +298,8 @@ impl Reactor {
                         info!("reload: done");
                     }
                     match copy {
-                        Some(config) => self.pass_reload(config, applied, Some(reply)),
-                        // The caller may have given up waiting; nothing to do then.
-                        None => {
-                            let _ = reply.send(applied);
-                        }
+                        Some(config) => self.pass_reload(config, applied, vec![reply]),
+                        None => answer_reload(vec![reply], applied),
                     }
                 }
                 Command::Follow(relay) => self.on_relay(relay),
@@ -257,6 +308,8 @@ impl Reactor {
                 Command::Operate(ask) => self.on_operate(ask),
                 #[cfg(feature = "cli")]
                 Command::FileLoaded(loaded) => self.on_file_loaded(*loaded),
+                #[cfg(feature = "cli")]
+                Command::ReloadFile(reply) => self.reload_file("the admin API", Some(reply)),
                 // Callers that gave up waiting need no answer.
                 Command::Pipe { id, action, reply } => {
                     let _ = reply.send(self.on_pipe_command(id, action));
@@ -281,28 +334,42 @@ impl Reactor {
 
     /// A library built without the `cli` feature has no config file.
     #[cfg(not(feature = "cli"))]
-    fn reload_file(&mut self, asked_by: &str) {
+    fn reload_file(&mut self, asked_by: &str, _reply: Option<()>) {
         warn!("{asked_by}: no config file to reload (built without the cli feature), carrying on");
     }
 
     /// Reads the config file on a thread of its own (it resolves host
-    /// names, which may take seconds), then applies it on the loop.
+    /// names, which may take seconds), then applies it on the loop; `reply`
+    /// hears the outcome. Asked while a reload is in flight, it is done
+    /// again after that one (the file may have changed meanwhile).
     #[cfg(feature = "cli")]
-    fn reload_file(&mut self, asked_by: &str) {
+    fn reload_file(
+        &mut self,
+        asked_by: &str,
+        reply: Option<Sender<Result<Reloaded, ReloadError>>>,
+    ) {
         let Some((path, overrides)) = self.inbox.config_file.clone() else {
             warn!(
                 "{asked_by}: tcpipe runs from flags, not --config; nothing to reload, carrying on"
             );
+            let mut waiting = std::mem::take(&mut self.inbox.reloading.answering);
+            waiting.extend(reply);
+            answer_reload(waiting, Err(ReloadError::NoFile));
             return;
         };
         if self.shutting_down() {
             info!("{asked_by}: shutting down; not reloading");
+            let mut waiting = std::mem::take(&mut self.inbox.reloading.answering);
+            waiting.extend(reply);
+            answer_reload(waiting, Err(ReloadError::ShuttingDown));
             return;
         }
         if self.inbox.reloading.in_flight.is_some() {
             self.inbox.reloading.again = true;
+            self.inbox.reloading.answering_next.extend(reply);
             return;
         }
+        self.inbox.reloading.answering.extend(reply);
         info!("{asked_by}: reloading {}", path.display());
         self.notify_reloading();
         let (commands, waker) = self.commands();
@@ -321,6 +388,8 @@ impl Reactor {
             Err(e) => {
                 error!("reload failed; the running config stays: cannot start a thread: {e}");
                 self.notify_reloaded(Some(&e));
+                let waiting = std::mem::take(&mut self.inbox.reloading.answering);
+                answer_reload(waiting, Err(ReloadError::Io(e)));
             }
         }
     }
@@ -343,11 +412,15 @@ impl Reactor {
                 format_elapsed(self.now.saturating_duration_since(asked))
             );
         }
-        if let Some(config) = copy {
-            self.pass_reload(config, applied, None);
+        let waiting = std::mem::take(&mut self.inbox.reloading.answering);
+        match copy {
+            Some(config) => self.pass_reload(config, applied, waiting),
+            None => answer_reload(waiting, applied),
         }
         if std::mem::take(&mut self.inbox.reloading.again) {
-            self.reload_file("SIGHUP (sent during the last reload)");
+            let next = std::mem::take(&mut self.inbox.reloading.answering_next);
+            self.inbox.reloading.answering = next;
+            self.reload_file("a reload asked for during the last one", None);
         }
     }
 

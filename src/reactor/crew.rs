@@ -43,7 +43,8 @@ pub(crate) struct Relay {
     next: usize,
     /// The leader's result, or the first follower's failure.
     outcome: Result<Reloaded, ReloadError>,
-    reply: Option<Sender<Result<Reloaded, ReloadError>>>,
+    /// Who waits for the outcome.
+    replies: Vec<Sender<Result<Reloaded, ReloadError>>>,
 }
 
 impl Reactor {
@@ -82,13 +83,10 @@ impl Reactor {
         &mut self,
         config: Config,
         outcome: Result<Reloaded, ReloadError>,
-        reply: Option<Sender<Result<Reloaded, ReloadError>>>,
+        replies: Vec<Sender<Result<Reloaded, ReloadError>>>,
     ) {
         if outcome.is_err() || !self.share.has_peers() {
-            if let Some(reply) = reply {
-                // The caller may have given up waiting; nothing to do then.
-                let _ = reply.send(outcome);
-            }
+            super::control::answer_reload(replies, outcome);
             return;
         }
         let follow = self.follow(&config);
@@ -97,7 +95,7 @@ impl Reactor {
             follow,
             next: 1,
             outcome,
-            reply,
+            replies,
         };
         self.relay(Box::new(relay));
     }
@@ -112,9 +110,7 @@ impl Reactor {
                 }
             }
             None => {
-                if let Some(reply) = relay.reply {
-                    let _ = reply.send(relay.outcome);
-                }
+                super::control::answer_reload(relay.replies, relay.outcome);
             }
         }
     }

@@ -133,6 +133,8 @@ enum Run {
 struct Limits {
     max_connections: usize,
     drain_timeout: Option<Duration>,
+    /// The admin endpoint's address: set at startup, kept by reloads.
+    admin: Option<crate::config::AdminAddress>,
 }
 
 pub(crate) struct Reactor {
@@ -201,6 +203,7 @@ impl Reactor {
             limits: Limits {
                 max_connections: config.max_connections,
                 drain_timeout: config.drain_timeout,
+                admin: config.admin.clone(),
             },
             pipes: Slab::new(),
             awaiting: awaiting::Table::default(),

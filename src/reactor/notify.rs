@@ -9,10 +9,10 @@ use crate::text::plural;
 
 impl Reactor {
     /// Speaks to systemd if `NOTIFY_SOCKET` asks for it; the first worker
-    /// only, for the whole process.
-    pub(crate) fn notify_systemd(&mut self) {
+    /// only, for the whole process. `admin`: where the admin API is served.
+    pub(crate) fn notify_systemd(&mut self, admin: Option<String>) {
         if self.share.is_leader() {
-            self.systemd = Notifier::from_env();
+            self.systemd = Notifier::from_env().map(|n| n.with_admin(admin));
         }
     }
 

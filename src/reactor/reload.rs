@@ -30,6 +30,7 @@ use super::routes::{describe, settings_of, Listener, Route, RouteId};
 use super::tokens::listener_token;
 use super::{accept, plural, Reactor, Timer};
 use crate::access_log::AccessLog;
+use crate::config::admin_kept;
 use crate::config::{self, format_duration, format_size, Config, Naming};
 use crate::metrics::Exporter;
 use crate::net;
@@ -498,6 +499,7 @@ impl Reactor {
         .filter(|(_, old, new)| old != new)
         .map(|(key, old, new)| format!("{key} {old} -> {new}"))
         .chain(self.workers_kept(config, starting))
+        .chain(admin_kept(self.limits.admin.as_ref(), config.admin.as_ref()).filter(|_| !starting))
         .collect();
         self.limits.max_connections = config.max_connections;
         self.limits.drain_timeout = config.drain_timeout;

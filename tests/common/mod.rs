@@ -4,6 +4,7 @@
 #![allow(dead_code)] // each test file uses a different subset
 
 pub mod access_log;
+pub mod admin;
 pub mod chromium;
 pub mod config;
 pub mod faults;

@@ -4,7 +4,8 @@
 //! own, names it in `NOTIFY_SOCKET`, and reads every `READY=1` the
 //! forwarder sends (at startup and after each reload), which carries
 //! `X_TCPIPE_LISTEN=<route> <address>` per listener and
-//! `X_TCPIPE_METRICS=<address>`, as bound; `STOPPING=1` says a shutdown
+//! `X_TCPIPE_METRICS=<address>` and `X_TCPIPE_ADMIN=<unix:/path or
+//! address>`, as bound; `STOPPING=1` says a shutdown
 //! has begun.
 #![allow(dead_code)] // each test file uses a different subset
 
@@ -142,5 +143,10 @@ impl Ready {
         self.values("X_TCPIPE_METRICS")
             .next()
             .map(|addr| addr.parse().expect("a socket address in X_TCPIPE_METRICS"))
+    }
+
+    /// Where the admin API is served (`unix:/path` or an address), if it is.
+    pub fn admin(&self) -> Option<String> {
+        self.values("X_TCPIPE_ADMIN").next().map(str::to_string)
     }
 }
