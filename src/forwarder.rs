@@ -34,6 +34,9 @@ pub enum StartError {
     AccessLog(PathBuf, io::Error),
     /// The event loop could not be set up.
     Io(io::Error),
+    /// Started by a live upgrade, this process could not take over from
+    /// the running one (which carries on); why.
+    TakeOver(String),
 }
 
 impl StartError {
@@ -41,7 +44,10 @@ impl StartError {
     pub fn exit_code(&self) -> u8 {
         match self {
             StartError::Config(_) => 2,
-            StartError::Bind(..) | StartError::AccessLog(..) | StartError::Io(_) => 1,
+            StartError::Bind(..)
+            | StartError::AccessLog(..)
+            | StartError::Io(_)
+            | StartError::TakeOver(_) => 1,
         }
     }
 }
@@ -55,6 +61,7 @@ impl fmt::Display for StartError {
                 write!(f, "cannot open the access log {}: {e}", path.display())
             }
             StartError::Io(e) => write!(f, "cannot start the event loop: {e}"),
+            StartError::TakeOver(why) => write!(f, "upgrade: {why}"),
         }
     }
 }
@@ -122,6 +129,30 @@ impl Handle {
             reply,
         })
         .ok_or(ReloadError::Stopped)?
+    }
+
+    /// Upgrades the binary with every live connection kept, as SIGUSR2
+    /// does: starts the binary this process was started from (resolved at
+    /// [`Builder::bind`]; `Config::upgrade_binary` names another) with the
+    /// same arguments, and hands it every listening socket and every
+    /// worker's connections over an inherited Unix socket. The new process
+    /// takes over in its own [`Builder::bind`]: an embedder's program needs
+    /// nothing more than to bind and run again when started the same way.
+    ///
+    /// Returns once the new process has confirmed (then every worker of
+    /// this one ends and [`Forwarder::run`] returns `Ok`: exit), or with why
+    /// it failed: it exited (a bad config), refused, or did not confirm in
+    /// 10 s; then it is killed if still running, and this process carries
+    /// on unchanged.
+    pub fn upgrade(&self) -> Result<crate::Upgraded, crate::UpgradeError> {
+        if self.crew.on_loop_thread() {
+            return Err(crate::UpgradeError::OnLoopThread);
+        }
+        let upgraded = crate::upgrade::hand_over(&self.crew);
+        if let Err(crate::UpgradeError::Failed(why)) = &upgraded {
+            self.leader().send(Command::UpgradeFailed(why.clone()));
+        }
+        upgraded
     }
 
     /// Stops reading both sides of a pipe. What it has buffered is still
@@ -382,16 +413,30 @@ impl Builder {
     }
 
     /// Validates the config and binds every route's listeners, in every
-    /// worker.
+    /// worker. In a process started by a live upgrade (`TCPIPE_UPGRADE_FD`
+    /// set: see [`Handle::upgrade`]) it then takes over from the running
+    /// one: its listening sockets, and every worker's connections.
     pub fn bind(self) -> Result<Forwarder, StartError> {
         self.config.validate().map_err(StartError::Config)?;
+        crate::upgrade::launch::capture(None);
+        let take_over = crate::upgrade::TakeOver::from_env().map_err(StartError::TakeOver)?;
         if self.systemd_sockets {
             crate::inherited::from_systemd();
         }
         let bound = self.bind_workers();
         // Every worker has its duplicates of what it was given.
         crate::inherited::settle();
-        bound
+        let mut forwarder = bound?;
+        if let Some(take_over) = take_over {
+            let mut workers: Vec<&mut Reactor> = std::iter::once(&mut forwarder.reactor)
+                .chain(forwarder.followers.iter_mut())
+                .collect();
+            let finish = take_over
+                .adopt_into(&mut workers)
+                .map_err(StartError::TakeOver)?;
+            forwarder.reactor.took_over(finish);
+        }
+        Ok(forwarder)
     }
 
     fn bind_workers(self) -> Result<Forwarder, StartError> {
@@ -522,8 +567,8 @@ impl Forwarder {
 
     /// Makes SIGTERM, SIGINT, SIGQUIT and SIGUSR1 request a graceful
     /// shutdown (a second one aborts at once), SIGHUP reload the config
-    /// file given to `reload_on_sighup` (feature `cli`), and SIGUSR2 log
-    /// that it means nothing. A library user that owns signals
+    /// file given to `reload_on_sighup` (feature `cli`), and SIGUSR2 start
+    /// a live upgrade ([`Handle::upgrade`]). A library user that owns signals
     /// leaves this out and uses the [`Handle`] instead.
     pub fn handle_signals(&mut self) -> io::Result<()> {
         self.reactor.watch_signals()

@@ -51,6 +51,7 @@ mod config;
 mod descriptors;
 mod dial;
 mod forwarder;
+mod handover;
 mod hooks;
 mod http;
 mod inherited;
@@ -74,6 +75,7 @@ mod text;
 mod throttle;
 mod timers;
 mod upstream;
+mod upgrade;
 // Used by the live upgrade's handover (in progress).
 #[allow(dead_code)]
 mod wire;
@@ -97,3 +99,4 @@ pub use proxy_protocol::ProxyVersion;
 pub use reactor::{AttachOptions, PipeAction, PipeInfo, PipeState, ReloadError, Reloaded};
 pub use reply::Pending;
 pub use runtime::{PipeFilter, RouteInfo, TargetInfo, TargetState};
+pub use upgrade::{UpgradeError, Upgraded};

@@ -28,6 +28,7 @@
 //! | `scrape`    | the snapshot a scrape of `/metrics` gets                    |
 //! | `crew`      | one worker among several: following the leader's reloads and news |
 //! | `workers`   | every worker of a forwarder, as its handles and the other loops reach them |
+//! | `upgrade`   | a live upgrade as the loops take part: SIGUSR2, export, wait for the verdict, let go or resume |
 
 mod accept;
 mod admission;
@@ -43,6 +44,7 @@ mod reload;
 mod routes;
 mod scrape;
 mod tokens;
+mod upgrade;
 mod waiting;
 pub(crate) mod workers;
 
@@ -166,6 +168,9 @@ pub(crate) struct Reactor {
     crew: Arc<OnceLock<Arc<Crew>>>,
     /// A follower's part of the config being applied, from the leader.
     follow: Option<Follow>,
+    /// The leader of a process that took over in a live upgrade, until
+    /// it has told systemd so and the old process may exit.
+    taken_over: Option<crate::upgrade::Finish>,
 }
 
 impl Reactor {
@@ -213,6 +218,7 @@ impl Reactor {
             share,
             crew,
             follow,
+            taken_over: None,
         };
         if reactor.observers.has_hooks() {
             reactor.upstreams.report_health();
@@ -267,6 +273,7 @@ impl Reactor {
     pub(crate) fn run(&mut self) -> io::Result<()> {
         let mut events = Events::with_capacity(1024);
         self.notify_ready();
+        self.finish_take_over();
         while self.run != Run::Exiting {
             let timeout = if self.ready.is_empty() && !self.accepting.more_pending {
                 let next = [self.timers.next_deadline(), self.upstreams.next_deadline()]

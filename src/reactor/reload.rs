@@ -215,7 +215,7 @@ impl Reactor {
                             .follow
                             .as_ref()
                             .map_or(addr, |f| f.bind_for(i, j, addr));
-                        if let Some(given) = crate::inherited::take(bind) {
+                        if let Some(given) = crate::inherited::take(&route.name, addr, bind) {
                             let given = given
                                 .and_then(|listener| {
                                     net::tune(SockRef::from(&listener), keepalive.as_ref())?;
