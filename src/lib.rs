@@ -51,7 +51,6 @@ mod config;
 mod descriptors;
 mod dial;
 mod forwarder;
-mod handover;
 mod hooks;
 mod http;
 mod inherited;
