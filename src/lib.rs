@@ -51,6 +51,8 @@ mod config;
 mod descriptors;
 mod dial;
 mod forwarder;
+#[allow(dead_code)]
+mod handover;
 mod hooks;
 mod http;
 mod inherited;

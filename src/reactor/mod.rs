@@ -36,6 +36,7 @@ mod awaiting;
 mod commands;
 mod control;
 mod crew;
+mod handover;
 mod inspecting;
 mod lifecycle;
 mod notify;
