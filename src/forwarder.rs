@@ -418,7 +418,7 @@ impl Builder {
     /// one: its listening sockets, and every worker's connections.
     pub fn bind(self) -> Result<Forwarder, StartError> {
         self.config.validate().map_err(StartError::Config)?;
-        crate::upgrade::launch::capture(None);
+        crate::upgrade::launch::capture(self.config.upgrade_binary.as_ref());
         let take_over = crate::upgrade::TakeOver::from_env().map_err(StartError::TakeOver)?;
         if self.systemd_sockets {
             crate::inherited::from_systemd();

@@ -18,7 +18,7 @@ use std::net::SocketAddr;
 use std::os::fd::OwnedFd;
 use std::sync::Mutex;
 
-use log::{info, warn};
+use log::{debug, info, warn};
 use mio::net::TcpListener;
 use socket2::{Domain, Socket, Type};
 
@@ -76,7 +76,7 @@ pub(crate) fn offer_handed(
     owner: &str,
     configured: SocketAddr,
 ) -> Result<SocketAddr, String> {
-    let name = format!("of {owner} handed over");
+    let name = format!("handed over for {owner}");
     offer_as(fd, name, Some((owner.to_string(), configured)))
 }
 
@@ -141,10 +141,17 @@ pub(crate) fn take(
 }
 
 fn duplicate(offered: &Offered) -> io::Result<TcpListener> {
-    info!(
-        "listening on {} with the socket {} was given",
-        offered.addr, offered.name
-    );
+    match &offered.handed {
+        // The upgrade's summary says how many it took over.
+        Some((owner, _)) => debug!(
+            "listening on {} with {owner}'s socket, handed over",
+            offered.addr
+        ),
+        None => info!(
+            "listening on {} with the socket {} was given",
+            offered.addr, offered.name
+        ),
+    }
     let copy = offered.socket.try_clone()?;
     Ok(TcpListener::from_std(copy.into()))
 }

@@ -304,7 +304,7 @@ impl Reactor {
             if self.share.has_peers() && self.share.is_leader() {
                 self.share_news();
             }
-            if self.shutting_down() && self.pipes.is_empty() && self.followers_done() {
+            if self.run == Run::Draining && self.pipes.is_empty() && self.followers_done() {
                 if self.share.is_leader() {
                     info!("every pipe has finished; exiting");
                 }

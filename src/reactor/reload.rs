@@ -496,6 +496,9 @@ impl Reactor {
         .collect();
         self.limits.max_connections = config.max_connections;
         self.limits.drain_timeout = config.drain_timeout;
+        if self.share.is_leader() {
+            crate::upgrade::launch::choose(config.upgrade_binary.as_ref());
+        }
         (!starting && !changes.is_empty()).then(|| format!("global: {}", changes.join(", ")))
     }
 }

@@ -12,8 +12,13 @@ use super::channel::{Channel, ChannelError};
 use super::envelope::{self, Counts, Hello};
 use super::frame::Kind;
 use super::{DEADLINE, ENV_FD, VERSION};
-use crate::handover::Bundle;
+use crate::handover::{regroup, Bundle};
 use crate::reactor::Reactor;
+
+/// For tests only: set in the new process's environment, it aborts right
+/// before confirming, with everything received and adopted, as a process
+/// that crashes mid-handover would. Without it nothing changes.
+const TEST_ABORT: &str = "TCPIPE_TEST_ABORT_BEFORE_CONFIRM";
 
 /// What came from the old process, until the workers adopt it.
 pub(crate) struct TakeOver {
@@ -149,25 +154,25 @@ impl TakeOver {
     fn bundle(&mut self, worker: u16) -> &mut Bundle<OwnedFd> {
         let at = worker as usize;
         while self.bundles.len() <= at {
-            self.bundles.push(Bundle {
-                parcels: Vec::new(),
-                upstream: Vec::new(),
-            });
+            self.bundles.push(Bundle::default());
         }
         &mut self.bundles[at]
     }
 
-    /// Gives each worker its bundles (old worker `i`'s go to new worker
-    /// `i mod N`), confirms, and waits for the old process to let go.
+    /// Gives each worker its connections (each pipe to the worker that
+    /// owns its id, so ids never collide and commands by id find it,
+    /// whatever the two worker counts; see `handover::regroup`), confirms,
+    /// and waits for the old process to let go.
     pub(crate) fn adopt_into(mut self, workers: &mut [&mut Reactor]) -> Result<Finish, String> {
         let mut adopted = 0;
-        if !workers.is_empty() {
-            let count = workers.len();
-            for (i, bundle) in std::mem::take(&mut self.bundles).into_iter().enumerate() {
-                adopted += workers[i % count]
-                    .adopt(bundle)
-                    .map_err(|e| format!("cannot adopt worker {}'s connections: {e}", i + 1))?;
-            }
+        let bundles = regroup(std::mem::take(&mut self.bundles), workers.len());
+        for (i, (worker, bundle)) in workers.iter_mut().zip(bundles).enumerate() {
+            adopted += worker
+                .adopt(bundle)
+                .map_err(|e| format!("worker {} cannot adopt its connections: {e}", i + 1))?;
+        }
+        if std::env::var_os(TEST_ABORT).is_some() {
+            std::process::abort();
         }
         let deadline = Instant::now() + DEADLINE;
         let said = |e: ChannelError| format!("the old process {e}");
