@@ -37,6 +37,13 @@ pub(crate) fn hand_over(crew: &Crew) -> Result<Upgraded, UpgradeError> {
     command
         .args(&args)
         .env(ENV_FD, theirs.as_raw_fd().to_string());
+    // systemd names this process as the watchdog's; the new one will be
+    // the main process, so it pings for itself (unset means "whoever reads
+    // it").
+    if std::env::var("WATCHDOG_PID").is_ok_and(|pid| pid.trim() == std::process::id().to_string())
+    {
+        command.env_remove("WATCHDOG_PID");
+    }
     crate::sys::keep_open_in_child(&mut command, theirs.as_raw_fd());
     let mut child = command
         .spawn()

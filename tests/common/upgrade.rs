@@ -110,6 +110,13 @@ impl Tcpipe {
         Successor { pid: new, ready }
     }
 
+    /// How many notifications with `line` (`WATCHDOG=1`, `STOPPING=1`)
+    /// came, from any process.
+    pub fn notices_with(&self, line: &str) -> usize {
+        let notices = self.notices.as_ref().expect("the harness's NOTIFY_SOCKET");
+        notices.with(line).len()
+    }
+
     /// SIGUSR2 for an upgrade that must fail: waits until the process says
     /// so on its notify socket's `STATUS=` line, and returns that line.
     pub fn failed_upgrade(&self) -> String {
