@@ -98,7 +98,7 @@ impl From<ReloadError> for StartError {
 /// needs no particular runtime.
 #[derive(Clone)]
 pub struct Handle {
-    crew: Arc<Crew>,
+    pub(crate) crew: Arc<Crew>,
     /// With several workers: their metrics summed at each call.
     total: Arc<Metrics>,
 }
@@ -129,30 +129,6 @@ impl Handle {
             reply,
         })
         .ok_or(ReloadError::Stopped)?
-    }
-
-    /// Upgrades the binary with every live connection kept, as SIGUSR2
-    /// does: starts the binary this process was started from (resolved at
-    /// [`Builder::bind`]; `Config::upgrade_binary` names another) with the
-    /// same arguments, and hands it every listening socket and every
-    /// worker's connections over an inherited Unix socket. The new process
-    /// takes over in its own [`Builder::bind`]: an embedder's program needs
-    /// nothing more than to bind and run again when started the same way.
-    ///
-    /// Returns once the new process has confirmed (then every worker of
-    /// this one ends and [`Forwarder::run`] returns `Ok`: exit), or with why
-    /// it failed: it exited (a bad config), refused, or did not confirm in
-    /// 10 s; then it is killed if still running, and this process carries
-    /// on unchanged.
-    pub fn upgrade(&self) -> Result<crate::Upgraded, crate::UpgradeError> {
-        if self.crew.on_loop_thread() {
-            return Err(crate::UpgradeError::OnLoopThread);
-        }
-        let upgraded = crate::upgrade::hand_over(&self.crew);
-        if let Err(crate::UpgradeError::Failed(why)) = &upgraded {
-            self.leader().send(Command::UpgradeFailed(why.clone()));
-        }
-        upgraded
     }
 
     /// Stops reading both sides of a pipe. What it has buffered is still
@@ -423,16 +399,16 @@ impl Builder {
         if self.systemd_sockets {
             crate::inherited::from_systemd();
         }
-        let bound = self.bind_workers();
+        let mut bound = self.bind_workers();
+        if let (Some(take_over), Ok(forwarder)) = (&take_over, &mut bound) {
+            take_over.adopt_surplus(&mut forwarder.workers());
+        }
         // Every worker has its duplicates of what it was given.
         crate::inherited::settle();
         let mut forwarder = bound?;
         if let Some(take_over) = take_over {
-            let mut workers: Vec<&mut Reactor> = std::iter::once(&mut forwarder.reactor)
-                .chain(forwarder.followers.iter_mut())
-                .collect();
             let finish = take_over
-                .adopt_into(&mut workers)
+                .adopt_into(&mut forwarder.workers())
                 .map_err(StartError::TakeOver)?;
             forwarder.reactor.took_over(finish);
         }
@@ -509,6 +485,13 @@ impl Forwarder {
     /// with no hooks.
     pub fn bind(config: Config) -> Result<Forwarder, StartError> {
         Forwarder::builder(config).bind()
+    }
+
+    /// Every worker, the leader first.
+    fn workers(&mut self) -> Vec<&mut Reactor> {
+        std::iter::once(&mut self.reactor)
+            .chain(self.followers.iter_mut())
+            .collect()
     }
 
     /// The address the first route's first listener really bound (useful

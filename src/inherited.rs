@@ -156,6 +156,22 @@ fn duplicate(offered: &Offered) -> io::Result<TcpListener> {
     Ok(TcpListener::from_std(copy.into()))
 }
 
+/// Duplicates of the sockets handed over that no worker took although
+/// this process listens on their address: the process handing over had
+/// more workers, each with a socket of its own. Marked taken.
+pub(crate) fn surplus() -> Vec<io::Result<TcpListener>> {
+    let mut store = store();
+    let listened: Vec<SocketAddr> = store.iter().filter(|o| o.taken).map(|o| o.addr).collect();
+    store
+        .iter_mut()
+        .filter(|o| !o.taken && o.handed.is_some() && listened.contains(&o.addr))
+        .map(|offered| {
+            offered.taken = true;
+            duplicate(offered)
+        })
+        .collect()
+}
+
 /// Closes the offered sockets, once every worker has bound; says which no
 /// route listened on.
 pub(crate) fn settle() {

@@ -75,8 +75,8 @@ mod systemd;
 mod text;
 mod throttle;
 mod timers;
-mod upstream;
 mod upgrade;
+mod upstream;
 // Used by the live upgrade's handover (in progress).
 #[allow(dead_code)]
 mod wire;

@@ -143,11 +143,10 @@ pub(crate) const MAX_FDS_PER_MESSAGE: usize = 253;
 /// Room for a control message of [`MAX_FDS_PER_MESSAGE`] descriptors, in
 /// `u64`s so that it is aligned as `cmsghdr` wants.
 // SAFETY: CMSG_SPACE is arithmetic on its argument; it touches no memory.
-const CONTROL_WORDS: usize = (unsafe {
-    libc::CMSG_SPACE((MAX_FDS_PER_MESSAGE * mem::size_of::<libc::c_int>()) as u32)
-} as usize
-    + 7)
-    / 8;
+const CONTROL_WORDS: usize =
+    (unsafe { libc::CMSG_SPACE(mem::size_of::<[libc::c_int; MAX_FDS_PER_MESSAGE]>() as u32) }
+        as usize)
+        .div_ceil(8);
 
 /// Sends `bytes` as one message on a Unix socket, with copies of `fds`
 /// (`SCM_RIGHTS`; at most [`MAX_FDS_PER_MESSAGE`]). Blocks as the socket
@@ -173,7 +172,7 @@ pub(crate) fn send_with_fds(
     msg.msg_iov = &mut iov;
     msg.msg_iovlen = 1;
     if !fds.is_empty() {
-        let data_len = (fds.len() * mem::size_of::<libc::c_int>()) as u32;
+        let data_len = mem::size_of_val(fds) as u32;
         msg.msg_control = control.as_mut_ptr().cast();
         // SAFETY: CMSG_SPACE is arithmetic on its argument.
         msg.msg_controllen = unsafe { libc::CMSG_SPACE(data_len) } as _;
@@ -371,7 +370,8 @@ pub(crate) mod tests {
         use socket2::{Domain, Socket, Type};
         let (a, b) = Socket::pair(Domain::UNIX, Type::SEQPACKET, None).unwrap();
         let (mut left, right) = socket_pair();
-        let sent = send_with_fds(a.as_fd(), b"hello", &[right.as_raw_fd(), right.as_raw_fd()]).unwrap();
+        let sent =
+            send_with_fds(a.as_fd(), b"hello", &[right.as_raw_fd(), right.as_raw_fd()]).unwrap();
         assert_eq!(sent, 5);
         let mut buf = [0u8; 16];
         let mut fds = Vec::new();

@@ -22,10 +22,8 @@ struct Script {
 
 impl Script {
     fn new(name: &str, body: &str) -> Script {
-        let dir = std::env::temp_dir().join(format!(
-            "tcpipe-upgrade-{}-{name}",
-            std::process::id()
-        ));
+        let dir =
+            std::env::temp_dir().join(format!("tcpipe-upgrade-{}-{name}", std::process::id()));
         std::fs::create_dir_all(&dir).unwrap();
         let path = dir.join(name);
         std::fs::write(&path, format!("#!/bin/sh\n{body}\n")).unwrap();
@@ -70,7 +68,10 @@ fn assert_carried_on(tcpipe: &Tcpipe, mut pipe: TcpStream, failures: f64) {
         scrape.get("tcpipe_upgrades_total", &[("result", "failed")]),
         failures
     );
-    assert_eq!(scrape.get("tcpipe_upgrades_total", &[("result", "ok")]), 0.0);
+    assert_eq!(
+        scrape.get("tcpipe_upgrades_total", &[("result", "ok")]),
+        0.0
+    );
 }
 
 #[test]
@@ -87,7 +88,10 @@ fn a_binary_that_cannot_start_leaves_the_process_serving() {
     );
     let pipe = live_pipe(tcpipe.addr);
     let status = tcpipe.failed_upgrade();
-    assert!(status.contains("cannot start /nonexistent/tcpipe"), "{status}");
+    assert!(
+        status.contains("cannot start /nonexistent/tcpipe"),
+        "{status}"
+    );
     assert_carried_on(&tcpipe, pipe, 1.0);
 }
 
@@ -97,7 +101,12 @@ fn a_binary_that_exits_at_once_leaves_the_process_serving_with_its_status() {
     let script = Script::new("exits", "exit 1");
     let tcpipe = Tcpipe::start(
         target,
-        &["--metrics", "127.0.0.1:0", "--upgrade-binary", script.path_str()],
+        &[
+            "--metrics",
+            "127.0.0.1:0",
+            "--upgrade-binary",
+            script.path_str(),
+        ],
     );
     let pipe = live_pipe(tcpipe.addr);
     let status = tcpipe.failed_upgrade();
@@ -138,7 +147,12 @@ fn a_new_process_dying_before_it_confirms_leaves_every_pipe_with_the_old_one() {
     );
     let tcpipe = Tcpipe::start(
         target,
-        &["--metrics", "127.0.0.1:0", "--upgrade-binary", script.path_str()],
+        &[
+            "--metrics",
+            "127.0.0.1:0",
+            "--upgrade-binary",
+            script.path_str(),
+        ],
     );
     let mut pipe = live_pipe(tcpipe.addr);
     // Bytes sent while the workers are stopped wait in the kernel.

@@ -117,10 +117,11 @@ fn a_steady_connect_loop_through_an_upgrade_is_never_refused_nor_reset() {
     // The same address, now listened on by the new process.
     assert_eq!(successor.ready.listening(), [("default".to_string(), addr)]);
     let metrics = successor.ready.metrics().expect("X_TCPIPE_METRICS");
-    let scrape = common::scrape::Scrape::parse(
-        &common::scrape::http_get(metrics, "/metrics").body,
+    let scrape = common::scrape::Scrape::parse(&common::scrape::http_get(metrics, "/metrics").body);
+    assert_eq!(
+        scrape.get("tcpipe_upgrades_total", &[("result", "ok")]),
+        1.0
     );
-    assert_eq!(scrape.get("tcpipe_upgrades_total", &[("result", "ok")]), 1.0);
 }
 
 #[test]
@@ -159,7 +160,11 @@ fn an_upgrade_with_two_workers_hands_over_every_worker_s_listener() {
     connecting.wait_for_more(200);
     let failures = connecting.finish();
     assert!(failures.is_empty(), "failed round trips: {failures:?}");
-    assert!(successor.ready.status().contains("2 workers"), "{:?}", successor.ready);
+    assert!(
+        successor.ready.status().contains("2 workers"),
+        "{:?}",
+        successor.ready
+    );
     // Each worker listens on a socket of its own (SO_REUSEPORT), and each
     // was handed over: both accept in the new process.
     assert_eq!(listening_sockets(successor.pid), 2);
@@ -184,7 +189,12 @@ fn listening_sockets(pid: u32) -> usize {
         .filter_map(|entry| std::fs::read_link(entry.ok()?.path()).ok())
         .filter_map(|target| {
             let target = target.to_string_lossy().into_owned();
-            Some(target.strip_prefix("socket:[")?.strip_suffix(']')?.to_string())
+            Some(
+                target
+                    .strip_prefix("socket:[")?
+                    .strip_suffix(']')?
+                    .to_string(),
+            )
         })
         .collect();
     let table = std::fs::read_to_string(format!("/proc/{pid}/net/tcp")).expect("/proc/net/tcp");
@@ -201,4 +211,52 @@ fn listening_sockets(pid: u32) -> usize {
     listening.sort();
     listening.dedup();
     listening.len()
+}
+
+#[test]
+fn fewer_or_more_workers_after_an_upgrade_keep_every_handed_socket_listening() {
+    let target = echo_server();
+    let config = common::config::ConfigFile::new(&format!(
+        "[global]\nworkers = 2\n{}",
+        common::config::route("web", &[target], "")
+    ));
+    let mut tcpipe = Tcpipe::start_config(&config);
+    let addr = tcpipe.addr;
+    let connecting = ConnectLoop::start(addr);
+    connecting.wait_for_more(50);
+
+    // One worker now: the second worker's socket (and whatever is queued
+    // in it) is still listened on, beside the first.
+    config.write(&format!(
+        "[global]\nworkers = 1\n{}",
+        common::config::route("web", &[target], "")
+    ));
+    let one = tcpipe.upgrade();
+    connecting.wait_for_more(100);
+    assert!(one.ready.status().contains("1 worker,"), "{:?}", one.ready);
+    assert_eq!(one.ready.route_addrs("web"), [addr]);
+    assert_eq!(listening_sockets(one.pid), 2);
+    // A reload keeps both.
+    let seen = tcpipe.readies();
+    one.signal("HUP");
+    wait_until(DEADLINE, || tcpipe.readies() > seen);
+    connecting.wait_for_more(50);
+    assert_eq!(listening_sockets(one.pid), 2);
+
+    // Three workers: each socket goes on listening.
+    config.write(&format!(
+        "[global]\nworkers = 3\n{}",
+        common::config::route("web", &[target], "")
+    ));
+    let three = tcpipe.upgrade_pid(one.pid);
+    assert!(one.wait_gone(DEADLINE));
+    connecting.wait_for_more(100);
+    let failures = connecting.finish();
+    assert!(failures.is_empty(), "failed round trips: {failures:?}");
+    assert!(
+        three.ready.status().contains("3 workers"),
+        "{:?}",
+        three.ready
+    );
+    assert_eq!(listening_sockets(three.pid), 2);
 }

@@ -99,7 +99,9 @@ impl Overrides {
         note("workers", self.workers.map(|n| n.to_string()));
         note(
             "upgrade-binary",
-            self.upgrade_binary.as_ref().map(|p| p.display().to_string()),
+            self.upgrade_binary
+                .as_ref()
+                .map(|p| p.display().to_string()),
         );
         set
     }

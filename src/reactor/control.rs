@@ -256,7 +256,7 @@ impl Reactor {
                 Command::Follow(relay) => self.on_relay(relay),
                 Command::News(news) => self.on_news(news),
                 Command::Freed => self.accept_waiting(super::accept::Trigger::PipeFreed),
-                Command::Export(request) => self.on_export(request),
+                Command::Export(request) => self.on_export(*request),
                 Command::UpgradeFailed(why) => self.on_upgrade_failed(why),
                 #[cfg(feature = "cli")]
                 Command::FileLoaded(loaded) => self.on_file_loaded(*loaded),

@@ -108,6 +108,7 @@ impl Reactor {
             });
             let sockets: Vec<Socket> = sockets.collect();
             let keys = self.install_listeners(id, route_config, sockets);
+            let keys = self.routes.with_twins(keys);
             let listening = self.routes.addresses(&keys);
             claimed.extend(&keys);
             if let Some(route) = self.routes.get_mut(id) {

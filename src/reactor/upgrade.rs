@@ -7,6 +7,7 @@
 use std::os::fd::AsRawFd;
 
 use log::{error, warn};
+use mio::Interest;
 
 use super::{Command, Reactor, Run};
 use crate::upgrade::{
@@ -51,12 +52,15 @@ impl Reactor {
         error!("upgrade failed; carrying on: {why}");
         self.observers.metrics.upgrades_failed_total.add(1);
         if let Some(systemd) = &self.systemd {
-            systemd.status(&format!("{}; the last upgrade failed: {why}", self.status()));
+            systemd.status(&format!(
+                "{}; the last upgrade failed: {why}",
+                self.status()
+            ));
         }
     }
 
     /// Exports this worker and waits, reading nothing, for the verdict.
-    pub(super) fn on_export(&mut self, request: Box<ExportRequest>) {
+    pub(super) fn on_export(&mut self, request: ExportRequest) {
         let exported = Exported {
             worker: self.share.index as u16,
             listeners: self.handed_listeners(),
@@ -124,6 +128,54 @@ impl Reactor {
         self.observers.exporter = None;
         self.upstreams.stop();
         self.run = Run::Exiting;
+    }
+
+    /// A listening socket handed over beyond one per worker (the old
+    /// process had more workers): listened on beside this worker's own
+    /// socket on that address, by the same routes, so that what is queued
+    /// in it is served.
+    pub(crate) fn adopt_listener(&mut self, mut socket: mio::net::TcpListener) {
+        let Ok(local) = socket.local_addr() else {
+            return;
+        };
+        let Some((_, twin)) = self.routes.listeners.iter().find(|(_, l)| l.local == local) else {
+            warn!("upgrade: a surplus listener on {local} has no twin here; closing it");
+            return;
+        };
+        let (route, routes, inspect, configured) = (
+            twin.route,
+            twin.routes.clone(),
+            twin.inspect,
+            twin.configured,
+        );
+        let entry = self.routes.listeners.vacant_entry();
+        let key = entry.key();
+        // Registering reports an accept queue that is not empty already.
+        let registered = self
+            .poll
+            .registry()
+            .register(
+                &mut socket,
+                super::tokens::listener_token(key),
+                Interest::READABLE,
+            )
+            .map_err(|e| warn!("cannot watch the listener on {local}: {e}"))
+            .is_ok();
+        entry.insert(super::routes::Listener {
+            route,
+            routes: routes.clone(),
+            inspect,
+            configured,
+            local,
+            socket,
+            registered,
+            backlog_pending: !registered,
+        });
+        for id in routes {
+            if let Some(route) = self.routes.get_mut(id) {
+                route.listeners.push(key);
+            }
+        }
     }
 
     /// The leader of a process that took over: the new main pid is

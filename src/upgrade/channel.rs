@@ -5,9 +5,9 @@
 
 use std::fmt;
 use std::io;
-use std::os::fd::{AsFd, OwnedFd, RawFd};
 #[cfg(test)]
 use std::os::fd::AsRawFd;
+use std::os::fd::{AsFd, OwnedFd, RawFd};
 use std::time::{Duration, Instant};
 
 use socket2::{Domain, Socket, Type};

@@ -73,10 +73,16 @@ pub(crate) enum FrameError {
     /// Shorter than a header.
     NoHeader,
     /// The header's length is not what arrived.
-    Cut { said: usize, came: usize },
+    Cut {
+        said: usize,
+        came: usize,
+    },
     UnknownKind(u8),
     /// The header's descriptor count is not what arrived.
-    Descriptors { said: usize, came: usize },
+    Descriptors {
+        said: usize,
+        came: usize,
+    },
     /// A continuation of another kind, or carrying descriptors.
     Mixed,
     TooLong,
@@ -197,7 +203,11 @@ mod tests {
         let mut assembler = Assembler::default();
         let mut frames = Vec::new();
         for (i, message) in messages.iter().enumerate() {
-            let came = if i == 0 { (0..fds as u32).collect() } else { Vec::new() };
+            let came = if i == 0 {
+                (0..fds as u32).collect()
+            } else {
+                Vec::new()
+            };
             if let Some(frame) = assembler.push(message, came)? {
                 frames.push(frame);
             }
@@ -253,12 +263,21 @@ mod tests {
         );
         let mut assembler = Assembler::default();
         assert!(assembler.push(&messages[0], vec![1, 2]).unwrap().is_none());
-        assert_eq!(assembler.push(&messages[1], vec![3]).unwrap_err(), FrameError::Descriptors { said: 0, came: 1 });
+        assert_eq!(
+            assembler.push(&messages[1], vec![3]).unwrap_err(),
+            FrameError::Descriptors { said: 0, came: 1 }
+        );
         let mut assembler: Assembler<u32> = Assembler::default();
         let other = messages_of(Kind::End, b"xyz", 0, 3);
         let first = messages_of(Kind::Parcels, b"abcdef", 0, 3);
         assert!(assembler.push(&first[0], Vec::new()).unwrap().is_none());
-        assert_eq!(assembler.push(&other[0], Vec::new()).unwrap_err(), FrameError::Mixed);
-        assert_eq!(assemble(&[vec![42, 0, 0, 0, 0, 0, 0, 0]], 0).unwrap_err(), FrameError::UnknownKind(42));
+        assert_eq!(
+            assembler.push(&other[0], Vec::new()).unwrap_err(),
+            FrameError::Mixed
+        );
+        assert_eq!(
+            assemble(&[vec![42, 0, 0, 0, 0, 0, 0, 0]], 0).unwrap_err(),
+            FrameError::UnknownKind(42)
+        );
     }
 }

@@ -93,7 +93,9 @@ impl TakeOver {
         }
         let from = Hello::decode(&hello.payload).map_or(0, |h| h.pid);
         let me = envelope::encode_u32(std::process::id());
-        channel.send(Kind::Accept, &me, &[], deadline).map_err(said)?;
+        channel
+            .send(Kind::Accept, &me, &[], deadline)
+            .map_err(said)?;
         let mut take_over = TakeOver {
             channel,
             from,
@@ -124,7 +126,10 @@ impl TakeOver {
                         came.listeners += 1;
                         crate::inherited::offer_handed(fd, &listener.owner, listener.configured)
                             .map_err(|why| {
-                                format!("the listener of {} on {}: {why}", listener.owner, listener.local)
+                                format!(
+                                    "the listener of {} on {}: {why}",
+                                    listener.owner, listener.local
+                                )
                             })?;
                     }
                 }
@@ -157,6 +162,24 @@ impl TakeOver {
             self.bundles.push(Bundle::default());
         }
         &mut self.bundles[at]
+    }
+
+    /// Listening sockets handed over that no worker took because the old
+    /// process had more workers (one socket each, `SO_REUSEPORT`): each may
+    /// hold connections in its accept queue, so none is closed; the new
+    /// workers take them in turn, each as a second socket on that address.
+    pub(crate) fn adopt_surplus(&self, workers: &mut [&mut Reactor]) {
+        let surplus = crate::inherited::surplus();
+        if workers.is_empty() {
+            return;
+        }
+        let count = workers.len();
+        for (i, listener) in surplus.into_iter().enumerate() {
+            match listener {
+                Ok(listener) => workers[i % count].adopt_listener(listener),
+                Err(e) => log::warn!("upgrade: cannot take a surplus listener: {e}"),
+            }
+        }
     }
 
     /// Gives each worker its connections (each pipe to the worker that

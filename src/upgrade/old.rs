@@ -31,8 +31,8 @@ pub(crate) fn hand_over(crew: &Crew) -> Result<Upgraded, UpgradeError> {
     let started = Instant::now();
     let (binary, args) = launch::command().map_err(UpgradeError::Failed)?;
     let failed = |why: String| UpgradeError::Failed(why);
-    let (mut channel, theirs) = Channel::pair()
-        .map_err(|e| failed(format!("cannot make the handover socket: {e}")))?;
+    let (mut channel, theirs) =
+        Channel::pair().map_err(|e| failed(format!("cannot make the handover socket: {e}")))?;
     let mut command = Command::new(&binary);
     command
         .args(&args)
@@ -40,8 +40,7 @@ pub(crate) fn hand_over(crew: &Crew) -> Result<Upgraded, UpgradeError> {
     // systemd names this process as the watchdog's; the new one will be
     // the main process, so it pings for itself (unset means "whoever reads
     // it").
-    if std::env::var("WATCHDOG_PID").is_ok_and(|pid| pid.trim() == std::process::id().to_string())
-    {
+    if std::env::var("WATCHDOG_PID").is_ok_and(|pid| pid.trim() == std::process::id().to_string()) {
         command.env_remove("WATCHDOG_PID");
     }
     crate::sys::keep_open_in_child(&mut command, theirs.as_raw_fd());

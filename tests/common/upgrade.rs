@@ -103,7 +103,10 @@ impl Tcpipe {
             ready.is_some()
         });
         let ready = ready.unwrap_or_else(|| {
-            panic!("no READY=1 after SIGUSR2 to {pid}; logs: {:#?}", self.logs())
+            panic!(
+                "no READY=1 after SIGUSR2 to {pid}; logs: {:#?}",
+                self.logs()
+            )
         });
         let new = main_pid(&ready);
         assert_ne!(new, pid, "READY=1 after SIGUSR2 names the old process");
@@ -132,7 +135,10 @@ impl Tcpipe {
             status.is_some()
         });
         status.unwrap_or_else(|| {
-            panic!("no STATUS= saying the upgrade failed; logs: {:#?}", self.logs())
+            panic!(
+                "no STATUS= saying the upgrade failed; logs: {:#?}",
+                self.logs()
+            )
         })
     }
 }
