@@ -394,7 +394,7 @@ impl Builder {
     /// one: its listening sockets, and every worker's connections.
     pub fn bind(self) -> Result<Forwarder, StartError> {
         self.config.validate().map_err(StartError::Config)?;
-        crate::upgrade::launch::capture(self.config.upgrade_binary.as_ref());
+        crate::upgrade::launch::capture();
         let take_over = crate::upgrade::TakeOver::from_env().map_err(StartError::TakeOver)?;
         if self.systemd_sockets {
             crate::inherited::from_systemd();
@@ -451,6 +451,7 @@ impl Builder {
             .map(|reactor| Arc::clone(reactor.metrics()))
             .collect();
         let crew = Arc::new(Crew::new(peers, metrics));
+        crew.set_upgrade_binary(config.upgrade_binary.clone());
         // Set once, here: nothing else fills the slot.
         let _ = slot.set(Arc::clone(&crew));
         Ok(Forwarder {

@@ -497,8 +497,8 @@ impl Reactor {
         .collect();
         self.limits.max_connections = config.max_connections;
         self.limits.drain_timeout = config.drain_timeout;
-        if self.share.is_leader() {
-            crate::upgrade::launch::choose(config.upgrade_binary.as_ref());
+        if let Some(crew) = self.crew.get().filter(|_| self.share.is_leader()) {
+            crew.set_upgrade_binary(config.upgrade_binary.clone());
         }
         (!starting && !changes.is_empty()).then(|| format!("global: {}", changes.join(", ")))
     }

@@ -29,7 +29,7 @@ const NOTIFIED_DEADLINE: Duration = Duration::from_secs(5);
 pub(crate) fn hand_over(crew: &Crew) -> Result<Upgraded, UpgradeError> {
     let _under_way = UnderWay::claim().ok_or(UpgradeError::InProgress)?;
     let started = Instant::now();
-    let (binary, args) = launch::command().map_err(UpgradeError::Failed)?;
+    let (binary, args) = launch::command(crew.upgrade_binary()).map_err(UpgradeError::Failed)?;
     let failed = |why: String| UpgradeError::Failed(why);
     let (mut channel, theirs) =
         Channel::pair().map_err(|e| failed(format!("cannot make the handover socket: {e}")))?;
