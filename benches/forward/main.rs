@@ -275,12 +275,7 @@ fn main() -> ExitCode {
     let cells: usize = options
         .workloads
         .iter()
-        .map(|w| {
-            peers
-                .iter()
-                .filter(|p| !sits_out(*w, p.kind))
-                .count()
-        })
+        .map(|w| peers.iter().filter(|p| !sits_out(*w, p.kind)).count())
         .sum::<usize>()
         * options.reps;
     let mut done = 0;

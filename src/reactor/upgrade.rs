@@ -61,12 +61,17 @@ impl Reactor {
 
     /// Exports this worker and waits, reading nothing, for the verdict.
     pub(super) fn on_export(&mut self, request: ExportRequest) {
+        if self.shutting_down() {
+            // Pipes being drained stay to finish here.
+            let _ = request.reply.send(Err("shutting down".into()));
+            return;
+        }
         let exported = Exported {
             worker: self.share.index as u16,
             listeners: self.handed_listeners(),
             bundle: self.export(),
         };
-        if request.reply.send(exported).is_err() {
+        if request.reply.send(Ok(exported)).is_err() {
             self.resume_after_failed_handover();
             return;
         }

@@ -89,8 +89,6 @@ pub struct Upgraded {
 pub enum UpgradeError {
     /// Another upgrade is under way.
     InProgress,
-    /// A shutdown is under way, or the forwarder is not running.
-    Stopped,
     /// Called on an event loop's own thread (from a hook).
     OnLoopThread,
     /// The new process could not start or take over; why.
@@ -101,7 +99,6 @@ impl fmt::Display for UpgradeError {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
         match self {
             UpgradeError::InProgress => f.write_str("an upgrade is already under way"),
-            UpgradeError::Stopped => f.write_str("the forwarder is not running"),
             UpgradeError::OnLoopThread => f.write_str(
                 "called on the event loop's own thread (from a hook), where waiting would never end",
             ),
@@ -131,7 +128,8 @@ pub(crate) enum Verdict {
 
 /// Asks a worker to export and then wait, reading nothing, for the verdict.
 pub(crate) struct ExportRequest {
-    pub(crate) reply: Sender<Exported>,
+    /// What it exported, or why it will not (a shutdown is under way).
+    pub(crate) reply: Sender<Result<Exported, String>>,
     pub(crate) verdict: Receiver<Verdict>,
 }
 

@@ -182,7 +182,8 @@ fn export_all(crew: &Crew, deadline: Instant) -> Result<(Held, Vec<Exported>), S
     for (i, answer) in answers.into_iter().enumerate() {
         let left = deadline.saturating_duration_since(Instant::now());
         match answer.recv_timeout(left) {
-            Ok(part) => exported.push(part),
+            Ok(Ok(part)) => exported.push(part),
+            Ok(Err(why)) => return Err(format!("worker {}: {why}", i + 1)),
             Err(_) => return Err(format!("worker {} did not stop in time", i + 1)),
         }
     }

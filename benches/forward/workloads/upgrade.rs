@@ -37,7 +37,11 @@ macro_rules! level {
             metric(
                 concat!("upgrade", $n, "_pause_ms"),
                 Workload::Upgrade,
-                concat!("live upgrade, ", $label, " idle pipes: longest ping-pong gap"),
+                concat!(
+                    "live upgrade, ",
+                    $label,
+                    " idle pipes: longest ping-pong gap"
+                ),
                 "ms",
                 false,
                 false,
