@@ -75,6 +75,7 @@ mod systemd;
 mod text;
 mod throttle;
 mod timers;
+mod upgrade;
 mod upstream;
 // Used by the live upgrade's handover (in progress).
 #[allow(dead_code)]
@@ -99,3 +100,4 @@ pub use proxy_protocol::ProxyVersion;
 pub use reactor::{AttachOptions, PipeAction, PipeInfo, PipeState, ReloadError, Reloaded};
 pub use reply::Pending;
 pub use runtime::{PipeFilter, RouteInfo, TargetInfo, TargetState};
+pub use upgrade::{UpgradeError, Upgraded};

@@ -115,7 +115,7 @@ const ROUTE_FLAGS: [&str; 28] = [
 /// The flags that set what a file's `[global]` holds: with `--config`
 /// they win over it ([`Args::overrides`]).
 #[cfg(test)]
-const GLOBAL_FLAGS: [&str; 8] = [
+const GLOBAL_FLAGS: [&str; 9] = [
     "max_connections",
     "drain_timeout",
     "resolve_interval",
@@ -124,6 +124,7 @@ const GLOBAL_FLAGS: [&str; 8] = [
     "log_format",
     "access_log_opens",
     "workers",
+    "upgrade_binary",
 ];
 
 #[derive(Clone, Copy, Debug, ValueEnum)]
@@ -351,6 +352,11 @@ struct Args {
     /// with SO_REUSEPORT; N may be 'auto': one per CPU.
     #[arg(long, value_name = "N", default_value = "1", value_parser = config::parse_workers)]
     workers: usize,
+
+    /// The binary SIGUSR2 starts for a live upgrade [default: the one
+    /// running, as resolved at startup].
+    #[arg(long, value_name = "PATH")]
+    upgrade_binary: Option<PathBuf>,
 }
 
 #[derive(Clone, Copy, Debug, ValueEnum)]
@@ -486,6 +492,7 @@ impl Args {
             log_format: set("log_format").then(|| self.log_format.into()),
             access_log_opens: set("access_log_opens").then_some(self.access_log_opens),
             workers: set("workers").then_some(self.workers),
+            upgrade_binary: self.upgrade_binary.clone(),
         }
     }
 
@@ -528,6 +535,7 @@ impl Args {
         config.resolve_interval = self.resolve_interval.0;
         config.metrics = self.metrics;
         config.workers = self.workers;
+        config.upgrade_binary = self.upgrade_binary;
         config.access_log = AccessLogConfig {
             destination: self.access_log,
             format: self.log_format.into(),

@@ -40,6 +40,7 @@ pub(super) struct Global {
     log_format: Option<LogFormat>,
     access_log_opens: Option<bool>,
     workers: Option<WorkersSetting>,
+    upgrade_binary: Option<std::path::PathBuf>,
 }
 
 /// A `[[route]]`, or `[defaults]` (which has no name, listen or targets).
@@ -153,6 +154,9 @@ impl Document {
                     format!("invalid value '{workers}': {reason}"),
                 )
             })?;
+        }
+        if let Some(binary) = &self.global.upgrade_binary {
+            config.upgrade_binary = Some(binary.clone());
         }
         overrides.apply(&mut config);
         config

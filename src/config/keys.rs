@@ -6,7 +6,7 @@ use super::document::{Global, Section};
 use super::file::Problem;
 
 /// Every key of `[global]`, as [`Global`] reads them.
-pub(super) const GLOBAL_KEYS: [&str; 8] = [
+pub(super) const GLOBAL_KEYS: [&str; 9] = [
     "max-connections",
     "drain-timeout",
     "resolve-interval",
@@ -15,6 +15,7 @@ pub(super) const GLOBAL_KEYS: [&str; 8] = [
     "log-format",
     "access-log-opens",
     "workers",
+    "upgrade-binary",
 ];
 
 /// Every key of a `[[route]]`, as [`Section`] reads them; `[defaults]`

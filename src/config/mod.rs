@@ -73,6 +73,10 @@ pub struct Config {
     /// sockets (`SO_REUSEPORT`); set at startup, a reload keeps the running
     /// number. 1 is one loop and no `SO_REUSEPORT`.
     pub workers: usize,
+    /// The binary a live upgrade starts (SIGUSR2, `Handle::upgrade`);
+    /// `None`: the one this process was started from, as resolved when it
+    /// bound (a package upgrade replaces that file with the new version).
+    pub upgrade_binary: Option<std::path::PathBuf>,
 }
 
 /// The access log's settings.
@@ -444,6 +448,7 @@ impl Config {
             metrics: None,
             access_log: AccessLogConfig::default(),
             workers: 1,
+            upgrade_binary: None,
         }
     }
 

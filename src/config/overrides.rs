@@ -28,6 +28,8 @@ pub struct Overrides {
     pub access_log_opens: Option<bool>,
     /// `global.workers`; a reload keeps the running number whatever it says.
     pub workers: Option<usize>,
+    /// `global.upgrade-binary`.
+    pub upgrade_binary: Option<std::path::PathBuf>,
 }
 
 impl Overrides {
@@ -62,6 +64,9 @@ impl Overrides {
         if let Some(workers) = self.workers {
             config.workers = workers;
         }
+        if let Some(binary) = &self.upgrade_binary {
+            config.upgrade_binary = Some(binary.clone());
+        }
     }
 
     /// Each overridden setting as `key = value`, in `[global]`'s terms.
@@ -92,6 +97,12 @@ impl Overrides {
             self.access_log_opens.map(|o| o.to_string()),
         );
         note("workers", self.workers.map(|n| n.to_string()));
+        note(
+            "upgrade-binary",
+            self.upgrade_binary
+                .as_ref()
+                .map(|p| p.display().to_string()),
+        );
         set
     }
 
@@ -107,6 +118,7 @@ impl Overrides {
             Some("log-format") => self.log_format.is_some(),
             Some("access-log-opens") => self.access_log_opens.is_some(),
             Some("workers") => self.workers.is_some(),
+            Some("upgrade-binary") => self.upgrade_binary.is_some(),
             _ => false,
         };
         if overridden {

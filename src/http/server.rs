@@ -89,6 +89,7 @@ pub(crate) struct Server {
     addr: SocketAddr,
     stop: Arc<AtomicBool>,
     waker: Waker,
+    handover_copy: socket2::Socket,
 }
 
 impl Server {
@@ -104,7 +105,13 @@ impl Server {
     where
         H: Fn(&Request) -> Response + Send + 'static,
     {
-        let mut listener = TcpListener::bind(addr)?;
+        // One handed over by the process this one took over from, else new.
+        let owner = format!("http {name}");
+        let mut listener = match crate::inherited::take(&owner, addr, addr) {
+            Some(given) => given?,
+            None => TcpListener::bind(addr)?,
+        };
+        let handover_copy = socket2::SockRef::from(&listener).try_clone()?;
         let addr = listener.local_addr()?;
         let poll = Poll::new()?;
         poll.registry()
@@ -126,12 +133,23 @@ impl Server {
         thread::Builder::new()
             .name(format!("tcpipe-{name}"))
             .spawn(move || serving.run())?;
-        Ok(Server { addr, stop, waker })
+        Ok(Server {
+            addr,
+            stop,
+            waker,
+            handover_copy,
+        })
     }
 
     /// As bound (port 0 resolved).
     pub(crate) fn addr(&self) -> SocketAddr {
         self.addr
+    }
+
+    /// The listening socket, for a live upgrade to hand over (a copy the
+    /// server's thread does not use; closed with the server).
+    pub(crate) fn listener_fd(&self) -> std::os::fd::RawFd {
+        std::os::fd::AsRawFd::as_raw_fd(&self.handover_copy)
     }
 }
 

@@ -38,6 +38,11 @@ impl Exporter {
     pub(crate) fn addr(&self) -> SocketAddr {
         self.server.addr()
     }
+
+    /// The listening socket, for a live upgrade to hand over.
+    pub(crate) fn listener_fd(&self) -> std::os::fd::RawFd {
+        self.server.listener_fd()
+    }
 }
 
 fn answer(request: &Request, scrape: &dyn Fn() -> Option<Snapshot>) -> Response {

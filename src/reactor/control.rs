@@ -68,6 +68,10 @@ pub(crate) enum Command {
     News(Vec<crate::upstream::News>),
     /// Another worker freed pipes while all were at `max-connections`.
     Freed,
+    /// A live upgrade: export, then wait for the verdict.
+    Export(Box<crate::upgrade::ExportRequest>),
+    /// An upgrade started by SIGUSR2 failed; why.
+    UpgradeFailed(String),
 }
 
 /// What a reload did.
@@ -216,7 +220,7 @@ impl Reactor {
         for signal in received {
             match signal {
                 SIGHUP => self.reload_file("SIGHUP"),
-                SIGUSR2 => warn!("SIGUSR2 means nothing to tcpipe; carrying on"),
+                SIGUSR2 => self.upgrade_on_signal(),
                 // One worker takes the signals; all of them drain.
                 other => self.shut_every_worker_down(signal_name(other)),
             }
@@ -252,6 +256,8 @@ impl Reactor {
                 Command::Follow(relay) => self.on_relay(relay),
                 Command::News(news) => self.on_news(news),
                 Command::Freed => self.accept_waiting(super::accept::Trigger::PipeFreed),
+                Command::Export(request) => self.on_export(*request),
+                Command::UpgradeFailed(why) => self.on_upgrade_failed(why),
                 #[cfg(feature = "cli")]
                 Command::FileLoaded(loaded) => self.on_file_loaded(*loaded),
                 // Callers that gave up waiting need no answer.

@@ -28,6 +28,7 @@
 //! | `scrape`    | the snapshot a scrape of `/metrics` gets                    |
 //! | `crew`      | one worker among several: following the leader's reloads and news |
 //! | `workers`   | every worker of a forwarder, as its handles and the other loops reach them |
+//! | `upgrade`   | a live upgrade as the loops take part: SIGUSR2, export, wait for the verdict, let go or resume |
 
 mod accept;
 mod admission;
@@ -44,6 +45,7 @@ mod reload;
 mod routes;
 mod scrape;
 mod tokens;
+mod upgrade;
 mod waiting;
 pub(crate) mod workers;
 
@@ -167,6 +169,9 @@ pub(crate) struct Reactor {
     crew: Arc<OnceLock<Arc<Crew>>>,
     /// A follower's part of the config being applied, from the leader.
     follow: Option<Follow>,
+    /// The leader of a process that took over in a live upgrade, until
+    /// it has told systemd so and the old process may exit.
+    taken_over: Option<crate::upgrade::Finish>,
 }
 
 impl Reactor {
@@ -214,6 +219,7 @@ impl Reactor {
             share,
             crew,
             follow,
+            taken_over: None,
         };
         if reactor.observers.has_hooks() {
             reactor.upstreams.report_health();
@@ -268,6 +274,7 @@ impl Reactor {
     pub(crate) fn run(&mut self) -> io::Result<()> {
         let mut events = Events::with_capacity(1024);
         self.notify_ready();
+        self.finish_take_over();
         while self.run != Run::Exiting {
             self.turn(&mut events, None)?;
         }
@@ -309,7 +316,7 @@ impl Reactor {
         if self.share.has_peers() && self.share.is_leader() {
             self.share_news();
         }
-        if self.shutting_down() && self.pipes.is_empty() && self.followers_done() {
+        if self.run == Run::Draining && self.pipes.is_empty() && self.followers_done() {
             if self.share.is_leader() {
                 info!("every pipe has finished; exiting");
             }
