@@ -9,9 +9,11 @@ use std::os::fd::AsRawFd;
 use log::{error, warn};
 use mio::Interest;
 
+use super::workers::Crew;
 use super::{Command, Reactor, Run};
+use crate::handover::{Bundle, HandoverError};
 use crate::upgrade::{
-    self, ExportRequest, Exported, Finish, Listener, UnderWay, UpgradeError, Verdict,
+    self, Adopter, ExportRequest, Exported, Finish, Listener, UpgradeError, Verdict, Workers,
     WORKER_DEADLINE,
 };
 
@@ -23,7 +25,11 @@ impl Reactor {
             warn!("SIGUSR2: shutting down; not upgrading");
             return;
         }
-        if UnderWay::is_claimed() {
+        if self
+            .crew
+            .get()
+            .is_some_and(|crew| crew.under_way().load(std::sync::atomic::Ordering::Acquire))
+        {
             warn!("SIGUSR2: an upgrade is already under way; ignoring this one");
             return;
         }
@@ -32,7 +38,7 @@ impl Reactor {
         };
         let spawned = std::thread::Builder::new()
             .name("tcpipe-upgrade".into())
-            .spawn(move || match upgrade::hand_over(&crew) {
+            .spawn(move || match upgrade::hand_over(&*crew) {
                 Ok(_) => {}
                 Err(UpgradeError::InProgress) => {
                     warn!("SIGUSR2: an upgrade is already under way; ignoring this one");
@@ -139,7 +145,7 @@ impl Reactor {
     /// process had more workers): listened on beside this worker's own
     /// socket on that address, by the same routes, so that what is queued
     /// in it is served.
-    pub(crate) fn adopt_listener(&mut self, mut socket: mio::net::TcpListener) {
+    fn listen_beside_twin(&mut self, mut socket: mio::net::TcpListener) {
         let Ok(local) = socket.local_addr() else {
             return;
         };
@@ -196,5 +202,45 @@ impl Reactor {
     pub(crate) fn took_over(&mut self, finish: Finish) {
         self.observers.metrics.upgrades_ok_total.add(1);
         self.taken_over = Some(finish);
+    }
+}
+
+impl Workers for Crew {
+    fn count(&self) -> usize {
+        self.peers.len()
+    }
+
+    fn export(&self, i: usize, request: ExportRequest) -> bool {
+        self.peers
+            .get(i)
+            .is_some_and(|peer| peer.send(Command::Export(Box::new(request))))
+    }
+
+    fn upgrade_binary(&self) -> Option<std::path::PathBuf> {
+        Crew::upgrade_binary(self)
+    }
+
+    fn under_way(&self) -> &std::sync::atomic::AtomicBool {
+        &self.upgrading
+    }
+}
+
+impl Adopter for Reactor {
+    type Taken = super::handover::TakenIn;
+
+    fn adopt_connections(
+        &mut self,
+        bundle: Bundle<std::os::fd::OwnedFd>,
+    ) -> Result<(usize, Self::Taken), HandoverError> {
+        let taken = self.take_in(bundle)?;
+        Ok((taken.count(), taken))
+    }
+
+    fn start_adopted(&mut self, taken: Self::Taken) {
+        Reactor::start_adopted(self, taken);
+    }
+
+    fn adopt_listener(&mut self, listener: mio::net::TcpListener) {
+        self.listen_beside_twin(listener);
     }
 }

@@ -66,6 +66,8 @@ pub(crate) struct Crew {
     loop_threads: Mutex<Vec<ThreadId>>,
     /// The binary a live upgrade starts, as the running config says.
     upgrade_binary: Mutex<Option<std::path::PathBuf>>,
+    /// A live upgrade runs: another is refused.
+    pub(crate) upgrading: AtomicBool,
 }
 
 impl Crew {
@@ -80,6 +82,7 @@ impl Crew {
             live: AtomicUsize::new(0),
             at_limit: AtomicBool::new(false),
             upgrade_binary: Mutex::new(None),
+            upgrading: AtomicBool::new(false),
         }
     }
 

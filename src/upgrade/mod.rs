@@ -133,50 +133,47 @@ pub(crate) struct ExportRequest {
     pub(crate) verdict: Receiver<Verdict>,
 }
 
-impl crate::Handle {
-    /// Upgrades the binary with every live connection kept, as SIGUSR2
-    /// does: starts the binary this process was started from (resolved at
-    /// [`Builder::bind`](crate::Builder::bind); `Config::upgrade_binary` names another) with the
-    /// same arguments, and hands it every listening socket and every
-    /// worker's connections over an inherited Unix socket. The new process
-    /// takes over in its own [`Builder::bind`](crate::Builder::bind): an embedder's program needs
-    /// nothing more than to bind and run again when started the same way.
-    ///
-    /// Returns once the new process has confirmed (then every worker of
-    /// this one ends and [`Forwarder::run`](crate::Forwarder::run) returns `Ok`: exit), or with why
-    /// it failed: it exited (a bad config), refused, or did not confirm in
-    /// 10 s; then it is killed if still running, and this process carries
-    /// on unchanged.
-    pub fn upgrade(&self) -> Result<crate::Upgraded, crate::UpgradeError> {
-        if self.crew.on_loop_thread() {
-            return Err(crate::UpgradeError::OnLoopThread);
-        }
-        let upgraded = crate::upgrade::hand_over(&self.crew);
-        if let Err(crate::UpgradeError::Failed(why)) = &upgraded {
-            self.crew.peers[0].send(crate::reactor::Command::UpgradeFailed(why.clone()));
-        }
-        upgraded
+/// The workers of the process handing over, as the sequence reaches them
+/// (the reactor's crew).
+pub(crate) trait Workers {
+    fn count(&self) -> usize;
+    /// Asks worker `i` to export and wait for its verdict; false if its
+    /// loop has ended.
+    fn export(&self, i: usize, request: ExportRequest) -> bool;
+    /// The binary the running config names, if any.
+    fn upgrade_binary(&self) -> Option<std::path::PathBuf>;
+    /// Set while an upgrade of these workers runs.
+    fn under_way(&self) -> &AtomicBool;
+}
+
+/// A worker of the process taking over, before it runs (a reactor).
+pub(crate) trait Adopter {
+    /// What a worker took in and has not driven yet.
+    type Taken;
+    /// Takes over one old worker's connections: registers each, moves no
+    /// byte yet; how many, and what to start once the old process let go.
+    fn adopt_connections(
+        &mut self,
+        bundle: Bundle<std::os::fd::OwnedFd>,
+    ) -> Result<(usize, Self::Taken), crate::handover::HandoverError>;
+    /// The old process has let go: drives every connection taken in.
+    fn start_adopted(&mut self, taken: Self::Taken);
+    /// Listens on a surplus socket beside its twin (same address).
+    fn adopt_listener(&mut self, listener: mio::net::TcpListener);
+}
+
+/// Held while an upgrade runs: one at a time per forwarder (its crew's
+/// flag).
+pub(crate) struct UnderWay<'a>(&'a AtomicBool);
+
+impl UnderWay<'_> {
+    pub(crate) fn claim(flag: &AtomicBool) -> Option<UnderWay<'_>> {
+        (!flag.swap(true, Ordering::AcqRel)).then_some(UnderWay(flag))
     }
 }
 
-/// One upgrade at a time per process.
-static UNDER_WAY: AtomicBool = AtomicBool::new(false);
-
-/// Held while an upgrade runs.
-pub(crate) struct UnderWay(());
-
-impl UnderWay {
-    pub(crate) fn claim() -> Option<UnderWay> {
-        (!UNDER_WAY.swap(true, Ordering::AcqRel)).then_some(UnderWay(()))
-    }
-
-    pub(crate) fn is_claimed() -> bool {
-        UNDER_WAY.load(Ordering::Acquire)
-    }
-}
-
-impl Drop for UnderWay {
+impl Drop for UnderWay<'_> {
     fn drop(&mut self) {
-        UNDER_WAY.store(false, Ordering::Release);
+        self.0.store(false, Ordering::Release);
     }
 }

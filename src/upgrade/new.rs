@@ -11,9 +11,8 @@ use log::info;
 use super::channel::{Channel, ChannelError};
 use super::envelope::{self, Counts, Hello};
 use super::frame::Kind;
-use super::{DEADLINE, ENV_FD, VERSION};
+use super::{Adopter, DEADLINE, ENV_FD, VERSION};
 use crate::handover::{regroup, Bundle};
-use crate::reactor::Reactor;
 
 /// For tests only: set in the new process's environment, it aborts right
 /// before confirming, with everything received and adopted, as a process
@@ -168,7 +167,7 @@ impl TakeOver {
     /// process had more workers (one socket each, `SO_REUSEPORT`): each may
     /// hold connections in its accept queue, so none is closed; the new
     /// workers take them in turn, each as a second socket on that address.
-    pub(crate) fn adopt_surplus(&self, workers: &mut [&mut Reactor]) {
+    pub(crate) fn adopt_surplus<A: Adopter>(&self, workers: &mut [&mut A]) {
         let surplus = crate::inherited::surplus();
         if workers.is_empty() {
             return;
@@ -189,15 +188,18 @@ impl TakeOver {
     /// connections first and drives them (reads, writes) only once the old
     /// process has committed: a byte moved before then would be moved again
     /// by the old process, were it to resume.
-    pub(crate) fn adopt_into(mut self, workers: &mut [&mut Reactor]) -> Result<Finish, String> {
+    pub(crate) fn adopt_into<A: Adopter>(
+        mut self,
+        workers: &mut [&mut A],
+    ) -> Result<Finish, String> {
         let mut adopted = 0;
         let mut taken = Vec::with_capacity(workers.len());
         let bundles = regroup(std::mem::take(&mut self.bundles), workers.len());
         for (i, (worker, bundle)) in workers.iter_mut().zip(bundles).enumerate() {
-            let took = worker
-                .take_in(bundle)
+            let (count, took) = worker
+                .adopt_connections(bundle)
                 .map_err(|e| format!("worker {} cannot adopt its connections: {e}", i + 1))?;
-            adopted += took.count();
+            adopted += count;
             taken.push(took);
         }
         if std::env::var_os(TEST_ABORT).is_some() {

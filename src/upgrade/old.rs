@@ -12,11 +12,9 @@ use super::channel::{Channel, ChannelError};
 use super::envelope::{self, Counts, Hello};
 use super::frame::Kind;
 use super::{
-    launch, ExportRequest, Exported, UnderWay, UpgradeError, Upgraded, Verdict, DEADLINE, ENV_FD,
-    VERSION,
+    launch, ExportRequest, Exported, UnderWay, UpgradeError, Upgraded, Verdict, Workers, DEADLINE,
+    ENV_FD, VERSION,
 };
-use crate::reactor::workers::Crew;
-use crate::reactor::Command as LoopCommand;
 
 /// How long the old process waits for the new one to have told systemd
 /// before it exits: systemd must hear `MAINPID=` before the old main pid
@@ -26,8 +24,8 @@ const NOTIFIED_DEADLINE: Duration = Duration::from_secs(5);
 /// Runs a whole upgrade on the calling thread: `Ok` once the new process
 /// has taken over (every worker of this one then ends, and the process
 /// exits), `Err` if it did not (every worker carries on).
-pub(crate) fn hand_over(crew: &Crew) -> Result<Upgraded, UpgradeError> {
-    let _under_way = UnderWay::claim().ok_or(UpgradeError::InProgress)?;
+pub(crate) fn hand_over(crew: &impl Workers) -> Result<Upgraded, UpgradeError> {
+    let _under_way = UnderWay::claim(crew.under_way()).ok_or(UpgradeError::InProgress)?;
     let started = Instant::now();
     let (binary, args) = launch::command(crew.upgrade_binary()).map_err(UpgradeError::Failed)?;
     let failed = |why: String| UpgradeError::Failed(why);
@@ -67,7 +65,7 @@ pub(crate) fn hand_over(crew: &Crew) -> Result<Upgraded, UpgradeError> {
 fn run(
     channel: &mut Channel,
     child: &mut Child,
-    crew: &Crew,
+    crew: &impl Workers,
     started: Instant,
 ) -> Result<Upgraded, String> {
     let pid = child.id();
@@ -160,12 +158,12 @@ impl Drop for Held {
 }
 
 /// Asks every worker to export; each then waits for its verdict.
-fn export_all(crew: &Crew, deadline: Instant) -> Result<(Held, Vec<Exported>), String> {
+fn export_all(crew: &impl Workers, deadline: Instant) -> Result<(Held, Vec<Exported>), String> {
     let mut held = Held {
         verdicts: Vec::new(),
     };
     let mut answers = Vec::new();
-    for (i, peer) in crew.peers.iter().enumerate() {
+    for i in 0..crew.count() {
         let (reply, answer) = mpsc::channel();
         let (verdict, waits) = mpsc::channel();
         held.verdicts.push(verdict);
@@ -173,7 +171,7 @@ fn export_all(crew: &Crew, deadline: Instant) -> Result<(Held, Vec<Exported>), S
             reply,
             verdict: waits,
         };
-        if !peer.send(LoopCommand::Export(Box::new(request))) {
+        if !crew.export(i, request) {
             return Err(format!("worker {} has stopped", i + 1));
         }
         answers.push(answer);

@@ -165,7 +165,7 @@ impl Successor {
                     std::fs::read(format!("/proc/{pid}/cmdline")).is_ok_and(|cmdline| {
                         let args: Vec<&[u8]> = cmdline.split(|&b| b == 0).collect();
                         args.first().is_some_and(|a| a.ends_with(b"tcpipe"))
-                            && args.iter().any(|a| *a == wanted.as_bytes())
+                            && args.contains(&wanted.as_bytes())
                     })
                 });
             if let Some(pid) = found {
