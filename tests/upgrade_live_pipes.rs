@@ -334,7 +334,7 @@ fn open_pipes(tcpipe: &Tcpipe, targets: &TcpListener) -> Vec<Pipe> {
 /// After the upgrade (or the failed one): every reader reads, the late
 /// targets accept, every pipe ends with a FIN each way; then every byte is
 /// checked.
-fn finish(pipes: &mut Vec<Pipe>, targets: &TcpListener, slow: BlackHole) {
+fn finish(pipes: &mut [Pipe], targets: &TcpListener, slow: BlackHole) {
     for pipe in pipes.iter_mut() {
         pipe.client.reading = true;
         large_receive_buffer(&pipe.client.stream);
