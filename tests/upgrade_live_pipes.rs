@@ -40,9 +40,9 @@ fn fnv(hash: u64, bytes: &[u8]) -> u64 {
 
 const FNV_START: u64 = 0xcbf2_9ce4_8422_2325;
 
-fn expected_hash(seed: u64, len: u64) -> u64 {
+fn expected_hash(prefix: &[u8], seed: u64, len: u64) -> u64 {
     let bytes: Vec<u8> = (0..len).map(|i| byte(seed, i)).collect();
-    fnv(FNV_START, &bytes)
+    fnv(fnv(FNV_START, prefix), &bytes)
 }
 
 /// One end the test holds: a prefix, then `len` bytes of `seed`, then
@@ -148,6 +148,9 @@ enum Stage {
     Connecting,
     /// Half its PROXY header sent.
     AwaitingHeader,
+    /// On an address two routes share: its first bytes, which choose its
+    /// route, not all sent yet.
+    Inspected,
 }
 
 struct Pipe {
@@ -157,16 +160,20 @@ struct Pipe {
     /// What the client sends after the header and the target answers, for
     /// a pipe whose target is accepted later.
     later: (u64, u64),
+    /// The target gets the client's prefix too (first bytes that were
+    /// inspected, not a PROXY header).
+    target_gets_prefix: bool,
 }
 
-const STAGES: [(Stage, usize); 7] = [
+const STAGES: [(Stage, usize); 8] = [
     (Stage::SlowReader, 8),
     (Stage::SlowTarget, 8),
     (Stage::Spliced, 8),
-    (Stage::ClientFin, 8),
-    (Stage::TargetFin, 8),
+    (Stage::ClientFin, 6),
+    (Stage::TargetFin, 6),
     (Stage::Connecting, 5),
     (Stage::AwaitingHeader, 5),
+    (Stage::Inspected, 4),
 ];
 
 /// Moves every end's bytes until `done` holds.
@@ -227,10 +234,59 @@ fn large_receive_buffer(stream: &TcpStream) {
     SockRef::from(stream).set_recv_buffer_size(1 << 20).unwrap();
 }
 
+/// What the pipes connect to: the test's listeners, and the port two
+/// routes share.
+struct Targets {
+    plain: TcpListener,
+    /// Where inspected clients go.
+    inspected: TcpListener,
+    slow: BlackHole,
+    shared_port: u16,
+}
+
+impl Targets {
+    fn new() -> Targets {
+        let listener = || {
+            let listener = TcpListener::bind("127.0.0.1:0").unwrap();
+            listener.set_nonblocking(true).unwrap();
+            listener
+        };
+        let shared_port = TcpListener::bind("127.0.0.1:0")
+            .unwrap()
+            .local_addr()
+            .unwrap()
+            .port();
+        Targets {
+            plain: listener(),
+            inspected: listener(),
+            slow: BlackHole::new(),
+            shared_port,
+        }
+    }
+
+    fn config(&self, global: &str) -> ConfigFile {
+        let shared = |name: &str, target: &TcpListener, matching: &str| {
+            format!(
+                "[[route]]\nname = \"{name}\"\nlisten = \"127.0.0.1:{}\"\ntargets = [\"{}\"]\n{matching}\n",
+                self.shared_port,
+                target.local_addr().unwrap()
+            )
+        };
+        let mut text = config(self.plain.local_addr().unwrap(), self.slow.addr, global);
+        text.push_str(&shared("shared", &self.plain, ""));
+        text.push_str(&shared(
+            "shared-ssh",
+            &self.inspected,
+            "match.protocol = \"ssh\"\ninspect-timeout = \"120s\"",
+        ));
+        ConfigFile::new(&text)
+    }
+}
+
 /// The config: four routes to the test's listeners.
-fn config(target: SocketAddr, slow: SocketAddr, global: &str) -> ConfigFile {
+fn config(target: SocketAddr, slow: SocketAddr, global: &str) -> String {
     let small = "buffer-size = \"4k\"\nlow-water = \"2k\"\nhalf-close-timeout = \"120s\"\n";
-    ConfigFile::new(&format!(
+    format!(
         "[global]\n{global}\n{}{}{}{}",
         route("plain", &[target], small),
         route("spliced", &[target], &format!("{small}splice = \"always\"")),
@@ -244,11 +300,11 @@ fn config(target: SocketAddr, slow: SocketAddr, global: &str) -> ConfigFile {
             &[target],
             &format!("{small}accept-proxy = true\nproxy-timeout = \"120s\"")
         ),
-    ))
+    )
 }
 
 /// 50 pipes in every stage, through `tcpipe`.
-fn open_pipes(tcpipe: &Tcpipe, targets: &TcpListener) -> Vec<Pipe> {
+fn open_pipes(tcpipe: &Tcpipe, targets: &Targets) -> Vec<Pipe> {
     let mut pipes = Vec::new();
     let mut seed = 0;
     for (stage, count) in STAGES {
@@ -258,6 +314,7 @@ fn open_pipes(tcpipe: &Tcpipe, targets: &TcpListener) -> Vec<Pipe> {
                 Stage::Spliced => "spliced",
                 Stage::Connecting => "slow",
                 Stage::AwaitingHeader => "proxied",
+                Stage::Inspected => "shared-ssh",
                 _ => "plain",
             };
             let client = TcpStream::connect(tcpipe.route_addr(route)).unwrap();
@@ -274,6 +331,7 @@ fn open_pipes(tcpipe: &Tcpipe, targets: &TcpListener) -> Vec<Pipe> {
             let (client_seed, target_seed) = match stage {
                 Stage::Connecting => (1001, 1002),
                 Stage::AwaitingHeader => (2001, 2002),
+                Stage::Inspected => (3001, 3002),
                 _ => (seed, seed + 1),
             };
             let mut client = End::new(client, client_seed, client_len);
@@ -284,8 +342,14 @@ fn open_pipes(tcpipe: &Tcpipe, targets: &TcpListener) -> Vec<Pipe> {
                     client.len = 0;
                     None
                 }
+                Stage::Inspected => {
+                    // Could still be SSH: the route is not chosen yet.
+                    client.prefix = b"SS".to_vec();
+                    client.len = 0;
+                    None
+                }
                 _ => {
-                    let stream = accept(targets);
+                    let stream = accept(&targets.plain);
                     if matches!(stage, Stage::SlowTarget | Stage::Spliced) {
                         small_receive_buffer(&stream);
                     }
@@ -297,6 +361,7 @@ fn open_pipes(tcpipe: &Tcpipe, targets: &TcpListener) -> Vec<Pipe> {
                 client,
                 target,
                 later: (client_len, target_len),
+                target_gets_prefix: stage == Stage::Inspected,
             };
             match stage {
                 Stage::SlowReader => pipe.client.reading = false,
@@ -324,7 +389,9 @@ fn open_pipes(tcpipe: &Tcpipe, targets: &TcpListener) -> Vec<Pipe> {
                 Stage::ClientFin => target.is_some_and(|t| t.eof && t.got == SMALL),
                 Stage::TargetFin => pipe.client.eof && pipe.client.got == SMALL,
                 Stage::Connecting => pipe.client.sent == SMALL,
-                Stage::AwaitingHeader => pipe.client.prefix_sent == pipe.client.prefix.len(),
+                Stage::AwaitingHeader | Stage::Inspected => {
+                    pipe.client.prefix_sent == pipe.client.prefix.len()
+                }
             }
         })
     });
@@ -334,7 +401,7 @@ fn open_pipes(tcpipe: &Tcpipe, targets: &TcpListener) -> Vec<Pipe> {
 /// After the upgrade (or the failed one): every reader reads, the late
 /// targets accept, every pipe ends with a FIN each way; then every byte is
 /// checked.
-fn finish(pipes: &mut [Pipe], targets: &TcpListener, slow: BlackHole) {
+fn finish(pipes: &mut [Pipe], targets: Targets) {
     for pipe in pipes.iter_mut() {
         pipe.client.reading = true;
         large_receive_buffer(&pipe.client.stream);
@@ -351,6 +418,10 @@ fn finish(pipes: &mut [Pipe], targets: &TcpListener, slow: BlackHole) {
                     .extend_from_slice(b"198.51.100.1 1111 2222\r\n");
                 pipe.client.len = client_len;
             }
+            Stage::Inspected => {
+                pipe.client.prefix.extend_from_slice(b"H-2.0-test\r\n");
+                pipe.client.len = client_len;
+            }
             _ => {}
         }
         pipe.client.fin_after = true;
@@ -359,29 +430,23 @@ fn finish(pipes: &mut [Pipe], targets: &TcpListener, slow: BlackHole) {
             target.fin_after = true;
         }
     }
-    let slow = slow.open_up();
+    let slow = targets.slow.open_up();
     // Room for every pipe's connect at once: a full queue resets the
     // connects that syncookies let through.
     SockRef::from(&slow).listen(128).unwrap();
     slow.set_nonblocking(true).unwrap();
-    targets.set_nonblocking(true).unwrap();
     // The late targets accept as their connections come.
     let late: Vec<usize> = (0..pipes.len())
         .filter(|&i| pipes[i].target.is_none())
         .collect();
     for i in late {
         let stage = pipes[i].stage;
-        let listener = if stage == Stage::Connecting {
-            &slow
-        } else {
-            targets
+        let (listener, seed) = match stage {
+            Stage::Connecting => (&slow, 1002),
+            Stage::Inspected => (&targets.inspected, 3002),
+            _ => (&targets.plain, 2002),
         };
         let (_, target_len) = pipes[i].later;
-        let seed = if stage == Stage::Connecting {
-            1002
-        } else {
-            2002
-        };
         let deadline = Instant::now() + DEADLINE;
         let stream = loop {
             until(pipes, "a step", |_| true);
@@ -417,22 +482,25 @@ fn finish(pipes: &mut [Pipe], targets: &TcpListener, slow: BlackHole) {
             "{what}: target saw {:?}",
             target.error
         );
-        assert_eq!(
-            target.got, pipe.client.len,
-            "{what}: bytes toward the target"
-        );
+        let prefix: &[u8] = if pipe.target_gets_prefix {
+            &pipe.client.prefix
+        } else {
+            &[]
+        };
+        let toward_target = prefix.len() as u64 + pipe.client.len;
+        assert_eq!(target.got, toward_target, "{what}: bytes toward the target");
         assert_eq!(
             pipe.client.got, target.len,
             "{what}: bytes toward the client"
         );
         assert_eq!(
             target.hash,
-            expected_hash(pipe.client.seed, pipe.client.len),
+            expected_hash(prefix, pipe.client.seed, pipe.client.len),
             "{what}: the target's bytes differ"
         );
         assert_eq!(
             pipe.client.hash,
-            expected_hash(target.seed, target.len),
+            expected_hash(&[], target.seed, target.len),
             "{what}: the client's bytes differ"
         );
     }
@@ -459,10 +527,8 @@ fn assert_each_closed_once_cleanly(tcpipe: &Tcpipe, ids: std::ops::RangeInclusiv
 
 #[test]
 fn fifty_pipes_in_every_stage_cross_an_upgrade_with_every_byte_once() {
-    let targets = TcpListener::bind("127.0.0.1:0").unwrap();
-    targets.set_nonblocking(true).unwrap();
-    let slow = BlackHole::new();
-    let config = config(targets.local_addr().unwrap(), slow.addr, "");
+    let targets = Targets::new();
+    let config = targets.config("");
     let mut tcpipe = Tcpipe::start_config(&config);
     let mut pipes = open_pipes(&tcpipe, &targets);
     assert_eq!(pipes.len(), 50);
@@ -476,12 +542,13 @@ fn fifty_pipes_in_every_stage_cross_an_upgrade_with_every_byte_once() {
         "the old process closed pipes"
     );
 
-    finish(&mut pipes, &targets, slow);
+    let plain = targets.plain.try_clone().unwrap();
+    finish(&mut pipes, targets);
     assert_each_closed_once_cleanly(&tcpipe, 1..=50);
     // The new process's own ids go on after the adopted ones.
     let addr = successor.ready.route_addrs("plain")[0];
     let mut next = TcpStream::connect(addr).unwrap();
-    let mut upstream = accept(&targets);
+    let mut upstream = accept(&plain);
     next.shutdown(Shutdown::Write).unwrap();
     upstream.set_nonblocking(false).unwrap();
     assert_eq!(upstream.read(&mut [0u8; 1]).unwrap(), 0);
@@ -493,9 +560,7 @@ fn fifty_pipes_in_every_stage_cross_an_upgrade_with_every_byte_once() {
 
 #[test]
 fn fifty_pipes_in_every_stage_go_on_in_the_old_process_when_the_new_one_dies() {
-    let targets = TcpListener::bind("127.0.0.1:0").unwrap();
-    targets.set_nonblocking(true).unwrap();
-    let slow = BlackHole::new();
+    let targets = Targets::new();
     // The new process aborts with every connection received and
     // registered, right before it would confirm.
     let dir = std::env::temp_dir().join(format!("tcpipe-live-pipes-{}", std::process::id()));
@@ -511,14 +576,14 @@ fn fifty_pipes_in_every_stage_go_on_in_the_old_process_when_the_new_one_dies() {
     .unwrap();
     std::fs::set_permissions(&script, std::fs::Permissions::from_mode(0o755)).unwrap();
     let global = format!("upgrade-binary = \"{}\"", script.display());
-    let config = config(targets.local_addr().unwrap(), slow.addr, &global);
+    let config = targets.config(&global);
     let tcpipe = Tcpipe::start_config(&config);
     let mut pipes = open_pipes(&tcpipe, &targets);
 
     let status = tcpipe.failed_upgrade();
     assert!(status.contains("before taking over"), "{status}");
 
-    finish(&mut pipes, &targets, slow);
+    finish(&mut pipes, targets);
     assert_each_closed_once_cleanly(&tcpipe, 1..=50);
     let _ = std::fs::remove_dir_all(&dir);
 }
