@@ -232,6 +232,8 @@ fn route(name: &str, target: SocketAddr) -> Route {
 fn config(target: SocketAddr, slow: SocketAddr) -> Config {
     let mut spliced = route("spliced", target);
     spliced.splice = Splice::Always;
+    let mut limited = route("limited", target);
+    limited.upload_rate = Some(RATE);
     let mut proxied = route("proxied", target);
     proxied.accept_proxy = true;
     proxied.proxy_timeout = Some(Duration::from_secs(20));
@@ -240,6 +242,7 @@ fn config(target: SocketAddr, slow: SocketAddr) -> Config {
         spliced,
         route("slow", slow),
         proxied,
+        limited,
     ])
 }
 
@@ -250,8 +253,13 @@ const CLIENT_FIN: usize = 2;
 const TARGET_FIN: usize = 3;
 const SPLICED: usize = 4;
 const HELD: usize = 5;
-const CONNECTING: usize = 6;
-const AWAITING_HEADER: usize = 7;
+const LIMITED: usize = 6;
+const CONNECTING: usize = 7;
+const AWAITING_HEADER: usize = 8;
+
+/// The limited pipe's rate and what it sends: seconds of it.
+const RATE: usize = 100_000;
+const LIMITED_BYTES: usize = 250_000;
 
 /// A loop with a pipe in every stage, and the test's ends of each.
 struct Stages {
@@ -269,9 +277,11 @@ fn stages() -> Stages {
     let slow_addr = slow.local_addr().unwrap().as_socket().unwrap();
     let mut old = Loop::new(config(targets.local_addr().unwrap(), slow_addr));
     let mut pairs = Vec::new();
-    for (i, route) in ["plain", "plain", "plain", "plain", "spliced", "plain"]
-        .into_iter()
-        .enumerate()
+    for (i, route) in [
+        "plain", "plain", "plain", "plain", "spliced", "plain", "limited",
+    ]
+    .into_iter()
+    .enumerate()
     {
         let client = TcpStream::connect(old.addr(route)).unwrap();
         let target = accept(&mut old, &targets);
@@ -304,6 +314,8 @@ fn stages() -> Stages {
                 target.send(&pattern(seed, 1000));
                 target.fin_after = true;
             }
+            // Read at its rate: the rest waits, its bucket empty.
+            LIMITED => pair.client.send(&pattern(seed, LIMITED_BYTES)),
             _ => {}
         }
         pairs.push(pair);
@@ -336,7 +348,8 @@ fn stages() -> Stages {
         "every stage",
         |loops, pairs| {
             let pipes = loops[0].pipes();
-            pipes.len() == 7
+            pipes.len() == 8
+            && pipes[LIMITED].bytes_toward_target > 0
             // Above low water: paused at high water, not drained since.
             && pipes[FULL_TOWARD_CLIENT].buffered_toward_client > BUFFER / 2
             && pipes[FULL_TOWARD_TARGET].buffered_toward_target > BUFFER / 2
@@ -349,6 +362,10 @@ fn stages() -> Stages {
         },
     );
     let pipes = old.pipes();
+    assert!(
+        pipes[LIMITED].bytes_toward_target < LIMITED_BYTES as u64,
+        "the limited pipe finished before the handover"
+    );
     assert!(pipes[HELD].paused_directions[0]);
     assert_eq!(pipes[HELD].bytes_toward_target, 0);
     assert_eq!(
@@ -467,18 +484,18 @@ fn every_stage_survives_a_handover_with_every_byte_once() {
     let exported = stages.old.reactor.export();
     assert_eq!(
         exported.parcels.len(),
-        8,
-        "7 pipes and a client awaiting its header"
+        9,
+        "8 pipes and a client awaiting its header"
     );
     let targets = stages.targets.local_addr().unwrap();
     let slow = stages.slow.local_addr().unwrap().as_socket().unwrap();
     let mut new = Loop::new(config(targets, slow));
     let adopted = new.reactor.adopt(received(&exported)).expect("adopted");
-    assert_eq!(adopted, 8);
+    assert_eq!(adopted, 9);
     stages.old.reactor.release_exported();
     assert_eq!(stages.old.reactor.metrics().live_pipes.get(), 0);
     assert_eq!(stages.old.reactor.metrics().awaiting_proxy_header.get(), 0);
-    assert_eq!(new.reactor.metrics().live_pipes.get(), 7);
+    assert_eq!(new.reactor.metrics().live_pipes.get(), 8);
     assert_eq!(new.reactor.metrics().awaiting_proxy_header.get(), 1);
     // The pipes go on where they were: ids, counters, pauses.
     let after = new.pipes();
@@ -529,7 +546,7 @@ fn the_old_loop_resumes_every_pipe_when_the_new_one_dies_before_driving() {
         drop(new);
     }
     stages.old.reactor.resume_after_failed_handover();
-    assert_eq!(stages.old.reactor.metrics().live_pipes.get(), 7);
+    assert_eq!(stages.old.reactor.metrics().live_pipes.get(), 8);
     let mut old = std::mem::replace(&mut stages.old, Loop::new(Config::with_routes(vec![])));
     finish(&mut old, &mut stages, |l, held| {
         (l.reactor)
@@ -561,4 +578,81 @@ fn a_bundle_with_an_unreadable_record_is_refused_whole_and_nothing_is_kept() {
     // The client's pipe lives on in the old loop, untouched.
     drop(client);
     assert_eq!(old.pipes().len(), 1);
+}
+
+/// What the hooks of the adopting loop heard, in order.
+#[derive(Clone, Default)]
+struct Heard(Arc<std::sync::Mutex<Vec<String>>>);
+
+impl crate::hooks::Hooks for Heard {
+    fn pipe_opened(
+        &mut self,
+        pipe: &crate::hooks::PipeOpened<'_>,
+        _: &mut crate::hooks::PipeControl,
+    ) {
+        let route = pipe.route.unwrap_or("-");
+        self.0
+            .lock()
+            .unwrap()
+            .push(format!("opened {} {route}", pipe.id));
+    }
+
+    fn connected(&mut self, pipe: &crate::hooks::Connected<'_>, _: &mut crate::hooks::PipeControl) {
+        self.0
+            .lock()
+            .unwrap()
+            .push(format!("connected {}", pipe.id));
+    }
+
+    fn pipe_closed(&mut self, pipe: &crate::hooks::PipeClosed<'_>) {
+        self.0
+            .lock()
+            .unwrap()
+            .push(format!("closed {} {:?}", pipe.id, pipe.reason));
+    }
+}
+
+#[test]
+fn the_hooks_hear_of_an_adopted_pipe_as_of_a_new_one_and_of_its_end_once() {
+    let targets = TcpListener::bind("127.0.0.1:0").unwrap();
+    targets.set_nonblocking(true).unwrap();
+    let target = targets.local_addr().unwrap();
+    let mut old = Loop::new(config(target, target));
+    let client = TcpStream::connect(old.addr("plain")).unwrap();
+    let upstream = accept(&mut old, &targets);
+    let id = old.pipes()[0].id;
+    let exported = old.reactor.export();
+    let heard = Heard::default();
+    let share = Share { index: 0, count: 1 };
+    let hooks: Box<dyn crate::hooks::Hooks> = Box::new(heard.clone());
+    let reactor = Reactor::new(
+        config(target, target),
+        Some(hooks),
+        share,
+        Arc::new(OnceLock::new()),
+        None,
+    )
+    .unwrap();
+    let mut new = Loop {
+        reactor,
+        events: Events::with_capacity(16),
+    };
+    new.reactor.adopt(received(&exported)).unwrap();
+    old.reactor.release_exported();
+    assert_eq!(
+        *heard.0.lock().unwrap(),
+        [format!("opened {id} plain"), format!("connected {id}")]
+    );
+    let mut pairs = [Pair {
+        client: Peer::new(client),
+        target: Some(Peer::new(upstream)),
+    }];
+    pairs[0].client.fin_after = true;
+    pairs[0].target.as_mut().unwrap().fin_after = true;
+    until(&mut [&mut new], &mut pairs, "the end", |loops, _| {
+        loops[0].pipes().is_empty()
+    });
+    let heard = heard.0.lock().unwrap();
+    assert_eq!(heard.len(), 3, "{heard:?}");
+    assert_eq!(heard[2], format!("closed {id} Clean"));
 }
