@@ -275,6 +275,21 @@ pub(crate) fn keep_open_in_child(command: &mut Command, fd: RawFd) {
     }
 }
 
+/// A new descriptor for the open file `fd` names, close-on-exec: what
+/// `SCM_RIGHTS` gives the receiver of `fd`, for tests that hand
+/// connections from one loop to another in one process.
+#[cfg(test)]
+pub(crate) fn duplicate(fd: std::os::fd::RawFd) -> io::Result<OwnedFd> {
+    // SAFETY: F_DUPFD_CLOEXEC touches no memory of ours; a descriptor that
+    // is not open fails with EBADF.
+    let new = unsafe { libc::fcntl(fd, libc::F_DUPFD_CLOEXEC, 0) };
+    if new == -1 {
+        return Err(io::Error::last_os_error());
+    }
+    // SAFETY: `new` was just made by the kernel for this call alone.
+    Ok(unsafe { OwnedFd::from_raw_fd(new) })
+}
+
 #[cfg(test)]
 pub(crate) mod tests {
     use super::*;

@@ -25,6 +25,9 @@ mod codec;
 mod pipe;
 mod waiting;
 
+#[cfg(test)]
+mod tests;
+
 use std::fmt;
 use std::io;
 
@@ -176,7 +179,7 @@ impl Kind {
 /// One parcel's record, decoded.
 #[derive(Debug, Clone, PartialEq)]
 pub(crate) enum Record {
-    Pipe(PipeRecord),
+    Pipe(Box<PipeRecord>),
     Awaiting(AwaitingRecord),
     Inspecting(InspectingRecord),
     Pooled(PooledRecord),
@@ -211,7 +214,7 @@ impl Record {
         let mut r = Reader::new(bytes);
         let kind = Kind::of(r.u8()?).ok_or(WireError::Invalid("record kind"))?;
         let record = match kind {
-            Kind::Pipe => Record::Pipe(PipeRecord::read(&mut r)?),
+            Kind::Pipe => Record::Pipe(Box::new(PipeRecord::read(&mut r)?)),
             Kind::Awaiting => Record::Awaiting(AwaitingRecord::read(&mut r)?),
             Kind::Inspecting => Record::Inspecting(InspectingRecord::read(&mut r)?),
             Kind::Pooled => Record::Pooled(PooledRecord::read(&mut r)?),

@@ -276,40 +276,51 @@ impl Reactor {
         self.notify_ready();
         self.finish_take_over();
         while self.run != Run::Exiting {
-            let timeout = if self.ready.is_empty() && !self.accepting.more_pending {
-                let next = [self.timers.next_deadline(), self.upstreams.next_deadline()]
-                    .into_iter()
-                    .flatten()
-                    .min();
-                next.map(|due| due.saturating_duration_since(Instant::now()))
-            } else {
-                Some(Duration::ZERO)
-            };
-            match self.poll.poll(&mut events, timeout) {
-                Ok(()) => {}
-                Err(e) if e.kind() == ErrorKind::Interrupted => {}
-                Err(e) => return Err(e),
+            self.turn(&mut events, None)?;
+        }
+        Ok(())
+    }
+
+    /// One turn of the loop, blocking in poll for at most `longest` (a
+    /// test's bound) beyond what the timers allow.
+    fn turn(&mut self, events: &mut Events, longest: Option<Duration>) -> io::Result<()> {
+        let timeout = if self.ready.is_empty() && !self.accepting.more_pending {
+            let next = [self.timers.next_deadline(), self.upstreams.next_deadline()]
+                .into_iter()
+                .flatten()
+                .min();
+            next.map(|due| due.saturating_duration_since(Instant::now()))
+        } else {
+            Some(Duration::ZERO)
+        };
+        let timeout = match (timeout, longest) {
+            (Some(a), Some(b)) => Some(a.min(b)),
+            (a, b) => a.or(b),
+        };
+        match self.poll.poll(events, timeout) {
+            Ok(()) => {}
+            Err(e) if e.kind() == ErrorKind::Interrupted => {}
+            Err(e) => return Err(e),
+        }
+        self.now = Instant::now();
+        for event in events.iter() {
+            self.dispatch(event);
+        }
+        if self.accepting.more_pending {
+            self.accept_pending();
+        }
+        self.serve_ready_list();
+        self.fire_timers();
+        self.free_closed_pipes();
+        self.observers.health_changed(&mut self.upstreams);
+        if self.share.has_peers() && self.share.is_leader() {
+            self.share_news();
+        }
+        if self.run == Run::Draining && self.pipes.is_empty() && self.followers_done() {
+            if self.share.is_leader() {
+                info!("every pipe has finished; exiting");
             }
-            self.now = Instant::now();
-            for event in events.iter() {
-                self.dispatch(event);
-            }
-            if self.accepting.more_pending {
-                self.accept_pending();
-            }
-            self.serve_ready_list();
-            self.fire_timers();
-            self.free_closed_pipes();
-            self.observers.health_changed(&mut self.upstreams);
-            if self.share.has_peers() && self.share.is_leader() {
-                self.share_news();
-            }
-            if self.run == Run::Draining && self.pipes.is_empty() && self.followers_done() {
-                if self.share.is_leader() {
-                    info!("every pipe has finished; exiting");
-                }
-                self.run = Run::Exiting;
-            }
+            self.run = Run::Exiting;
         }
         Ok(())
     }

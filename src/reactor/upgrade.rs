@@ -82,7 +82,7 @@ impl Reactor {
             return;
         }
         match request.verdict.recv_timeout(WORKER_DEADLINE) {
-            Ok(Verdict::Commit) => self.let_go(),
+            Ok(Verdict::Commit) => self.hand_off(),
             Ok(Verdict::Resume) => self.resume_after_failed_handover(),
             Err(_) => {
                 error!(
@@ -133,7 +133,7 @@ impl Reactor {
 
     /// The new process has everything: drop this worker's copies (a close
     /// of a duplicate sends nothing; never a shutdown) and end.
-    fn let_go(&mut self) {
+    fn hand_off(&mut self) {
         self.release_exported();
         self.routes.listeners.clear();
         self.observers.exporter = None;

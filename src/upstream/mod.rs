@@ -19,6 +19,7 @@
 
 mod ahead;
 mod balance;
+mod handover;
 mod health;
 mod pool;
 mod probe;
