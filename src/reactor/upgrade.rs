@@ -6,7 +6,7 @@
 
 use std::os::fd::AsRawFd;
 
-use log::{error, warn};
+use log::{error, info, warn};
 use mio::Interest;
 
 use super::workers::Crew;
@@ -36,6 +36,7 @@ impl Reactor {
         let Some(crew) = self.crew.get().cloned() else {
             return;
         };
+        info!("SIGUSR2: live upgrade");
         let spawned = std::thread::Builder::new()
             .name("tcpipe-upgrade".into())
             .spawn(move || match upgrade::hand_over(&*crew) {
