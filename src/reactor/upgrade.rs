@@ -227,11 +227,18 @@ impl Workers for Crew {
 }
 
 impl Adopter for Reactor {
+    type Taken = super::handover::TakenIn;
+
     fn adopt_connections(
         &mut self,
         bundle: Bundle<std::os::fd::OwnedFd>,
-    ) -> Result<usize, HandoverError> {
-        self.adopt(bundle)
+    ) -> Result<(usize, Self::Taken), HandoverError> {
+        let taken = self.take_in(bundle)?;
+        Ok((taken.count(), taken))
+    }
+
+    fn start_adopted(&mut self, taken: Self::Taken) {
+        Reactor::start_adopted(self, taken);
     }
 
     fn adopt_listener(&mut self, listener: mio::net::TcpListener) {

@@ -148,11 +148,16 @@ pub(crate) trait Workers {
 
 /// A worker of the process taking over, before it runs (a reactor).
 pub(crate) trait Adopter {
-    /// Takes over one old worker's connections; how many.
+    /// What a worker took in and has not driven yet.
+    type Taken;
+    /// Takes over one old worker's connections: registers each, moves no
+    /// byte yet; how many, and what to start once the old process let go.
     fn adopt_connections(
         &mut self,
         bundle: Bundle<std::os::fd::OwnedFd>,
-    ) -> Result<usize, crate::handover::HandoverError>;
+    ) -> Result<(usize, Self::Taken), crate::handover::HandoverError>;
+    /// The old process has let go: drives every connection taken in.
+    fn start_adopted(&mut self, taken: Self::Taken);
     /// Listens on a surplus socket beside its twin (same address).
     fn adopt_listener(&mut self, listener: mio::net::TcpListener);
 }

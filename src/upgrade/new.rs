@@ -184,17 +184,23 @@ impl TakeOver {
     /// Gives each worker its connections (each pipe to the worker that
     /// owns its id, so ids never collide and commands by id find it,
     /// whatever the two worker counts; see `handover::regroup`), confirms,
-    /// and waits for the old process to let go.
+    /// and waits for the old process to let go. Each worker registers its
+    /// connections first and drives them (reads, writes) only once the old
+    /// process has committed: a byte moved before then would be moved again
+    /// by the old process, were it to resume.
     pub(crate) fn adopt_into<A: Adopter>(
         mut self,
         workers: &mut [&mut A],
     ) -> Result<Finish, String> {
         let mut adopted = 0;
+        let mut taken = Vec::with_capacity(workers.len());
         let bundles = regroup(std::mem::take(&mut self.bundles), workers.len());
         for (i, (worker, bundle)) in workers.iter_mut().zip(bundles).enumerate() {
-            adopted += worker
+            let (count, took) = worker
                 .adopt_connections(bundle)
                 .map_err(|e| format!("worker {} cannot adopt its connections: {e}", i + 1))?;
+            adopted += count;
+            taken.push(took);
         }
         if std::env::var_os(TEST_ABORT).is_some() {
             std::process::abort();
@@ -208,6 +214,9 @@ impl TakeOver {
         let answer = self.channel.recv(deadline).map_err(said)?;
         if answer.kind != Kind::Committed {
             return Err(format!("the old process answered {:?}", answer.kind));
+        }
+        for (worker, took) in workers.iter_mut().zip(taken) {
+            worker.start_adopted(took);
         }
         info!(
             "upgrade: took over from pid {}: {} and {}",

@@ -49,7 +49,7 @@ pub(crate) struct TakenIn {
 }
 
 impl TakenIn {
-    fn count(&self) -> usize {
+    pub(crate) fn count(&self) -> usize {
         self.pipes.len() + self.awaiting.len() + self.inspecting.len() + self.pooled
     }
 }
@@ -91,7 +91,7 @@ impl Reactor {
         let mut taken = TakenIn::default();
         for (record, fds) in records {
             if let Err(e) = self.take_in_one(record, fds, &mut taken) {
-                self.let_go(taken);
+                self.let_go_of(taken);
                 return Err(e);
             }
         }
@@ -389,7 +389,7 @@ impl Reactor {
 
     /// Lets go of what a failed [`take_in`](Reactor::take_in) took: as a
     /// handed-over connection leaves, with nothing sent and nobody told.
-    fn let_go(&mut self, taken: TakenIn) {
+    fn let_go_of(&mut self, taken: TakenIn) {
         for (key, _) in taken.pipes {
             self.hand_over_pipe(key);
         }

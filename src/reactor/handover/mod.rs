@@ -14,6 +14,7 @@
 //! `adopt`).
 
 mod adopt;
+pub(crate) use adopt::TakenIn;
 #[cfg(test)]
 mod tests;
 
