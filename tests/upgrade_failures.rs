@@ -164,3 +164,31 @@ fn a_new_process_dying_before_it_confirms_leaves_every_pipe_with_the_old_one() {
     assert_eq!(&echoed, b"queued ");
     assert_carried_on(&tcpipe, pipe, 1.0);
 }
+
+#[test]
+fn the_config_file_names_the_binary_and_a_flag_wins_over_it() {
+    let target = echo_server();
+    let config = ConfigFile::new(&format!(
+        "[global]\nmetrics = \"127.0.0.1:0\"\nupgrade-binary = \"/nonexistent/from-the-file\"\n{}",
+        route("web", &[target], "")
+    ));
+    let tcpipe = Tcpipe::start_config(&config);
+    let status = tcpipe.failed_upgrade();
+    assert!(
+        status.contains("cannot start /nonexistent/from-the-file"),
+        "{status}"
+    );
+    drop(tcpipe);
+
+    let tcpipe = Tcpipe::start_args(&[
+        "--config",
+        config.path_str(),
+        "--upgrade-binary",
+        "/nonexistent/from-the-flag",
+    ]);
+    let status = tcpipe.failed_upgrade();
+    assert!(
+        status.contains("cannot start /nonexistent/from-the-flag"),
+        "{status}"
+    );
+}

@@ -12,7 +12,6 @@ use std::sync::atomic::{AtomicBool, AtomicUsize, Ordering};
 use std::sync::{Arc, Mutex};
 use std::thread;
 
-use common::upgrade::Successor;
 use common::{connect, echo_server, wait_until, Tcpipe, DEADLINE};
 
 /// Connects to `addr` over and over, each time sending a line and reading
@@ -125,15 +124,15 @@ fn a_steady_connect_loop_through_an_upgrade_is_never_refused_nor_reset() {
 }
 
 #[test]
-fn two_upgrades_in_a_row_leave_one_process_with_no_descriptor_more() {
+fn two_upgrades_in_a_row_leave_one_process_that_keeps_nothing_of_the_handover() {
     let target = echo_server();
-    let mut tcpipe = Tcpipe::start(target, &["--metrics", "127.0.0.1:0"]);
+    let mut tcpipe = Tcpipe::start(target, &[]);
     let addr = tcpipe.addr;
     echo_once(addr);
-    let before = tcpipe.fd_count();
 
     let first = tcpipe.upgrade();
     echo_once(addr);
+    assert_eq!(handover_sockets(first.pid), 0, "{:?}", fds(first.pid));
     let second = tcpipe.upgrade_pid(first.pid);
     assert!(
         first.wait_gone(DEADLINE),
@@ -142,9 +141,9 @@ fn two_upgrades_in_a_row_leave_one_process_with_no_descriptor_more() {
     assert_ne!(second.pid, first.pid);
     echo_once(addr);
     assert_eq!(second.ready.listening(), [("default".to_string(), addr)]);
-    // The handover socket and the descriptors that came through it are
-    // not kept: the process ends up with what the first one had.
-    assert_eq!(fd_count(&second), before, "descriptors: {:?}", fds(&second));
+    // Neither the handover socket nor a stale copy of a listener is kept.
+    assert_eq!(handover_sockets(second.pid), 0, "{:?}", fds(second.pid));
+    assert_eq!(listening_sockets(second.pid), 1);
 }
 
 #[test]
@@ -170,16 +169,36 @@ fn an_upgrade_with_two_workers_hands_over_every_worker_s_listener() {
     assert_eq!(listening_sockets(successor.pid), 2);
 }
 
-fn fds(successor: &Successor) -> Vec<String> {
-    std::fs::read_dir(format!("/proc/{}/fd", successor.pid))
+fn fds(pid: u32) -> Vec<String> {
+    std::fs::read_dir(format!("/proc/{pid}/fd"))
         .expect("read /proc/PID/fd")
         .filter_map(|entry| std::fs::read_link(entry.ok()?.path()).ok())
         .map(|target| target.to_string_lossy().into_owned())
         .collect()
 }
 
-fn fd_count(successor: &Successor) -> usize {
-    fds(successor).len()
+/// The socket inodes among the process's descriptors.
+fn socket_inodes(pid: u32) -> Vec<String> {
+    fds(pid)
+        .iter()
+        .filter_map(|fd| Some(fd.strip_prefix("socket:[")?.strip_suffix(']')?.to_string()))
+        .collect()
+}
+
+/// The process's Unix sockets of type `SOCK_SEQPACKET` (05 in
+/// /proc/net/unix): the handover socket is the only one tcpipe makes.
+fn handover_sockets(pid: u32) -> usize {
+    let inodes = socket_inodes(pid);
+    let table = std::fs::read_to_string(format!("/proc/{pid}/net/unix")).expect("/proc/net/unix");
+    table
+        .lines()
+        .skip(1)
+        .filter(|line| {
+            let fields: Vec<&str> = line.split_whitespace().collect();
+            fields.get(4) == Some(&"0005")
+                && fields.get(6).is_some_and(|i| inodes.iter().any(|n| n == i))
+        })
+        .count()
 }
 
 /// The process's TCP sockets in LISTEN state (from /proc/net/tcp, by inode).

@@ -6,7 +6,7 @@
 
 use std::os::fd::AsRawFd;
 
-use log::{error, warn};
+use log::{error, info, warn};
 use mio::Interest;
 
 use super::workers::Crew;
@@ -36,6 +36,7 @@ impl Reactor {
         let Some(crew) = self.crew.get().cloned() else {
             return;
         };
+        info!("SIGUSR2: live upgrade");
         let spawned = std::thread::Builder::new()
             .name("tcpipe-upgrade".into())
             .spawn(move || match upgrade::hand_over(&*crew) {
@@ -82,7 +83,7 @@ impl Reactor {
             return;
         }
         match request.verdict.recv_timeout(WORKER_DEADLINE) {
-            Ok(Verdict::Commit) => self.let_go(),
+            Ok(Verdict::Commit) => self.hand_off(),
             Ok(Verdict::Resume) => self.resume_after_failed_handover(),
             Err(_) => {
                 error!(
@@ -133,7 +134,7 @@ impl Reactor {
 
     /// The new process has everything: drop this worker's copies (a close
     /// of a duplicate sends nothing; never a shutdown) and end.
-    fn let_go(&mut self) {
+    fn hand_off(&mut self) {
         self.release_exported();
         self.routes.listeners.clear();
         self.observers.exporter = None;

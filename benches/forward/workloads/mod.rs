@@ -347,6 +347,7 @@ pub fn metrics() -> impl Iterator<Item = &'static Metric> {
         .chain(scaling::METRICS.iter().flatten())
         .chain([&scaling::MOST_PIPES])
         .chain(upgrade::METRICS.iter().flatten())
+        .chain([&upgrade::MOST_PIPES])
 }
 
 /// A small request: sequence number, connection number, then a pattern that
