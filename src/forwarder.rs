@@ -42,7 +42,7 @@ pub use crate::start_error::StartError;
 /// needs no particular runtime.
 #[derive(Clone)]
 pub struct Handle {
-    crew: Arc<Crew>,
+    pub(crate) crew: Arc<Crew>,
     /// With several workers: their metrics summed at each call.
     total: Arc<Metrics>,
 }
@@ -360,16 +360,30 @@ impl Builder {
     }
 
     /// Validates the config and binds every route's listeners, in every
-    /// worker.
+    /// worker. In a process started by a live upgrade (`TCPIPE_UPGRADE_FD`
+    /// set: see [`Handle::upgrade`]) it then takes over from the running
+    /// one: its listening sockets, and every worker's connections.
     pub fn bind(self) -> Result<Forwarder, StartError> {
         self.config.validate().map_err(StartError::Config)?;
+        crate::upgrade::launch::capture();
+        let take_over = crate::upgrade::TakeOver::from_env().map_err(StartError::TakeOver)?;
         if self.systemd_sockets {
             crate::inherited::from_systemd();
         }
-        let bound = self.bind_workers();
+        let mut bound = self.bind_workers();
+        if let (Some(take_over), Ok(forwarder)) = (&take_over, &mut bound) {
+            take_over.adopt_surplus(&mut forwarder.workers());
+        }
         // Every worker has its duplicates of what it was given.
         crate::inherited::settle();
-        bound
+        let mut forwarder = bound?;
+        if let Some(take_over) = take_over {
+            let finish = take_over
+                .adopt_into(&mut forwarder.workers())
+                .map_err(StartError::TakeOver)?;
+            forwarder.reactor.took_over(finish);
+        }
+        Ok(forwarder)
     }
 
     fn bind_workers(self) -> Result<Forwarder, StartError> {
@@ -409,6 +423,7 @@ impl Builder {
             .collect();
         let read_status = |crew: &Arc<Crew>| Handle::of(crew).status();
         let crew = Arc::new(Crew::new(peers, metrics, read_status));
+        crew.set_upgrade_binary(config.upgrade_binary.clone());
         // Set once, here: nothing else fills the slot.
         let _ = slot.set(Arc::clone(&crew));
         Ok(Forwarder {
@@ -446,6 +461,13 @@ impl Forwarder {
     /// with no hooks.
     pub fn bind(config: Config) -> Result<Forwarder, StartError> {
         Forwarder::builder(config).bind()
+    }
+
+    /// Every worker, the leader first.
+    fn workers(&mut self) -> Vec<&mut Reactor> {
+        std::iter::once(&mut self.reactor)
+            .chain(self.followers.iter_mut())
+            .collect()
     }
 
     /// The address the first route's first listener really bound (useful
@@ -508,8 +530,8 @@ impl Forwarder {
 
     /// Makes SIGTERM, SIGINT, SIGQUIT and SIGUSR1 request a graceful
     /// shutdown (a second one aborts at once), SIGHUP reload the config
-    /// file given to `reload_on_sighup` (feature `cli`), and SIGUSR2 log
-    /// that it means nothing. A library user that owns signals
+    /// file given to `reload_on_sighup` (feature `cli`), and SIGUSR2 start
+    /// a live upgrade ([`Handle::upgrade`]). A library user that owns signals
     /// leaves this out and uses the [`Handle`] instead.
     pub fn handle_signals(&mut self) -> io::Result<()> {
         self.reactor.watch_signals()

@@ -18,7 +18,7 @@ use std::net::SocketAddr;
 use std::os::fd::OwnedFd;
 use std::sync::Mutex;
 
-use log::{info, warn};
+use log::{debug, info, warn};
 use mio::net::TcpListener;
 use socket2::{Domain, Socket, Type};
 
@@ -31,6 +31,10 @@ struct Offered {
     name: String,
     socket: Socket,
     taken: bool,
+    /// Handed over by the process this one took over from: whose it was
+    /// (a route's name, or `http NAME`) and its configured address, which
+    /// matches a listen address of port 0 across the upgrade.
+    handed: Option<(String, SocketAddr)>,
 }
 
 static STORE: Mutex<Vec<Offered>> = Mutex::new(Vec::new());
@@ -62,6 +66,25 @@ fn unusable(socket: &Socket) -> Option<&'static str> {
 /// Offers a listening socket for the route that listens on its address.
 /// Returns the address, or why it cannot serve (then it is closed).
 pub(crate) fn offer(fd: OwnedFd, name: &str) -> Result<SocketAddr, String> {
+    offer_as(fd, name.to_string(), None)
+}
+
+/// Offers a listening socket the process this one takes over from handed
+/// over: `owner`'s, configured as `configured`.
+pub(crate) fn offer_handed(
+    fd: OwnedFd,
+    owner: &str,
+    configured: SocketAddr,
+) -> Result<SocketAddr, String> {
+    let name = format!("handed over for {owner}");
+    offer_as(fd, name, Some((owner.to_string(), configured)))
+}
+
+fn offer_as(
+    fd: OwnedFd,
+    name: String,
+    handed: Option<(String, SocketAddr)>,
+) -> Result<SocketAddr, String> {
     let socket = Socket::from(fd);
     if let Some(why) = unusable(&socket) {
         return Err(why.to_string());
@@ -77,22 +100,34 @@ pub(crate) fn offer(fd: OwnedFd, name: &str) -> Result<SocketAddr, String> {
         .map_err(|e| e.to_string())?;
     store().push(Offered {
         addr,
-        name: name.to_string(),
+        name,
         socket,
         taken: false,
+        handed,
     });
     Ok(addr)
 }
 
-/// A duplicate of a socket offered for `addr`, if any: the next one not
-/// taken yet, else the last one again (for the next worker). Port 0 asks
-/// for a new port, so nothing offered stands for it.
-pub(crate) fn take(addr: SocketAddr) -> Option<io::Result<TcpListener>> {
-    if addr.port() == 0 {
-        return None;
-    }
+/// A duplicate of a socket offered for `owner` (a route's name, or
+/// `http NAME`) configured with `configured`, to be bound at `bind`: the
+/// next one not taken yet, else the last one again (for the next worker).
+/// A socket matches by address; with port 0 (a new port asked for) only a
+/// handed-over socket of the same owner and configured address does.
+pub(crate) fn take(
+    owner: &str,
+    configured: SocketAddr,
+    bind: SocketAddr,
+) -> Option<io::Result<TcpListener>> {
+    let matches = |o: &Offered| {
+        if bind.port() != 0 {
+            return o.addr == bind;
+        }
+        o.handed
+            .as_ref()
+            .is_some_and(|(whose, at)| whose == owner && *at == configured)
+    };
     let mut store = store();
-    let mut matching = store.iter_mut().filter(|o| o.addr == addr).peekable();
+    let mut matching = store.iter_mut().filter(|o| matches(o)).peekable();
     matching.peek()?;
     let mut last = None;
     for offered in matching {
@@ -106,12 +141,35 @@ pub(crate) fn take(addr: SocketAddr) -> Option<io::Result<TcpListener>> {
 }
 
 fn duplicate(offered: &Offered) -> io::Result<TcpListener> {
-    info!(
-        "listening on {} with the socket {} was given",
-        offered.addr, offered.name
-    );
+    match &offered.handed {
+        // The upgrade's summary says how many it took over.
+        Some((owner, _)) => debug!(
+            "listening on {} with {owner}'s socket, handed over",
+            offered.addr
+        ),
+        None => info!(
+            "listening on {} with the socket {} was given",
+            offered.addr, offered.name
+        ),
+    }
     let copy = offered.socket.try_clone()?;
     Ok(TcpListener::from_std(copy.into()))
+}
+
+/// Duplicates of the sockets handed over that no worker took although
+/// this process listens on their address: the process handing over had
+/// more workers, each with a socket of its own. Marked taken.
+pub(crate) fn surplus() -> Vec<io::Result<TcpListener>> {
+    let mut store = store();
+    let listened: Vec<SocketAddr> = store.iter().filter(|o| o.taken).map(|o| o.addr).collect();
+    store
+        .iter_mut()
+        .filter(|o| !o.taken && o.handed.is_some() && listened.contains(&o.addr))
+        .map(|offered| {
+            offered.taken = true;
+            duplicate(offered)
+        })
+        .collect()
 }
 
 /// Closes the offered sockets, once every worker has bound; says which no

@@ -11,7 +11,7 @@
 use std::fs::File;
 use std::io;
 use std::num::NonZeroU32;
-use std::os::fd::{AsFd, BorrowedFd, OwnedFd};
+use std::os::fd::{AsFd, AsRawFd, BorrowedFd, OwnedFd, RawFd};
 
 use slab::Slab;
 
@@ -109,23 +109,57 @@ impl KernelPipePool {
     /// [`SLOTS_PER_BYTE`] times that, rounded up to a power of two pages,
     /// within the system's limit. Only `buffer_size` bytes ever go in.
     pub(crate) fn take(&mut self, buffer_size: usize) -> io::Result<Lent> {
-        let max = *self.max_size.get_or_insert_with(pipe_max_size);
-        let size = buffer_size
-            .saturating_mul(SLOTS_PER_BYTE)
-            .max(PAGE)
-            .next_power_of_two()
-            .min(max.max(PAGE));
+        let size = self.size_for(buffer_size);
         let pipe = match self.spare.iter().rposition(|p| p.asked == size) {
             Some(position) => self.spare.swap_remove(position),
             None => KernelPipe::open(size)?,
         };
+        self.lend(pipe, 0)
+    }
+
+    fn size_for(&mut self, buffer_size: usize) -> usize {
+        let max = *self.max_size.get_or_insert_with(pipe_max_size);
+        buffer_size
+            .saturating_mul(SLOTS_PER_BYTE)
+            .max(PAGE)
+            .next_power_of_two()
+            .min(max.max(PAGE))
+    }
+
+    /// Lends a kernel pipe another process filled (a live upgrade): its two
+    /// ends, holding `len` bytes, for a direction whose high-water mark is
+    /// `buffer_size`.
+    pub(crate) fn adopt(
+        &mut self,
+        (read, write): (OwnedFd, OwnedFd),
+        len: usize,
+        buffer_size: usize,
+    ) -> io::Result<Lent> {
+        let capacity = sys::pipe_size(read.as_fd())?;
+        let len = u32::try_from(len).map_err(|_| io::Error::from(io::ErrorKind::InvalidData))?;
+        let pipe = KernelPipe {
+            read: File::from(read),
+            write,
+            capacity,
+            asked: self.size_for(buffer_size),
+        };
+        self.lend(pipe, len)
+    }
+
+    /// The two ends of a lent pipe (read, write), still the pool's.
+    pub(crate) fn raw_fds(&self, lent: &Lent) -> (RawFd, RawFd) {
+        let pipe = self.pipe(lent);
+        (pipe.read.as_raw_fd(), pipe.write.as_raw_fd())
+    }
+
+    fn lend(&mut self, pipe: KernelPipe, len: u32) -> io::Result<Lent> {
         let entry = self.lent.vacant_entry();
         let key = u32::try_from(entry.key() + 1)
             .ok()
             .and_then(NonZeroU32::new)
             .ok_or_else(|| io::Error::from(io::ErrorKind::OutOfMemory))?;
         entry.insert(pipe);
-        Ok(Lent { key, len: 0 })
+        Ok(Lent { key, len })
     }
 
     fn pipe(&self, lent: &Lent) -> &KernelPipe {

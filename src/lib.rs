@@ -53,6 +53,8 @@ mod config;
 mod descriptors;
 mod dial;
 mod forwarder;
+#[allow(dead_code)]
+mod handover;
 mod hooks;
 mod http;
 mod inherited;
@@ -78,6 +80,7 @@ mod systemd;
 mod text;
 mod throttle;
 mod timers;
+mod upgrade;
 mod upstream;
 // Used by the live upgrade's handover (in progress).
 #[allow(dead_code)]
@@ -102,3 +105,4 @@ pub use proxy_protocol::ProxyVersion;
 pub use reactor::{AttachOptions, PipeAction, PipeInfo, PipeState, ReloadError, Reloaded};
 pub use reply::Pending;
 pub use runtime::{PipeFilter, RouteInfo, TargetInfo, TargetState};
+pub use upgrade::{UpgradeError, Upgraded};

@@ -97,6 +97,12 @@ impl Ring {
         Ok(n)
     }
 
+    /// A copy of the bytes waiting, oldest first (for a live upgrade).
+    pub(crate) fn contents(&self) -> Vec<u8> {
+        let (first, second) = self.filled_regions();
+        [first, second].concat()
+    }
+
     /// Discards every byte still waiting (the pipe was aborted).
     pub(crate) fn clear(&mut self) {
         self.head = 0;

@@ -18,6 +18,32 @@ use crate::status_page::{RouteStatus, TargetStatus};
 pub use crate::operator::{PipeFilter, RouteInfo, TargetInfo, TargetState};
 
 impl Handle {
+    /// Upgrades the binary with every live connection kept, as SIGUSR2
+    /// does: starts the binary this process was started from (resolved at
+    /// [`Builder::bind`](crate::Builder::bind); `Config::upgrade_binary`
+    /// names another) with the same arguments, and hands it every
+    /// listening socket and every worker's connections over an inherited
+    /// Unix socket. The new process takes over in its own
+    /// [`Builder::bind`](crate::Builder::bind): an embedder's program needs
+    /// nothing more than to bind and run again when started the same way.
+    /// What the admin API's `POST /v1/upgrade` calls.
+    ///
+    /// Returns once the new process has confirmed (then every worker of
+    /// this one ends and [`Forwarder::run`](crate::Forwarder::run) returns
+    /// `Ok`: exit), or with why it failed: it exited (a bad config),
+    /// refused, or did not confirm in 10 s; then it is killed if still
+    /// running, and this process carries on unchanged.
+    pub fn upgrade(&self) -> Result<crate::Upgraded, crate::UpgradeError> {
+        if self.crew.on_loop_thread() {
+            return Err(crate::UpgradeError::OnLoopThread);
+        }
+        let upgraded = crate::upgrade::hand_over(&*self.crew);
+        if let Err(crate::UpgradeError::Failed(why)) = &upgraded {
+            self.crew.peers[0].send(crate::reactor::Command::UpgradeFailed(why.clone()));
+        }
+        upgraded
+    }
+
     /// Every route, in config order.
     pub fn routes(&self) -> Result<Vec<RouteInfo>, CommandError> {
         let mut answers = self.ask_every(Ask::Routes)?.into_iter();

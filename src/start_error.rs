@@ -23,6 +23,9 @@ pub enum StartError {
     Io(io::Error),
     /// The admin endpoint could not be served at this address.
     Admin(String, io::Error),
+    /// Started by a live upgrade, this process could not take over from
+    /// the running one (which carries on); why.
+    TakeOver(String),
 }
 
 impl StartError {
@@ -33,7 +36,8 @@ impl StartError {
             StartError::Bind(..)
             | StartError::AccessLog(..)
             | StartError::Io(_)
-            | StartError::Admin(..) => 1,
+            | StartError::Admin(..)
+            | StartError::TakeOver(_) => 1,
         }
     }
 }
@@ -48,6 +52,7 @@ impl fmt::Display for StartError {
             }
             StartError::Io(e) => write!(f, "cannot start the event loop: {e}"),
             StartError::Admin(addr, e) => write!(f, "cannot serve the admin API on {addr}: {e}"),
+            StartError::TakeOver(why) => write!(f, "upgrade: {why}"),
         }
     }
 }

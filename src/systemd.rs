@@ -124,6 +124,11 @@ impl Notifier {
         self.send(&format!("STOPPING=1\nSTATUS={status}"));
     }
 
+    /// A new status line, nothing else (an upgrade failed, say).
+    pub(crate) fn status(&self, status: &str) {
+        self.send(&format!("STATUS={status}"));
+    }
+
     pub(crate) fn alive(&self) {
         self.send("WATCHDOG=1");
     }

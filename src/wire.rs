@@ -196,6 +196,11 @@ impl<'a> Reader<'a> {
         self.rest.is_empty()
     }
 
+    /// Bytes not read yet.
+    pub(crate) fn remaining(&self) -> usize {
+        self.rest.len()
+    }
+
     /// The message must end here: trailing bytes mean the two ends
     /// disagree about the format.
     pub(crate) fn end(&self) -> Result<(), WireError> {

@@ -31,7 +31,11 @@ fn scratch(name: &str) -> std::path::PathBuf {
 fn the_systemd_unit_verifies() {
     let tool = common::tools::require(&["systemd-analyze"], "--version", "systemd");
     // verify checks that ExecStart's program exists: point it at this build.
-    let unit = example("tcpipe.service").replace("/usr/local/bin/tcpipe", binary());
+    let unit = example("tcpipe.service");
+    // A live upgrade's new process sends MAINPID=: systemd drops it unless
+    // every process of the service may notify.
+    assert!(unit.contains("\nNotifyAccess=all\n"), "{unit}");
+    let unit = unit.replace("/usr/local/bin/tcpipe", binary());
     let path = scratch("tcpipe.service");
     std::fs::write(&path, unit).unwrap();
     // The socket unit is verified beside the service it activates.

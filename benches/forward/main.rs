@@ -275,12 +275,7 @@ fn main() -> ExitCode {
     let cells: usize = options
         .workloads
         .iter()
-        .map(|w| {
-            peers
-                .iter()
-                .filter(|p| !(w.needs_forwarder() && p.kind == Kind::Direct))
-                .count()
-        })
+        .map(|w| peers.iter().filter(|p| !sits_out(*w, p.kind)).count())
         .sum::<usize>()
         * options.reps;
     let mut done = 0;
@@ -296,7 +291,7 @@ fn main() -> ExitCode {
                 peers.iter().rev().collect()
             };
             for peer in order {
-                if workload.needs_forwarder() && peer.kind == Kind::Direct {
+                if sits_out(workload, peer.kind) {
                     continue;
                 }
                 done += 1;
@@ -430,6 +425,13 @@ fn most_idle_pipes(limits: Limits) -> usize {
     forwarders
         .min(here)
         .saturating_sub(workloads::scaling::RESERVE_PIPES)
+}
+
+/// A workload that needs a forwarder skips the direct connection; one of
+/// tcpipe's own features skips the others.
+fn sits_out(workload: Workload, kind: Kind) -> bool {
+    (workload.needs_forwarder() && kind == Kind::Direct)
+        || (workload.tcpipe_only() && kind != Kind::Tcpipe)
 }
 
 fn run_cell(

@@ -120,7 +120,7 @@ const ROUTE_FLAGS: [&str; 28] = [
 /// The flags that set what a file's `[global]` holds: with `--config`
 /// they win over it ([`Args::overrides`]).
 #[cfg(test)]
-const GLOBAL_FLAGS: [&str; 10] = [
+const GLOBAL_FLAGS: [&str; 11] = [
     "max_connections",
     "drain_timeout",
     "resolve_interval",
@@ -131,6 +131,7 @@ const GLOBAL_FLAGS: [&str; 10] = [
     "workers",
     "admin",
     "admin_token_file",
+    "upgrade_binary",
 ];
 
 #[derive(Clone, Copy, Debug, ValueEnum)]
@@ -372,6 +373,10 @@ struct Args {
     /// requires of every request.
     #[arg(long, value_name = "FILE")]
     admin_token_file: Option<PathBuf>,
+    /// The binary SIGUSR2 starts for a live upgrade [default: the one
+    /// running, as resolved at startup].
+    #[arg(long, value_name = "PATH")]
+    upgrade_binary: Option<PathBuf>,
 }
 
 #[derive(Clone, Copy, Debug, ValueEnum)]
@@ -509,6 +514,7 @@ impl Args {
             workers: set("workers").then_some(self.workers),
             admin: self.admin.clone(),
             admin_token_file: self.admin_token_file.clone(),
+            upgrade_binary: self.upgrade_binary.clone(),
         }
     }
 
@@ -553,6 +559,7 @@ impl Args {
         config.workers = self.workers;
         config.admin = self.admin;
         config.admin_token_file = self.admin_token_file;
+        config.upgrade_binary = self.upgrade_binary;
         config.access_log = AccessLogConfig {
             destination: self.access_log,
             format: self.log_format.into(),

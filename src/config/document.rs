@@ -42,6 +42,7 @@ pub(super) struct Global {
     workers: Option<WorkersSetting>,
     admin: Option<String>,
     admin_token_file: Option<std::path::PathBuf>,
+    upgrade_binary: Option<std::path::PathBuf>,
 }
 
 /// A `[[route]]`, or `[defaults]` (which has no name, listen or targets).
@@ -167,6 +168,9 @@ impl Document {
             })?);
         }
         config.admin_token_file = self.global.admin_token_file.clone();
+        if let Some(binary) = &self.global.upgrade_binary {
+            config.upgrade_binary = Some(binary.clone());
+        }
         overrides.apply(&mut config);
         config
             .validate_as(Naming::File)

@@ -6,7 +6,7 @@ use super::document::{Global, Section};
 use super::file::Problem;
 
 /// Every key of `[global]`, as [`Global`] reads them.
-pub(super) const GLOBAL_KEYS: [&str; 10] = [
+pub(super) const GLOBAL_KEYS: [&str; 11] = [
     "max-connections",
     "drain-timeout",
     "resolve-interval",
@@ -17,6 +17,7 @@ pub(super) const GLOBAL_KEYS: [&str; 10] = [
     "workers",
     "admin",
     "admin-token-file",
+    "upgrade-binary",
 ];
 
 /// Every key of a `[[route]]`, as [`Section`] reads them; `[defaults]`

@@ -90,6 +90,10 @@ pub struct Config {
     /// The file whose one line is the bearer token every request to a TCP
     /// [`admin`](Config::admin) address must carry; required with one.
     pub admin_token_file: Option<std::path::PathBuf>,
+    /// The binary a live upgrade starts (SIGUSR2, `Handle::upgrade`);
+    /// `None`: the one this process was started from, as resolved when it
+    /// bound (a package upgrade replaces that file with the new version).
+    pub upgrade_binary: Option<std::path::PathBuf>,
 }
 
 /// The access log's settings.
@@ -506,6 +510,7 @@ impl Config {
             workers: 1,
             admin: None,
             admin_token_file: None,
+            upgrade_binary: None,
         }
     }
 

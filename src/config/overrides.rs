@@ -33,6 +33,8 @@ pub struct Overrides {
     pub admin: Option<AdminAddress>,
     /// `global.admin-token-file`.
     pub admin_token_file: Option<PathBuf>,
+    /// `global.upgrade-binary`.
+    pub upgrade_binary: Option<std::path::PathBuf>,
 }
 
 impl Overrides {
@@ -73,6 +75,9 @@ impl Overrides {
         if let Some(file) = &self.admin_token_file {
             config.admin_token_file = Some(file.clone());
         }
+        if let Some(binary) = &self.upgrade_binary {
+            config.upgrade_binary = Some(binary.clone());
+        }
     }
 
     /// Each overridden setting as `key = value`, in `[global]`'s terms.
@@ -110,6 +115,12 @@ impl Overrides {
                 .as_ref()
                 .map(|f| f.display().to_string()),
         );
+        note(
+            "upgrade-binary",
+            self.upgrade_binary
+                .as_ref()
+                .map(|p| p.display().to_string()),
+        );
         set
     }
 
@@ -127,6 +138,7 @@ impl Overrides {
             Some("workers") => self.workers.is_some(),
             Some("admin") => self.admin.is_some(),
             Some("admin-token-file") => self.admin_token_file.is_some(),
+            Some("upgrade-binary") => self.upgrade_binary.is_some(),
             _ => false,
         };
         if overridden {

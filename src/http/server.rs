@@ -119,6 +119,9 @@ pub(crate) struct Server {
     /// Removed when the server stops, at once rather than when its thread
     /// gets to it: the process may be exiting.
     _file: Option<SocketFile>,
+    /// A copy of a TCP listener for a live upgrade to hand over, one the
+    /// server's thread does not use; closed with the server.
+    handover_copy: Option<socket2::Socket>,
 }
 
 impl Server {
@@ -149,7 +152,8 @@ impl Server {
         H: Fn(&Request) -> A + Send + 'static,
         A: Into<Answer>,
     {
-        let (mut listener, endpoint, file) = Listener::bind(endpoint)?;
+        let (mut listener, endpoint, file) = Listener::bind(&format!("http {name}"), endpoint)?;
+        let handover_copy = listener.tcp_copy()?;
         let poll = Poll::new()?;
         poll.registry()
             .register(&mut listener, LISTENER, Interest::READABLE)?;
@@ -181,6 +185,7 @@ impl Server {
             stop,
             waker,
             _file: file,
+            handover_copy,
         })
     }
 
@@ -195,6 +200,15 @@ impl Server {
             Endpoint::Tcp(addr) => Some(addr),
             Endpoint::Unix(_) => None,
         }
+    }
+
+    /// The listening TCP socket, for a live upgrade to hand over (a copy
+    /// the server's thread does not use; closed with the server); `None`
+    /// for a socket file, which the new process binds anew.
+    pub(crate) fn listener_fd(&self) -> Option<std::os::fd::RawFd> {
+        self.handover_copy
+            .as_ref()
+            .map(std::os::fd::AsRawFd::as_raw_fd)
     }
 }
 

@@ -46,14 +46,19 @@ pub(super) enum Listener {
 }
 
 impl Listener {
-    /// Binds `endpoint`; returns it as bound (port 0 resolved), and the
-    /// socket file made for it, which the caller removes.
+    /// Binds `endpoint`, or takes the TCP socket a live upgrade handed
+    /// over for `owner` there; returns it as bound (port 0 resolved), and
+    /// the socket file made for it, which the caller removes.
     pub(super) fn bind(
+        owner: &str,
         endpoint: &Endpoint,
     ) -> io::Result<(Listener, Endpoint, Option<SocketFile>)> {
         match endpoint {
             Endpoint::Tcp(addr) => {
-                let listener = TcpListener::bind(*addr)?;
+                let listener = match crate::inherited::take(owner, *addr, *addr) {
+                    Some(given) => given?,
+                    None => TcpListener::bind(*addr)?,
+                };
                 let bound = listener.local_addr()?;
                 Ok((Listener::Tcp(listener), Endpoint::Tcp(bound), None))
             }
@@ -61,6 +66,14 @@ impl Listener {
                 let (listener, file) = bind_unix(path)?;
                 Ok((Listener::Unix(listener), endpoint.clone(), Some(file)))
             }
+        }
+    }
+
+    /// A copy of a TCP listener, for a live upgrade to hand over.
+    pub(super) fn tcp_copy(&self) -> io::Result<Option<Socket>> {
+        match self {
+            Listener::Tcp(listener) => SockRef::from(listener).try_clone().map(Some),
+            Listener::Unix(_) => Ok(None),
         }
     }
 

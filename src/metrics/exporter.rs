@@ -43,6 +43,11 @@ impl Exporter {
             .tcp_addr()
             .unwrap_or_else(|| SocketAddr::from(([0, 0, 0, 0], 0)))
     }
+
+    /// The listening socket, for a live upgrade to hand over.
+    pub(crate) fn listener_fd(&self) -> Option<std::os::fd::RawFd> {
+        self.server.listener_fd()
+    }
 }
 
 fn answer(

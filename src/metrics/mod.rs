@@ -96,6 +96,10 @@ pub struct Metrics {
     pub reloads_ok_total: Gauge,
     /// Reloads refused (the running config stayed).
     pub reloads_failed_total: Gauge,
+    /// 1 in a process that took over from another in a live upgrade.
+    pub upgrades_ok_total: Gauge,
+    /// Live upgrades this process tried that failed (it carried on).
+    pub upgrades_failed_total: Gauge,
     /// Clients of `accept-proxy` routes whose PROXY header is still awaited
     /// (not yet pipes, not in `live_pipes`, but counted against the
     /// connection limits).
@@ -169,6 +173,10 @@ impl Metrics {
             .set(most(|m| &m.reloads_ok_total).unwrap_or(0));
         self.reloads_failed_total
             .set(most(|m| &m.reloads_failed_total).unwrap_or(0));
+        self.upgrades_ok_total
+            .set(most(|m| &m.upgrades_ok_total).unwrap_or(0));
+        self.upgrades_failed_total
+            .set(most(|m| &m.upgrades_failed_total).unwrap_or(0));
         let peak = parts.iter().map(|m| m.peak_direction_buffered_bytes.get());
         self.peak_direction_buffered_bytes
             .set(peak.max().unwrap_or(0));
@@ -366,6 +374,8 @@ pub(crate) struct Snapshot {
     pub(crate) connection_limit_reached: u64,
     pub(crate) reloads_ok: u64,
     pub(crate) reloads_failed: u64,
+    pub(crate) upgrades_ok: u64,
+    pub(crate) upgrades_failed: u64,
     pub(crate) awaiting_proxy_header: u64,
     pub(crate) spliced_bytes: u64,
     pub(crate) kernel_pipes_in_use: u64,
@@ -409,6 +419,8 @@ impl Snapshot {
             connection_limit_reached: metrics.connection_limit_reached_total.get(),
             reloads_ok: metrics.reloads_ok_total.get(),
             reloads_failed: metrics.reloads_failed_total.get(),
+            upgrades_ok: metrics.upgrades_ok_total.get(),
+            upgrades_failed: metrics.upgrades_failed_total.get(),
             awaiting_proxy_header: metrics.awaiting_proxy_header.get(),
             spliced_bytes: metrics.spliced_bytes_total.get(),
             kernel_pipes_in_use: metrics.kernel_pipes_in_use.get(),
@@ -428,6 +440,9 @@ impl Snapshot {
         // Every worker applies each reload: it is one reload all the same.
         self.reloads_ok = self.reloads_ok.max(other.reloads_ok);
         self.reloads_failed = self.reloads_failed.max(other.reloads_failed);
+        // The leader alone counts upgrades; the others hold 0.
+        self.upgrades_ok += other.upgrades_ok;
+        self.upgrades_failed += other.upgrades_failed;
         self.awaiting_proxy_header += other.awaiting_proxy_header;
         self.spliced_bytes += other.spliced_bytes;
         self.kernel_pipes_in_use += other.kernel_pipes_in_use;

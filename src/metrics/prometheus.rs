@@ -89,6 +89,21 @@ pub(crate) fn render(snapshot: &Snapshot) -> String {
         &[("result", "failed")],
         snapshot.reloads_failed,
     );
+    out.family(
+        "tcpipe_upgrades_total",
+        "counter",
+        "Live upgrades, by result (ok: this process took over from another; failed: this one tried and carried on).",
+    );
+    out.sample(
+        "tcpipe_upgrades_total",
+        &[("result", "ok")],
+        snapshot.upgrades_ok,
+    );
+    out.sample(
+        "tcpipe_upgrades_total",
+        &[("result", "failed")],
+        snapshot.upgrades_failed,
+    );
 
     let routes = &snapshot.routes;
     per_route(

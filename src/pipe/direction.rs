@@ -46,10 +46,10 @@ pub(super) struct Direction {
     /// Bytes at the front of the ring that are not the source's (a PROXY
     /// header for the target) and are not counted as delivered. A header
     /// is at most 107 bytes; the field sits in padding.
-    preamble: u8,
+    pub(super) preamble: u8,
     /// What `preamble` was before any of it was written: a pipe whose
     /// target has had no byte yet may still be pointed elsewhere.
-    preamble_len: u8,
+    pub(super) preamble_len: u8,
     pub(super) mode: Mode,
     /// Bytes of the source delivered to the destination.
     pub(super) forwarded: u64,

@@ -21,6 +21,7 @@ use super::connect::Stage;
 use super::direction::{Context, Direction, Flow, PumpError};
 use super::endpoint::Endpoint;
 use super::{Pipe, Side};
+use crate::handover::WayLimitRecord;
 use crate::rate::TokenBucket;
 
 /// What a route's config says its pipes may read a second, per way
@@ -149,6 +150,47 @@ impl Limits {
         );
         way.since.get_or_insert(now);
         true
+    }
+
+    /// Each way's bucket, as a record another process rebuilds it from.
+    pub(crate) fn record(&self, now: Instant) -> [Option<WayLimitRecord>; 2] {
+        [0, 1].map(|i| {
+            let way = self.ways[i].as_ref()?;
+            Some(WayLimitRecord {
+                tokens: way.bucket.clone().available(now),
+                rate: way.rate,
+                wake_in: way.wake.map(|w| w.saturating_duration_since(now)),
+                paused_for: way.since.map(|s| now.saturating_duration_since(s)),
+                limited: way.limited,
+            })
+        })
+    }
+
+    /// The limits of an adopted pipe: made as a new pipe's (joining its
+    /// route's count), then each way's bucket as the record says.
+    pub(crate) fn restore(
+        rates: &Rates,
+        ways: &[Option<WayLimitRecord>; 2],
+        now: Instant,
+    ) -> Option<Box<Limits>> {
+        let mut limits = Limits::of(rates, now)?;
+        for (way, record) in limits.ways.iter_mut().zip(ways) {
+            let (Some(way), Some(record)) = (way, record) else {
+                continue;
+            };
+            if record.rate > 0 {
+                way.rate = record.rate;
+            }
+            way.bucket = TokenBucket::per_second(way.rate, rates.burst, now);
+            way.bucket
+                .take(rates.burst.max(1).saturating_sub(record.tokens));
+            way.wake = record.wake_in.map(|left| now + left);
+            way.since = record
+                .paused_for
+                .map(|since| now.checked_sub(since).unwrap_or(now));
+            way.limited = record.limited;
+        }
+        Some(limits)
     }
 
     /// The earliest instant a paused way may read again.

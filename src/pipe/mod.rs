@@ -24,6 +24,7 @@ mod deadlines;
 mod direction;
 mod endpoint;
 mod limit;
+mod parcel;
 mod splice;
 
 use std::io;
@@ -51,6 +52,7 @@ pub(crate) use crossed::Crossed;
 pub(crate) use direction::Context;
 use limit::Limits;
 pub(crate) use limit::{Rates, RouteShare};
+pub(crate) use parcel::{check as check_record, settings_from, Lenders, Names, Placed};
 
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
 pub(crate) enum Side {

@@ -13,6 +13,7 @@
 
 use std::io::{ErrorKind, Read};
 use std::net::SocketAddr;
+use std::time::Instant;
 
 use log::debug;
 use mio::event::Event;
@@ -34,21 +35,23 @@ pub(super) const MAX_HEADER: usize = 4096;
 /// A client whose header is awaited.
 pub(super) struct Awaiting {
     /// The pipe id it will have (the id in its log lines already).
-    id: u64,
-    route: RouteId,
+    pub(super) id: u64,
+    pub(super) route: RouteId,
     /// `None` once it has left the table, until its slot is freed at the
     /// end of the turn (so that an event of it still in the batch cannot
     /// reach a client that reused the slot).
-    stream: Option<TcpStream>,
-    peer: SocketAddr,
+    pub(super) stream: Option<TcpStream>,
+    pub(super) peer: SocketAddr,
     /// The listener's address: the destination of a header sent onwards,
     /// should the socket not say.
-    listener: SocketAddr,
+    pub(super) listener: SocketAddr,
     /// The OS reported the client's FIN: an incomplete header will stay so.
-    read_closed: bool,
+    pub(super) read_closed: bool,
     /// The listener whose routes its first bytes choose from, after the
     /// header, if its address is shared.
-    inspect: Option<usize>,
+    pub(super) inspect: Option<usize>,
+    /// When its `proxy-timeout` runs out (for a live upgrade's record).
+    pub(super) deadline: Option<Instant>,
 }
 
 /// The clients awaiting their header, and the slots to free at the end of
@@ -81,7 +84,7 @@ impl Reactor {
             return;
         };
         route.live_pipes += 1;
-        let timeout = route.config.proxy_timeout;
+        let deadline = route.config.proxy_timeout.map(|timeout| self.now + timeout);
         self.awaiting.clients.insert(Awaiting {
             id,
             route: route_id,
@@ -90,11 +93,11 @@ impl Reactor {
             listener,
             read_closed: false,
             inspect,
+            deadline,
         });
         self.observers.metrics.awaiting_proxy_header.add(1);
-        if let Some(timeout) = timeout {
-            self.timers
-                .push(self.now + timeout, Timer::ProxyHeader { key, id });
+        if let Some(deadline) = deadline {
+            self.timers.push(deadline, Timer::ProxyHeader { key, id });
         }
         debug!("pipe {id}: accepted {peer}; awaiting its PROXY header");
     }
@@ -105,10 +108,18 @@ impl Reactor {
         let Some(entry) = self.awaiting.clients.get_mut(key) else {
             return;
         };
+        entry.read_closed |= event.is_read_closed();
+        self.read_awaiting(key);
+    }
+
+    /// Reads what the client sent so far: its header may be complete.
+    pub(super) fn read_awaiting(&mut self, key: usize) {
+        let Some(entry) = self.awaiting.clients.get_mut(key) else {
+            return;
+        };
         let Some(stream) = &entry.stream else {
             return;
         };
-        entry.read_closed |= event.is_read_closed();
         let progress = match read_header(stream) {
             Progress::Pending if entry.read_closed => {
                 Progress::Failed("the client closed before completing it".into())

@@ -73,6 +73,10 @@ pub(crate) enum Command {
     Freed,
     /// An operator's question about routes and targets.
     Operate(super::Ask),
+    /// A live upgrade: export, then wait for the verdict.
+    Export(Box<crate::upgrade::ExportRequest>),
+    /// An upgrade started by SIGUSR2 failed; why.
+    UpgradeFailed(String),
 }
 
 /// What a reload did.
@@ -272,7 +276,7 @@ impl Reactor {
         for signal in received {
             match signal {
                 SIGHUP => self.reload_file("SIGHUP", None),
-                SIGUSR2 => warn!("SIGUSR2 means nothing to tcpipe; carrying on"),
+                SIGUSR2 => self.upgrade_on_signal(),
                 // One worker takes the signals; all of them drain.
                 other => self.shut_every_worker_down(signal_name(other)),
             }
@@ -306,6 +310,8 @@ impl Reactor {
                 Command::News(news) => self.on_news(news),
                 Command::Freed => self.accept_waiting(super::accept::Trigger::PipeFreed),
                 Command::Operate(ask) => self.on_operate(ask),
+                Command::Export(request) => self.on_export(*request),
+                Command::UpgradeFailed(why) => self.on_upgrade_failed(why),
                 #[cfg(feature = "cli")]
                 Command::FileLoaded(loaded) => self.on_file_loaded(*loaded),
                 #[cfg(feature = "cli")]

@@ -17,6 +17,7 @@
 
 use std::io::ErrorKind;
 use std::net::SocketAddr;
+use std::time::Instant;
 
 use log::debug;
 use mio::event::Event;
@@ -32,7 +33,7 @@ use crate::metrics::INSPECT_FAILURE_LABELS;
 use crate::pipe::{Reason, Refusal};
 
 /// The most bytes looked at: a whole 16 KiB hello and its record headers.
-const PEEK_BYTES: usize = inspect::DEFAULT_MAX_BYTES;
+pub(super) const PEEK_BYTES: usize = inspect::DEFAULT_MAX_BYTES;
 
 /// Slots in [`INSPECT_FAILURE_LABELS`] that are no [`Malformed`] kind of
 /// the parser's own.
@@ -41,24 +42,26 @@ const TIMEOUT: usize = 6;
 
 /// A client whose first bytes are awaited.
 pub(super) struct Inspecting {
-    id: u64,
+    pub(super) id: u64,
     /// The route it counts under meanwhile: its listener's.
-    route: RouteId,
+    pub(super) route: RouteId,
     /// The listener whose routes it chooses from.
-    listener: usize,
+    pub(super) listener: usize,
     /// `None` once it has left the table, until its slot is freed at the
     /// end of the turn.
-    stream: Option<TcpStream>,
+    pub(super) stream: Option<TcpStream>,
     /// Its real address (the PROXY header's, on an `accept-proxy` route)
     /// and the address it reached: the header's, or else the listener's
     /// (which the socket makes concrete if a PROXY header is to be sent).
-    peer: SocketAddr,
-    local: SocketAddr,
-    local_from_header: bool,
+    pub(super) peer: SocketAddr,
+    pub(super) local: SocketAddr,
+    pub(super) local_from_header: bool,
     /// What the last peek saw.
-    peeked: Box<[u8]>,
-    peeked_len: usize,
-    read_closed: bool,
+    pub(super) peeked: Box<[u8]>,
+    pub(super) peeked_len: usize,
+    pub(super) read_closed: bool,
+    /// When its `inspect-timeout` runs out (for a live upgrade's record).
+    pub(super) deadline: Option<Instant>,
 }
 
 /// The clients being inspected, and the slots to free at the end of this
@@ -103,6 +106,7 @@ impl Reactor {
             return;
         };
         route.live_pipes += 1;
+        let deadline = timeout.map(|timeout| self.now + timeout);
         self.inspecting.clients.insert(Inspecting {
             id,
             route: route_id,
@@ -114,10 +118,10 @@ impl Reactor {
             peeked: vec![0; PEEK_BYTES].into_boxed_slice(),
             peeked_len: 0,
             read_closed: false,
+            deadline,
         });
-        if let Some(timeout) = timeout {
-            self.timers
-                .push(self.now + timeout, Timer::Inspect { key: slot, id });
+        if let Some(deadline) = deadline {
+            self.timers.push(deadline, Timer::Inspect { key: slot, id });
         }
         debug!("pipe {id}: accepted {peer}; reading its first bytes to choose its route");
     }
@@ -132,10 +136,18 @@ impl Reactor {
         let Some(entry) = self.inspecting.clients.get_mut(slot) else {
             return;
         };
+        entry.read_closed |= event.is_read_closed();
+        self.peek_inspecting(slot, needs_hello);
+    }
+
+    /// Looks at what the client sent so far: it may choose its route now.
+    pub(super) fn peek_inspecting(&mut self, slot: usize, needs_hello: bool) {
+        let Some(entry) = self.inspecting.clients.get_mut(slot) else {
+            return;
+        };
         let Some(stream) = &entry.stream else {
             return;
         };
-        entry.read_closed |= event.is_read_closed();
         let received = loop {
             match stream.peek(&mut entry.peeked) {
                 Ok(n) => break n,
@@ -194,7 +206,7 @@ impl Reactor {
 
     /// Whether some route of listener `key` names server names or ALPN
     /// protocols: a TLS client's whole hello is needed, not its first byte.
-    fn needs_hello(&self, key: usize) -> bool {
+    pub(super) fn needs_hello(&self, key: usize) -> bool {
         let Some(listener) = self.routes.listeners.get(key) else {
             return false;
         };

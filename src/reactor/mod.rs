@@ -29,6 +29,7 @@
 //! | `scrape`    | the snapshot a scrape of `/metrics` gets                    |
 //! | `crew`      | one worker among several: following the leader's reloads and news |
 //! | `workers`   | every worker of a forwarder, as its handles and the other loops reach them |
+//! | `upgrade`   | a live upgrade as the loops take part: SIGUSR2, export, wait for the verdict, let go or resume |
 
 mod accept;
 mod admission;
@@ -36,6 +37,7 @@ mod awaiting;
 mod commands;
 mod control;
 mod crew;
+mod handover;
 mod inspecting;
 mod lifecycle;
 mod notify;
@@ -45,6 +47,7 @@ mod reload;
 mod routes;
 mod scrape;
 mod tokens;
+mod upgrade;
 mod waiting;
 pub(crate) mod workers;
 
@@ -175,6 +178,9 @@ pub(crate) struct Reactor {
     follow: Option<Follow>,
     /// Operators waiting for a target to empty.
     waiters: Vec<operate::Waiter>,
+    /// The leader of a process that took over in a live upgrade, until
+    /// it has told systemd so and the old process may exit.
+    taken_over: Option<crate::upgrade::Finish>,
 }
 
 impl Reactor {
@@ -224,6 +230,7 @@ impl Reactor {
             crew,
             follow,
             waiters: Vec::new(),
+            taken_over: None,
         };
         if reactor.observers.has_hooks() {
             reactor.upstreams.report_health();
@@ -278,42 +285,54 @@ impl Reactor {
     pub(crate) fn run(&mut self) -> io::Result<()> {
         let mut events = Events::with_capacity(1024);
         self.notify_ready();
+        self.finish_take_over();
         while self.run != Run::Exiting {
-            let timeout = if self.ready.is_empty() && !self.accepting.more_pending {
-                let next = [self.timers.next_deadline(), self.upstreams.next_deadline()]
-                    .into_iter()
-                    .flatten()
-                    .min();
-                next.map(|due| due.saturating_duration_since(Instant::now()))
-            } else {
-                Some(Duration::ZERO)
-            };
-            match self.poll.poll(&mut events, timeout) {
-                Ok(()) => {}
-                Err(e) if e.kind() == ErrorKind::Interrupted => {}
-                Err(e) => return Err(e),
+            self.turn(&mut events, None)?;
+        }
+        Ok(())
+    }
+
+    /// One turn of the loop, blocking in poll for at most `longest` (a
+    /// test's bound) beyond what the timers allow.
+    fn turn(&mut self, events: &mut Events, longest: Option<Duration>) -> io::Result<()> {
+        let timeout = if self.ready.is_empty() && !self.accepting.more_pending {
+            let next = [self.timers.next_deadline(), self.upstreams.next_deadline()]
+                .into_iter()
+                .flatten()
+                .min();
+            next.map(|due| due.saturating_duration_since(Instant::now()))
+        } else {
+            Some(Duration::ZERO)
+        };
+        let timeout = match (timeout, longest) {
+            (Some(a), Some(b)) => Some(a.min(b)),
+            (a, b) => a.or(b),
+        };
+        match self.poll.poll(events, timeout) {
+            Ok(()) => {}
+            Err(e) if e.kind() == ErrorKind::Interrupted => {}
+            Err(e) => return Err(e),
+        }
+        self.now = Instant::now();
+        for event in events.iter() {
+            self.dispatch(event);
+        }
+        if self.accepting.more_pending {
+            self.accept_pending();
+        }
+        self.serve_ready_list();
+        self.fire_timers();
+        self.free_closed_pipes();
+        self.answer_waiters();
+        self.observers.health_changed(&mut self.upstreams);
+        if self.share.has_peers() && self.share.is_leader() {
+            self.share_news();
+        }
+        if self.run == Run::Draining && self.pipes.is_empty() && self.followers_done() {
+            if self.share.is_leader() {
+                info!("every pipe has finished; exiting");
             }
-            self.now = Instant::now();
-            for event in events.iter() {
-                self.dispatch(event);
-            }
-            if self.accepting.more_pending {
-                self.accept_pending();
-            }
-            self.serve_ready_list();
-            self.fire_timers();
-            self.free_closed_pipes();
-            self.answer_waiters();
-            self.observers.health_changed(&mut self.upstreams);
-            if self.share.has_peers() && self.share.is_leader() {
-                self.share_news();
-            }
-            if self.shutting_down() && self.pipes.is_empty() && self.followers_done() {
-                if self.share.is_leader() {
-                    info!("every pipe has finished; exiting");
-                }
-                self.run = Run::Exiting;
-            }
+            self.run = Run::Exiting;
         }
         Ok(())
     }

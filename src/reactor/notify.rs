@@ -60,7 +60,7 @@ impl Reactor {
     }
 
     /// `systemctl status`'s line: what the process serves now.
-    fn status(&self) -> String {
+    pub(super) fn status(&self) -> String {
         let pipes = if self.share.has_peers() {
             self.process_pipes()
         } else {

@@ -109,6 +109,7 @@ impl Reactor {
             });
             let sockets: Vec<Socket> = sockets.collect();
             let keys = self.install_listeners(id, route_config, sockets);
+            let keys = self.routes.with_twins(keys);
             let listening = self.routes.addresses(&keys);
             claimed.extend(&keys);
             if let Some(route) = self.routes.get_mut(id) {
@@ -217,7 +218,7 @@ impl Reactor {
                             .follow
                             .as_ref()
                             .map_or(addr, |f| f.bind_for(i, j, addr));
-                        if let Some(given) = crate::inherited::take(bind) {
+                        if let Some(given) = crate::inherited::take(&route.name, addr, bind) {
                             let given = given
                                 .and_then(|listener| {
                                     net::tune(SockRef::from(&listener), keepalive.as_ref())?;
@@ -503,6 +504,9 @@ impl Reactor {
         .collect();
         self.limits.max_connections = config.max_connections;
         self.limits.drain_timeout = config.drain_timeout;
+        if let Some(crew) = self.crew.get().filter(|_| self.share.is_leader()) {
+            crew.set_upgrade_binary(config.upgrade_binary.clone());
+        }
         (!starting && !changes.is_empty()).then(|| format!("global: {}", changes.join(", ")))
     }
 }

@@ -168,18 +168,40 @@ impl Routes {
             .map(|(id, _)| id)
     }
 
-    /// Every (route name, bound address), in route order.
+    /// Every (route name, bound address), in route order; an address
+    /// listened on twice (a surplus socket taken over) once.
     pub(crate) fn listening(&self) -> Vec<(String, SocketAddr)> {
-        self.routes
+        let mut listening: Vec<(String, SocketAddr)> = Vec::new();
+        for (_, route) in self.routes.iter().filter(|(_, route)| !route.retired) {
+            for listener in route
+                .listeners
+                .iter()
+                .filter_map(|&k| self.listeners.get(k))
+            {
+                let pair = (route.name().to_string(), listener.local);
+                if !listening.contains(&pair) {
+                    listening.push(pair);
+                }
+            }
+        }
+        listening
+    }
+
+    /// `keys`, and the other listeners bound where one of them is: the
+    /// surplus sockets a live upgrade gave this worker, which a reload
+    /// keeps with their twin.
+    pub(crate) fn with_twins(&self, mut keys: Vec<usize>) -> Vec<usize> {
+        let locals: Vec<SocketAddr> = keys
             .iter()
-            .filter(|(_, route)| !route.retired)
-            .flat_map(|(_, route)| {
-                route.listeners.iter().filter_map(|&key| {
-                    let listener = self.listeners.get(key)?;
-                    Some((route.name().to_string(), listener.local))
-                })
-            })
-            .collect()
+            .filter_map(|&key| self.listeners.get(key))
+            .map(|listener| listener.local)
+            .collect();
+        for (key, listener) in self.listeners.iter() {
+            if !keys.contains(&key) && locals.contains(&listener.local) {
+                keys.push(key);
+            }
+        }
+        keys
     }
 
     /// Tells every listener which of `routes` (in config order) it serves,
@@ -231,7 +253,12 @@ impl Routes {
             .iter()
             .filter_map(|&key| self.listeners.get(key))
             .map(|listener| listener.local.to_string())
-            .collect::<Vec<_>>()
+            .fold(Vec::new(), |mut seen: Vec<String>, addr| {
+                if !seen.contains(&addr) {
+                    seen.push(addr);
+                }
+                seen
+            })
             .join(", ")
     }
 }

@@ -72,6 +72,10 @@ pub(crate) struct Crew {
     /// The threads running a loop now: a blocking handle call there (from
     /// a hook) would wait for itself.
     loop_threads: Mutex<Vec<ThreadId>>,
+    /// The binary a live upgrade starts, as the running config says.
+    upgrade_binary: Mutex<Option<std::path::PathBuf>>,
+    /// A live upgrade runs: another is refused.
+    pub(crate) upgrading: AtomicBool,
 }
 
 impl Crew {
@@ -90,7 +94,23 @@ impl Crew {
             running,
             live: AtomicUsize::new(0),
             at_limit: AtomicBool::new(false),
+            upgrade_binary: Mutex::new(None),
+            upgrading: AtomicBool::new(false),
         }
+    }
+
+    pub(crate) fn set_upgrade_binary(&self, binary: Option<std::path::PathBuf>) {
+        *self
+            .upgrade_binary
+            .lock()
+            .unwrap_or_else(|poisoned| poisoned.into_inner()) = binary;
+    }
+
+    pub(crate) fn upgrade_binary(&self) -> Option<std::path::PathBuf> {
+        self.upgrade_binary
+            .lock()
+            .unwrap_or_else(|poisoned| poisoned.into_inner())
+            .clone()
     }
 
     /// The calling thread runs a loop of this forwarder until

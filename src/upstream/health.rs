@@ -16,6 +16,7 @@
 use std::time::{Duration, Instant};
 
 use crate::arena::{Arena, TargetTag};
+use crate::handover::HealthState;
 
 use super::target::{Target, TargetId};
 
@@ -141,6 +142,43 @@ impl Health {
                 until: now,
                 cooldown,
             };
+        }
+    }
+}
+
+impl Health {
+    /// Where it stands, for another process (a live upgrade).
+    pub(crate) fn record(&self, now: Instant) -> (HealthState, u32) {
+        let state = match self.state {
+            State::Up => HealthState::Up,
+            State::Down { until, cooldown } => HealthState::Down {
+                left: until.saturating_duration_since(now),
+                cooldown,
+            },
+            State::Trial { cooldown } => HealthState::Trial { cooldown },
+        };
+        (state, self.consecutive_failures)
+    }
+
+    /// Health as another process handed it over. A trial under way there
+    /// is no trial here: the target is down with its cooldown over, so
+    /// the next client (or the adopted pipe making the trial, whose
+    /// connect ends here) decides.
+    pub(crate) fn restore(state: HealthState, consecutive_failures: u32, now: Instant) -> Health {
+        let state = match state {
+            HealthState::Up => State::Up,
+            HealthState::Down { left, cooldown } => State::Down {
+                until: now + left.min(MAX_COOLDOWN),
+                cooldown: cooldown.min(MAX_COOLDOWN),
+            },
+            HealthState::Trial { cooldown } => State::Down {
+                until: now,
+                cooldown: cooldown.min(MAX_COOLDOWN),
+            },
+        };
+        Health {
+            state,
+            consecutive_failures,
         }
     }
 }

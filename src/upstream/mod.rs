@@ -20,6 +20,7 @@
 
 mod ahead;
 mod balance;
+mod handover;
 mod health;
 mod operator;
 mod pool;

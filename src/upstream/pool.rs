@@ -10,6 +10,7 @@
 
 use std::collections::HashMap;
 use std::io::{self, ErrorKind};
+use std::os::fd::{AsRawFd, RawFd};
 use std::time::{Duration, Instant};
 
 use mio::event::Event;
@@ -215,6 +216,62 @@ impl WarmPool {
         };
         for id in idle {
             self.remove(id);
+        }
+    }
+
+    /// Every idle, connected connection: its target, its descriptor and
+    /// when it connected (for a live upgrade).
+    pub(crate) fn idle_connections(&self) -> Vec<(TargetId, RawFd, Instant)> {
+        let mut idle = Vec::new();
+        for reserve in self.reserves.values() {
+            for &id in &reserve.idle {
+                if let Some(conn) = self.conns.get(id) {
+                    let connected_at = conn.connected_at.unwrap_or(conn.started);
+                    idle.push((conn.target, conn.stream.as_raw_fd(), connected_at));
+                }
+            }
+        }
+        idle
+    }
+
+    /// Takes over an idle connection another process made, connected at
+    /// `connected_at`; watched for any sign of life like any other.
+    pub(crate) fn adopt_idle(
+        &mut self,
+        registry: &Registry,
+        mut stream: TcpStream,
+        target: TargetId,
+        connected_at: Instant,
+    ) -> io::Result<PooledId> {
+        let id = self.conns.try_insert_with(|key| {
+            let interest = Interest::READABLE | Interest::WRITABLE;
+            registry.register(&mut stream, (self.token_of)(key), interest)?;
+            Ok::<_, io::Error>(Pooled {
+                target,
+                stream,
+                started: connected_at,
+                connected_at: Some(connected_at),
+            })
+        })?;
+        let reserve = self.reserves.entry(target).or_default();
+        reserve.count += 1;
+        // Oldest first, whoever made it.
+        reserve.idle.insert(0, id);
+        Ok(id)
+    }
+
+    /// Lets every idle connection go, deregistered and closed, for one
+    /// another process took over: closing this copy sends nothing.
+    pub(crate) fn hand_over_idle(&mut self, registry: &Registry) {
+        let idle: Vec<PooledId> = self
+            .reserves
+            .values_mut()
+            .flat_map(|reserve| std::mem::take(&mut reserve.idle))
+            .collect();
+        for id in idle {
+            if let Some(mut conn) = self.detach(id) {
+                let _ = registry.deregister(&mut conn.stream);
+            }
         }
     }
 

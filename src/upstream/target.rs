@@ -16,6 +16,7 @@ use std::time::Instant;
 
 use crate::arena::{Arena, GroupTag, TargetTag};
 use crate::config;
+use crate::handover::TargetName;
 use crate::metrics::TargetStats;
 use crate::operator::TargetState;
 use crate::throttle::Throttle;
@@ -347,6 +348,39 @@ impl Targets {
                 self.targets.remove(id);
             }
         }
+    }
+
+    /// How another process finds `id` (a live upgrade): its route's name,
+    /// its name, and which of that name it is in its route's group; `None`
+    /// for a target no group lists any more.
+    pub(crate) fn name_of(&self, id: TargetId) -> Option<TargetName> {
+        let target = self.targets.get(id)?;
+        let (_, group) = self
+            .groups
+            .iter()
+            .find(|(_, group)| group.members.contains(&id))?;
+        let nth = group
+            .members
+            .iter()
+            .take_while(|&&member| member != id)
+            .filter(|&&member| self.get(member).is_some_and(|t| t.name == target.name))
+            .count();
+        Some(TargetName {
+            route: target.route.clone(),
+            name: target.name.clone(),
+            nth: nth as u32,
+        })
+    }
+
+    /// The `nth` target named `name` in `group`.
+    pub(crate) fn named(&self, group: GroupId, name: &str, nth: u32) -> Option<TargetId> {
+        self.groups
+            .get(group)?
+            .members
+            .iter()
+            .copied()
+            .filter(|&member| self.get(member).is_some_and(|t| t.name == name))
+            .nth(nth as usize)
     }
 
     /// The targets whose names the resolver should watch.

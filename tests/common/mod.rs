@@ -17,6 +17,7 @@ pub mod scrape;
 pub mod tls;
 pub mod tools;
 pub mod transfer;
+pub mod upgrade;
 pub mod upstreams;
 
 use std::fmt::Display;

@@ -63,6 +63,16 @@ impl Notices {
         messages.iter().filter(|m| m.has(line)).cloned().collect()
     }
 
+    /// The messages whose `STATUS=` contains `text`, in order.
+    pub fn with_status_containing(&self, text: &str) -> Vec<Ready> {
+        let messages = self.messages.lock().unwrap();
+        messages
+            .iter()
+            .filter(|m| m.status().contains(text))
+            .cloned()
+            .collect()
+    }
+
     /// How many `READY=1` came so far.
     pub fn count(&self) -> usize {
         self.with("READY=1").len()

@@ -12,6 +12,7 @@ pub mod redis;
 mod rr_concurrent;
 pub mod scaling;
 mod ttfb;
+mod upgrade;
 mod window;
 mod wrk;
 
@@ -65,10 +66,11 @@ pub enum Workload {
     Redis,
     Wrk,
     Scaling,
+    Upgrade,
 }
 
 impl Workload {
-    pub const ALL: [Workload; 12] = [
+    pub const ALL: [Workload; 13] = [
         Workload::Bulk1,
         Workload::Bulk4,
         Workload::PingPong,
@@ -81,6 +83,7 @@ impl Workload {
         Workload::Redis,
         Workload::Wrk,
         Workload::Scaling,
+        Workload::Upgrade,
     ];
 
     pub fn name(self) -> &'static str {
@@ -97,6 +100,7 @@ impl Workload {
             Workload::Redis => "redis",
             Workload::Wrk => "wrk",
             Workload::Scaling => "scaling",
+            Workload::Upgrade => "upgrade",
         }
     }
 
@@ -115,13 +119,22 @@ impl Workload {
             Workload::Redis => &["redis-benchmark", "tools"],
             Workload::Wrk => &["tools"],
             Workload::Scaling => &["scale"],
+            Workload::Upgrade => &["live-upgrade"],
         };
         word == self.name() || aliases.contains(&word)
     }
 
     /// Without a forwarder there is nothing to measure.
     pub fn needs_forwarder(self) -> bool {
-        matches!(self, Workload::IdleMemory | Workload::Scaling)
+        matches!(
+            self,
+            Workload::IdleMemory | Workload::Scaling | Workload::Upgrade
+        )
+    }
+
+    /// A feature of tcpipe's alone: run for tcpipe only.
+    pub fn tcpipe_only(self) -> bool {
+        self == Workload::Upgrade
     }
 
     /// Third-party programs it drives; without them it is skipped.
@@ -148,6 +161,7 @@ impl Workload {
             Workload::Redis => redis::run(settings, start),
             Workload::Wrk => wrk::run(settings, start),
             Workload::Scaling => scaling::run(settings, start),
+            Workload::Upgrade => upgrade::run(settings, start),
         }
     }
 }
@@ -332,6 +346,8 @@ pub fn metrics() -> impl Iterator<Item = &'static Metric> {
         .chain(&wrk::METRICS)
         .chain(scaling::METRICS.iter().flatten())
         .chain([&scaling::MOST_PIPES])
+        .chain(upgrade::METRICS.iter().flatten())
+        .chain([&upgrade::MOST_PIPES])
 }
 
 /// A small request: sequence number, connection number, then a pattern that

@@ -115,6 +115,25 @@ impl Observers {
         }
     }
 
+    /// Pipe `pipe` was taken over from another process (a live upgrade).
+    /// The hooks hear of it as of a new pipe, `pipe_opened` and, if it is
+    /// open, `connected`, since this process never told them of it and
+    /// will tell them of its end. The access log and the counters do not:
+    /// the old process logged and counted its opening. Returns what the
+    /// hooks asked, in order.
+    pub(super) fn adopted(&mut self, seen: Seen<'_>, pipe: &Pipe) -> Vec<Asked> {
+        let Some(hooks) = self.hooks.as_mut() else {
+            return Vec::new();
+        };
+        let mut asked = vec![hooks::opened(hooks.as_mut(), &seen, pipe)];
+        if pipe.is_open() {
+            let mut connected = Crossed::default();
+            connected.connected = true;
+            asked.push(hooks::crossed(hooks.as_mut(), &seen, pipe, &connected));
+        }
+        asked
+    }
+
     /// What a drive (or the pipe's making) crossed; returns what the hooks
     /// asked of the pipe.
     #[cold]
