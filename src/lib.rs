@@ -53,7 +53,6 @@ mod config;
 mod descriptors;
 mod dial;
 mod forwarder;
-#[allow(dead_code)]
 mod handover;
 mod hooks;
 mod http;

@@ -33,14 +33,11 @@ use std::io;
 
 use crate::wire::{Reader, WireError, Writer};
 
-#[allow(unused_imports)]
 pub(crate) use codec::TargetName;
-#[allow(unused_imports)]
 pub(crate) use pipe::{
     BufferRecord, DirectionRecord, EndpointRecord, PipeRecord, SettingsRecord, StageRecord,
     WayLimitRecord,
 };
-#[allow(unused_imports)]
 pub(crate) use waiting::{
     AwaitingRecord, HealthRecord, HealthState, InspectingRecord, PooledRecord, UpstreamRecord,
 };

@@ -27,8 +27,6 @@ use super::{plural, Reactor, Run};
 use crate::handover::{AwaitingRecord, Bundle, InspectingRecord, Record};
 use crate::pipe::Names;
 
-// Called by the upgrade's transport (the process side), once merged.
-#[allow(dead_code)]
 impl Reactor {
     /// Every connection of this worker as parcels, with the reactor's own
     /// descriptors (still owned by it: `SCM_RIGHTS` sends copies): pipes in
