@@ -441,7 +441,7 @@ pub struct Forwarder {
     /// serves `/metrics` for all.
     reactor: Reactor,
     followers: Vec<Reactor>,
-    crew: Arc<Crew>,
+    pub(crate) crew: Arc<Crew>,
     /// Where the admin API is served, for `READY=1`.
     admin_endpoint: Option<String>,
 }

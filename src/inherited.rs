@@ -16,6 +16,7 @@
 use std::io;
 use std::net::SocketAddr;
 use std::os::fd::OwnedFd;
+use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::Mutex;
 
 use log::{debug, info, warn};
@@ -38,6 +39,25 @@ struct Offered {
 }
 
 static STORE: Mutex<Vec<Offered>> = Mutex::new(Vec::new());
+
+/// The admin endpoint is served after the forwarder has bound (the binary
+/// starts it), so [`settle`] leaves its handed-over socket for it, and
+/// [`settle_late`] closes what it did not take.
+pub(crate) const ADMIN_OWNER: &str = "http admin";
+
+/// This process took over from another in a live upgrade.
+static TOOK_OVER: AtomicBool = AtomicBool::new(false);
+
+/// Says this process takes over from another (a live upgrade): a socket
+/// file of that process's may then be replaced although it still answers.
+pub(crate) fn note_take_over() {
+    TOOK_OVER.store(true, Ordering::Relaxed);
+}
+
+/// Whether this process took over from another in a live upgrade.
+pub(crate) fn took_over() -> bool {
+    TOOK_OVER.load(Ordering::Relaxed)
+}
 
 fn store() -> std::sync::MutexGuard<'static, Vec<Offered>> {
     // A panic elsewhere while holding the lock leaves a plain Vec behind:
@@ -175,14 +195,38 @@ pub(crate) fn surplus() -> Vec<io::Result<TcpListener>> {
 /// Closes the offered sockets, once every worker has bound; says which no
 /// route listened on.
 pub(crate) fn settle() {
-    for offered in store().drain(..) {
+    let late = |o: &Offered| {
+        o.handed
+            .as_ref()
+            .is_some_and(|(owner, _)| owner == ADMIN_OWNER)
+    };
+    store().retain(|offered| {
+        if late(offered) {
+            return true;
+        }
         if !offered.taken {
             warn!(
                 "socket {} ({}) was given, but no route listens there; closing it",
                 offered.name, offered.addr
             );
         }
-    }
+        false
+    });
+}
+
+/// Closes what was handed over for `owner`, served after [`settle`]: its
+/// server has taken its duplicate by now, or does not run.
+pub(crate) fn settle_late(owner: &str) {
+    store().retain(|offered| {
+        let owned = offered.handed.as_ref().is_some_and(|(o, _)| o == owner);
+        if owned && !offered.taken {
+            warn!(
+                "socket {} ({}) was given, but {owner} is not served; closing it",
+                offered.name, offered.addr
+            );
+        }
+        !owned
+    });
 }
 
 /// Takes the sockets systemd passed (`LISTEN_FDS` descriptors from 3 on,

@@ -3,8 +3,13 @@
 mod log_filter;
 
 use std::process::ExitCode;
+use std::time::Duration;
 
 use tcpipe::{cli, raise_fd_limit, FdLimit, Forwarder};
+
+/// How long the admin endpoint may take, once the loop has ended, to send
+/// the answers under way (`POST /v1/upgrade`'s, above all).
+const ADMIN_LAST_ANSWERS: Duration = Duration::from_secs(2);
 
 fn main() -> ExitCode {
     let args: Vec<_> = std::env::args_os().collect();
@@ -62,8 +67,8 @@ fn main() -> ExitCode {
             return ExitCode::from(e.exit_code());
         }
     };
-    // Served until main returns; dropping it removes its socket file.
-    let _admin = match cli::serve_admin(&mut forwarder, &invocation.config) {
+    // Served until the loop ends; dropping it removes its socket file.
+    let admin = match cli::serve_admin(&mut forwarder, &invocation.config) {
         Ok(admin) => admin,
         Err(e) => {
             eprintln!("tcpipe: {e}");
@@ -78,7 +83,11 @@ fn main() -> ExitCode {
         eprintln!("tcpipe: cannot install signal handlers: {e}");
         return ExitCode::FAILURE;
     }
-    match forwarder.run() {
+    let ran = forwarder.run();
+    if let Some(admin) = admin {
+        admin.finish(ADMIN_LAST_ANSWERS);
+    }
+    match ran {
         Ok(()) => ExitCode::SUCCESS,
         Err(e) => {
             log::error!("event loop failed: {e}");

@@ -17,6 +17,7 @@ use crate::http::{Answer, Request, Response};
 use crate::reactor::ReloadError;
 use crate::runtime::PipeFilter;
 use crate::status_page::StatusPage;
+use crate::UpgradeError;
 
 const JSON: &str = "application/json";
 
@@ -83,6 +84,10 @@ impl Api {
             Call::Reload => {
                 let handle = handle.clone();
                 return Answer::Later(Box::new(move || reload(&handle)));
+            }
+            Call::Upgrade => {
+                let handle = handle.clone();
+                return Answer::Later(Box::new(move || upgrade(&handle)));
             }
         };
         match answered {
@@ -177,6 +182,28 @@ fn reload(handle: &Handle) -> Response {
                 _ => 500,
             };
             refuse(&Refusal::new(status, format!("reload failed: {e}")))
+        }
+    }
+}
+
+/// As SIGUSR2: the new binary has taken over every listener and
+/// connection (this process then exits), or why not (this process carries
+/// on unchanged).
+fn upgrade(handle: &Handle) -> Response {
+    match handle.upgrade() {
+        Ok(upgraded) => ok(&json!({
+            "upgraded": true,
+            "pid": upgraded.pid,
+            "listeners": upgraded.listeners,
+            "connections": upgraded.connections,
+            "took_ms": u64::try_from(upgraded.took.as_millis()).unwrap_or(u64::MAX),
+        })),
+        Err(e) => {
+            let status = match e {
+                UpgradeError::InProgress => 409,
+                _ => 500,
+            };
+            refuse(&Refusal::new(status, format!("upgrade failed: {e}")))
         }
     }
 }

@@ -62,6 +62,7 @@ pub(crate) enum Call {
     KillPipes(PipeFilter),
     WaitEmpty(TargetRef, Duration),
     Reload,
+    Upgrade,
 }
 
 /// Why a request is not served: a status and one line.
@@ -230,6 +231,12 @@ pub(crate) fn parse(
             no_query()?;
             object(body, &[])?;
             Ok(Call::Reload)
+        }
+        ["v1", "upgrade"] => {
+            only("POST")?;
+            no_query()?;
+            object(body, &[])?;
+            Ok(Call::Upgrade)
         }
         _ => Err(Refusal::new(404, format!("no endpoint {path}"))),
     }

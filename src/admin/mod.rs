@@ -35,6 +35,14 @@ pub fn serve_admin(
     forwarder: &mut Forwarder,
     config: &Config,
 ) -> Result<Option<AdminServer>, StartError> {
+    let served = serve(forwarder, config);
+    // A listener the process this one took over from handed over for it is
+    // taken (a duplicate) or not needed now.
+    crate::inherited::settle_late(crate::inherited::ADMIN_OWNER);
+    served
+}
+
+fn serve(forwarder: &mut Forwarder, config: &Config) -> Result<Option<AdminServer>, StartError> {
     let Some(address) = &config.admin else {
         return Ok(None);
     };
@@ -42,6 +50,10 @@ pub fn serve_admin(
     let server = AdminServer::start(address, token_file, forwarder.handle())
         .map_err(|e| StartError::Admin(address.to_string(), e))?;
     forwarder.announce_admin(server.endpoint());
+    if let (AdminAddress::Tcp(configured), Some(copy)) = (address, server.server.listener_copy()) {
+        let copy = copy.map_err(|e| StartError::Admin(address.to_string(), e))?;
+        forwarder.crew.set_admin_listener(*configured, copy);
+    }
     Ok(Some(server))
 }
 
@@ -93,6 +105,13 @@ impl AdminServer {
         })?;
         log::info!("admin: serving the admin API on {}", server.endpoint());
         Ok(AdminServer { server })
+    }
+
+    /// Stops serving once the answers under way are out, or after
+    /// `within`: call it when the forwarder's run has ended (a live
+    /// upgrade's answer goes out before this process exits).
+    pub fn finish(self, within: Duration) {
+        self.server.finish(within);
     }
 
     /// As bound (port 0 resolved): `unix:/path` or `host:port`.

@@ -73,6 +73,9 @@ enum Command {
     },
     /// Reloads the config file, as SIGHUP does.
     Reload,
+    /// Hands every listener and live connection to a new process of the
+    /// binary, as SIGUSR2 does; the running one then exits.
+    Upgrade,
 }
 
 #[derive(Subcommand, Debug)]
@@ -354,6 +357,13 @@ impl Ctl {
                 body: None,
                 patience: PATIENCE,
             },
+            // The new process has 10 s to confirm, and may be killed after.
+            Command::Upgrade => Request {
+                method: "POST",
+                path: "/v1/upgrade".into(),
+                body: None,
+                patience: PATIENCE + Duration::from_secs(15),
+            },
         }
     }
 
@@ -444,6 +454,13 @@ impl Ctl {
             } => {
                 format!("{target}: no live pipe\n")
             }
+            Command::Upgrade => format!(
+                "upgraded: pid {} took over {} listeners and {} connections in {} ms\n",
+                str_of("pid"),
+                str_of("listeners"),
+                str_of("connections"),
+                str_of("took_ms")
+            ),
             Command::Reload => {
                 let mut out = String::from("reloaded\n");
                 for line in list("summary") {

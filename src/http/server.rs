@@ -115,6 +115,10 @@ impl From<Response> for Answer {
 pub(crate) struct Server {
     endpoint: Endpoint,
     stop: Arc<AtomicBool>,
+    /// Take no new client; end once every answer under way is out.
+    finishing: Arc<AtomicBool>,
+    /// Disconnected when the server's thread ends.
+    ended: Receiver<()>,
     waker: Arc<Waker>,
     /// Removed when the server stops, at once rather than when its thread
     /// gets to it: the process may be exiting.
@@ -159,6 +163,8 @@ impl Server {
             .register(&mut listener, LISTENER, Interest::READABLE)?;
         let waker = Arc::new(Waker::new(poll.registry(), WAKER)?);
         let stop = Arc::new(AtomicBool::new(false));
+        let finishing = Arc::new(AtomicBool::new(false));
+        let (ended_tx, ended) = mpsc::channel();
         let (done, finished) = mpsc::channel();
         let serving = Serving {
             name,
@@ -168,6 +174,8 @@ impl Server {
             limits,
             handler,
             stop: Arc::clone(&stop),
+            finishing: Arc::clone(&finishing),
+            _ended: ended_tx,
             accept_resumes: None,
             evictions: Throttle::default(),
             accept_failures: Throttle::default(),
@@ -183,10 +191,24 @@ impl Server {
         Ok(Server {
             endpoint,
             stop,
+            finishing,
+            ended,
             waker,
             _file: file,
             handover_copy,
         })
+    }
+
+    /// Stops taking clients and waits, at most `within`, for the answers
+    /// under way (work still running, or being written) to go out, then
+    /// stops: a process about to exit (after a live upgrade answered over
+    /// this very server, say) does not cut its last answers off.
+    pub(crate) fn finish(self, within: Duration) {
+        self.finishing.store(true, Ordering::Release);
+        if self.waker.wake().is_ok() {
+            // Only ever disconnected, when the thread ends: no value comes.
+            let _ = self.ended.recv_timeout(within);
+        }
     }
 
     /// As bound (port 0 resolved).
@@ -205,6 +227,11 @@ impl Server {
     /// The listening TCP socket, for a live upgrade to hand over (a copy
     /// the server's thread does not use; closed with the server); `None`
     /// for a socket file, which the new process binds anew.
+    pub(crate) fn listener_copy(&self) -> Option<io::Result<socket2::Socket>> {
+        self.handover_copy.as_ref().map(socket2::Socket::try_clone)
+    }
+
+    /// As [`listener_copy`](Server::listener_copy), borrowed.
     pub(crate) fn listener_fd(&self) -> Option<std::os::fd::RawFd> {
         self.handover_copy
             .as_ref()
@@ -240,6 +267,9 @@ struct Serving<H> {
     limits: Limits,
     handler: H,
     stop: Arc<AtomicBool>,
+    finishing: Arc<AtomicBool>,
+    /// Dropped with the thread's state, which tells [`Server::finish`].
+    _ended: Sender<()>,
     /// Set while accepting backs off after a failure.
     accept_resumes: Option<Instant>,
     evictions: Throttle,
@@ -282,7 +312,20 @@ where
                 }
             }
             self.expire(Instant::now());
+            if self.finishing.load(Ordering::Acquire) && !self.answering() {
+                return;
+            }
         }
+    }
+
+    /// Whether a client waits for work under way or takes its answer.
+    fn answering(&self) -> bool {
+        self.connections.iter().any(|(_, connection)| {
+            matches!(
+                connection.state,
+                State::Waiting { .. } | State::Writing { .. }
+            )
+        })
     }
 
     fn next_deadline(&self) -> Option<Instant> {
@@ -291,7 +334,7 @@ where
     }
 
     fn accept(&mut self) {
-        if self.accept_resumes.is_some() {
+        if self.accept_resumes.is_some() || self.finishing.load(Ordering::Acquire) {
             return;
         }
         loop {

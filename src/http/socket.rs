@@ -265,6 +265,17 @@ fn clear_stale(path: &Path) -> io::Result<()> {
         ));
     }
     match std::os::unix::net::UnixStream::connect(path) {
+        // The process this one took over from in a live upgrade serves it
+        // until it exits; its listener stays its own (it removes the file
+        // only if the file is still the one it made).
+        Ok(_) if crate::inherited::took_over() => {
+            fs::remove_file(path)?;
+            info!(
+                "{}: took the socket file over from the upgraded process",
+                path.display()
+            );
+            Ok(())
+        }
         Ok(_) => Err(io::Error::new(
             ErrorKind::AddrInUse,
             "another process serves this socket",

@@ -121,12 +121,24 @@ impl Reactor {
             })
             .collect();
         let exporter = self.observers.exporter.as_ref();
-        if let Some(((configured, exporter), fd)) = exporter.and_then(|e| Some((e, e.1.listener_fd()?))) {
+        if let Some(((configured, exporter), fd)) =
+            exporter.and_then(|e| Some((e, e.1.listener_fd()?)))
+        {
             let described = Listener {
                 worker,
                 owner: "http metrics".into(),
                 configured: *configured,
                 local: exporter.addr(),
+            };
+            listeners.push((described, fd));
+        }
+        let admin = self.share.is_leader().then(|| self.crew.get()).flatten();
+        if let Some((configured, local, fd)) = admin.and_then(|crew| crew.admin_listener()) {
+            let described = Listener {
+                worker,
+                owner: crate::inherited::ADMIN_OWNER.into(),
+                configured,
+                local,
             };
             listeners.push((described, fd));
         }

@@ -76,6 +76,9 @@ pub(crate) struct Crew {
     upgrade_binary: Mutex<Option<std::path::PathBuf>>,
     /// A live upgrade runs: another is refused.
     pub(crate) upgrading: AtomicBool,
+    /// The admin endpoint's TCP listener (configured address, a copy of
+    /// the socket), for a live upgrade to hand over with the others.
+    admin_listener: Mutex<Option<(std::net::SocketAddr, socket2::Socket)>>,
 }
 
 impl Crew {
@@ -96,7 +99,40 @@ impl Crew {
             at_limit: AtomicBool::new(false),
             upgrade_binary: Mutex::new(None),
             upgrading: AtomicBool::new(false),
+            admin_listener: Mutex::new(None),
         }
+    }
+
+    /// The admin endpoint listens on this TCP socket, configured as
+    /// `configured`: a live upgrade hands it over.
+    pub(crate) fn set_admin_listener(
+        &self,
+        configured: std::net::SocketAddr,
+        socket: socket2::Socket,
+    ) {
+        *self
+            .admin_listener
+            .lock()
+            .unwrap_or_else(|poisoned| poisoned.into_inner()) = Some((configured, socket));
+    }
+
+    /// The admin endpoint's listener as a live upgrade hands it over:
+    /// configured address, bound address, descriptor (valid while the
+    /// crew lives).
+    pub(crate) fn admin_listener(
+        &self,
+    ) -> Option<(
+        std::net::SocketAddr,
+        std::net::SocketAddr,
+        std::os::fd::RawFd,
+    )> {
+        let held = self
+            .admin_listener
+            .lock()
+            .unwrap_or_else(|poisoned| poisoned.into_inner());
+        let (configured, socket) = held.as_ref()?;
+        let local = socket.local_addr().ok()?.as_socket()?;
+        Some((*configured, local, std::os::fd::AsRawFd::as_raw_fd(socket)))
     }
 
     pub(crate) fn set_upgrade_binary(&self, binary: Option<std::path::PathBuf>) {

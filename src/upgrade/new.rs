@@ -54,6 +54,7 @@ impl TakeOver {
             return Ok(None);
         };
         std::env::remove_var(ENV_FD);
+        crate::inherited::note_take_over();
         let fd = value
             .to_str()
             .and_then(|text| text.parse::<i32>().ok())
