@@ -95,3 +95,64 @@ fn a_tcp_admin_listener_is_handed_over_with_its_port() {
     successor.signal("TERM");
     assert!(successor.wait_gone(DEADLINE));
 }
+
+#[test]
+fn a_drained_target_and_a_runtime_weight_survive_an_upgrade() {
+    let dir = AdminDir::new();
+    let (first, second) = (echo_server(), echo_server());
+    let second_flag = second.to_string();
+    let mut tcpipe = Tcpipe::start(first, &["--target", &second_flag, "--admin", &dir.flag()]);
+    let drained = format!("default/{first}");
+    let weighted = format!("default/{second}");
+    for args in [
+        ["set", "target", drained.as_str(), "state", "drain"],
+        ["set", "target", weighted.as_str(), "weight", "7"],
+    ] {
+        let (out, err, code) = outcome(&tcpipe.ctl(&args));
+        assert_eq!(code, 0, "{args:?}: {out}{err}");
+    }
+
+    let successor = tcpipe.upgrade();
+    let (out, err, code) = outcome(&common::admin::ctl(&[
+        "--admin",
+        &dir.flag(),
+        "--json",
+        "show",
+        "targets",
+    ]));
+    assert_eq!(code, 0, "{err}");
+    let targets: serde_json::Value = serde_json::from_str(&out).expect("JSON");
+    let target = |name: &str| {
+        targets["targets"]
+            .as_array()
+            .and_then(|all| all.iter().find(|t| t["name"] == name))
+            .cloned()
+            .unwrap_or_else(|| panic!("no target {name} in {targets}"))
+    };
+    assert_eq!(target(&first.to_string())["state"], "drain", "{targets}");
+    assert_eq!(target(&second.to_string())["weight"], 7, "{targets}");
+    assert_eq!(target(&second.to_string())["state"], "ready", "{targets}");
+    // The drained target takes no new pipe in the new process either.
+    for _ in 0..4 {
+        assert!(echoes(&tcpipe));
+    }
+    let (out, _, _) = outcome(&common::admin::ctl(&[
+        "--admin",
+        &dir.flag(),
+        "--json",
+        "show",
+        "targets",
+    ]));
+    let targets: serde_json::Value = serde_json::from_str(&out).expect("JSON");
+    let total = |name: String| {
+        targets["targets"]
+            .as_array()
+            .and_then(|all| all.iter().find(|t| t["name"] == name.as_str()))
+            .map(|t| t["total_pipes"].as_u64().unwrap_or(0))
+            .unwrap_or(0)
+    };
+    assert_eq!(total(first.to_string()), 0, "{targets}");
+    assert_eq!(total(second.to_string()), 4, "{targets}");
+    successor.signal("TERM");
+    assert!(successor.wait_gone(DEADLINE));
+}

@@ -9,6 +9,7 @@ use proptest::option::of;
 use proptest::prelude::*;
 
 use super::*;
+use crate::operator::TargetState;
 
 fn addr() -> impl Strategy<Value = SocketAddr> {
     prop_oneof![
@@ -258,11 +259,31 @@ fn health() -> impl Strategy<Value = HealthRecord> {
         (millis(), millis()).prop_map(|(left, cooldown)| HealthState::Down { left, cooldown }),
         millis().prop_map(|cooldown| HealthState::Trial { cooldown }),
     ];
-    (name(), state, any::<u32>()).prop_map(|(target, state, consecutive_failures)| HealthRecord {
-        target,
+    let operator = prop_oneof![
+        Just(TargetState::Ready),
+        Just(TargetState::Drain),
+        Just(TargetState::Maint),
+    ];
+    (
+        name(),
         state,
-        consecutive_failures,
-    })
+        any::<u32>(),
+        operator,
+        any::<u32>(),
+        any::<u32>(),
+    )
+        .prop_map(
+            |(target, state, consecutive_failures, operator, weight, configured_weight)| {
+                HealthRecord {
+                    target,
+                    state,
+                    consecutive_failures,
+                    operator,
+                    weight,
+                    configured_weight,
+                }
+            },
+        )
 }
 
 proptest! {

@@ -11,6 +11,7 @@ use super::codec::{
     TargetName,
 };
 use super::HandoverError;
+use crate::operator::TargetState;
 use crate::wire::{Reader, WireError, Writer};
 
 /// A client of an `accept-proxy` route whose header is not complete.
@@ -76,6 +77,13 @@ pub(crate) struct HealthRecord {
     pub(crate) target: TargetName,
     pub(crate) state: HealthState,
     pub(crate) consecutive_failures: u32,
+    /// The operator's say: kept across an upgrade as across a reload.
+    pub(crate) operator: TargetState,
+    /// Its weight now (the operator may have set it), and the file's when
+    /// it was last read: the weight set at runtime stays unless the new
+    /// config's weight differs from the file's.
+    pub(crate) weight: u32,
+    pub(crate) configured_weight: u32,
 }
 
 /// The upstream state a worker hands over: every target's health.
@@ -165,6 +173,12 @@ impl UpstreamRecord {
                 }
             }
             w.u32(record.consecutive_failures);
+            w.u8(match record.operator {
+                TargetState::Ready => 0,
+                TargetState::Drain => 1,
+                TargetState::Maint => 2,
+            });
+            w.u32(record.weight).u32(record.configured_weight);
         }
         w.finish()
     }
@@ -176,8 +190,9 @@ impl UpstreamRecord {
             return Ok(UpstreamRecord::default());
         }
         let mut r = Reader::new(bytes);
-        // A target name (12) and a state (1) and a count (4) at least.
-        let count = read_count(&mut r, 17)?;
+        // A target name (12), a state (1), a count (4), the operator's
+        // state (1) and two weights (8) at least.
+        let count = read_count(&mut r, 26)?;
         let mut health = Vec::with_capacity(count);
         for _ in 0..count {
             let target = TargetName::read(&mut r)?;
@@ -192,10 +207,20 @@ impl UpstreamRecord {
                 },
                 _ => return Err(WireError::Invalid("health state").into()),
             };
+            let consecutive_failures = r.u32()?;
+            let operator = match r.u8()? {
+                0 => TargetState::Ready,
+                1 => TargetState::Drain,
+                2 => TargetState::Maint,
+                _ => return Err(WireError::Invalid("operator state").into()),
+            };
             health.push(HealthRecord {
                 target,
                 state,
-                consecutive_failures: r.u32()?,
+                consecutive_failures,
+                operator,
+                weight: r.u32()?,
+                configured_weight: r.u32()?,
             });
         }
         r.end()?;

@@ -16,6 +16,7 @@ use super::{GroupId, TargetId, Upstreams};
 use crate::handover::{
     HealthRecord, HealthState, Parcel, PooledRecord, Record, TargetName, UpstreamRecord,
 };
+use crate::operator::TargetState;
 
 impl Upstreams {
     /// How another process finds target `id`.
@@ -64,6 +65,9 @@ impl Upstreams {
                     target: self.name_of(id)?,
                     state,
                     consecutive_failures,
+                    operator: target.state,
+                    weight: target.weight,
+                    configured_weight: target.configured_weight,
                 })
             })
             .collect();
@@ -129,6 +133,20 @@ impl Upstreams {
                 continue;
             };
             target.health = Health::restore(health.state, health.consecutive_failures, now);
+            // As a reload keeps them: the operator's state, and a weight
+            // set at runtime unless the file's weight changed meanwhile.
+            target.state = health.operator;
+            if target.configured_weight == health.configured_weight {
+                target.weight = health.weight;
+            }
+            match health.operator {
+                TargetState::Ready => {}
+                TargetState::Drain => self.pool.forget(id),
+                TargetState::Maint => {
+                    self.pool.forget(id);
+                    self.probes.forget(id);
+                }
+            }
             if !matches!(health.state, HealthState::Up) {
                 debug!("target {}: down, as handed over", target.label());
                 // Its trial must be a real connect.
