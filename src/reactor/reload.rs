@@ -30,8 +30,7 @@ use super::routes::{describe, settings_of, Listener, Route, RouteId};
 use super::tokens::listener_token;
 use super::{accept, plural, Reactor, Timer};
 use crate::access_log::AccessLog;
-use crate::config::admin_kept;
-use crate::config::{self, format_duration, format_size, Config, Naming};
+use crate::config::{self, admin_kept, format_duration, format_size, Config, Naming};
 use crate::metrics::Exporter;
 use crate::net;
 
@@ -448,11 +447,7 @@ impl Reactor {
             self.observers.exporter = exporter;
             let new = self.metrics_addr();
             match new {
-                Some(addr) => {
-                    info!(
-                        "metrics: serving http://{addr}/metrics, the status page at http://{addr}/"
-                    )
-                }
+                Some(addr) => info!("metrics: serving http://{addr}/metrics and /, a status page"),
                 None => info!("metrics: no longer served"),
             }
             let show = |a: Option<SocketAddr>| a.map_or_else(|| "off".into(), |a| a.to_string());
