@@ -81,8 +81,6 @@ mod throttle;
 mod timers;
 mod upgrade;
 mod upstream;
-// Used by the live upgrade's handover (in progress).
-#[allow(dead_code)]
 mod wire;
 
 pub use acl::Cidr;

@@ -240,7 +240,7 @@ pub(crate) fn recv_with_fds(
         while !cmsg.is_null() {
             if (*cmsg).cmsg_level == libc::SOL_SOCKET && (*cmsg).cmsg_type == libc::SCM_RIGHTS {
                 let data = libc::CMSG_DATA(cmsg).cast::<libc::c_int>();
-                let len = (*cmsg).cmsg_len as usize - libc::CMSG_LEN(0) as usize;
+                let len = ((*cmsg).cmsg_len as usize).saturating_sub(libc::CMSG_LEN(0) as usize);
                 for i in 0..len / mem::size_of::<libc::c_int>() {
                     fds.push(OwnedFd::from_raw_fd(ptr::read_unaligned(data.add(i))));
                 }

@@ -103,14 +103,6 @@ impl Writer {
         }
     }
 
-    pub(crate) fn len(&self) -> usize {
-        self.bytes.len()
-    }
-
-    pub(crate) fn is_empty(&self) -> bool {
-        self.bytes.is_empty()
-    }
-
     pub(crate) fn finish(self) -> Vec<u8> {
         self.bytes
     }
@@ -192,7 +184,8 @@ impl<'a> Reader<'a> {
         }
     }
 
-    pub(crate) fn is_empty(&self) -> bool {
+    #[cfg(test)]
+    fn is_empty(&self) -> bool {
         self.rest.is_empty()
     }
 

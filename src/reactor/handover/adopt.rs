@@ -66,7 +66,7 @@ impl Reactor {
     /// A transport that must not let the new process read a byte before
     /// the old one has let go calls [`take_in`](Reactor::take_in) and
     /// [`start_adopted`](Reactor::start_adopted) apart instead.
-    #[allow(dead_code)]
+    #[cfg(test)]
     pub(crate) fn adopt(&mut self, bundle: Bundle<OwnedFd>) -> Result<usize, HandoverError> {
         let taken = self.take_in(bundle)?;
         Ok(self.start_adopted(taken))
