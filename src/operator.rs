@@ -47,7 +47,7 @@ impl fmt::Display for TargetState {
     }
 }
 
-/// A route as [`Handle::routes`] sees it.
+/// A route as [`Handle::routes`](crate::Handle::routes) sees it.
 #[derive(Clone, Debug)]
 #[non_exhaustive]
 pub struct RouteInfo {
@@ -65,7 +65,7 @@ pub struct RouteInfo {
     pub total_pipes: u64,
 }
 
-/// A target as [`Handle::targets`] sees it.
+/// A target as [`Handle::targets`](crate::Handle::targets) sees it.
 #[derive(Clone, Debug)]
 #[non_exhaustive]
 pub struct TargetInfo {
@@ -95,7 +95,7 @@ pub struct TargetInfo {
     pub connect_failures: u64,
 }
 
-/// Which pipes [`Handle::abort_pipes`] ends.
+/// Which pipes [`Handle::abort_pipes`](crate::Handle::abort_pipes) ends.
 #[derive(Clone, Debug, PartialEq, Eq)]
 pub enum PipeFilter {
     /// Every pipe of this route.
