@@ -216,6 +216,7 @@ pub(crate) fn settle() {
 
 /// Closes what was handed over for `owner`, served after [`settle`]: its
 /// server has taken its duplicate by now, or does not run.
+#[cfg(feature = "cli")]
 pub(crate) fn settle_late(owner: &str) {
     store().retain(|offered| {
         let owned = offered.handed.as_ref().is_some_and(|(o, _)| o == owner);

@@ -105,6 +105,7 @@ impl Crew {
 
     /// The admin endpoint listens on this TCP socket, configured as
     /// `configured`: a live upgrade hands it over.
+    #[cfg(feature = "cli")]
     pub(crate) fn set_admin_listener(
         &self,
         configured: std::net::SocketAddr,
