@@ -103,20 +103,32 @@ impl WarmPool {
     pub(crate) fn add(
         &mut self,
         registry: &Registry,
-        mut stream: TcpStream,
+        stream: TcpStream,
         target: TargetId,
         now: Instant,
     ) -> io::Result<PooledId> {
+        self.insert(registry, stream, target, now, None)
+    }
+
+    /// Registers `stream` in a new slot and counts it in `target`'s
+    /// reserve. READABLE reports anything the upstream does while the
+    /// connection waits; WRITABLE, the connect completing.
+    fn insert(
+        &mut self,
+        registry: &Registry,
+        mut stream: TcpStream,
+        target: TargetId,
+        started: Instant,
+        connected_at: Option<Instant>,
+    ) -> io::Result<PooledId> {
         let id = self.conns.try_insert_with(|key| {
-            // READABLE reports anything the upstream does while the
-            // connection waits; WRITABLE, the connect completing.
             let interest = Interest::READABLE | Interest::WRITABLE;
             registry.register(&mut stream, (self.token_of)(key), interest)?;
             Ok::<_, io::Error>(Pooled {
                 target,
                 stream,
-                started: now,
-                connected_at: None,
+                started,
+                connected_at,
             })
         })?;
         self.reserves.entry(target).or_default().count += 1;
@@ -239,24 +251,13 @@ impl WarmPool {
     pub(crate) fn adopt_idle(
         &mut self,
         registry: &Registry,
-        mut stream: TcpStream,
+        stream: TcpStream,
         target: TargetId,
         connected_at: Instant,
     ) -> io::Result<PooledId> {
-        let id = self.conns.try_insert_with(|key| {
-            let interest = Interest::READABLE | Interest::WRITABLE;
-            registry.register(&mut stream, (self.token_of)(key), interest)?;
-            Ok::<_, io::Error>(Pooled {
-                target,
-                stream,
-                started: connected_at,
-                connected_at: Some(connected_at),
-            })
-        })?;
-        let reserve = self.reserves.entry(target).or_default();
-        reserve.count += 1;
+        let id = self.insert(registry, stream, target, connected_at, Some(connected_at))?;
         // Oldest first, whoever made it.
-        reserve.idle.insert(0, id);
+        self.reserves.entry(target).or_default().idle.insert(0, id);
         Ok(id)
     }
 
