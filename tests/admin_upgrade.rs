@@ -21,6 +21,19 @@ fn echoes(tcpipe: &Tcpipe) -> bool {
     stream.read_exact(&mut back).is_ok() && &back == b"still here\n"
 }
 
+/// `tcpipe ctl --json show targets`, answered.
+fn show_targets(dir: &AdminDir) -> serde_json::Value {
+    let (out, err, code) = outcome(&common::admin::ctl(&[
+        "--admin",
+        &dir.flag(),
+        "--json",
+        "show",
+        "targets",
+    ]));
+    assert_eq!(code, 0, "{err}");
+    serde_json::from_str(&out).expect("JSON")
+}
+
 #[test]
 fn ctl_upgrade_hands_the_socket_file_to_the_new_process() {
     let dir = AdminDir::new();
@@ -113,15 +126,7 @@ fn a_drained_target_and_a_runtime_weight_survive_an_upgrade() {
     }
 
     let successor = tcpipe.upgrade();
-    let (out, err, code) = outcome(&common::admin::ctl(&[
-        "--admin",
-        &dir.flag(),
-        "--json",
-        "show",
-        "targets",
-    ]));
-    assert_eq!(code, 0, "{err}");
-    let targets: serde_json::Value = serde_json::from_str(&out).expect("JSON");
+    let targets = show_targets(&dir);
     let target = |name: &str| {
         targets["targets"]
             .as_array()
@@ -136,14 +141,7 @@ fn a_drained_target_and_a_runtime_weight_survive_an_upgrade() {
     for _ in 0..4 {
         assert!(echoes(&tcpipe));
     }
-    let (out, _, _) = outcome(&common::admin::ctl(&[
-        "--admin",
-        &dir.flag(),
-        "--json",
-        "show",
-        "targets",
-    ]));
-    let targets: serde_json::Value = serde_json::from_str(&out).expect("JSON");
+    let targets = show_targets(&dir);
     let total = |name: String| {
         targets["targets"]
             .as_array()

@@ -472,146 +472,43 @@ impl Ctl {
     }
 }
 
+/// A column of a table: its header, the JSON key it shows, and how.
+const fn column(header: &'static str, key: &'static str, show: Show) -> Column {
+    Column { header, key, show }
+}
+
 const ROUTE_COLUMNS: &[Column] = &[
-    Column {
-        header: "ROUTE",
-        key: "name",
-        show: Show::Text,
-    },
-    Column {
-        header: "LISTEN",
-        key: "listen",
-        show: Show::List,
-    },
-    Column {
-        header: "BALANCE",
-        key: "balance",
-        show: Show::Text,
-    },
-    Column {
-        header: "TARGETS",
-        key: "targets",
-        show: Show::List,
-    },
-    Column {
-        header: "LIVE",
-        key: "live_pipes",
-        show: Show::Number,
-    },
-    Column {
-        header: "TOTAL",
-        key: "total_pipes",
-        show: Show::Number,
-    },
+    column("ROUTE", "name", Show::Text),
+    column("LISTEN", "listen", Show::List),
+    column("BALANCE", "balance", Show::Text),
+    column("TARGETS", "targets", Show::List),
+    column("LIVE", "live_pipes", Show::Number),
+    column("TOTAL", "total_pipes", Show::Number),
 ];
 
 const TARGET_COLUMNS: &[Column] = &[
-    Column {
-        header: "ROUTE",
-        key: "route",
-        show: Show::Text,
-    },
-    Column {
-        header: "TARGET",
-        key: "name",
-        show: Show::Text,
-    },
-    Column {
-        header: "ADDRESS",
-        key: "address",
-        show: Show::Text,
-    },
-    Column {
-        header: "STATE",
-        key: "state",
-        show: Show::Text,
-    },
-    Column {
-        header: "WEIGHT",
-        key: "weight",
-        show: Show::Number,
-    },
-    Column {
-        header: "BACKUP",
-        key: "backup",
-        show: Show::Flag,
-    },
-    Column {
-        header: "HEALTH",
-        key: "healthy",
-        show: Show::Health,
-    },
-    Column {
-        header: "LIVE",
-        key: "live_pipes",
-        show: Show::Number,
-    },
-    Column {
-        header: "TOTAL",
-        key: "total_pipes",
-        show: Show::Number,
-    },
-    Column {
-        header: "TO-TARGET",
-        key: "bytes_to_target",
-        show: Show::Number,
-    },
-    Column {
-        header: "TO-CLIENT",
-        key: "bytes_to_client",
-        show: Show::Number,
-    },
-    Column {
-        header: "CONNECT-FAILS",
-        key: "connect_failures",
-        show: Show::Number,
-    },
+    column("ROUTE", "route", Show::Text),
+    column("TARGET", "name", Show::Text),
+    column("ADDRESS", "address", Show::Text),
+    column("STATE", "state", Show::Text),
+    column("WEIGHT", "weight", Show::Number),
+    column("BACKUP", "backup", Show::Flag),
+    column("HEALTH", "healthy", Show::Health),
+    column("LIVE", "live_pipes", Show::Number),
+    column("TOTAL", "total_pipes", Show::Number),
+    column("TO-TARGET", "bytes_to_target", Show::Number),
+    column("TO-CLIENT", "bytes_to_client", Show::Number),
+    column("CONNECT-FAILS", "connect_failures", Show::Number),
 ];
 
 const PIPE_COLUMNS: &[Column] = &[
-    Column {
-        header: "ID",
-        key: "id",
-        show: Show::Number,
-    },
-    Column {
-        header: "ROUTE",
-        key: "route",
-        show: Show::Text,
-    },
-    Column {
-        header: "CLIENT",
-        key: "client",
-        show: Show::Text,
-    },
-    Column {
-        header: "TARGET",
-        key: "target",
-        show: Show::Text,
-    },
-    Column {
-        header: "AGE",
-        key: "age_seconds",
-        show: Show::Age,
-    },
-    Column {
-        header: "TO-TARGET",
-        key: "bytes_to_target",
-        show: Show::Number,
-    },
-    Column {
-        header: "TO-CLIENT",
-        key: "bytes_to_client",
-        show: Show::Number,
-    },
-    Column {
-        header: "STAGE",
-        key: "stage",
-        show: Show::Text,
-    },
-    Column {
-        header: "PAUSED",
-        key: "paused",
-        show: Show::Flag,
-    },
+    column("ID", "id", Show::Number),
+    column("ROUTE", "route", Show::Text),
+    column("CLIENT", "client", Show::Text),
+    column("TARGET", "target", Show::Text),
+    column("AGE", "age_seconds", Show::Age),
+    column("TO-TARGET", "bytes_to_target", Show::Number),
+    column("TO-CLIENT", "bytes_to_client", Show::Number),
+    column("STAGE", "stage", Show::Text),
+    column("PAUSED", "paused", Show::Flag),
 ];
