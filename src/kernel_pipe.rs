@@ -107,7 +107,8 @@ impl KernelPipePool {
 
     /// A pipe for a direction whose high-water mark is `buffer_size`:
     /// [`SLOTS_PER_BYTE`] times that, rounded up to a power of two pages,
-    /// within the system's limit. Only `buffer_size` bytes ever go in.
+    /// within the system's limit (`fs.pipe-max-size`). Only `buffer_size`
+    /// bytes ever go in.
     pub(crate) fn take(&mut self, buffer_size: usize) -> io::Result<Lent> {
         let size = self.size_for(buffer_size);
         let pipe = match self.spare.iter().rposition(|p| p.asked == size) {
@@ -164,6 +165,11 @@ impl KernelPipePool {
 
     fn pipe(&self, lent: &Lent) -> &KernelPipe {
         &self.lent[lent.key.get() as usize - 1]
+    }
+
+    /// What the kernel made the pipe: it may be less than asked.
+    pub(crate) fn capacity(&self, lent: &Lent) -> usize {
+        self.pipe(lent).capacity
     }
 
     /// What may still go in while the direction holds at most `limit`

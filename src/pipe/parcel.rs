@@ -19,7 +19,7 @@ use super::connect::{Stage, Upstream};
 use super::direction::{Buffer, Direction, Flow, Mode};
 use super::endpoint::Endpoint;
 use super::limit::{Limits, RouteShare};
-use super::{Closing, Pipe, Rates, Settings, Side};
+use super::{Closing, Pipe, Rates, Settings, Side, SPLICED_BUFFER_FACTOR};
 use crate::arena::{RouteId, TargetId};
 use crate::config::{self, Splice};
 use crate::dial::Dial;
@@ -188,9 +188,9 @@ impl Pipe {
             kernel_pipes,
             metrics,
         } = lenders;
-        let size = settings.buffer_size;
+        let sizes = (settings.buffer_size, settings.spliced_high_water());
         let mut restore = |d: DirectionRecord, ends| {
-            Direction::restore(d, ends, size, (&mut *rings, &mut *kernel_pipes, metrics))
+            Direction::restore(d, ends, sizes, (&mut *rings, &mut *kernel_pipes, metrics))
         };
         let toward_target = restore(toward_target, ends_toward_target)?;
         let toward_client = restore(toward_client, ends_toward_client)?;
@@ -298,12 +298,12 @@ impl Direction {
     fn restore(
         record: DirectionRecord,
         kernel_ends: Option<(OwnedFd, OwnedFd)>,
-        buffer_size: usize,
+        (buffer_size, spliced_high_water): (usize, usize),
         (rings, kernel_pipes, metrics): (&mut RingPool, &mut KernelPipePool, &Metrics),
     ) -> Result<Direction, HandoverError> {
         let buffer = match (record.buffer, kernel_ends) {
             (BufferRecord::Ring(bytes), _) => {
-                let mut ring = rings.take(buffer_size);
+                let mut ring = rings.take(buffer_size.max(bytes.len()));
                 // Reading from a slice cannot fail; the length was checked.
                 let n = ring.read_from(&bytes[..]).unwrap_or(0);
                 metrics.rings_in_use.add(1);
@@ -312,7 +312,7 @@ impl Direction {
             }
             (BufferRecord::Kernel { len, .. }, Some(ends)) => {
                 let lent = kernel_pipes
-                    .adopt(ends, len as usize, buffer_size)
+                    .adopt(ends, len as usize, spliced_high_water)
                     .map_err(HandoverError::Io)?;
                 metrics.kernel_pipes_in_use.add(1);
                 metrics.buffered_bytes.add(u64::from(len));
@@ -403,10 +403,15 @@ pub(crate) fn settings_from(
     })
 }
 
-/// What no pipe can hold: more bytes in flight than its buffer, a PROXY
-/// header longer than what holds it.
+/// What no pipe can hold: more bytes in flight than a spliced direction's
+/// high-water mark (a direction that gave up splicing keeps its kernel
+/// pipe's bytes in a ring as large), a PROXY header longer than what holds
+/// it.
 pub(crate) fn check(record: &PipeRecord) -> Result<(), HandoverError> {
-    let size = record.settings.buffer_size;
+    let size = record
+        .settings
+        .buffer_size
+        .saturating_mul(SPLICED_BUFFER_FACTOR as u64);
     settings_from(&record.settings, None, RouteShare::default())?;
     for (way, d) in record.directions.iter().enumerate() {
         let held = match &d.buffer {
@@ -416,7 +421,7 @@ pub(crate) fn check(record: &PipeRecord) -> Result<(), HandoverError> {
         };
         if held > size {
             return Err(HandoverError::Invalid(format!(
-                "pipe {}: direction {way} holds {held} bytes, more than its buffer of {size}",
+                "pipe {}: direction {way} holds {held} bytes, more than it ever may ({size})",
                 record.id
             )));
         }

@@ -1,6 +1,7 @@
 //! A direction's bytes through a kernel pipe: socket → pipe → socket with
 //! `splice(2)`, never copied through user space. The same rules as the
-//! ring's: high-water counts the pipe's bytes, a splice of 0 from the
+//! ring's, with a higher mark ([`SPLICED_BUFFER_FACTOR`] times the ring's,
+//! in kernel memory): high-water counts the pipe's bytes, a splice of 0 from the
 //! source is its FIN, a failed write breaks the pipe; what differs is how
 //! readiness is told (see [`Direction::read_waits`]).
 
@@ -12,6 +13,8 @@ use log::debug;
 use super::direction::{Buffer, Context, Direction, Flow, Mode, PumpError};
 use super::endpoint::Endpoint;
 use super::Settings;
+#[cfg(doc)]
+use super::SPLICED_BUFFER_FACTOR;
 
 impl Direction {
     /// One splice from the source into the kernel pipe. Returns whether
@@ -30,8 +33,18 @@ impl Direction {
             }
             self.return_if_empty(ctx);
         }
+        let high_water = settings.spliced_high_water();
         if let Buffer::Kernel(None) = self.buffer {
-            match ctx.kernel_pipes.take(settings.buffer_size) {
+            match ctx.kernel_pipes.take(high_water) {
+                Ok(lent) if ctx.kernel_pipes.capacity(&lent) < settings.buffer_size => {
+                    // Past the user's pipe allowance (fs.pipe-user-pages-soft)
+                    // the kernel makes two-page pipes: the ring moves more
+                    // per call than such a pipe.
+                    debug!("the kernel gave a kernel pipe smaller than the ring; copying for now");
+                    ctx.kernel_pipes.give_back(lent);
+                    self.mode = Mode::Watching { full_reads: 0 };
+                    return Ok(true);
+                }
                 Ok(lent) => {
                     ctx.metrics.kernel_pipes_in_use.add(1);
                     self.buffer = Buffer::Kernel(Some(lent));
@@ -48,7 +61,7 @@ impl Direction {
         let Buffer::Kernel(Some(lent)) = &mut self.buffer else {
             return Ok(false);
         };
-        let room = ctx.kernel_pipes.room(lent, settings.buffer_size);
+        let room = ctx.kernel_pipes.room(lent, high_water);
         if room == 0 {
             self.paused = true;
             return Ok(true);
@@ -71,7 +84,7 @@ impl Direction {
                 ctx.rate_cap = ctx.rate_cap.saturating_sub(n);
                 ctx.metrics.buffered_bytes.add(n as u64);
                 ctx.metrics.note_direction_fill(lent.len());
-                if ctx.kernel_pipes.room(lent, settings.buffer_size) == 0 {
+                if ctx.kernel_pipes.room(lent, high_water) == 0 {
                     self.paused = true;
                 }
                 Ok(true)
@@ -115,7 +128,7 @@ impl Direction {
                 // so no edge is assumed: the next splice says `WouldBlock`
                 // if it is.
                 self.read_waits = false;
-                if self.paused && lent.len() <= settings.low_water {
+                if self.paused && lent.len() <= settings.spliced_low_water() {
                     self.paused = false;
                 }
                 Ok(true)
@@ -147,7 +160,9 @@ impl Direction {
             self.return_if_empty(ctx);
             return Ok(());
         }
-        let mut ring = ctx.pool.take(settings.buffer_size);
+        // A kernel pipe may hold more than a ring: the one that takes its
+        // bytes is as large as they need, once.
+        let mut ring = ctx.pool.take(settings.buffer_size.max(lent.len()));
         ctx.metrics.rings_in_use.add(1);
         let moved = ctx.kernel_pipes.move_into(lent, &mut ring);
         if let Buffer::Kernel(Some(lent)) = std::mem::replace(&mut self.buffer, Buffer::Ring(ring))

@@ -290,7 +290,11 @@ fn stages() -> Stages {
         if i == FULL_TOWARD_CLIENT {
             small_buffers(&client);
         }
-        if i == FULL_TOWARD_TARGET || i == SPLICED {
+        // Not the spliced pipe's target: a receive buffer shrunk under
+        // what it already offered drops a kernel pipe's larger bursts, and
+        // the sender then probes a closed window for longer than the test
+        // waits. Its default buffers stop growing while it reads nothing.
+        if i == FULL_TOWARD_TARGET {
             small_buffers(&target);
         }
         let mut pair = Pair {
@@ -303,7 +307,11 @@ fn stages() -> Stages {
                 pair.client.reading = false;
                 pair.target.as_mut().unwrap().send(&pattern(seed, BULK));
             }
-            FULL_TOWARD_TARGET | SPLICED => {
+            FULL_TOWARD_TARGET => {
+                pair.target.as_mut().unwrap().reading = false;
+                pair.client.send(&pattern(seed, BULK));
+            }
+            SPLICED => {
                 pair.target.as_mut().unwrap().reading = false;
                 pair.client.send(&pattern(seed, BULK));
             }
@@ -508,7 +516,8 @@ fn every_stage_survives_a_handover_with_every_byte_once() {
         assert_eq!(old.paused_directions, new.paused_directions);
         assert!(new.bytes_toward_target >= old.bytes_toward_target);
         assert!(new.bytes_toward_client >= old.bytes_toward_client);
-        assert!(new.age >= old.age);
+        // Ages cross in whole milliseconds.
+        assert!(new.age + Duration::from_millis(1) >= old.age);
     }
     let max_id = after.iter().map(|p| p.id.0).max().unwrap();
     assert!(
