@@ -221,12 +221,15 @@ impl KernelPipePool {
     }
 
     /// Takes a pipe back: kept if it is empty and there is room among the
-    /// spares, closed otherwise, so no stale byte reaches another pipe.
+    /// spares, closed otherwise, so no stale byte reaches another pipe. A
+    /// pipe the kernel made smaller than asked (the user's pipe allowance
+    /// was spent) is closed too: the next one may get its full size.
     pub(crate) fn give_back(&mut self, lent: Lent) {
         let Some(pipe) = self.lent.try_remove(lent.key.get() as usize - 1) else {
             return debug_assert!(false, "a kernel pipe given back twice");
         };
-        if lent.is_empty() && self.spare.len() < self.max_spare {
+        let full_size = pipe.capacity >= pipe.asked;
+        if lent.is_empty() && full_size && self.spare.len() < self.max_spare {
             self.spare.push(pipe);
         }
     }
@@ -302,6 +305,18 @@ mod tests {
         pool.give_back(lent);
         assert_eq!(pool.spares(), 0, "a pipe holding bytes was kept");
         assert!(pool.lent.is_empty());
+    }
+
+    #[test]
+    fn a_pipe_smaller_than_asked_is_not_kept() {
+        let mut pool = KernelPipePool::new(4);
+        let lent = pool.take(64 * 1024).unwrap();
+        assert_eq!(pool.capacity(&lent), 256 * 1024);
+        // As the kernel does past the user's pipe allowance.
+        pool.lent[lent.key.get() as usize - 1].capacity = 2 * PAGE;
+        assert_eq!(pool.capacity(&lent), 2 * PAGE);
+        pool.give_back(lent);
+        assert_eq!(pool.spares(), 0, "a refused pipe was kept for reuse");
     }
 
     #[test]
