@@ -238,7 +238,7 @@ struct Args {
     resolve_interval: Timeout,
 
     /// Ring size per direction: the high-water mark at which reading the
-    /// source pauses (16k, 1m, ...).
+    /// source pauses (16k, 1m, ...); a spliced direction's is four times it.
     #[arg(long, value_name = "SIZE", default_value = "64k", value_parser = parse_size)]
     buffer_size: usize,
 
