@@ -105,12 +105,12 @@ impl KernelPipePool {
         }
     }
 
-    /// A pipe for a direction whose high-water mark is `buffer_size`:
+    /// A pipe for a direction whose high-water mark is `high_water`:
     /// [`SLOTS_PER_BYTE`] times that, rounded up to a power of two pages,
-    /// within the system's limit (`fs.pipe-max-size`). Only `buffer_size`
+    /// within the system's limit (`fs.pipe-max-size`). Only `high_water`
     /// bytes ever go in.
-    pub(crate) fn take(&mut self, buffer_size: usize) -> io::Result<Lent> {
-        let size = self.size_for(buffer_size);
+    pub(crate) fn take(&mut self, high_water: usize) -> io::Result<Lent> {
+        let size = self.size_for(high_water);
         let pipe = match self.spare.iter().rposition(|p| p.asked == size) {
             Some(position) => self.spare.swap_remove(position),
             None => KernelPipe::open(size)?,
@@ -118,9 +118,9 @@ impl KernelPipePool {
         self.lend(pipe, 0)
     }
 
-    fn size_for(&mut self, buffer_size: usize) -> usize {
+    fn size_for(&mut self, high_water: usize) -> usize {
         let max = *self.max_size.get_or_insert_with(pipe_max_size);
-        buffer_size
+        high_water
             .saturating_mul(SLOTS_PER_BYTE)
             .max(PAGE)
             .next_power_of_two()
@@ -129,12 +129,12 @@ impl KernelPipePool {
 
     /// Lends a kernel pipe another process filled (a live upgrade): its two
     /// ends, holding `len` bytes, for a direction whose high-water mark is
-    /// `buffer_size`.
+    /// `high_water`.
     pub(crate) fn adopt(
         &mut self,
         (read, write): (OwnedFd, OwnedFd),
         len: usize,
-        buffer_size: usize,
+        high_water: usize,
     ) -> io::Result<Lent> {
         let capacity = sys::pipe_size(read.as_fd())?;
         let len = u32::try_from(len).map_err(|_| io::Error::from(io::ErrorKind::InvalidData))?;
@@ -142,7 +142,7 @@ impl KernelPipePool {
             read: File::from(read),
             write,
             capacity,
-            asked: self.size_for(buffer_size),
+            asked: self.size_for(high_water),
         };
         self.lend(pipe, len)
     }

@@ -191,19 +191,22 @@ impl Connection {
                 State::Reading(_) => return Step::Open,
                 // A client that closes while waiting is gone: a client
                 // half-closing after its request is legal but rare, and
-                // `tcpipe ctl`, curl and scripts do not.
-                State::Waiting { drained, .. } => match self.stream.read(&mut chunk) {
-                    Ok(0) => return Step::Close,
-                    Ok(n) => {
-                        *drained += n;
-                        if *drained > MAX_DRAIN {
-                            return Step::Close;
+                // `tcpipe ctl`, curl and scripts do not. Lingering after the
+                // answer drains the same way (see LINGER).
+                State::Waiting { drained, .. } | State::Lingering { drained } => {
+                    match self.stream.read(&mut chunk) {
+                        Ok(0) => return Step::Close,
+                        Ok(n) => {
+                            *drained += n;
+                            if *drained > MAX_DRAIN {
+                                return Step::Close;
+                            }
                         }
+                        Err(e) if e.kind() == ErrorKind::WouldBlock => return Step::Open,
+                        Err(e) if e.kind() == ErrorKind::Interrupted => {}
+                        Err(_) => return Step::Close,
                     }
-                    Err(e) if e.kind() == ErrorKind::WouldBlock => return Step::Open,
-                    Err(e) if e.kind() == ErrorKind::Interrupted => {}
-                    Err(_) => return Step::Close,
-                },
+                }
                 State::Writing { out, sent } => match self.stream.write(&out[*sent..]) {
                     Ok(0) => return Step::Close,
                     Ok(n) => {
@@ -224,18 +227,6 @@ impl Connection {
                         debug!("client {}: {e}", self.peer);
                         return Step::Close;
                     }
-                },
-                State::Lingering { drained } => match self.stream.read(&mut chunk) {
-                    Ok(0) => return Step::Close,
-                    Ok(n) => {
-                        *drained += n;
-                        if *drained > MAX_DRAIN {
-                            return Step::Close;
-                        }
-                    }
-                    Err(e) if e.kind() == ErrorKind::WouldBlock => return Step::Open,
-                    Err(e) if e.kind() == ErrorKind::Interrupted => {}
-                    Err(_) => return Step::Close,
                 },
             }
         }

@@ -40,6 +40,45 @@ impl fmt::Display for Endpoint {
 /// Backlog of a socket file's listener: a few operators' tools.
 const UNIX_BACKLOG: i32 = 64;
 
+/// `Source` for an enum of a TCP and a Unix socket: each call goes to the
+/// socket it holds.
+macro_rules! source_by_variant {
+    ($enum:ident) => {
+        impl Source for $enum {
+            fn register(
+                &mut self,
+                registry: &Registry,
+                token: Token,
+                interest: Interest,
+            ) -> io::Result<()> {
+                match self {
+                    $enum::Tcp(s) => s.register(registry, token, interest),
+                    $enum::Unix(s) => s.register(registry, token, interest),
+                }
+            }
+
+            fn reregister(
+                &mut self,
+                registry: &Registry,
+                token: Token,
+                interest: Interest,
+            ) -> io::Result<()> {
+                match self {
+                    $enum::Tcp(s) => s.reregister(registry, token, interest),
+                    $enum::Unix(s) => s.reregister(registry, token, interest),
+                }
+            }
+
+            fn deregister(&mut self, registry: &Registry) -> io::Result<()> {
+                match self {
+                    $enum::Tcp(s) => s.deregister(registry),
+                    $enum::Unix(s) => s.deregister(registry),
+                }
+            }
+        }
+    };
+}
+
 pub(super) enum Listener {
     Tcp(TcpListener),
     Unix(UnixListener),
@@ -91,38 +130,7 @@ impl Listener {
     }
 }
 
-impl Source for Listener {
-    fn register(
-        &mut self,
-        registry: &Registry,
-        token: Token,
-        interest: Interest,
-    ) -> io::Result<()> {
-        match self {
-            Listener::Tcp(l) => l.register(registry, token, interest),
-            Listener::Unix(l) => l.register(registry, token, interest),
-        }
-    }
-
-    fn reregister(
-        &mut self,
-        registry: &Registry,
-        token: Token,
-        interest: Interest,
-    ) -> io::Result<()> {
-        match self {
-            Listener::Tcp(l) => l.reregister(registry, token, interest),
-            Listener::Unix(l) => l.reregister(registry, token, interest),
-        }
-    }
-
-    fn deregister(&mut self, registry: &Registry) -> io::Result<()> {
-        match self {
-            Listener::Tcp(l) => l.deregister(registry),
-            Listener::Unix(l) => l.deregister(registry),
-        }
-    }
-}
+source_by_variant!(Listener);
 
 /// One client's connection.
 pub(super) enum Stream {
@@ -170,38 +178,7 @@ impl Write for Stream {
     }
 }
 
-impl Source for Stream {
-    fn register(
-        &mut self,
-        registry: &Registry,
-        token: Token,
-        interest: Interest,
-    ) -> io::Result<()> {
-        match self {
-            Stream::Tcp(s) => s.register(registry, token, interest),
-            Stream::Unix(s) => s.register(registry, token, interest),
-        }
-    }
-
-    fn reregister(
-        &mut self,
-        registry: &Registry,
-        token: Token,
-        interest: Interest,
-    ) -> io::Result<()> {
-        match self {
-            Stream::Tcp(s) => s.reregister(registry, token, interest),
-            Stream::Unix(s) => s.reregister(registry, token, interest),
-        }
-    }
-
-    fn deregister(&mut self, registry: &Registry) -> io::Result<()> {
-        match self {
-            Stream::Tcp(s) => s.deregister(registry),
-            Stream::Unix(s) => s.deregister(registry),
-        }
-    }
-}
+source_by_variant!(Stream);
 
 /// A socket file this process created: removed on drop if the file at its
 /// path is still the one it made (a newer process may have replaced it).
